@@ -1,0 +1,21 @@
+//! Generates the Rust code for proto/ with a vendored protoc, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let descriptor =
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("runcore_descriptor.bin");
+    tonic_prost_build::configure()
+        .btree_map(".")
+        .file_descriptor_set_path(&descriptor)
+        .compile_protos(
+            &[
+                root.join("runcore/v1/runcore.proto"),
+                root.join("runcore/wal/v1/wal.proto"),
+            ],
+            &[root],
+        )?;
+    println!("cargo:rerun-if-changed=../proto");
+    Ok(())
+}

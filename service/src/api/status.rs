@@ -1,0 +1,53 @@
+//! The one place where errors become gRPC statuses.
+
+use tonic::{Code, Status};
+
+use super::validate::Invalid;
+use crate::run::files::FilesError;
+use crate::run::RunError;
+
+impl From<Invalid> for Status {
+    fn from(e: Invalid) -> Self {
+        Status::invalid_argument(e.0)
+    }
+}
+
+impl From<RunError> for Status {
+    fn from(e: RunError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RunError::NotFound(_) => Status::not_found(msg),
+            RunError::AlreadyExists { .. } => Status::already_exists(msg),
+            RunError::ProjectMismatch { .. } | RunError::Ended { .. } => {
+                Status::failed_precondition(msg)
+            }
+            RunError::Closed => Status::unavailable(msg),
+            RunError::Metric(_) => Status::invalid_argument(msg),
+            RunError::Files(FilesError::Copy { .. }) => Status::failed_precondition(msg),
+            RunError::Files(_) => Status::invalid_argument(msg),
+            RunError::Wal(_) | RunError::Store(_) => Status::internal(msg),
+        }
+    }
+}
+
+/// The message a client gets for a request over the size limit.
+pub fn too_large_message(limit: usize) -> String {
+    format!(
+        "request message is larger than the limit of {limit} bytes; send smaller messages (split LogStream batches) or start the sidecar with a larger --max-message-bytes"
+    )
+}
+
+/// tonic reports an oversized request as OUT_OF_RANGE; gRPC says
+/// RESOURCE_EXHAUSTED. The handlers never return OUT_OF_RANGE themselves.
+pub fn is_too_large(status: &Status) -> bool {
+    status.code() == Code::OutOfRange && status.message().contains("message length too large")
+}
+
+/// A stream's read error, with the size limit's status corrected.
+pub fn stream_error(status: Status, limit: usize) -> Status {
+    if is_too_large(&status) {
+        Status::resource_exhausted(too_large_message(limit))
+    } else {
+        status
+    }
+}

@@ -1,0 +1,226 @@
+//! The command line: `runcore serve`, and `runcore runs ls|show`, which read the
+//! local store directly (no sidecar needed).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ServeArgs, DEFAULT_DATA_DIR, ENV_DATA_DIR};
+use crate::proto::v1::Value;
+use crate::store::{self, RunFile, StoreError};
+use crate::value;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runcore",
+    version,
+    about = "gRPC sidecar for ML experiment tracking (W&B Run semantics, local store by default)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar: serve runcore.v1.RunService until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Inspect runs in the local store.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs: id, name, project, state, steps, start time, duration.
+    Ls {
+        /// Only this project's runs.
+        #[arg(long)]
+        project: Option<String>,
+        /// Directory of the local store.
+        #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Show one run: identity, state, config, summary and files.
+    Show {
+        /// The run id.
+        id: String,
+        /// Directory of the local store.
+        #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("no run {id:?} in {data_dir}")]
+    NoRun { id: String, data_dir: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// `runcore runs ls`.
+pub fn runs_ls(
+    data_dir: &Path,
+    project: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let now = crate::run::now();
+    let mut runs: Vec<RunFile> = store::all_runs(data_dir)
+        .iter()
+        .filter_map(|dir| store::read_run_file(dir).ok())
+        .filter(|r| project.is_none_or(|p| r.project == p))
+        .collect();
+    runs.sort_by(|a, b| b.start_time.total_cmp(&a.start_time));
+    writeln!(
+        out,
+        "{:<10} {:<24} {:<16} {:<10} {:>8} {:<20} {:>10}",
+        "ID", "NAME", "PROJECT", "STATE", "STEPS", "STARTED", "DURATION"
+    )?;
+    for r in &runs {
+        let end = r.end_time.unwrap_or(now);
+        writeln!(
+            out,
+            "{:<10} {:<24} {:<16} {:<10} {:>8} {:<20} {:>10}",
+            r.id,
+            r.name,
+            r.project,
+            r.state,
+            r.history_rows,
+            format_time(r.start_time),
+            format_duration(end - r.start_time)
+        )?;
+    }
+    if runs.is_empty() {
+        writeln!(out, "(no runs in {})", data_dir.display())?;
+    }
+    Ok(())
+}
+
+/// `runcore runs show ID`.
+pub fn runs_show(data_dir: &Path, id: &str, out: &mut impl Write) -> Result<(), CliError> {
+    let dir = store::find_run(data_dir, id).ok_or_else(|| CliError::NoRun {
+        id: id.to_owned(),
+        data_dir: data_dir.to_owned(),
+    })?;
+    let r = store::read_run_file(&dir)?;
+    let path = crate::run::state::run_path(&r.entity, &r.project, &r.id);
+    writeln!(out, "run       {path}")?;
+    writeln!(out, "name      {}", r.name)?;
+    for (label, v) in [
+        ("group", &r.group),
+        ("job_type", &r.job_type),
+        ("notes", &r.notes),
+    ] {
+        if !v.is_empty() {
+            writeln!(out, "{label:<9} {v}")?;
+        }
+    }
+    if !r.tags.is_empty() {
+        writeln!(out, "tags      {}", r.tags.join(", "))?;
+    }
+    let exit = r
+        .exit_code
+        .map(|c| format!(" (exit code {c})"))
+        .unwrap_or_default();
+    writeln!(out, "state     {}{exit}", r.state)?;
+    writeln!(out, "started   {}", format_time(r.start_time))?;
+    if let Some(end) = r.end_time {
+        writeln!(
+            out,
+            "ended     {} ({})",
+            format_time(end),
+            format_duration(end - r.start_time)
+        )?;
+    }
+    writeln!(
+        out,
+        "steps     {} rows, next step {}",
+        r.history_rows, r.step
+    )?;
+    writeln!(out, "dir       {}", dir.display())?;
+    for (title, file) in [
+        ("config", store::CONFIG_JSON),
+        ("summary", store::SUMMARY_JSON),
+    ] {
+        let map = store::read_json_map(&dir.join(file))?;
+        writeln!(out, "{title}:")?;
+        if map.is_empty() {
+            writeln!(out, "  (empty)")?;
+        }
+        for (k, v) in &map {
+            writeln!(out, "  {k}: {}", render(v))?;
+        }
+    }
+    let files = store::list_files(&dir);
+    writeln!(out, "files:")?;
+    if files.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for f in files {
+        writeln!(out, "  {f}")?;
+    }
+    Ok(())
+}
+
+fn render(v: &Value) -> String {
+    let mut s = String::new();
+    value::write_json(&mut s, v);
+    s
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+pub fn format_time(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `1h02m03s`, `2m03s`, `4.5s`.
+pub fn format_duration(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    if secs < 60.0 {
+        return format!("{secs:.1}s");
+    }
+    let s = secs as u64;
+    if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m{:02}s", s / 3600, s % 3600 / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_in_utc() {
+        assert_eq!(format_time(0.0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_000_000.0), "2026-11-18 11:06:40");
+        assert_eq!(format_time(951_782_400.0), "2000-02-29 00:00:00");
+        assert_eq!(format_duration(4.54), "4.5s");
+        assert_eq!(format_duration(123.0), "2m03s");
+        assert_eq!(format_duration(3723.0), "1h02m03s");
+    }
+}

@@ -1,0 +1,231 @@
+//! `runcore serve` settings: each is a flag, else an environment variable, else a
+//! default, parsed into one typed [`ServeConfig`] and validated before anything
+//! starts. Tests build a `ServeConfig` directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+pub const ENV_LISTEN: &str = "RUNCORE_LISTEN";
+pub const ENV_PORT_FILE: &str = "RUNCORE_PORT_FILE";
+pub const ENV_DATA_DIR: &str = "RUNCORE_DATA_DIR";
+pub const ENV_LOG_FORMAT: &str = "RUNCORE_LOG_FORMAT";
+pub const ENV_FSYNC: &str = "RUNCORE_FSYNC";
+pub const ENV_SHUTDOWN_GRACE: &str = "RUNCORE_SHUTDOWN_GRACE";
+pub const ENV_MAX_MESSAGE_BYTES: &str = "RUNCORE_MAX_MESSAGE_BYTES";
+pub const ENV_FLUSH_INTERVAL: &str = "RUNCORE_FLUSH_INTERVAL";
+/// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runcore=debug`.
+pub const ENV_LOG: &str = "RUNCORE_LOG";
+
+pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:50517";
+pub const DEFAULT_DATA_DIR: &str = "./runcore-data";
+
+/// Where the sidecar listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err("unix:// needs a socket path, e.g. unix:///tmp/runcore.sock".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        let hostport = s.strip_prefix("tcp://").unwrap_or(s);
+        let hostport = hostport.replace("localhost:", "127.0.0.1:");
+        hostport
+            .parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| {
+                format!("{s:?} is not tcp://IP:PORT (port 0 picks a free one) or unix:///PATH")
+            })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// When the transaction log is fsynced. Every record is written to the log (and so
+/// survives a crash of the sidecar) before it is acknowledged; this decides what
+/// survives a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncPolicy {
+    /// Before every acknowledgement.
+    Always,
+    /// At most once per flush interval (1 s) per run, and at finish.
+    Batch,
+    /// Never (the OS writes back when it likes); finish still syncs.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `runcore serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: tcp://HOST:PORT (port 0 picks one) or unix:///PATH.
+    /// Only loopback TCP addresses are accepted.
+    #[arg(long, env = ENV_LISTEN, default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Write the bound address (tcp://IP:PORT or unix:///PATH) to this file once
+    /// listening, for programs that spawn the sidecar.
+    #[arg(long, env = ENV_PORT_FILE)]
+    pub port_file: Option<PathBuf>,
+    /// Directory of the local store: <data-dir>/<project>/<run_id>/.
+    #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Log line format on stderr.
+    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// When to fsync each run's transaction log.
+    #[arg(long, env = ENV_FSYNC, value_enum, default_value = "batch")]
+    pub fsync: FsyncPolicy,
+    /// Seconds SIGINT/SIGTERM may take: streams are ended, every run is flushed and
+    /// synced; past this the sidecar exits anyway (the logs hold every
+    /// acknowledged record).
+    #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value_t = 30.0)]
+    pub shutdown_grace: f64,
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = ENV_MAX_MESSAGE_BYTES, default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Seconds between a run's flushes of its store files (and, with --fsync batch,
+    /// syncs of its log); also how often `live` saved files are checked for changes.
+    #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = 1.0)]
+    pub flush_interval: f64,
+}
+
+/// Validated settings of a sidecar.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: ListenAddr,
+    pub port_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub fsync: FsyncPolicy,
+    /// How long shutdown waits for open streams before it stops them.
+    pub shutdown_grace: Duration,
+    pub max_message_bytes: usize,
+    /// How often each run flushes its store files, (with `--fsync batch`) syncs its
+    /// log and checks its `live` files; the local store lags the log by at most
+    /// this much, and a changed live file is copied once it has been unchanged for
+    /// one interval.
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--listen: {0}")]
+    Listen(String),
+    #[error("--listen {0}: runcore has no authentication yet, so it listens only on loopback (127.0.0.1 or ::1) or a unix socket")]
+    NotLoopback(SocketAddr),
+    #[error("--shutdown-grace must be a number of seconds >= 0, got {0}")]
+    Grace(f64),
+    #[error("--max-message-bytes must be at least 1024, got {0}")]
+    MessageSize(usize),
+    #[error("--flush-interval must be seconds between 0.01 and 60, got {0}")]
+    FlushInterval(f64),
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Result<ServeConfig, ConfigError> {
+        let listen: ListenAddr = self.listen.parse().map_err(ConfigError::Listen)?;
+        if let ListenAddr::Tcp(addr) = listen {
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::NotLoopback(addr));
+            }
+        }
+        if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
+            return Err(ConfigError::Grace(self.shutdown_grace));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(ConfigError::MessageSize(self.max_message_bytes));
+        }
+        if !(0.01..=60.0).contains(&self.flush_interval) {
+            return Err(ConfigError::FlushInterval(self.flush_interval));
+        }
+        Ok(ServeConfig {
+            listen,
+            port_file: self.port_file,
+            data_dir: self.data_dir,
+            log_format: self.log_format,
+            fsync: self.fsync,
+            shutdown_grace: Duration::from_secs_f64(self.shutdown_grace),
+            max_message_bytes: self.max_message_bytes,
+            flush_interval: Duration::from_secs_f64(self.flush_interval),
+        })
+    }
+}
+
+impl ServeConfig {
+    /// Defaults, with the given data dir (for tests and embedding).
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServeConfig {
+            listen: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            port_file: None,
+            data_dir,
+            log_format: LogFormat::Text,
+            fsync: FsyncPolicy::Batch,
+            shutdown_grace: Duration::from_secs(30),
+            max_message_bytes: 16 * 1024 * 1024,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            "tcp://127.0.0.1:0".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            "localhost:5".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("127.0.0.1:5".parse().unwrap())
+        );
+        assert_eq!(
+            "unix:///tmp/a.sock".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Unix("/tmp/a.sock".into())
+        );
+        assert!("unix://".parse::<ListenAddr>().is_err());
+        assert!("tcp://nowhere".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn non_loopback_tcp_is_refused() {
+        let args = ServeArgs {
+            listen: "tcp://0.0.0.0:1".into(),
+            port_file: None,
+            data_dir: "d".into(),
+            log_format: LogFormat::Text,
+            fsync: FsyncPolicy::Batch,
+            shutdown_grace: 1.0,
+            max_message_bytes: 4096,
+            flush_interval: 1.0,
+        };
+        let err = args.into_config().unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+}

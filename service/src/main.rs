@@ -1,0 +1,89 @@
+//! The `runcore` binary: parse the command line, start logging, run the command.
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+
+use clap::Parser;
+use runcore::cli::{self, Cli, Command, RunsCommand};
+use runcore::config::{LogFormat, ENV_LOG};
+use runcore::server::{serve, Listener};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.into_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("runcore: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(config.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("runcore: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result: anyhow::Result<()> = runtime.block_on(async {
+                let listener = Listener::bind(&config.listen).await?;
+                serve(listener, config, stop_signal()).await?;
+                Ok(())
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("runcore: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Runs { command } => {
+            let mut out = io::stdout().lock();
+            let result = match command {
+                RunsCommand::Ls { project, data_dir } => {
+                    cli::runs_ls(&data_dir, project.as_deref(), &mut out)
+                }
+                RunsCommand::Show { id, data_dir } => cli::runs_show(&data_dir, &id, &mut out),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("runcore: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

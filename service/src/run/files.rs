@@ -1,0 +1,314 @@
+//! Files a run keeps under its `files/` directory: `SaveFiles` globs laid out as
+//! W&B's `Run.save` does, media values copied into `files/media/`, and the change
+//! check behind the `live` policy. Everything here does blocking file I/O and runs
+//! on a blocking thread.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::proto::v1::{value::Kind, Value};
+use crate::proto::wal::SavedFile;
+use crate::value::media_dir;
+
+pub const POLICY_LIVE: &str = "live";
+pub const POLICY_NOW: &str = "now";
+pub const POLICY_END: &str = "end";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("save: unknown policy {0:?}; use \"live\", \"now\" or \"end\"")]
+    Policy(String),
+    #[error("save: glob is empty; give a path or a pattern such as \"checkpoints/*.pt\"")]
+    EmptyGlob,
+    #[error("{what} {path:?} is relative but the run has no working_dir; send an absolute path, or working_dir in Init or SaveFiles")]
+    NoWorkingDir { what: &'static str, path: String },
+    #[error("working_dir {0:?} must be an absolute path")]
+    RelativeWorkingDir(String),
+    #[error("save: {0:?} contains '..'; name files below a directory without walking up")]
+    DotDot(String),
+    #[error("save: base_path {base:?} is not a prefix of the glob {glob:?}")]
+    BaseNotPrefix { base: String, glob: String },
+    #[error("save: bad pattern {glob:?}: {problem}")]
+    Pattern { glob: String, problem: String },
+    #[error("media {key:?}: cannot read {path}: {source}")]
+    Media {
+        key: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("copying {from} to the run's files: {source}")]
+    Copy { from: PathBuf, source: io::Error },
+}
+
+/// Checks a policy name; empty means `live`.
+pub fn check_policy(policy: &str) -> Result<&'static str, FilesError> {
+    match policy {
+        "" | POLICY_LIVE => Ok(POLICY_LIVE),
+        POLICY_NOW => Ok(POLICY_NOW),
+        POLICY_END => Ok(POLICY_END),
+        other => Err(FilesError::Policy(other.to_owned())),
+    }
+}
+
+/// Resolves `path` against `working_dir` when it is relative.
+pub fn resolve(what: &'static str, path: &str, working_dir: &str) -> Result<PathBuf, FilesError> {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return Ok(p.to_owned());
+    }
+    if working_dir.is_empty() {
+        return Err(FilesError::NoWorkingDir {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    if !Path::new(working_dir).is_absolute() {
+        return Err(FilesError::RelativeWorkingDir(working_dir.to_owned()));
+    }
+    Ok(Path::new(working_dir).join(p))
+}
+
+fn has_dot_dot(p: &Path) -> bool {
+    p.components().any(|c| c == Component::ParentDir)
+}
+
+/// Expands a `SaveFiles` glob into the files to save and their names under
+/// files/, following W&B's layout: with `base_path`, the path below it; else for a
+/// relative glob the path below the working directory; else (absolute) the last
+/// directory and below (`/a/b/run123/*.txt` -> `run123/x.txt`).
+pub fn expand(
+    glob_str: &str,
+    base_path: &str,
+    working_dir: &str,
+    policy: &str,
+) -> Result<Vec<SavedFile>, FilesError> {
+    if glob_str.is_empty() {
+        return Err(FilesError::EmptyGlob);
+    }
+    let policy = check_policy(policy)?;
+    let pattern = resolve("glob", glob_str, working_dir)?;
+    if has_dot_dot(&pattern) {
+        return Err(FilesError::DotDot(glob_str.to_owned()));
+    }
+    let base = if !base_path.is_empty() {
+        let base = resolve("base_path", base_path, working_dir)?;
+        if has_dot_dot(&base) {
+            return Err(FilesError::DotDot(base_path.to_owned()));
+        }
+        if !pattern.starts_with(&base) {
+            return Err(FilesError::BaseNotPrefix {
+                base: base_path.to_owned(),
+                glob: glob_str.to_owned(),
+            });
+        }
+        base
+    } else if Path::new(glob_str).is_absolute() {
+        pattern
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"))
+            .to_owned()
+    } else {
+        PathBuf::from(working_dir)
+    };
+    let text = pattern.to_str().ok_or_else(|| FilesError::Pattern {
+        glob: glob_str.to_owned(),
+        problem: "not valid UTF-8".into(),
+    })?;
+    let paths = glob::glob(text).map_err(|e| FilesError::Pattern {
+        glob: glob_str.to_owned(),
+        problem: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for path in paths.flatten() {
+        // Regular files only: directories, fifos, sockets and devices are skipped.
+        if !fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(&base) else {
+            continue;
+        };
+        out.push(SavedFile {
+            source: path.display().to_string(),
+            name: rel.display().to_string(),
+            policy: policy.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// What a file looked like when it was last seen: enough to notice a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let m = fs::metadata(path).ok()?;
+    Some(Fingerprint {
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
+}
+
+/// Copies `from` to `to` by way of a temporary file, so the run's copy is never
+/// half-written. Returns the source's fingerprint as copied.
+pub fn copy_into(from: &Path, to: &Path) -> Result<Option<Fingerprint>, FilesError> {
+    let err = |source| FilesError::Copy {
+        from: from.to_owned(),
+        source,
+    };
+    let before = fingerprint(from);
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(err)?;
+    }
+    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = to.with_file_name(format!(".{name}.copy"));
+    fs::copy(from, &tmp).map_err(err)?;
+    fs::rename(&tmp, to).map_err(err)?;
+    Ok(before)
+}
+
+/// Copies every media value in `values` into `files_dir/media/...` and rewrites its
+/// path to the copy's name relative to files/.
+pub fn copy_media(
+    key: &str,
+    value: &mut Value,
+    step: i64,
+    working_dir: &str,
+    files_dir: &Path,
+) -> Result<(), FilesError> {
+    match &mut value.kind {
+        Some(Kind::Media(m)) => {
+            let source = resolve("media path", &m.path, working_dir)?;
+            let bytes = fs::read(&source).map_err(|e| FilesError::Media {
+                key: key.to_owned(),
+                path: source.clone(),
+                source: e,
+            })?;
+            let ext = source
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| format!(".{e}"))
+                .unwrap_or_default();
+            let safe: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let name = format!(
+                "media/{}/{safe}_{step}_{:08x}{ext}",
+                media_dir(m.kind),
+                crc32fast::hash(&bytes)
+            );
+            let to = files_dir.join(&name);
+            if !to.exists() {
+                copy_into(&source, &to)?;
+            }
+            m.path = name;
+            Ok(())
+        }
+        Some(Kind::MapValue(map)) => map
+            .fields
+            .values_mut()
+            .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir)),
+        Some(Kind::ListValue(list)) => list
+            .values
+            .iter_mut()
+            .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a value holds media anywhere inside it.
+pub fn has_media(value: &Value) -> bool {
+    match &value.kind {
+        Some(Kind::Media(_)) => true,
+        Some(Kind::MapValue(m)) => m.fields.values().any(has_media),
+        Some(Kind::ListValue(l)) => l.values.iter().any(has_media),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, rel).unwrap();
+    }
+
+    fn names(v: Vec<SavedFile>) -> Vec<String> {
+        let mut n: Vec<String> = v.into_iter().map(|f| f.name).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn layouts_follow_the_wandb_save_doc() {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = dir.path().to_str().unwrap();
+        touch(dir.path(), "these/are/myfiles/a.txt");
+        touch(dir.path(), "these/are/myfiles/b.txt");
+        touch(dir.path(), "files/x/saveme.txt");
+        touch(dir.path(), "files/y/saveme.txt");
+        touch(dir.path(), "files/y/other.txt");
+        assert_eq!(
+            names(expand("these/are/myfiles/*", "", wd, "now").unwrap()),
+            ["these/are/myfiles/a.txt", "these/are/myfiles/b.txt"]
+        );
+        assert_eq!(
+            names(expand("these/are/myfiles/*", "these", wd, "now").unwrap()),
+            ["are/myfiles/a.txt", "are/myfiles/b.txt"]
+        );
+        let abs = format!("{wd}/these/are/myfiles/*.txt");
+        assert_eq!(
+            names(expand(&abs, "", "", "now").unwrap()),
+            ["myfiles/a.txt", "myfiles/b.txt"]
+        );
+        assert_eq!(
+            names(expand(&abs, &format!("{wd}/these"), "", "now").unwrap()),
+            ["are/myfiles/a.txt", "are/myfiles/b.txt"]
+        );
+        assert_eq!(
+            names(expand("files/*/saveme.txt", "", wd, "end").unwrap()),
+            ["files/x/saveme.txt", "files/y/saveme.txt"]
+        );
+        // Directories matched by a glob are not files.
+        assert!(expand("files/*", "", wd, "now").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_saves_are_refused() {
+        assert!(matches!(
+            expand("a/*", "", "", "now"),
+            Err(FilesError::NoWorkingDir { .. })
+        ));
+        assert!(matches!(
+            expand("../a", "", "/tmp", "now"),
+            Err(FilesError::DotDot(_))
+        ));
+        assert!(matches!(
+            expand("a/*", "b", "/tmp", "now"),
+            Err(FilesError::BaseNotPrefix { .. })
+        ));
+        assert!(matches!(
+            expand("a/*", "", "/tmp", "sometimes"),
+            Err(FilesError::Policy(_))
+        ));
+        assert!(matches!(
+            expand("", "", "/tmp", "now"),
+            Err(FilesError::EmptyGlob)
+        ));
+    }
+}

@@ -1,0 +1,552 @@
+//! A run's state and the rules that change it, as a pure function of the run's
+//! transaction-log records: `apply` is used both live (after each append) and to
+//! replay a log, so a recovered run is exactly the run that was acknowledged.
+//!
+//! Log step/commit rules (W&B's `run.log`):
+//! - no step: the data joins the pending row, which is committed at the current step
+//!   unless `commit=false`; a commit advances the step;
+//! - step > current: the pending row (if any) is committed first, then the step jumps
+//!   and the data starts a new pending row; commit defaults to false;
+//! - step == current: the data merges into the pending row;
+//! - step < current: the row is dropped and reported back.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::metrics::Metrics;
+use super::summary::{LastRow, Summary};
+use crate::proto::v1::{
+    AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
+    Row, RunInfo, RunState as State, Value,
+};
+use crate::proto::wal::{record::Kind, Record, SavedFile, StateChange};
+use crate::value;
+
+/// Default alert throttle window, seconds (W&B's).
+pub const DEFAULT_ALERT_WAIT: f64 = 60.0;
+
+/// A committed history row, as handed to a [`Sink`].
+pub struct CommittedRow<'a> {
+    pub step: i64,
+    pub runtime: f64,
+    pub timestamp: f64,
+    pub values: &'a IndexMap<Arc<str>, Value>,
+}
+
+/// An alert and what became of it.
+pub struct AlertEvent<'a> {
+    pub request: &'a AlertRequest,
+    pub time: f64,
+    pub runtime: f64,
+    pub sent: bool,
+    pub throttled_until: f64,
+}
+
+/// Where applied records' outputs go: the local store live and on recovery, a
+/// collector for ScanHistory.
+pub trait Sink {
+    fn history(&mut self, row: &CommittedRow<'_>);
+    fn alert(&mut self, _alert: &AlertEvent<'_>) {}
+}
+
+/// What applying one record produced, for the reply to its request.
+#[derive(Debug, Default)]
+pub enum Outcome {
+    #[default]
+    Nothing,
+    Log {
+        dropped: Vec<DroppedRow>,
+    },
+    Alert(AlertResponse),
+    Metric(MetricDefinition),
+}
+
+/// Whether a state ends the run.
+pub fn is_terminal(state: State) -> bool {
+    matches!(
+        state,
+        State::Finished | State::Failed | State::Crashed | State::Killed | State::Preempted
+    )
+}
+
+/// The run-state name used in run.json and the CLI.
+pub fn state_name(state: State) -> &'static str {
+    match state {
+        State::Unspecified => "unknown",
+        State::Running => "running",
+        State::Finished => "finished",
+        State::Failed => "failed",
+        State::Crashed => "crashed",
+        State::Killed => "killed",
+        State::Preempting => "preempting",
+        State::Preempted => "preempted",
+    }
+}
+
+pub fn state_from_name(name: &str) -> State {
+    [
+        State::Running,
+        State::Finished,
+        State::Failed,
+        State::Crashed,
+        State::Killed,
+        State::Preempting,
+        State::Preempted,
+    ]
+    .into_iter()
+    .find(|s| state_name(*s) == name)
+    .unwrap_or(State::Unspecified)
+}
+
+#[derive(Debug, Default)]
+pub struct RunState {
+    pub info: RunInfo,
+    pub config: BTreeMap<String, Value>,
+    /// Where relative SaveFiles globs and media paths resolve.
+    pub working_dir: String,
+    pub client: Option<ClientInfo>,
+    /// Highest LogBatch.seq applied: a batch at or below it is a duplicate.
+    pub last_seq: u64,
+    /// Saved files by their name under files/.
+    pub saved: IndexMap<String, SavedFile>,
+    pub metrics: Metrics,
+    summary: Summary,
+    keys: HashSet<Arc<str>>,
+    pending: IndexMap<Arc<str>, Value>,
+    /// Time of the latest call merged into the pending row.
+    pending_time: f64,
+    /// Last committed value of each step metric, for step_sync.
+    step_metric_last: HashMap<String, Value>,
+    /// Title -> time of the last alert sent with it.
+    alerts_sent: HashMap<String, f64>,
+}
+
+impl RunState {
+    pub fn state(&self) -> State {
+        self.info.state()
+    }
+
+    pub fn is_open(&self) -> bool {
+        !is_terminal(self.state()) && self.state() != State::Unspecified
+    }
+
+    /// Whether a batch with this seq was already applied.
+    pub fn is_duplicate(&self, seq: u64) -> bool {
+        seq != 0 && seq <= self.last_seq
+    }
+
+    pub fn summary(&mut self) -> BTreeMap<String, Value> {
+        self.summary.to_map(&mut self.metrics)
+    }
+
+    pub fn apply(&mut self, record: &Record, sink: &mut impl Sink) -> Outcome {
+        let time = record.time;
+        match &record.kind {
+            None => Outcome::Nothing,
+            Some(Kind::Start(init)) => {
+                self.start(init, time);
+                Outcome::Nothing
+            }
+            Some(Kind::Resume(init)) => {
+                self.resume(init);
+                Outcome::Nothing
+            }
+            Some(Kind::Log(batch)) => self.log_batch(batch, time, sink),
+            Some(Kind::DefineMetric(req)) => match self.metrics.define(req) {
+                Ok(def) => Outcome::Metric(def.to_proto()),
+                Err(e) => {
+                    tracing::warn!(run = %self.info.id, "skipping a logged metric definition: {e}");
+                    Outcome::Nothing
+                }
+            },
+            Some(Kind::Config(req)) => {
+                for k in &req.remove {
+                    self.config.remove(k);
+                }
+                for (k, v) in &req.config {
+                    self.config.insert(k.clone(), v.clone());
+                }
+                Outcome::Nothing
+            }
+            Some(Kind::Summary(req)) => {
+                for k in &req.remove {
+                    self.summary.remove(k);
+                }
+                for (k, v) in &req.summary {
+                    self.summary.set(k.clone(), v.clone());
+                }
+                Outcome::Nothing
+            }
+            Some(Kind::Alert(req)) => Outcome::Alert(self.alert(req, time, sink)),
+            Some(Kind::SavedFiles(files)) => {
+                for f in &files.files {
+                    self.saved.insert(f.name.clone(), f.clone());
+                }
+                Outcome::Nothing
+            }
+            Some(Kind::State(change)) => {
+                self.change_state(change, time, sink);
+                Outcome::Nothing
+            }
+        }
+    }
+
+    fn start(&mut self, init: &InitRequest, time: f64) {
+        let dir = std::mem::take(&mut self.info.dir);
+        self.info = RunInfo {
+            id: init.id.clone(),
+            name: init.name.clone(),
+            entity: init.entity.clone(),
+            project: init.project.clone(),
+            group: init.group.clone(),
+            job_type: init.job_type.clone(),
+            tags: init.tags.clone(),
+            notes: init.notes.clone(),
+            path: run_path(&init.entity, &init.project, &init.id),
+            dir,
+            start_time: time,
+            last_heartbeat: time,
+            ..Default::default()
+        };
+        self.info.set_state(State::Running);
+        self.config = init.config.clone();
+        self.working_dir = init.working_dir.clone();
+        self.client = init.client.clone();
+    }
+
+    fn resume(&mut self, init: &InitRequest) {
+        let info = &mut self.info;
+        let set = |field: &mut String, v: &String| {
+            if !v.is_empty() {
+                field.clone_from(v);
+            }
+        };
+        set(&mut info.name, &init.name);
+        set(&mut info.group, &init.group);
+        set(&mut info.job_type, &init.job_type);
+        set(&mut info.notes, &init.notes);
+        set(&mut self.working_dir, &init.working_dir);
+        if !init.tags.is_empty() {
+            info.tags.clone_from(&init.tags);
+        }
+        for (k, v) in &init.config {
+            self.config.insert(k.clone(), v.clone());
+        }
+        if init.client.is_some() {
+            self.client.clone_from(&init.client);
+        }
+        info.set_state(State::Running);
+        info.resumed = true;
+        info.end_time = 0.0;
+        info.exit_code = None;
+    }
+
+    fn intern(&mut self, key: &str) -> Arc<str> {
+        match self.keys.get(key) {
+            Some(k) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(key);
+                self.keys.insert(k.clone());
+                k
+            }
+        }
+    }
+
+    fn log_batch(&mut self, batch: &LogBatch, time: f64, sink: &mut impl Sink) -> Outcome {
+        self.last_seq = self.last_seq.max(batch.seq);
+        let keys: Vec<Arc<str>> = batch.keys.iter().map(|k| self.intern(k)).collect();
+        let mut dropped = Vec::new();
+        for (i, row) in batch.rows.iter().enumerate() {
+            if let Some(mut d) = self.log_row(&keys, row, time, sink) {
+                d.row_index = i as u32;
+                dropped.push(d);
+            }
+        }
+        Outcome::Log { dropped }
+    }
+
+    fn log_row(
+        &mut self,
+        keys: &[Arc<str>],
+        row: &Row,
+        time: f64,
+        sink: &mut impl Sink,
+    ) -> Option<DroppedRow> {
+        let commit = match row.step {
+            None => row.commit.unwrap_or(true),
+            Some(step) if step < self.info.step => {
+                return Some(DroppedRow {
+                    row_index: 0,
+                    step,
+                    current_step: self.info.step,
+                    reason: format!(
+                        "step {step} is smaller than the run's current step {}; W&B drops such rows, log with a step >= {} or without one",
+                        self.info.step, self.info.step
+                    ),
+                });
+            }
+            Some(step) => {
+                if step > self.info.step {
+                    self.commit(sink);
+                    self.info.step = step;
+                }
+                row.commit.unwrap_or(false)
+            }
+        };
+        for (k, v) in row.scalar_keys.iter().zip(&row.scalar_values) {
+            // Indices were checked against the key table before the append.
+            if let Some(key) = keys.get(*k as usize) {
+                self.pending.insert(key.clone(), value::double(*v));
+            }
+        }
+        for (k, v) in &row.values {
+            let key = self.intern(k);
+            self.pending.insert(key, v.clone());
+        }
+        self.pending_time = if row.timestamp > 0.0 {
+            row.timestamp
+        } else {
+            time
+        };
+        if commit {
+            self.commit(sink);
+        }
+        None
+    }
+
+    /// Commits the pending row (if any) at the current step and advances the step.
+    fn commit(&mut self, sink: &mut impl Sink) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.metrics.has_step_metrics() {
+            self.sync_step_metrics();
+        }
+        let timestamp = self.pending_time;
+        let row = CommittedRow {
+            step: self.info.step,
+            runtime: (timestamp - self.info.start_time).max(0.0),
+            timestamp,
+            values: &self.pending,
+        };
+        sink.history(&row);
+        let last = LastRow {
+            step: row.step,
+            runtime: row.runtime,
+            timestamp,
+        };
+        for (k, v) in &self.pending {
+            self.summary.observe(k, v);
+            if self.metrics.has_step_metrics() && self.metrics.is_step_metric(k) {
+                self.step_metric_last.insert(k.to_string(), v.clone());
+            }
+        }
+        self.summary.set_last_row(last);
+        self.pending.clear();
+        self.info.step += 1;
+        self.info.history_rows += 1;
+    }
+
+    /// Fills each synced step metric's last value into the pending row where a key
+    /// it governs is present and the step metric is not.
+    fn sync_step_metrics(&mut self) {
+        let mut fill: Vec<String> = Vec::new();
+        for k in self.pending.keys() {
+            if let Some(def) = self.metrics.lookup(k) {
+                if let (true, Some(sm)) = (def.step_sync, &def.step_metric) {
+                    if !self.pending.contains_key(sm.as_str()) && !fill.contains(sm) {
+                        fill.push(sm.clone());
+                    }
+                }
+            }
+        }
+        for sm in fill {
+            if let Some(v) = self.step_metric_last.get(&sm).cloned() {
+                let key = self.intern(&sm);
+                self.pending.insert(key, v);
+            }
+        }
+    }
+
+    fn alert(&mut self, req: &AlertRequest, time: f64, sink: &mut impl Sink) -> AlertResponse {
+        let wait = req.wait_duration.unwrap_or(DEFAULT_ALERT_WAIT);
+        let reply = match self.alerts_sent.get(&req.title) {
+            Some(&last) if time < last + wait => AlertResponse {
+                sent: false,
+                throttled: true,
+                throttled_until: last + wait,
+            },
+            _ => {
+                self.alerts_sent.insert(req.title.clone(), time);
+                AlertResponse {
+                    sent: true,
+                    throttled: false,
+                    throttled_until: time + wait,
+                }
+            }
+        };
+        sink.alert(&AlertEvent {
+            request: req,
+            time,
+            runtime: (time - self.info.start_time).max(0.0),
+            sent: reply.sent,
+            throttled_until: reply.throttled_until,
+        });
+        reply
+    }
+
+    fn change_state(&mut self, change: &StateChange, time: f64, sink: &mut impl Sink) {
+        let state = change.state();
+        if is_terminal(state) {
+            self.commit(sink);
+            self.info.end_time = time;
+            self.info.exit_code = change.exit_code;
+        }
+        self.info.set_state(state);
+    }
+}
+
+/// W&B's run path: entity/project/id, or project/id without an entity.
+pub fn run_path(entity: &str, project: &str, id: &str) -> String {
+    if entity.is_empty() {
+        format!("{project}/{id}")
+    } else {
+        format!("{entity}/{project}/{id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<(i64, Vec<(String, f64)>)>);
+
+    impl Sink for Collect {
+        fn history(&mut self, row: &CommittedRow<'_>) {
+            self.0.push((
+                row.step,
+                row.values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), value::as_f64(v).unwrap_or(f64::NAN)))
+                    .collect(),
+            ));
+        }
+    }
+
+    fn started() -> RunState {
+        let mut s = RunState::default();
+        let rec = Record {
+            time: 100.0,
+            kind: Some(Kind::Start(InitRequest {
+                id: "r".into(),
+                project: "p".into(),
+                ..Default::default()
+            })),
+        };
+        s.apply(&rec, &mut Collect::default());
+        s
+    }
+
+    fn log(
+        s: &mut RunState,
+        out: &mut Collect,
+        k: &str,
+        v: f64,
+        step: Option<i64>,
+        commit: Option<bool>,
+    ) -> Vec<DroppedRow> {
+        let batch = LogBatch {
+            keys: vec![k.into()],
+            rows: vec![Row {
+                scalar_keys: vec![0],
+                scalar_values: vec![v],
+                step,
+                commit,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let rec = Record {
+            time: 101.0,
+            kind: Some(Kind::Log(batch)),
+        };
+        match s.apply(&rec, out) {
+            Outcome::Log { dropped } => dropped,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    fn row(k: &str, v: f64) -> Vec<(String, f64)> {
+        vec![(k.to_owned(), v)]
+    }
+
+    #[test]
+    fn the_wandb_step_commit_table() {
+        let mut s = started();
+        let mut out = Collect::default();
+        log(&mut s, &mut out, "a", 1.0, None, None); // commits at 0
+        log(&mut s, &mut out, "b", 2.0, None, Some(false)); // pending at 1
+        log(&mut s, &mut out, "c", 3.0, None, None); // merges, commits at 1
+        log(&mut s, &mut out, "d", 4.0, Some(5), None); // jumps to 5, pending
+        log(&mut s, &mut out, "e", 5.0, Some(5), None); // merges at 5
+        log(&mut s, &mut out, "f", 6.0, Some(7), None); // flushes 5, pending at 7
+        let dropped = log(&mut s, &mut out, "g", 7.0, Some(3), None);
+        log(&mut s, &mut out, "h", 8.0, Some(7), Some(true)); // commits 7
+        assert_eq!(
+            out.0,
+            vec![
+                (0, row("a", 1.0)),
+                (1, vec![("b".into(), 2.0), ("c".into(), 3.0)]),
+                (5, vec![("d".into(), 4.0), ("e".into(), 5.0)]),
+                (7, vec![("f".into(), 6.0), ("h".into(), 8.0)]),
+            ]
+        );
+        assert_eq!(dropped.len(), 1);
+        assert_eq!((dropped[0].step, dropped[0].current_step), (3, 7));
+        assert_eq!(s.info.step, 8);
+        assert_eq!(s.info.history_rows, 4);
+    }
+
+    #[test]
+    fn finish_flushes_the_pending_row() {
+        let mut s = started();
+        let mut out = Collect::default();
+        log(&mut s, &mut out, "a", 1.0, Some(3), None);
+        assert!(out.0.is_empty());
+        let rec = Record {
+            time: 102.0,
+            kind: Some(Kind::State(StateChange {
+                state: State::Finished as i32,
+                exit_code: Some(0),
+            })),
+        };
+        s.apply(&rec, &mut out);
+        assert_eq!(out.0, vec![(3, row("a", 1.0))]);
+        assert_eq!(s.state(), State::Finished);
+        assert_eq!(s.info.end_time, 102.0);
+    }
+
+    #[test]
+    fn step_sync_fills_the_step_metric() {
+        let mut s = started();
+        let mut out = Collect::default();
+        s.metrics
+            .define(&crate::proto::v1::DefineMetricRequest {
+                name: "val/*".into(),
+                step_metric: "epoch".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        log(&mut s, &mut out, "epoch", 2.0, None, None);
+        log(&mut s, &mut out, "val/loss", 0.5, None, None);
+        log(&mut s, &mut out, "train/loss", 0.7, None, None);
+        assert_eq!(
+            out.0[1].1,
+            vec![("val/loss".into(), 0.5), ("epoch".into(), 2.0)]
+        );
+        assert_eq!(out.0[2].1, row("train/loss", 0.7));
+    }
+}

@@ -1,0 +1,220 @@
+//! The gRPC server: binds the listener, serves RunService, health and reflection,
+//! and drains on shutdown.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::codegen::http;
+use tonic::transport::Server;
+
+use crate::api::{status, Api};
+use crate::config::{ListenAddr, ServeConfig};
+use crate::proto::{self, v1::run_service_server::RunServiceServer};
+use crate::runs::Runs;
+use crate::shutdown::Shutdown;
+use crate::store::write_atomic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("another process is listening on {0}; stop it or choose another --listen path")]
+    SocketInUse(PathBuf),
+    #[error("data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error(
+        "data dir {0} is in use by another runcore sidecar; give each sidecar its own --data-dir"
+    )]
+    DataDirLocked(PathBuf),
+    #[error("writing the port file: {0}")]
+    PortFile(#[from] crate::store::StoreError),
+    #[error("recovering runs: {0}")]
+    Recover(#[from] crate::run::RunError),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How long shutdown lets in-flight requests finish before it drops connections.
+const CONNECTION_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A bound listener.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds an address. A unix socket is created with mode 0600 (only this user
+    /// can connect); a stale socket file left by a dead sidecar is replaced.
+    pub async fn bind(addr: &ListenAddr) -> Result<Self, ServeError> {
+        let bind_err = |source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        match addr {
+            ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a).await.map_err(bind_err)?)),
+            ListenAddr::Unix(path) => {
+                if path.exists() {
+                    if tokio::net::UnixStream::connect(path).await.is_ok() {
+                        return Err(ServeError::SocketInUse(path.clone()));
+                    }
+                    std::fs::remove_file(path).map_err(bind_err)?;
+                }
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(bind_err)?;
+                }
+                let listener = UnixListener::bind(path).map_err(bind_err)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(bind_err)?;
+                Ok(Listener::Unix(listener, path.clone()))
+            }
+        }
+    }
+
+    /// The address clients reach, with the real port for `:0`.
+    pub fn local_addr(&self) -> ListenAddr {
+        match self {
+            Listener::Tcp(l) => ListenAddr::Tcp(
+                l.local_addr()
+                    .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into()),
+            ),
+            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
+        }
+    }
+}
+
+/// Creates and locks the data dir for this process (the lock lives as long as the
+/// returned file); returns its absolute path, which run directories are reported in.
+fn lock_data_dir(dir: &Path) -> Result<(std::fs::File, PathBuf), ServeError> {
+    let err = |source| ServeError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let dir = &dir.canonicalize().map_err(err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".runcore.lock"))
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok((file, dir.to_owned())),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirLocked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
+}
+
+/// Rewrites tonic's OUT_OF_RANGE for an oversized unary request (sent as a
+/// headers-only response) into RESOURCE_EXHAUSTED naming the limit.
+fn fix_too_large<B>(limit: usize) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
+    move |mut resp| {
+        let headers = resp.headers_mut();
+        let out_of_range = headers.get("grpc-status").is_some_and(|v| v == "11");
+        let too_large = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
+        if out_of_range && too_large {
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+            if let Ok(v) = http::HeaderValue::from_str(&status::too_large_message(limit)) {
+                headers.insert("grpc-message", v);
+            }
+        }
+        resp
+    }
+}
+
+/// Serves until `signal` resolves, then drains: streams are ended, every run is
+/// flushed and synced, within the configured grace period.
+pub async fn serve(
+    listener: Listener,
+    config: ServeConfig,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let mut config = config;
+    let (_lock, data_dir) = lock_data_dir(&config.data_dir)?;
+    config.data_dir = data_dir;
+    let config = Arc::new(config);
+    let mut shutdown = Shutdown::new();
+    let runs = Runs::start(config.clone(), shutdown.token()).await?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RunServiceServer<Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let limit = config.max_message_bytes;
+    let api = RunServiceServer::new(Api::new(runs.clone(), limit))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let router = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(fix_too_large(limit)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(api);
+
+    let addr = listener.local_addr();
+    if let Some(port_file) = &config.port_file {
+        write_atomic(port_file, format!("{addr}\n").as_bytes(), false)?;
+    }
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "runcore serving");
+
+    let mut stop = shutdown.token();
+    let stopping = async move { stop.stopping().await };
+    let serving = async move {
+        match listener {
+            Listener::Tcp(l) => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(l), stopping)
+                    .await
+            }
+            Listener::Unix(l, _) => {
+                router
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(l), stopping)
+                    .await
+            }
+        }
+    };
+    let mut server = tokio::spawn(serving);
+    signal.await;
+    tracing::info!("shutting down: ending streams and flushing runs");
+    health.set_not_serving::<RunServiceServer<Api>>().await;
+    runs.close();
+    drop(runs);
+    shutdown.signal();
+    let grace = config.shutdown_grace;
+    // tonic's graceful stop also waits for idle client connections to close, which
+    // clients need not do: in-flight requests get a short drain, then connections
+    // are dropped (their runs are flushed either way).
+    let drain = grace.min(CONNECTION_DRAIN);
+    let result = match tokio::time::timeout(drain, &mut server).await {
+        Ok(Ok(r)) => r.map_err(ServeError::from),
+        Ok(Err(_)) => Ok(()),
+        Err(_) => {
+            tracing::debug!("closing connections still open after the drain");
+            server.abort();
+            Ok(())
+        }
+    };
+    if !shutdown.wait(grace).await {
+        tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
+    }
+    if let ListenAddr::Unix(path) = &addr {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,395 @@
+//! The embedded local store: one directory per run,
+//! `<data-dir>/<project>/<run_id>/`, holding plain files that any tool can read.
+//! Everything in it is derived from the run's transaction log (`run.wal`), so a run
+//! recovered after a crash has its files rewritten from the log.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::v1::{ClientInfo, RunInfo, Value};
+use crate::run::state::{state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink};
+use crate::value::{self, write_json_f64, write_json_str};
+
+pub const RUN_JSON: &str = "run.json";
+pub const CONFIG_JSON: &str = "config.json";
+pub const METADATA_JSON: &str = "metadata.json";
+pub const HISTORY_JSONL: &str = "history.jsonl";
+pub const SUMMARY_JSON: &str = "summary.json";
+pub const EVENTS_JSONL: &str = "events.jsonl";
+pub const ALERTS_JSONL: &str = "alerts.jsonl";
+pub const FILES_DIR: &str = "files";
+pub const WAL: &str = "run.wal";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("local store {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("local store {path}: unreadable JSON: {problem}")]
+    Json { path: PathBuf, problem: String },
+}
+
+pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The directory of a run.
+pub fn run_dir(data_dir: &Path, project: &str, id: &str) -> PathBuf {
+    data_dir.join(project).join(id)
+}
+
+/// Finds the directory of run `id` in any project.
+pub fn find_run(data_dir: &Path, id: &str) -> Option<PathBuf> {
+    let projects = fs::read_dir(data_dir).ok()?;
+    projects
+        .flatten()
+        .map(|p| p.path().join(id))
+        .find(|dir| dir.join(WAL).is_file())
+}
+
+/// Every run directory in the store (those holding a transaction log).
+pub fn all_runs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(projects) = fs::read_dir(data_dir) else {
+        return out;
+    };
+    for project in projects.flatten() {
+        if let Ok(runs) = fs::read_dir(project.path()) {
+            out.extend(
+                runs.flatten()
+                    .map(|r| r.path())
+                    .filter(|dir| dir.join(WAL).is_file()),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Writes a file by renaming a finished temporary copy over it, so readers never
+/// see half of it. `durable` fsyncs the copy first.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    if durable {
+        f.sync_data().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RunFile {
+    pub id: String,
+    pub name: String,
+    pub entity: String,
+    pub project: String,
+    pub group: String,
+    pub job_type: String,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub state: String,
+    pub start_time: f64,
+    pub end_time: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub last_heartbeat: f64,
+    pub step: i64,
+    pub history_rows: i64,
+    pub resumed: bool,
+    pub client_pid: Option<i64>,
+    pub client_host: Option<String>,
+    pub client_boot_id: Option<String>,
+}
+
+impl RunFile {
+    pub fn from_state(s: &RunState) -> Self {
+        let i = &s.info;
+        let client = s.client.as_ref();
+        let opt = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+        RunFile {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            entity: i.entity.clone(),
+            project: i.project.clone(),
+            group: i.group.clone(),
+            job_type: i.job_type.clone(),
+            tags: i.tags.clone(),
+            notes: i.notes.clone(),
+            state: state_name(i.state()).to_owned(),
+            start_time: i.start_time,
+            end_time: (i.end_time > 0.0).then_some(i.end_time),
+            exit_code: i.exit_code,
+            last_heartbeat: i.last_heartbeat,
+            step: i.step,
+            history_rows: i.history_rows,
+            resumed: i.resumed,
+            client_pid: client.map(|c| c.pid).filter(|p| *p > 0),
+            client_host: client.and_then(|c| opt(&c.hostname)),
+            client_boot_id: client.and_then(|c| opt(&c.boot_id)),
+        }
+    }
+
+    pub fn to_info(&self, dir: &Path) -> RunInfo {
+        let mut info = RunInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            entity: self.entity.clone(),
+            project: self.project.clone(),
+            group: self.group.clone(),
+            job_type: self.job_type.clone(),
+            tags: self.tags.clone(),
+            notes: self.notes.clone(),
+            path: crate::run::state::run_path(&self.entity, &self.project, &self.id),
+            dir: dir.join(FILES_DIR).display().to_string(),
+            start_time: self.start_time,
+            end_time: self.end_time.unwrap_or(0.0),
+            exit_code: self.exit_code,
+            step: self.step,
+            history_rows: self.history_rows,
+            last_heartbeat: self.last_heartbeat,
+            resumed: self.resumed,
+            ..Default::default()
+        };
+        info.set_state(state_from_name(&self.state));
+        info
+    }
+
+    pub fn client(&self) -> Option<ClientInfo> {
+        self.client_pid.map(|pid| ClientInfo {
+            pid,
+            hostname: self.client_host.clone().unwrap_or_default(),
+            boot_id: self.client_boot_id.clone().unwrap_or_default(),
+        })
+    }
+}
+
+pub fn read_run_file(dir: &Path) -> Result<RunFile, StoreError> {
+    let path = dir.join(RUN_JSON);
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Json {
+        path,
+        problem: e.to_string(),
+    })
+}
+
+/// Reads a JSON object file of the store (config.json, summary.json).
+pub fn read_json_map(path: &Path) -> Result<BTreeMap<String, Value>, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    value::parse_json_map(&text).map_err(|e| StoreError::Json {
+        path: path.to_owned(),
+        problem: e.to_string(),
+    })
+}
+
+/// Lists the files under a run's files/ directory, relative to it, sorted.
+pub fn list_files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(root, &path, out),
+                Ok(t) if t.is_file() => {
+                    if let Ok(rel) = path.strip_prefix(root) {
+                        out.push(rel.display().to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let root = dir.join(FILES_DIR);
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+/// The writer of a run's store files. Line files are buffered and flushed by the
+/// run's periodic tick and at finish; a write error is kept for the run to report
+/// (the transaction log still holds the data).
+pub struct StoreWriter {
+    dir: PathBuf,
+    history: BufWriter<File>,
+    events: BufWriter<File>,
+    alerts: BufWriter<File>,
+    line: String,
+    error: Option<StoreError>,
+}
+
+impl StoreWriter {
+    /// Opens the store files of a run directory. `fresh` truncates the line files
+    /// (a new run, or a run whose files are rebuilt from its log).
+    pub fn open(dir: &Path, fresh: bool) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir.join(FILES_DIR)).map_err(io_err(dir))?;
+        let open = |name: &str| -> Result<BufWriter<File>, StoreError> {
+            let path = dir.join(name);
+            let file = if fresh {
+                File::create(&path)
+            } else {
+                fs::OpenOptions::new().create(true).append(true).open(&path)
+            }
+            .map_err(io_err(&path))?;
+            Ok(BufWriter::with_capacity(64 * 1024, file))
+        };
+        Ok(StoreWriter {
+            dir: dir.to_owned(),
+            history: open(HISTORY_JSONL)?,
+            events: open(EVENTS_JSONL)?,
+            alerts: open(ALERTS_JSONL)?,
+            line: String::with_capacity(1024),
+            error: None,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn keep(&mut self, r: io::Result<()>, name: &str) {
+        if let Err(e) = r {
+            if self.error.is_none() {
+                self.error = Some(io_err(&self.dir.join(name))(e));
+            }
+        }
+    }
+
+    /// The first write error since the last call.
+    pub fn take_error(&mut self) -> Option<StoreError> {
+        self.error.take()
+    }
+
+    /// Pushes buffered lines to the files.
+    pub fn flush(&mut self) {
+        let r = self.history.flush();
+        self.keep(r, HISTORY_JSONL);
+        let r = self.events.flush();
+        self.keep(r, EVENTS_JSONL);
+        let r = self.alerts.flush();
+        self.keep(r, ALERTS_JSONL);
+    }
+
+    /// Rewrites run.json.
+    pub fn write_run(&self, state: &RunState, durable: bool) -> Result<(), StoreError> {
+        let run = RunFile::from_state(state);
+        let text = serde_json::to_string_pretty(&run).map_err(|e| StoreError::Json {
+            path: self.dir.join(RUN_JSON),
+            problem: e.to_string(),
+        })?;
+        write_atomic(&self.dir.join(RUN_JSON), text.as_bytes(), durable)
+    }
+
+    pub fn write_config(&self, config: &BTreeMap<String, Value>) -> Result<(), StoreError> {
+        write_atomic(
+            &self.dir.join(CONFIG_JSON),
+            value::map_to_json(config).as_bytes(),
+            false,
+        )
+    }
+
+    pub fn write_summary(
+        &self,
+        summary: &BTreeMap<String, Value>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        write_atomic(
+            &self.dir.join(SUMMARY_JSON),
+            value::map_to_json(summary).as_bytes(),
+            durable,
+        )
+    }
+
+    /// Writes metadata.json unless it exists.
+    pub fn write_metadata(&self, metadata: &str) -> Result<(), StoreError> {
+        let path = self.dir.join(METADATA_JSON);
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomic(&path, metadata.as_bytes(), false)
+    }
+
+    /// fsyncs the line files (at finish).
+    pub fn sync(&mut self) {
+        self.flush();
+        for (w, name) in [
+            (&self.history, HISTORY_JSONL),
+            (&self.events, EVENTS_JSONL),
+            (&self.alerts, ALERTS_JSONL),
+        ] {
+            if let Err(e) = w.get_ref().sync_data() {
+                self.error
+                    .get_or_insert_with(|| io_err(&self.dir.join(name))(e));
+            }
+        }
+    }
+}
+
+impl Sink for StoreWriter {
+    fn history(&mut self, row: &CommittedRow<'_>) {
+        let line = &mut self.line;
+        line.clear();
+        line.push('{');
+        for (k, v) in row.values {
+            write_json_str(line, k);
+            line.push(':');
+            value::write_json(line, v);
+            line.push(',');
+        }
+        line.push_str("\"_step\":");
+        line.push_str(itoa(row.step).as_str());
+        line.push_str(",\"_runtime\":");
+        write_json_f64(line, row.runtime);
+        line.push_str(",\"_timestamp\":");
+        write_json_f64(line, row.timestamp);
+        line.push_str("}\n");
+        let r = self.history.write_all(self.line.as_bytes());
+        self.keep(r, HISTORY_JSONL);
+    }
+
+    fn alert(&mut self, a: &AlertEvent<'_>) {
+        let line = &mut self.line;
+        line.clear();
+        line.push_str("{\"title\":");
+        write_json_str(line, &a.request.title);
+        line.push_str(",\"text\":");
+        write_json_str(line, &a.request.text);
+        line.push_str(",\"level\":");
+        write_json_str(line, &a.request.level);
+        line.push_str(",\"wait_duration\":");
+        write_json_f64(
+            line,
+            a.request
+                .wait_duration
+                .unwrap_or(crate::run::state::DEFAULT_ALERT_WAIT),
+        );
+        line.push_str(",\"outcome\":");
+        line.push_str(if a.sent { "\"sent\"" } else { "\"throttled\"" });
+        line.push_str(",\"throttled_until\":");
+        write_json_f64(line, a.throttled_until);
+        line.push_str(",\"_runtime\":");
+        write_json_f64(line, a.runtime);
+        line.push_str(",\"_timestamp\":");
+        write_json_f64(line, a.time);
+        line.push_str("}\n");
+        let r = self.alerts.write_all(self.line.as_bytes());
+        self.keep(r, ALERTS_JSONL);
+    }
+}
+
+fn itoa(v: i64) -> String {
+    v.to_string()
+}

@@ -1,0 +1,359 @@
+//! Every kind of bad input gets the right status code and a message that says what
+//! to fix, and none of it hurts the run.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use runcore::proto::v1::{
+    value::Kind, AlertRequest, DefineMetricRequest, FinishRequest, Histogram, InitRequest,
+    LogBatch, LogRequest, Row, SaveFilesRequest, Value,
+};
+use support::*;
+use tonic::Code;
+
+fn expect(r: Result<impl std::fmt::Debug, tonic::Status>, code: Code, text: &str) {
+    let err = r.expect_err("should fail");
+    assert_eq!(err.code(), code, "{}", err.message());
+    assert!(
+        err.message().contains(text),
+        "{:?} lacks {text:?}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn each_bad_request_names_its_fix() {
+    let s = Sidecar::start();
+    let mut c = s.client().await;
+    start_run(&mut c, "b").await;
+
+    // Unknown run.
+    expect(
+        c.log(log_req("nope", &[("x", 1.0)], None, None)).await,
+        Code::NotFound,
+        "not found",
+    );
+    expect(
+        c.log(log_req("", &[("x", 1.0)], None, None)).await,
+        Code::InvalidArgument,
+        "run_id is empty",
+    );
+    // Keys.
+    expect(
+        c.log(log_req("b", &[("", 1.0)], None, None)).await,
+        Code::InvalidArgument,
+        "key is empty",
+    );
+    expect(
+        c.log(log_req("b", &[("_step", 1.0)], None, None)).await,
+        Code::InvalidArgument,
+        "reserved",
+    );
+    expect(
+        c.log(log_req("b", &[("x", 1.0)], Some(-1), None)).await,
+        Code::InvalidArgument,
+        "negative",
+    );
+    let mut empty = BTreeMap::new();
+    empty.insert("x".to_string(), Value { kind: None });
+    expect(
+        c.log(LogRequest {
+            run_id: "b".into(),
+            data: empty,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "no kind set",
+    );
+    let mut hist = BTreeMap::new();
+    hist.insert(
+        "h".to_string(),
+        Value {
+            kind: Some(Kind::Histogram(Histogram {
+                bins: vec![0.0, 1.0],
+                counts: vec![1, 2],
+                ..Default::default()
+            })),
+        },
+    );
+    expect(
+        c.log(LogRequest {
+            run_id: "b".into(),
+            data: hist,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "bin edges",
+    );
+    let mut media = BTreeMap::new();
+    media.insert(
+        "m".to_string(),
+        Value {
+            kind: Some(Kind::Media(runcore::proto::v1::Media {
+                path: "/nonexistent/x.png".into(),
+                ..Default::default()
+            })),
+        },
+    );
+    expect(
+        c.log(LogRequest {
+            run_id: "b".into(),
+            data: media,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "cannot read /nonexistent/x.png",
+    );
+    // Alerts.
+    let alert = |title: &str, level: &str| AlertRequest {
+        run_id: "b".into(),
+        title: title.into(),
+        level: level.into(),
+        ..Default::default()
+    };
+    expect(c.alert(alert("", "")).await, Code::InvalidArgument, "1..64");
+    expect(
+        c.alert(alert(&"x".repeat(65), "")).await,
+        Code::InvalidArgument,
+        "got 65",
+    );
+    expect(
+        c.alert(alert("t", "LOUD")).await,
+        Code::InvalidArgument,
+        "INFO, WARN or ERROR",
+    );
+    expect(
+        c.alert(AlertRequest {
+            wait_duration: Some(-1.0),
+            ..alert("t", "")
+        })
+        .await,
+        Code::InvalidArgument,
+        "wait_duration",
+    );
+    // define_metric.
+    let def = |name: &str, summary: &str| DefineMetricRequest {
+        run_id: "b".into(),
+        name: name.into(),
+        summary: summary.into(),
+        ..Default::default()
+    };
+    expect(
+        c.define_metric(def("a*b", "")).await,
+        Code::InvalidArgument,
+        "only a trailing '*'",
+    );
+    expect(
+        c.define_metric(def("a", "median")).await,
+        Code::InvalidArgument,
+        "unknown summary option \"median\"",
+    );
+    expect(
+        c.define_metric(def("a", "best")).await,
+        Code::InvalidArgument,
+        "goal",
+    );
+    expect(
+        c.define_metric(def("", "")).await,
+        Code::InvalidArgument,
+        "name is empty",
+    );
+    // SaveFiles.
+    let save = |glob: &str, policy: &str| SaveFilesRequest {
+        run_id: "b".into(),
+        glob: glob.into(),
+        policy: policy.into(),
+        ..Default::default()
+    };
+    expect(
+        c.save_files(save("rel/*.txt", "now")).await,
+        Code::InvalidArgument,
+        "no working_dir",
+    );
+    expect(
+        c.save_files(save("/tmp/*.txt", "sometimes")).await,
+        Code::InvalidArgument,
+        "unknown policy",
+    );
+    expect(
+        c.save_files(save("/tmp/../etc/passwd", "now")).await,
+        Code::InvalidArgument,
+        "'..'",
+    );
+    expect(
+        c.save_files(SaveFilesRequest {
+            base_path: "/elsewhere".into(),
+            ..save("/tmp/*.txt", "now")
+        })
+        .await,
+        Code::InvalidArgument,
+        "not a prefix",
+    );
+    // Init.
+    let bad_init = |id: &str, project: &str| InitRequest {
+        id: id.into(),
+        project: project.into(),
+        ..Default::default()
+    };
+    expect(
+        c.init(bad_init("a/b", "p")).await,
+        Code::InvalidArgument,
+        "run id",
+    );
+    expect(
+        c.init(bad_init("ok", "../x")).await,
+        Code::InvalidArgument,
+        "project",
+    );
+    expect(
+        c.init(InitRequest {
+            working_dir: "rel".into(),
+            ..bad_init("ok2", "p")
+        })
+        .await,
+        Code::InvalidArgument,
+        "absolute",
+    );
+
+    // After all that, the run is intact and logs on.
+    let ok = c
+        .log(log_req("b", &[("x", 1.0)], None, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.step, 1);
+    c.finish(FinishRequest {
+        run_id: "b".into(),
+        exit_code: None,
+    })
+    .await
+    .unwrap();
+    // Log and SaveFiles after Finish.
+    expect(
+        c.log(log_req("b", &[("x", 1.0)], None, None)).await,
+        Code::FailedPrecondition,
+        "has ended (finished)",
+    );
+    expect(
+        c.save_files(save("/tmp/x", "now")).await,
+        Code::FailedPrecondition,
+        "resume",
+    );
+    let rows = read_jsonl(&s.run_dir("p", "b").join("history.jsonl"));
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_stream_batches_end_the_stream_with_the_reason() {
+    let s = Sidecar::start();
+    let mut c = s.client().await;
+    start_run(&mut c, "bs").await;
+    let good = LogBatch {
+        run_id: "bs".into(),
+        seq: 1,
+        keys: vec!["x".into()],
+        rows: vec![Row {
+            scalar_keys: vec![0],
+            scalar_values: vec![1.0],
+            ..Default::default()
+        }],
+    };
+    let out_of_range = LogBatch {
+        seq: 2,
+        rows: vec![Row {
+            scalar_keys: vec![3],
+            scalar_values: vec![1.0],
+            ..Default::default()
+        }],
+        ..good.clone()
+    };
+    let mut acks = c
+        .log_stream(tokio_stream::iter(vec![good.clone(), out_of_range]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap().unwrap().seq, 1);
+    let err = acks.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("batch 2, row 0: scalar key index 3"),
+        "{}",
+        err.message()
+    );
+    let reserved = LogBatch {
+        seq: 3,
+        keys: vec!["_x".into()],
+        ..good.clone()
+    };
+    let mut acks = c
+        .log_stream(tokio_stream::iter(vec![reserved]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = acks.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("reserved"));
+    let unknown = LogBatch {
+        run_id: "ghost".into(),
+        ..good.clone()
+    };
+    let mut acks = c
+        .log_stream(tokio_stream::iter(vec![unknown]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn oversized_messages_are_resource_exhausted() {
+    let s = Sidecar::start_with(Transport::Tcp, &["--max-message-bytes", "4096"]);
+    let mut c = s.client().await;
+    start_run(&mut c, "big").await;
+    let huge = log_req(
+        "big",
+        &(0..600).map(|_| ("k", 1.0)).collect::<Vec<_>>(),
+        None,
+        None,
+    );
+    let mut data = huge.data.clone();
+    for i in 0..600 {
+        data.insert(format!("key_{i}"), double(i as f64));
+    }
+    let err = c.log(LogRequest { data, ..huge }).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("4096 bytes"), "{}", err.message());
+    let batch = LogBatch {
+        run_id: "big".into(),
+        seq: 1,
+        keys: vec!["x".into()],
+        rows: (0..1000)
+            .map(|_| Row {
+                scalar_keys: vec![0],
+                scalar_values: vec![1.0],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let mut acks = c
+        .log_stream(tokio_stream::iter(vec![batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = acks.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("4096 bytes"));
+    // The run is unharmed.
+    assert_eq!(
+        c.log(log_req("big", &[("x", 1.0)], None, None))
+            .await
+            .unwrap()
+            .into_inner()
+            .step,
+        1
+    );
+}

@@ -1,0 +1,189 @@
+//! The server itself: listeners, port file, health, reflection, shutdown, data-dir lock.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::*;
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+
+async fn health(addr: &str, service: &str) -> i32 {
+    let mut h = HealthClient::new(channel(addr).await);
+    h.check(HealthCheckRequest {
+        service: service.into(),
+    })
+    .await
+    .expect("health check")
+    .into_inner()
+    .status
+}
+
+#[tokio::test]
+async fn tcp_port_file_and_health() {
+    let s = Sidecar::start();
+    assert!(s.addr.starts_with("tcp://127.0.0.1:"), "{}", s.addr);
+    assert_ne!(s.addr, "tcp://127.0.0.1:0");
+    assert_eq!(health(&s.addr, "").await, ServingStatus::Serving as i32);
+    assert_eq!(
+        health(&s.addr, "runcore.v1.RunService").await,
+        ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test]
+async fn unix_socket_is_private_and_serves() {
+    let s = Sidecar::start_with(Transport::Unix, &[]);
+    let path = s
+        .addr
+        .strip_prefix("unix://")
+        .expect("unix address")
+        .to_owned();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        health(&s.addr, "runcore.v1.RunService").await,
+        ServingStatus::Serving as i32
+    );
+    let mut c = s.client().await;
+    let run = start_run(&mut c, "u1").await;
+    assert_eq!(run.run.unwrap().id, "u1");
+}
+
+#[tokio::test]
+async fn reflection_lists_every_rpc() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let s = Sidecar::start();
+    let mut r = ServerReflectionClient::new(channel(&s.addr).await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = r
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection reply")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"runcore.v1.RunService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    // The file descriptor names every RPC of the contract.
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "runcore.v1.RunService".into(),
+        )),
+    };
+    let mut stream = r
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(fd)) = resp.message_response else {
+        panic!("unexpected reflection reply")
+    };
+    use prost::Message;
+    let file =
+        prost_types::FileDescriptorProto::decode(fd.file_descriptor_proto[0].as_slice()).unwrap();
+    let rpcs: Vec<String> = file.service[0]
+        .method
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    for rpc in [
+        "Init",
+        "Log",
+        "LogStream",
+        "DefineMetric",
+        "UpdateConfig",
+        "UpdateSummary",
+        "Alert",
+        "SaveFiles",
+        "Heartbeat",
+        "MarkPreempting",
+        "Finish",
+        "GetRun",
+        "ListRuns",
+        "ScanHistory",
+    ] {
+        assert!(
+            rpcs.contains(&rpc.to_string()),
+            "{rpc} missing from {rpcs:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_flushes_and_exits_zero() {
+    let mut s = Sidecar::start();
+    let mut c = s.client().await;
+    start_run(&mut c, "t1").await;
+    for i in 0..3 {
+        c.log(log_req("t1", &[("x", i as f64)], None, None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.terminate(), Some(0));
+    let rows = read_jsonl(&s.run_dir("p", "t1").join("history.jsonl"));
+    assert_eq!(steps(&rows), vec![0, 1, 2]);
+    // The socket of a unix sidecar and the lock are released: a new sidecar starts on the same dir.
+    let root = s.root.clone();
+    let s2 = Sidecar::start_in(&root, Transport::Tcp, &[]);
+    let mut c2 = s2.client().await;
+    let run = c2
+        .get_run(runcore::proto::v1::GetRunRequest {
+            run_id: "t1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(run.run.unwrap().step, 3);
+}
+
+#[test]
+fn a_second_sidecar_on_the_same_data_dir_is_refused() {
+    let s = Sidecar::start();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "tcp://127.0.0.1:0", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another runcore"), "{err}");
+}
+
+#[test]
+fn bad_flags_exit_with_a_clear_message() {
+    for (args, expect) in [
+        (vec!["serve", "--listen", "tcp://0.0.0.0:1"], "loopback"),
+        (vec!["serve", "--listen", "nonsense"], "tcp://IP:PORT"),
+        (vec!["serve", "--fsync", "sometimes"], "always"),
+        (vec!["serve", "--flush-interval", "0"], "--flush-interval"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}

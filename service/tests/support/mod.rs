@@ -1,0 +1,279 @@
+//! Shared by the integration tests: start the real `runcore` binary on a temp dir,
+//! connect a gRPC client over TCP or a unix socket, and read the local store.
+
+#![allow(dead_code, unused_imports)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use runcore::proto::v1::run_service_client::RunServiceClient;
+use runcore::proto::v1::{value::Kind, InitRequest, InitResponse, LogRequest, Value};
+use tonic::transport::{Channel, Endpoint};
+
+pub use runcore::value::{double, int, string};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_runcore");
+
+/// How long a test waits for something that should happen in well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Sidecar {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Transport {
+    Tcp,
+    Unix,
+}
+
+impl Sidecar {
+    /// A sidecar on a fresh temp dir, over loopback TCP.
+    pub fn start() -> Self {
+        Self::start_with(Transport::Tcp, &[])
+    }
+
+    pub fn start_with(transport: Transport, extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().to_owned();
+        let mut s = Self::start_in(&root, transport, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A sidecar whose data lives under `root` (which outlives it, for restarts).
+    pub fn start_in(root: &Path, transport: Transport, extra: &[&str]) -> Self {
+        let data_dir = root.join("data");
+        let port_file = root.join("port");
+        let _ = std::fs::remove_file(&port_file);
+        let listen = match transport {
+            Transport::Tcp => "tcp://127.0.0.1:0".to_owned(),
+            Transport::Unix => format!("unix://{}", root.join("runcore.sock").display()),
+        };
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--flush-interval",
+                "0.1",
+                "--shutdown-grace",
+                "5",
+            ])
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .env("RUNCORE_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn runcore");
+        let addr = wait_for(|| {
+            std::fs::read_to_string(&port_file)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        });
+        Sidecar {
+            child: Some(child),
+            addr,
+            data_dir,
+            root: root.to_owned(),
+            _tmp: None,
+        }
+    }
+
+    pub async fn client(&self) -> RunServiceClient<Channel> {
+        RunServiceClient::new(channel(&self.addr).await).max_decoding_message_size(usize::MAX)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("runcore did not exit within {PATIENCE:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The directory of run `id` in project `project`.
+    pub fn run_dir(&self, project: &str, id: &str) -> PathBuf {
+        self.data_dir.join(project).join(id)
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A channel to a `tcp://` or `unix://` address.
+pub async fn channel(addr: &str) -> Channel {
+    if let Some(path) = addr.strip_prefix("unix://") {
+        let path = PathBuf::from(path);
+        Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect over unix socket")
+    } else {
+        let url = addr.replace("tcp://", "http://");
+        Endpoint::from_shared(url)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect over tcp")
+    }
+}
+
+/// Polls `f` until it returns Some, failing the test after [`PATIENCE`].
+pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async version of [`wait_for`].
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn init(client: &mut RunServiceClient<Channel>, req: InitRequest) -> InitResponse {
+    client.init(req).await.expect("init").into_inner()
+}
+
+/// Starts a run with an id in project "p".
+pub async fn start_run(client: &mut RunServiceClient<Channel>, id: &str) -> InitResponse {
+    init(
+        client,
+        InitRequest {
+            id: id.into(),
+            project: "p".into(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// A `data` map of numbers.
+pub fn data(pairs: &[(&str, f64)]) -> BTreeMap<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), double(*v)))
+        .collect()
+}
+
+pub fn log_req(
+    run: &str,
+    pairs: &[(&str, f64)],
+    step: Option<i64>,
+    commit: Option<bool>,
+) -> LogRequest {
+    LogRequest {
+        run_id: run.into(),
+        data: data(pairs),
+        step,
+        commit,
+        seq: 0,
+    }
+}
+
+/// Reads a JSON-lines file of the store with Python's NaN/Infinity tokens.
+pub fn read_jsonl(path: &Path) -> Vec<BTreeMap<String, Value>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            runcore::value::parse_json_map(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))
+        })
+        .collect()
+}
+
+pub fn read_json(path: &Path) -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    runcore::value::parse_json_map(&text).unwrap()
+}
+
+pub fn num(v: &Value) -> f64 {
+    runcore::value::as_f64(v).unwrap_or_else(|| panic!("not a number: {v:?}"))
+}
+
+pub fn get<'a>(m: &'a BTreeMap<String, Value>, k: &str) -> &'a Value {
+    m.get(k)
+        .unwrap_or_else(|| panic!("no key {k:?} in {:?}", m.keys().collect::<Vec<_>>()))
+}
+
+pub fn as_map(v: &Value) -> &BTreeMap<String, Value> {
+    match &v.kind {
+        Some(Kind::MapValue(m)) => &m.fields,
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+pub fn as_str(v: &Value) -> &str {
+    match &v.kind {
+        Some(Kind::StringValue(s)) => s,
+        other => panic!("not a string: {other:?}"),
+    }
+}
+
+/// Steps of each history row, in order.
+pub fn steps(rows: &[BTreeMap<String, Value>]) -> Vec<i64> {
+    rows.iter().map(|r| num(get(r, "_step")) as i64).collect()
+}
