@@ -13,29 +13,9 @@ use runcore::proto::v1::{
     SaveFilesRequest, Value,
 };
 use runcore::value::{double, int, map, string};
-use tonic::transport::{Channel, Endpoint};
 
 const EPOCHS: usize = 10;
 const STEPS_PER_EPOCH: usize = 100;
-
-async fn connect(addr: &str) -> Result<Channel, Box<dyn std::error::Error>> {
-    if let Some(path) = addr.strip_prefix("unix://") {
-        let path = path.to_owned();
-        Ok(Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            }))
-            .await?)
-    } else {
-        Ok(Endpoint::from_shared(addr.replace("tcp://", "http://"))?
-            .connect()
-            .await?)
-    }
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .or_else(|| std::env::var("RUNCORE_ADDRESS").ok())
         .unwrap_or_else(|| "tcp://127.0.0.1:50517".into());
-    let mut c = RunServiceClient::new(connect(&addr).await?);
+    let mut c = RunServiceClient::new(runcore::client::connect(&addr.parse()?).await?);
     let workdir = std::env::temp_dir().join(format!("runcore-example-{}", std::process::id()));
     std::fs::create_dir_all(&workdir)?;
 

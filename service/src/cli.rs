@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ServeArgs, DEFAULT_DATA_DIR, ENV_DATA_DIR};
+use crate::config::{ListenAddr, ServeArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ENV_DATA_DIR};
+
+/// The address of a running sidecar, for clients and `runcore runs stop`.
+pub const ENV_ADDRESS: &str = "RUNCORE_ADDRESS";
 use crate::proto::v1::Value;
 use crate::store::{self, RunFile, StoreError};
 use crate::value;
@@ -52,6 +55,14 @@ pub enum RunsCommand {
         #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
+    /// Ask a run's client to stop: its next Heartbeat reply says should_stop.
+    Stop {
+        /// The run id.
+        id: String,
+        /// The sidecar holding the run: tcp://HOST:PORT or unix:///PATH.
+        #[arg(long, env = ENV_ADDRESS, default_value = DEFAULT_LISTEN)]
+        address: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +73,31 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[error("--address: {0}")]
+    Address(String),
+    #[error(transparent)]
+    Connect(#[from] crate::client::ConnectError),
+    #[error("{}", .0.message())]
+    Rpc(#[from] tonic::Status),
+}
+
+/// `runcore runs stop ID`.
+pub async fn runs_stop(address: &str, id: &str, out: &mut impl Write) -> Result<(), CliError> {
+    let addr: ListenAddr = address.parse().map_err(CliError::Address)?;
+    let channel = crate::client::connect(&addr).await?;
+    let mut client = crate::proto::v1::run_service_client::RunServiceClient::new(channel);
+    let reply = client
+        .stop_run(crate::proto::v1::StopRunRequest {
+            run_id: id.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let path = reply.run.map(|r| r.path).unwrap_or_else(|| id.to_owned());
+    writeln!(
+        out,
+        "asked run {path} to stop; its client sees should_stop on its next heartbeat"
+    )?;
+    Ok(())
 }
 
 /// `runcore runs ls`.
@@ -90,7 +126,7 @@ pub fn runs_ls(
             r.id,
             r.name,
             r.project,
-            r.state,
+            r.shown_state(now),
             r.history_rows,
             format_time(r.start_time),
             format_duration(end - r.start_time)

@@ -17,6 +17,9 @@ pub const ENV_FSYNC: &str = "RUNCORE_FSYNC";
 pub const ENV_SHUTDOWN_GRACE: &str = "RUNCORE_SHUTDOWN_GRACE";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "RUNCORE_MAX_MESSAGE_BYTES";
 pub const ENV_FLUSH_INTERVAL: &str = "RUNCORE_FLUSH_INTERVAL";
+pub const ENV_CLIENT_TIMEOUT: &str = "RUNCORE_CLIENT_TIMEOUT";
+pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCORE_HEARTBEAT_INTERVAL";
+pub const ENV_PARENT_PID: &str = "RUNCORE_PARENT_PID";
 /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runcore=debug`.
 pub const ENV_LOG: &str = "RUNCORE_LOG";
 
@@ -111,6 +114,18 @@ pub struct ServeArgs {
     /// syncs of its log); also how often `live` saved files are checked for changes.
     #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = 1.0)]
     pub flush_interval: f64,
+    /// Seconds without a sign of life from a run's client (any RPC, or Heartbeat)
+    /// after which the run is crashed; a run's Init may set its own.
+    #[arg(long, env = ENV_CLIENT_TIMEOUT, default_value_t = 60.0)]
+    pub client_timeout: f64,
+    /// Seconds between the heartbeats the sidecar records for a live run
+    /// (last_heartbeat in run.json, and to remote backends).
+    #[arg(long, env = ENV_HEARTBEAT_INTERVAL, default_value_t = 30.0)]
+    pub heartbeat_interval: f64,
+    /// Exit when this process exits, marking open runs crashed (for SDKs that spawn
+    /// a private sidecar).
+    #[arg(long, env = ENV_PARENT_PID)]
+    pub parent_pid: Option<u32>,
 }
 
 /// Validated settings of a sidecar.
@@ -129,6 +144,12 @@ pub struct ServeConfig {
     /// this much, and a changed live file is copied once it has been unchanged for
     /// one interval.
     pub flush_interval: Duration,
+    /// Default client timeout of a run (Init may override it).
+    pub client_timeout: Duration,
+    /// How often a live run's heartbeat is recorded.
+    pub heartbeat_interval: Duration,
+    /// The process whose exit ends the sidecar.
+    pub parent_pid: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +164,10 @@ pub enum ConfigError {
     MessageSize(usize),
     #[error("--flush-interval must be seconds between 0.01 and 60, got {0}")]
     FlushInterval(f64),
+    #[error("--{0} must be a number of seconds > 0, got {1}")]
+    Seconds(&'static str, f64),
+    #[error("--parent-pid {0}: no such process")]
+    ParentPid(u32),
 }
 
 impl ServeArgs {
@@ -162,6 +187,19 @@ impl ServeArgs {
         if !(0.01..=60.0).contains(&self.flush_interval) {
             return Err(ConfigError::FlushInterval(self.flush_interval));
         }
+        for (name, v) in [
+            ("client-timeout", self.client_timeout),
+            ("heartbeat-interval", self.heartbeat_interval),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(ConfigError::Seconds(name, v));
+            }
+        }
+        if let Some(pid) = self.parent_pid {
+            if crate::liveness::Process::find(pid).is_none() {
+                return Err(ConfigError::ParentPid(pid));
+            }
+        }
         Ok(ServeConfig {
             listen,
             port_file: self.port_file,
@@ -171,6 +209,9 @@ impl ServeArgs {
             shutdown_grace: Duration::from_secs_f64(self.shutdown_grace),
             max_message_bytes: self.max_message_bytes,
             flush_interval: Duration::from_secs_f64(self.flush_interval),
+            client_timeout: Duration::from_secs_f64(self.client_timeout),
+            heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval),
+            parent_pid: self.parent_pid,
         })
     }
 }
@@ -187,6 +228,9 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             max_message_bytes: 16 * 1024 * 1024,
             flush_interval: Duration::from_secs(1),
+            client_timeout: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(30),
+            parent_pid: None,
         }
     }
 }
@@ -224,6 +268,9 @@ mod tests {
             shutdown_grace: 1.0,
             max_message_bytes: 4096,
             flush_interval: 1.0,
+            client_timeout: 60.0,
+            heartbeat_interval: 30.0,
+            parent_pid: None,
         };
         let err = args.into_config().unwrap_err();
         assert!(err.to_string().contains("loopback"), "{err}");

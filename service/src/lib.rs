@@ -17,14 +17,17 @@
 //! - [`wal`]: the CRC-framed transaction log.
 //! - [`store`]: the local store's files, all derived from the log.
 //! - [`value`]: value checks, histogram binning, the store's JSON.
+//! - [`liveness`]: is a run's client still there (pid watch, timeouts).
 //! - [`metadata`]: system metadata probed at Init.
-//! - [`cli`]: `runcore runs ls|show` over the local store.
+//! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod liveness;
 pub mod metadata;
 pub mod proto;
 pub mod run;

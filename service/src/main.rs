@@ -76,6 +76,15 @@ fn main() -> ExitCode {
                     cli::runs_ls(&data_dir, project.as_deref(), &mut out)
                 }
                 RunsCommand::Show { id, data_dir } => cli::runs_show(&data_dir, &id, &mut out),
+                RunsCommand::Stop { id, address } => {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(cli::runs_stop(&address, &id, &mut out)),
+                        Err(e) => Err(e.into()),
+                    }
+                }
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -62,7 +62,8 @@ impl Runs {
                 continue;
             }
             let path = dir.clone();
-            let opened = match tokio::task::spawn_blocking(move || run::open(&path))
+            let hb = config.heartbeat_interval.as_secs_f64();
+            let opened = match tokio::task::spawn_blocking(move || run::open(&path, hb))
                 .await
                 .map_err(blocking_err)?
             {
@@ -197,7 +198,8 @@ impl Runs {
                 });
             }
             req.project = project;
-            let opened = tokio::task::spawn_blocking(move || run::open(&dir))
+            let hb = self.config.heartbeat_interval.as_secs_f64();
+            let opened = tokio::task::spawn_blocking(move || run::open(&dir, hb))
                 .await
                 .map_err(blocking_err)??;
             let handle = self.spawn(opened)?;
@@ -212,6 +214,9 @@ impl Runs {
         if resume == Resume::Must {
             return Err(RunError::NotFound(req.id));
         }
+        if req.client_timeout.is_none() {
+            req.client_timeout = Some(self.config.client_timeout.as_secs_f64());
+        }
         if req.project.is_empty() {
             req.project = DEFAULT_PROJECT.to_owned();
         }
@@ -220,7 +225,8 @@ impl Runs {
             req.name = random_name(dir.parent().map(count_runs).unwrap_or(0) + 1);
         }
         let metadata = metadata::collect(&req);
-        let opened = tokio::task::spawn_blocking(move || run::create(&dir, req, &metadata))
+        let hb = self.config.heartbeat_interval.as_secs_f64();
+        let opened = tokio::task::spawn_blocking(move || run::create(&dir, req, &metadata, hb))
             .await
             .map_err(blocking_err)??;
         let info = opened.state().info.clone();
@@ -233,6 +239,35 @@ impl Runs {
             starting_step: 0,
             last_seq: 0,
         })
+    }
+
+    /// Ids of the runs that are open now.
+    pub fn open_runs(&self) -> Vec<String> {
+        let active: Vec<(String, RunHandle)> = self
+            .lock()
+            .iter()
+            .map(|(id, h)| (id.clone(), h.clone()))
+            .collect();
+        active
+            .into_iter()
+            .filter(|(_, h)| !h.is_closed() && !state::is_terminal(h.info().state()))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Ends every open run in `state` (killed at shutdown, crashed when the
+    /// sidecar's parent is gone).
+    pub async fn end_open(&self, state: crate::proto::v1::RunState) {
+        for id in self.open_runs() {
+            if let Some(h) = self.active(&id) {
+                match h.call(|reply| Command::End { state, reply }).await {
+                    Ok(info) => {
+                        tracing::warn!(run = %id, "run {} at shutdown", state::state_name(info.state()))
+                    }
+                    Err(e) => tracing::error!(run = %id, "could not end the run: {e}"),
+                }
+            }
+        }
     }
 
     /// A run's details: from its actor when open, else replayed from its log.

@@ -14,6 +14,8 @@ use tonic::transport::Server;
 
 use crate::api::{status, Api};
 use crate::config::{ListenAddr, ServeConfig};
+use crate::liveness::{self, Process};
+use crate::proto::v1::RunState;
 use crate::proto::{self, v1::run_service_server::RunServiceServer};
 use crate::runs::Runs;
 use crate::shutdown::Shutdown;
@@ -43,6 +45,10 @@ pub enum ServeError {
 
 /// How long shutdown lets in-flight requests finish before it drops connections.
 const CONNECTION_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The part of the shutdown grace kept for flushing runs after clients had their
+/// chance to finish them.
+const FLUSH_RESERVE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A bound listener.
 pub enum Listener {
@@ -135,8 +141,39 @@ fn fix_too_large<B>(limit: usize) -> impl Fn(http::Response<B>) -> http::Respons
     }
 }
 
-/// Serves until `signal` resolves, then drains: streams are ended, every run is
-/// flushed and synced, within the configured grace period.
+/// Resolves when process `pid` exits (never, without one).
+async fn parent_exit(pid: Option<u32>) {
+    let Some(parent) = pid.and_then(Process::find) else {
+        return std::future::pending().await;
+    };
+    let mut check = tokio::time::interval(liveness::PID_CHECK);
+    while parent.alive() {
+        check.tick().await;
+    }
+}
+
+/// Gives open runs up to `grace` to be finished by their clients (a pod being
+/// terminated: the training process is told too, and finishes its run).
+async fn wait_for_open_runs(runs: &Runs, grace: std::time::Duration) {
+    let open = runs.open_runs().len();
+    if open == 0 {
+        return;
+    }
+    tracing::info!(
+        "waiting up to {:.1} s for {open} open run(s) to finish; runs still open then are marked killed",
+        grace.as_secs_f64()
+    );
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut check = tokio::time::interval(std::time::Duration::from_millis(50));
+    while tokio::time::Instant::now() < deadline && !runs.open_runs().is_empty() {
+        check.tick().await;
+    }
+}
+
+/// Serves until `signal` resolves (or the parent process exits), then stops:
+/// open runs get the grace period to be finished by their clients and are then
+/// marked killed (crashed, when the parent exited), streams are ended, and every
+/// run is flushed and synced.
 pub async fn serve(
     listener: Listener,
     config: ServeConfig,
@@ -189,17 +226,32 @@ pub async fn serve(
         }
     };
     let mut server = tokio::spawn(serving);
-    signal.await;
-    tracing::info!("shutting down: ending streams and flushing runs");
+    let parent_gone = tokio::select! {
+        _ = signal => false,
+        _ = parent_exit(config.parent_pid) => true,
+    };
     health.set_not_serving::<RunServiceServer<Api>>().await;
+    // One deadline for the whole stop, so that a pod's termination grace period can
+    // match --shutdown-grace: clients get all but a reserve for the final flush.
+    let grace = config.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    let reserve = (grace / 5).min(FLUSH_RESERVE);
+    if parent_gone {
+        tracing::warn!("the parent process exited: ending open runs as crashed");
+        runs.end_open(RunState::Crashed).await;
+    } else {
+        wait_for_open_runs(&runs, grace - reserve).await;
+        runs.end_open(RunState::Killed).await;
+    }
+    tracing::info!("shutting down: ending streams and flushing runs");
     runs.close();
     drop(runs);
     shutdown.signal();
-    let grace = config.shutdown_grace;
     // tonic's graceful stop also waits for idle client connections to close, which
     // clients need not do: in-flight requests get a short drain, then connections
     // are dropped (their runs are flushed either way).
-    let drain = grace.min(CONNECTION_DRAIN);
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    let drain = left().min(CONNECTION_DRAIN);
     let result = match tokio::time::timeout(drain, &mut server).await {
         Ok(Ok(r)) => r.map_err(ServeError::from),
         Ok(Err(_)) => Ok(()),
@@ -209,7 +261,10 @@ pub async fn serve(
             Ok(())
         }
     };
-    if !shutdown.wait(grace).await {
+    if !shutdown
+        .wait(left().max(std::time::Duration::from_millis(100)))
+        .await
+    {
         tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
     }
     if let ListenAddr::Unix(path) = &addr {

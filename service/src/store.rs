@@ -101,6 +101,12 @@ pub struct RunFile {
     pub end_time: Option<f64>,
     pub exit_code: Option<i32>,
     pub last_heartbeat: f64,
+    #[serde(default)]
+    pub client_timeout: f64,
+    #[serde(default)]
+    pub heartbeat_interval: f64,
+    #[serde(default)]
+    pub stop_requested: bool,
     pub step: i64,
     pub history_rows: i64,
     pub resumed: bool,
@@ -110,7 +116,7 @@ pub struct RunFile {
 }
 
 impl RunFile {
-    pub fn from_state(s: &RunState) -> Self {
+    pub fn from_state(s: &RunState, heartbeat_interval: f64) -> Self {
         let i = &s.info;
         let client = s.client.as_ref();
         let opt = |v: &str| (!v.is_empty()).then(|| v.to_owned());
@@ -128,6 +134,9 @@ impl RunFile {
             end_time: (i.end_time > 0.0).then_some(i.end_time),
             exit_code: i.exit_code,
             last_heartbeat: i.last_heartbeat,
+            client_timeout: i.client_timeout,
+            heartbeat_interval,
+            stop_requested: i.stop_requested,
             step: i.step,
             history_rows: i.history_rows,
             resumed: i.resumed,
@@ -155,11 +164,30 @@ impl RunFile {
             step: self.step,
             history_rows: self.history_rows,
             last_heartbeat: self.last_heartbeat,
+            client_timeout: self.client_timeout,
+            stop_requested: self.stop_requested,
             resumed: self.resumed,
             ..Default::default()
         };
         info.set_state(state_from_name(&self.state));
         info
+    }
+
+    /// Whether the run says it is open but its heartbeat is too old for that to be
+    /// true (its sidecar died): shown as crashed.
+    pub fn is_stale(&self, now: f64) -> bool {
+        let open = matches!(self.state.as_str(), "running" | "preempting");
+        let limit = crate::liveness::stale_after(self.client_timeout, self.heartbeat_interval);
+        open && limit > 0.0 && now - self.last_heartbeat > limit
+    }
+
+    /// The state to show: crashed for a stale run.
+    pub fn shown_state(&self, now: f64) -> &str {
+        if self.is_stale(now) {
+            "crashed"
+        } else {
+            &self.state
+        }
     }
 
     pub fn client(&self) -> Option<ClientInfo> {
@@ -284,8 +312,13 @@ impl StoreWriter {
     }
 
     /// Rewrites run.json.
-    pub fn write_run(&self, state: &RunState, durable: bool) -> Result<(), StoreError> {
-        let run = RunFile::from_state(state);
+    pub fn write_run(
+        &self,
+        state: &RunState,
+        heartbeat_interval: f64,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let run = RunFile::from_state(state, heartbeat_interval);
         let text = serde_json::to_string_pretty(&run).map_err(|e| StoreError::Json {
             path: self.dir.join(RUN_JSON),
             problem: e.to_string(),

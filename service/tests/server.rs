@@ -132,7 +132,7 @@ async fn reflection_lists_every_rpc() {
 
 #[tokio::test]
 async fn sigterm_flushes_and_exits_zero() {
-    let mut s = Sidecar::start();
+    let mut s = Sidecar::start_with(Transport::Tcp, &["--shutdown-grace", "0.5"]);
     let mut c = s.client().await;
     start_run(&mut c, "t1").await;
     for i in 0..3 {
@@ -143,6 +143,8 @@ async fn sigterm_flushes_and_exits_zero() {
     assert_eq!(s.terminate(), Some(0));
     let rows = read_jsonl(&s.run_dir("p", "t1").join("history.jsonl"));
     assert_eq!(steps(&rows), vec![0, 1, 2]);
+    // Its client did not finish it within the grace period.
+    assert_eq!(run_json_state(&s.run_dir("p", "t1")), "killed");
     // The socket of a unix sidecar and the lock are released: a new sidecar starts on the same dir.
     let root = s.root.clone();
     let s2 = Sidecar::start_in(&root, Transport::Tcp, &[]);

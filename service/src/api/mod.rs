@@ -236,6 +236,15 @@ impl RunService for Api {
         }
     }
 
+    async fn stop_run(
+        &self,
+        request: Request<StopRunRequest>,
+    ) -> Result<Response<StopRunResponse>, Status> {
+        let handle = self.handle(&request.into_inner().run_id)?;
+        let run = handle.call(|reply| Command::Stop { reply }).await?;
+        Ok(Response::new(StopRunResponse { run: Some(run) }))
+    }
+
     async fn get_run(
         &self,
         request: Request<GetRunRequest>,

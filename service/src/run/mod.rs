@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -20,12 +20,13 @@ use self::files::{FilesError, Fingerprint};
 use self::metrics::MetricError;
 use self::state::{Outcome, RunState, Sink};
 use crate::config::{FsyncPolicy, ServeConfig};
+use crate::liveness::{self, Process};
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, FinishResponse, GetRunResponse,
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
     RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, Record, SavedFile, SavedFiles, StateChange};
+use crate::proto::wal::{record::Kind, Record, SavedFile, SavedFiles, StateChange, StopRequest};
 use crate::shutdown::ShutdownToken;
 use crate::store::{self, StoreError, StoreWriter};
 use crate::wal::{WalError, WalReader, WalWriter};
@@ -111,6 +112,16 @@ pub enum Command {
         init: Box<InitRequest>,
         reply: Reply<InitResponse>,
     },
+    /// An operator asks the run to stop (the client learns it from Heartbeat).
+    Stop {
+        reply: Reply<RunInfo>,
+    },
+    /// Ends an open run without its client: crashed (or preempted, if it was
+    /// preempting) when the client is gone, killed at shutdown.
+    End {
+        state: State,
+        reply: Reply<RunInfo>,
+    },
 }
 
 /// A handle on an open run's actor.
@@ -165,7 +176,12 @@ impl OpenedRun {
 }
 
 /// Creates a new run directory with its first record. Blocking.
-pub fn create(dir: &Path, init: InitRequest, metadata: &str) -> Result<OpenedRun, RunError> {
+pub fn create(
+    dir: &Path,
+    init: InitRequest,
+    metadata: &str,
+    heartbeat_interval: f64,
+) -> Result<OpenedRun, RunError> {
     std::fs::create_dir_all(dir).map_err(store::io_err(dir))?;
     let mut wal = WalWriter::create(&dir.join(store::WAL))?;
     let mut store = StoreWriter::open(dir, true)?;
@@ -179,7 +195,7 @@ pub fn create(dir: &Path, init: InitRequest, metadata: &str) -> Result<OpenedRun
     state.apply(&record, &mut store);
     store.write_metadata(metadata)?;
     store.write_config(&state.config)?;
-    store.write_run(&state, false)?;
+    store.write_run(&state, heartbeat_interval, false)?;
     Ok(OpenedRun { state, wal, store })
 }
 
@@ -205,7 +221,7 @@ pub fn replay(dir: &Path, sink: &mut impl Sink) -> Result<(RunState, u64), RunEr
 
 /// Opens an existing run: replays its log, rewrites its store files from it and
 /// cuts a torn tail. Blocking.
-pub fn open(dir: &Path) -> Result<OpenedRun, RunError> {
+pub fn open(dir: &Path, heartbeat_interval: f64) -> Result<OpenedRun, RunError> {
     let mut store = StoreWriter::open(dir, true)?;
     let (mut state, valid_len) = replay(dir, &mut store)?;
     let wal = WalWriter::open_truncated(&dir.join(store::WAL), valid_len)?;
@@ -215,7 +231,7 @@ pub fn open(dir: &Path) -> Result<OpenedRun, RunError> {
     }
     store.write_config(&state.config)?;
     store.write_summary(&state.summary(), false)?;
-    store.write_run(&state, false)?;
+    store.write_run(&state, heartbeat_interval, false)?;
     Ok(OpenedRun { state, wal, store })
 }
 
@@ -226,6 +242,35 @@ struct LiveFile {
     copied: Option<Fingerprint>,
     /// As it was at the previous check: a copy waits until it stops changing.
     seen: Option<Fingerprint>,
+}
+
+/// How a run knows its client is there.
+#[derive(Debug, Clone, Copy)]
+enum ClientWatch {
+    /// On this host: its pid is watched (and its timeout applies).
+    Pid(Process),
+    /// On this host and already gone (a run recovered after its client died).
+    Gone,
+    /// Elsewhere, or unknown: only the timeout applies.
+    Remote,
+}
+
+impl ClientWatch {
+    fn of(state: &RunState) -> Self {
+        match liveness::local_client(state.client.as_ref()) {
+            Some(p) => ClientWatch::Pid(p),
+            None if liveness::client_gone(state.client.as_ref()) => ClientWatch::Gone,
+            None => ClientWatch::Remote,
+        }
+    }
+
+    fn gone(&self) -> bool {
+        match self {
+            ClientWatch::Pid(p) => !p.alive(),
+            ClientWatch::Gone => true,
+            ClientWatch::Remote => false,
+        }
+    }
 }
 
 /// Spawns the actor of an opened run.
@@ -249,7 +294,10 @@ pub fn spawn(opened: OpenedRun, config: Arc<ServeConfig>, token: ShutdownToken) 
         })
         .collect();
     let sync_file = opened.wal.try_clone_file();
+    let watch = ClientWatch::of(&opened.state);
     let actor = Actor {
+        watch,
+        last_contact: Instant::now(),
         files_dir: opened.store.dir().join(store::FILES_DIR),
         state: opened.state,
         wal: opened.wal,
@@ -278,12 +326,17 @@ struct Actor {
     /// run.json as last written, to skip unchanged rewrites.
     written: Option<RunInfo>,
     live: HashMap<String, LiveFile>,
+    watch: ClientWatch,
+    /// The client's last sign of life.
+    last_contact: Instant,
 }
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut token: ShutdownToken) {
         let mut tick = tokio::time::interval(self.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(liveness::PID_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -295,6 +348,11 @@ impl Actor {
                     None => break,
                 },
                 _ = tick.tick() => self.tick().await,
+                _ = check.tick() => {
+                    if self.check_client().await {
+                        break;
+                    }
+                }
                 _ = token.stopping() => break,
             }
         }
@@ -305,7 +363,15 @@ impl Actor {
 
     /// Handles one command; true when the actor should stop (the run ended).
     async fn handle(&mut self, cmd: Command) -> bool {
-        self.state.info.last_heartbeat = now();
+        if !matches!(
+            cmd,
+            Command::Get { .. } | Command::Stop { .. } | Command::End { .. }
+        ) {
+            self.last_contact = Instant::now();
+            if self.state.is_open() {
+                self.state.info.last_heartbeat = now();
+            }
+        }
         match cmd {
             Command::Log { batch, reply } => {
                 let result = self.log(batch).await;
@@ -343,7 +409,7 @@ impl Actor {
             Command::Heartbeat { reply } => {
                 let _ = reply.send(Ok(HeartbeatResponse {
                     state: self.state.info.state,
-                    should_stop: false,
+                    should_stop: self.state.info.stop_requested,
                 }));
             }
             Command::MarkPreempting { reply } => {
@@ -363,8 +429,75 @@ impl Actor {
                 let r = self.resume(*init).await;
                 let _ = reply.send(r);
             }
+            Command::Stop { reply } => {
+                let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::End { state, reply } => {
+                let r = self.end(state).await;
+                let ended = r.is_ok();
+                let _ = reply.send(r);
+                return ended;
+            }
         }
         false
+    }
+
+    /// Checks that the client is still there; ends the run (true) when it is not.
+    /// While it is, records a heartbeat at least every heartbeat interval.
+    async fn check_client(&mut self) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let timeout = std::time::Duration::from_secs_f64(self.state.info.client_timeout.max(0.001));
+        let why = if self.watch.gone() {
+            "its client process exited without Finish"
+        } else if self.last_contact.elapsed() > timeout {
+            "no sign of life from its client within the client timeout"
+        } else {
+            let t = now();
+            if t - self.state.info.last_heartbeat >= self.config.heartbeat_interval.as_secs_f64() {
+                self.state.info.last_heartbeat = t;
+            }
+            return false;
+        };
+        let state = if self.state.state() == State::Preempting {
+            State::Preempted
+        } else {
+            State::Crashed
+        };
+        tracing::warn!(run = %self.state.info.id, "run {}: {why}", state::state_name(state));
+        match self.end(state).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(run = %self.state.info.id, "could not end the run: {e}");
+                false
+            }
+        }
+    }
+
+    /// Ends an open run in `state` without its client: the pending row is committed,
+    /// live and end files are copied, the state change is logged and synced.
+    async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
+        if self.state.is_open() {
+            self.copy_final_files().await;
+            self.commit(Kind::State(StateChange {
+                state: state as i32,
+                exit_code: None,
+            }))
+            .await?;
+            self.flush(true).await;
+        }
+        Ok(self.state.info.clone())
+    }
+
+    async fn stop(&mut self) -> Result<RunInfo, RunError> {
+        self.ensure_open()?;
+        if !self.state.info.stop_requested {
+            self.commit(Kind::Stop(StopRequest {})).await?;
+            self.publish();
+        }
+        Ok(self.state.info.clone())
     }
 
     fn ensure_open(&self) -> Result<(), RunError> {
@@ -584,6 +717,8 @@ impl Actor {
 
     async fn resume(&mut self, init: InitRequest) -> Result<InitResponse, RunError> {
         self.commit(Kind::Resume(init)).await?;
+        self.watch = ClientWatch::of(&self.state);
+        self.last_contact = Instant::now();
         self.publish();
         self.store.write_config(&self.state.config)?;
         Ok(InitResponse {
@@ -695,7 +830,11 @@ impl Actor {
             self.summary_dirty = false;
         }
         if durable || self.written.as_ref() != Some(&self.state.info) {
-            match self.store.write_run(&self.state, durable) {
+            match self.store.write_run(
+                &self.state,
+                self.config.heartbeat_interval.as_secs_f64(),
+                durable,
+            ) {
                 Ok(()) => self.written = Some(self.state.info.clone()),
                 Err(e) => tracing::error!(run = %id, "{e}"),
             }

@@ -190,6 +190,10 @@ impl RunState {
                 self.change_state(change, time, sink);
                 Outcome::Nothing
             }
+            Some(Kind::Stop(_)) => {
+                self.info.stop_requested = true;
+                Outcome::Nothing
+            }
         }
     }
 
@@ -208,6 +212,7 @@ impl RunState {
             dir,
             start_time: time,
             last_heartbeat: time,
+            client_timeout: init.client_timeout.unwrap_or_default(),
             ..Default::default()
         };
         self.info.set_state(State::Running);
@@ -237,6 +242,10 @@ impl RunState {
         if init.client.is_some() {
             self.client.clone_from(&init.client);
         }
+        if let Some(t) = init.client_timeout {
+            info.client_timeout = t;
+        }
+        info.stop_requested = false;
         info.set_state(State::Running);
         info.resumed = true;
         info.end_time = 0.0;

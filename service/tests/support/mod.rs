@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use runcore::proto::v1::run_service_client::RunServiceClient;
 use runcore::proto::v1::{value::Kind, InitRequest, InitResponse, LogRequest, Value};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use runcore::value::{double, int, string};
 
@@ -57,16 +56,15 @@ impl Sidecar {
             Transport::Tcp => "tcp://127.0.0.1:0".to_owned(),
             Transport::Unix => format!("unix://{}", root.join("runcore.sock").display()),
         };
+        let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), listen];
+        // Quick defaults for tests, unless the test sets its own.
+        for (flag, value) in [("--flush-interval", "0.1"), ("--shutdown-grace", "5")] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), value.to_owned()]);
+            }
+        }
         let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &listen,
-                "--flush-interval",
-                "0.1",
-                "--shutdown-grace",
-                "5",
-            ])
+            .args(&args)
             .arg("--port-file")
             .arg(&port_file)
             .arg("--data-dir")
@@ -109,10 +107,16 @@ impl Sidecar {
 
     /// SIGTERM; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
+        let c = self.child.as_ref()?;
         let _ = Command::new("kill")
             .args(["-TERM", &c.id().to_string()])
             .status();
+        self.wait_exit()
+    }
+
+    /// Waits for the sidecar to exit by itself; returns the exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Ok(Some(status)) = c.try_wait() {
@@ -120,7 +124,7 @@ impl Sidecar {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("runcore did not exit within {PATIENCE:?} of SIGTERM");
+                panic!("runcore did not exit within {PATIENCE:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -140,27 +144,9 @@ impl Drop for Sidecar {
 
 /// A channel to a `tcp://` or `unix://` address.
 pub async fn channel(addr: &str) -> Channel {
-    if let Some(path) = addr.strip_prefix("unix://") {
-        let path = PathBuf::from(path);
-        Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
-            .expect("connect over unix socket")
-    } else {
-        let url = addr.replace("tcp://", "http://");
-        Endpoint::from_shared(url)
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect over tcp")
-    }
+    runcore::client::connect(&addr.parse().expect("address"))
+        .await
+        .expect("connect to the sidecar")
 }
 
 /// Polls `f` until it returns Some, failing the test after [`PATIENCE`].
@@ -276,4 +262,29 @@ pub fn as_str(v: &Value) -> &str {
 /// Steps of each history row, in order.
 pub fn steps(rows: &[BTreeMap<String, Value>]) -> Vec<i64> {
     rows.iter().map(|r| num(get(r, "_step")) as i64).collect()
+}
+
+/// ClientInfo naming process `pid` on this host.
+pub fn local_client(pid: u32) -> runcore::proto::v1::ClientInfo {
+    let host = runcore::liveness::local_host();
+    runcore::proto::v1::ClientInfo {
+        pid: i64::from(pid),
+        hostname: host.hostname.clone(),
+        boot_id: host.boot_id.clone(),
+    }
+}
+
+/// A stand-in client process: it sleeps until killed.
+pub fn client_process() -> Child {
+    Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep")
+}
+
+/// The state recorded in run.json.
+pub fn run_json_state(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("run.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["state"].as_str().unwrap_or_default().to_owned()
 }
