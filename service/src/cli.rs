@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{ListenAddr, ServeArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ENV_DATA_DIR};
+use crate::backend::forward::{ForwardStatus, Forwarder, Stopped};
+use crate::backend::BackendSettings;
+use crate::config::{
+    BackendArgs, ConfigError, ListenAddr, ServeArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ENV_DATA_DIR,
+};
 
 /// The address of a running sidecar, for clients and `runcore runs stop`.
 pub const ENV_ADDRESS: &str = "RUNCORE_ADDRESS";
@@ -33,6 +37,25 @@ pub enum Command {
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
+    },
+    /// Deliver runs' transaction logs to a remote backend: runs written offline, or
+    /// what a stopped sidecar left undelivered. Resumable and idempotent: each run's
+    /// cursor says what the backend already has.
+    Sync {
+        /// Run directories (<data-dir>/<project>/<run_id>).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Mark MLflow runs that runcore created, that are still RUNNING, and whose
+    /// runcore.heartbeat tag is older than --stale, as FAILED with runcore.state=crashed.
+    Reap {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Age of the last heartbeat after which a run is reaped: 90s, 5m, 2h or seconds.
+        #[arg(long, default_value = "5m")]
+        stale: String,
     },
 }
 
@@ -79,6 +102,165 @@ pub enum CliError {
     Connect(#[from] crate::client::ConnectError),
     #[error("{}", .0.message())]
     Rpc(#[from] tonic::Status),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{dir}: {why}")]
+    Sync { dir: PathBuf, why: String },
+    #[error(transparent)]
+    Backend(#[from] crate::backend::retry::BackendError),
+}
+
+/// Parses `90s`, `5m`, `2h`, `1d` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, CliError> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| CliError::Usage(format!("{text:?} is not a duration like 90s, 5m, 2h")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => {
+            return Err(CliError::Usage(format!(
+                "{text:?}: unit must be s, m, h or d"
+            )))
+        }
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(CliError::Usage(format!("{text:?} is not a duration >= 0")));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn progress_line(name: &str, s: &ForwardStatus) -> String {
+    let total = s.total_records.max(s.delivered_records);
+    let width = 30;
+    let filled = if total == 0 {
+        width
+    } else {
+        (s.delivered_records as usize * width / total as usize).min(width)
+    };
+    format!(
+        "{name} [{}{}] {}/{} records",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        s.delivered_records,
+        total
+    )
+}
+
+/// `runcore sync DIR...`.
+pub async fn sync(
+    dirs: &[PathBuf],
+    backend: &BackendArgs,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    let settings = backend.settings()?;
+    if matches!(settings, BackendSettings::Local) {
+        return Err(CliError::Usage(
+            "runcore sync needs a remote backend: --backend mlflow (the local store is already written)".into(),
+        ));
+    }
+    let tty = io::stderr().is_terminal();
+    for dir in dirs {
+        let fail = |why: String| CliError::Sync {
+            dir: dir.clone(),
+            why,
+        };
+        if !dir.join(store::WAL).is_file() {
+            return Err(fail("not a run directory (no run.wal)".into()));
+        }
+        // A sidecar that has the run open forwards it itself.
+        if crate::wal::is_locked(&dir.join(store::WAL)) {
+            return Err(fail(
+                "a running sidecar has this run open and forwards it itself".into(),
+            ));
+        }
+        let backend = settings
+            .make()
+            .ok_or_else(|| fail("no remote backend".into()))?;
+        let name = dir.display().to_string();
+        let (forwarder, mut status) = Forwarder::for_sync(dir, backend);
+        let mut shutdown = crate::shutdown::Shutdown::new();
+        let work = tokio::spawn(forwarder.forward(shutdown.token()));
+        let printer = {
+            let name = name.clone();
+            let mut status = status.clone();
+            tokio::spawn(async move {
+                while status.changed().await.is_ok() {
+                    if tty {
+                        eprint!("\r{}", progress_line(&name, &status.borrow()));
+                    }
+                }
+            })
+        };
+        let result = tokio::select! {
+            r = work => r.map_err(|e| fail(e.to_string()))?,
+            _ = tokio::signal::ctrl_c() => {
+                shutdown.signal();
+                Stopped::Shutdown
+            }
+        };
+        printer.abort();
+        if tty {
+            eprintln!();
+        }
+        let s = status.borrow_and_update().clone();
+        match result {
+            Stopped::Done => writeln!(
+                out,
+                "{}: synced, {} records delivered",
+                name, s.delivered_records
+            )?,
+            Stopped::Shutdown => {
+                writeln!(
+                    out,
+                    "{}: interrupted after {} records; run sync again to go on",
+                    name, s.delivered_records
+                )?;
+                return Ok(());
+            }
+            Stopped::Unauthorized(e) | Stopped::Failed(e) => return Err(fail(e)),
+            Stopped::Busy => return Err(fail("another process is delivering this run".into())),
+        }
+        if !s.last_error.is_empty() {
+            writeln!(
+                out,
+                "{name}: the backend refused part of it: {}",
+                s.last_error
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `runcore reap`.
+pub async fn reap(
+    backend: &BackendArgs,
+    stale: &str,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let stale = parse_duration(stale)?;
+    let BackendSettings::Mlflow(settings) = backend.settings()? else {
+        return Err(CliError::Usage(
+            "runcore reap works on --backend mlflow".into(),
+        ));
+    };
+    let marked = crate::backend::mlflow::reap(settings, stale).await?;
+    for id in &marked {
+        writeln!(out, "marked MLflow run {id} FAILED (runcore.state=crashed)")?;
+    }
+    writeln!(out, "{} stale run(s) reaped", marked.len())?;
+    Ok(())
 }
 
 /// `runcore runs stop ID`.
@@ -193,6 +375,29 @@ pub fn runs_show(data_dir: &Path, id: &str, out: &mut impl Write) -> Result<(), 
             writeln!(out, "  {k}: {}", render(v))?;
         }
     }
+    if let Ok(entries) = std::fs::read_dir(dir.join("forward")) {
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(backend) = file.strip_suffix(".json") else {
+                continue;
+            };
+            let backend: &'static str = match backend {
+                "mlflow" => "mlflow",
+                "wandb" => "wandb",
+                _ => continue,
+            };
+            let s = crate::backend::forward::status_from_disk(&dir, backend);
+            if s.pending_records == 0 {
+                writeln!(out, "{backend:<9} delivered")?;
+            } else {
+                writeln!(
+                    out,
+                    "{backend:<9} {} records ({} bytes) not yet delivered",
+                    s.pending_records, s.pending_bytes
+                )?;
+            }
+        }
+    }
     let files = store::list_files(&dir);
     writeln!(out, "files:")?;
     if files.is_empty() {
@@ -249,6 +454,16 @@ pub fn format_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_duration("12").unwrap().as_secs(), 12);
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1m").is_err());
+    }
 
     #[test]
     fn times_format_in_utc() {

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::backend::mlflow::MlflowSettings;
+use crate::backend::BackendSettings;
+
 pub const ENV_LISTEN: &str = "RUNCORE_LISTEN";
 pub const ENV_PORT_FILE: &str = "RUNCORE_PORT_FILE";
 pub const ENV_DATA_DIR: &str = "RUNCORE_DATA_DIR";
@@ -20,6 +23,13 @@ pub const ENV_FLUSH_INTERVAL: &str = "RUNCORE_FLUSH_INTERVAL";
 pub const ENV_CLIENT_TIMEOUT: &str = "RUNCORE_CLIENT_TIMEOUT";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCORE_HEARTBEAT_INTERVAL";
 pub const ENV_PARENT_PID: &str = "RUNCORE_PARENT_PID";
+pub const ENV_BACKEND: &str = "RUNCORE_BACKEND";
+pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
+/// MLflow's own client variables.
+pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
+pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
+pub const ENV_MLFLOW_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
+pub const ENV_MLFLOW_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
 /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runcore=debug`.
 pub const ENV_LOG: &str = "RUNCORE_LOG";
 
@@ -76,6 +86,50 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// Where runs go besides the local store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The local store only.
+    Local,
+    /// An MLflow tracking server (MLFLOW_TRACKING_URI).
+    Mlflow,
+}
+
+/// How to reach a remote backend: flags and the backend's own environment
+/// variables. Shared by `serve`, `sync` and `reap`.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// Remote backend each run is forwarded to (the local store is always written).
+    #[arg(long, env = ENV_BACKEND, value_enum, default_value = "local")]
+    pub backend: BackendKind,
+    /// MLflow tracking server URL; MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME
+    /// and MLFLOW_TRACKING_PASSWORD, authenticate (read from the environment only).
+    #[arg(long, env = ENV_MLFLOW_URI)]
+    pub mlflow_tracking_uri: Option<String>,
+}
+
+impl BackendArgs {
+    pub fn settings(&self) -> Result<BackendSettings, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match self.backend {
+            BackendKind::Local => Ok(BackendSettings::Local),
+            BackendKind::Mlflow => {
+                let uri = self
+                    .mlflow_tracking_uri
+                    .clone()
+                    .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                    .ok_or(ConfigError::MlflowUri)?;
+                Ok(BackendSettings::Mlflow(MlflowSettings {
+                    uri,
+                    token: env(ENV_MLFLOW_TOKEN),
+                    username: env(ENV_MLFLOW_USERNAME),
+                    password: env(ENV_MLFLOW_PASSWORD),
+                }))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -126,6 +180,12 @@ pub struct ServeArgs {
     /// a private sidecar).
     #[arg(long, env = ENV_PARENT_PID)]
     pub parent_pid: Option<u32>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Seconds Finish waits for the remote backend to receive the run; what is still
+    /// pending then is delivered in the background (and after a restart).
+    #[arg(long, env = ENV_FINISH_TIMEOUT, default_value_t = 60.0)]
+    pub finish_timeout: f64,
 }
 
 /// Validated settings of a sidecar.
@@ -150,6 +210,10 @@ pub struct ServeConfig {
     pub heartbeat_interval: Duration,
     /// The process whose exit ends the sidecar.
     pub parent_pid: Option<u32>,
+    /// The remote backend runs are forwarded to.
+    pub backend: BackendSettings,
+    /// How long Finish waits for the remote backend.
+    pub finish_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +232,10 @@ pub enum ConfigError {
     Seconds(&'static str, f64),
     #[error("--parent-pid {0}: no such process")]
     ParentPid(u32),
+    #[error(
+        "--backend mlflow needs --mlflow-tracking-uri or MLFLOW_TRACKING_URI (http:// or https://)"
+    )]
+    MlflowUri,
 }
 
 impl ServeArgs {
@@ -190,6 +258,7 @@ impl ServeArgs {
         for (name, v) in [
             ("client-timeout", self.client_timeout),
             ("heartbeat-interval", self.heartbeat_interval),
+            ("finish-timeout", self.finish_timeout),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(ConfigError::Seconds(name, v));
@@ -212,6 +281,8 @@ impl ServeArgs {
             client_timeout: Duration::from_secs_f64(self.client_timeout),
             heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval),
             parent_pid: self.parent_pid,
+            backend: self.backend.settings()?,
+            finish_timeout: Duration::from_secs_f64(self.finish_timeout),
         })
     }
 }
@@ -231,6 +302,8 @@ impl ServeConfig {
             client_timeout: Duration::from_secs(60),
             heartbeat_interval: Duration::from_secs(30),
             parent_pid: None,
+            backend: BackendSettings::Local,
+            finish_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -271,6 +344,11 @@ mod tests {
             client_timeout: 60.0,
             heartbeat_interval: 30.0,
             parent_pid: None,
+            backend: BackendArgs {
+                backend: BackendKind::Local,
+                mlflow_tracking_uri: None,
+            },
+            finish_timeout: 60.0,
         };
         let err = args.into_config().unwrap_err();
         assert!(err.to_string().contains("loopback"), "{err}");

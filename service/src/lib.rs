@@ -14,21 +14,26 @@
 //! - [`run`]: the per-run actor; [`run::state`] holds the log step/commit rules and
 //!   is a pure function of log records; [`run::summary`], [`run::metrics`]
 //!   (define_metric) and [`run::files`] (SaveFiles, media) are its parts.
+//! - [`backend`]: remote backends (MLflow) fed from each run's log by a
+//!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).
 //! - [`wal`]: the CRC-framed transaction log.
 //! - [`store`]: the local store's files, all derived from the log.
 //! - [`value`]: value checks, histogram binning, the store's JSON.
 //! - [`liveness`]: is a run's client still there (pid watch, timeouts).
 //! - [`metadata`]: system metadata probed at Init.
+//! - [`monitor`]: the system-metrics sampler (host, process tree, GPUs) on its own thread.
 //! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod liveness;
 pub mod metadata;
+pub mod monitor;
 pub mod proto;
 pub mod run;
 pub mod runs;

@@ -36,6 +36,16 @@ async fn stop_signal() {
     }
 }
 
+fn report(result: Result<(), cli::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runcore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -68,6 +78,26 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Sync { dirs, backend } => {
+            init_tracing(LogFormat::Text);
+            let mut out = io::stdout().lock();
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(cli::CliError::from)
+                .and_then(|rt| rt.block_on(cli::sync(&dirs, &backend, &mut out)));
+            report(result)
+        }
+        Command::Reap { backend, stale } => {
+            init_tracing(LogFormat::Text);
+            let mut out = io::stdout().lock();
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(cli::CliError::from)
+                .and_then(|rt| rt.block_on(cli::reap(&backend, &stale, &mut out)));
+            report(result)
         }
         Command::Runs { command } => {
             let mut out = io::stdout().lock();

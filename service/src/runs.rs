@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::backend::forward::{self, Forwarders};
 use crate::config::ServeConfig;
 use crate::metadata;
 use crate::proto::v1::{
@@ -26,6 +27,7 @@ const SCAN_CHUNK: usize = 256;
 
 pub struct Runs {
     config: Arc<ServeConfig>,
+    forwarders: Arc<Forwarders>,
     active: Mutex<HashMap<String, RunHandle>>,
     /// Serialises Init, so two calls with one id cannot both create the run.
     init_lock: tokio::sync::Mutex<()>,
@@ -45,6 +47,7 @@ impl Runs {
         token: ShutdownToken,
     ) -> Result<Arc<Self>, RunError> {
         let runs = Arc::new(Runs {
+            forwarders: Forwarders::new(config.backend.clone(), config.heartbeat_interval),
             config: config.clone(),
             active: Mutex::new(HashMap::new()),
             init_lock: tokio::sync::Mutex::new(()),
@@ -54,11 +57,18 @@ impl Runs {
         let dirs = tokio::task::spawn_blocking(move || store::all_runs(&data_dir))
             .await
             .map_err(blocking_err)?;
+        let backend = runs.forwarders.backend_name();
         for dir in dirs {
             let ended = store::read_run_file(&dir)
                 .map(|r| state::is_terminal(state::state_from_name(&r.state)))
                 .unwrap_or(false);
             if ended {
+                // An ended run whose remote delivery was cut short: finish it.
+                if backend != "local" && forward::pending_bytes(&dir, backend) > 0 {
+                    if let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                        runs.forwarders.ensure(&id, &dir, runs.token()?);
+                    }
+                }
                 continue;
             }
             let path = dir.clone();
@@ -68,6 +78,10 @@ impl Runs {
                 .map_err(blocking_err)?
             {
                 Ok(o) => o,
+                Err(RunError::Wal(crate::wal::WalError::InUse(_))) => {
+                    tracing::info!(dir = %dir.display(), "run is open in another sidecar; left to it");
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), "run not recovered: {e}");
                     continue;
@@ -100,7 +114,13 @@ impl Runs {
     }
 
     fn spawn(&self, opened: run::OpenedRun) -> Result<RunHandle, RunError> {
-        Ok(run::spawn(opened, self.config.clone(), self.token()?))
+        let info = &opened.state().info;
+        let dir = Path::new(&info.dir)
+            .parent()
+            .unwrap_or(Path::new(&info.dir))
+            .to_owned();
+        let link = self.forwarders.ensure(&info.id, &dir, self.token()?);
+        Ok(run::spawn(opened, self.config.clone(), self.token()?, link))
     }
 
     /// Stops new runs and streams from starting (shutdown).
@@ -127,6 +147,9 @@ impl Runs {
             return Ok(h);
         }
         match store::find_run(&self.config.data_dir, id) {
+            Some(dir) if crate::wal::is_locked(&dir.join(store::WAL)) => {
+                Err(crate::wal::WalError::InUse(dir).into())
+            }
             Some(dir) => {
                 let state = store::read_run_file(&dir)
                     .map(|r| state::state_name(state::state_from_name(&r.state)))
@@ -278,9 +301,17 @@ impl Runs {
             }
         }
         let dir = self.dir_of(id)?;
+        let live = self.forwarders.status(id);
+        let backend = self.forwarders.backend_name();
         tokio::task::spawn_blocking(move || {
             let (mut state, _) = run::replay(&dir, &mut NoSink)?;
+            let backends = match live {
+                Some(s) => vec![s.to_proto()],
+                None if backend != "local" => vec![forward::status_from_disk(&dir, backend)],
+                None => Vec::new(),
+            };
             Ok(GetRunResponse {
+                backends,
                 summary: state.summary(),
                 metrics: state.metrics.all().iter().map(|d| d.to_proto()).collect(),
                 config: std::mem::take(&mut state.config),

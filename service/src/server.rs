@@ -29,10 +29,6 @@ pub enum ServeError {
     SocketInUse(PathBuf),
     #[error("data dir {path}: {source}")]
     DataDir { path: PathBuf, source: io::Error },
-    #[error(
-        "data dir {0} is in use by another runcore sidecar; give each sidecar its own --data-dir"
-    )]
-    DataDirLocked(PathBuf),
     #[error("writing the port file: {0}")]
     PortFile(#[from] crate::store::StoreError),
     #[error("recovering runs: {0}")]
@@ -96,26 +92,16 @@ impl Listener {
     }
 }
 
-/// Creates and locks the data dir for this process (the lock lives as long as the
-/// returned file); returns its absolute path, which run directories are reported in.
-fn lock_data_dir(dir: &Path) -> Result<(std::fs::File, PathBuf), ServeError> {
+/// Creates the data dir; returns its absolute path, which run directories are
+/// reported in. Several sidecars may share a data dir: each run is locked by the
+/// sidecar that has it open.
+fn prepare_data_dir(dir: &Path) -> Result<PathBuf, ServeError> {
     let err = |source| ServeError::DataDir {
         path: dir.to_owned(),
         source,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let dir = &dir.canonicalize().map_err(err)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".runcore.lock"))
-        .map_err(err)?;
-    match file.try_lock() {
-        Ok(()) => Ok((file, dir.to_owned())),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirLocked(dir.to_owned())),
-        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
-    }
+    dir.canonicalize().map_err(err)
 }
 
 /// Rewrites tonic's OUT_OF_RANGE for an oversized unary request (sent as a
@@ -180,8 +166,7 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let mut config = config;
-    let (_lock, data_dir) = lock_data_dir(&config.data_dir)?;
-    config.data_dir = data_dir;
+    config.data_dir = prepare_data_dir(&config.data_dir)?;
     let config = Arc::new(config);
     let mut shutdown = Shutdown::new();
     let runs = Runs::start(config.clone(), shutdown.token()).await?;

@@ -24,6 +24,46 @@ const HEADER: usize = 8;
 pub enum WalError {
     #[error("transaction log {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("run {0} is open in another runcore sidecar (its transaction log is locked); use that sidecar, or stop it first")]
+    InUse(PathBuf),
+}
+
+/// An exclusive lock on a log, held by the one writer of a run. Two sidecars may
+/// share a data dir; a run is open in at most one of them.
+pub struct WalLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl WalLock {
+    /// Locks an existing log for writing; `InUse` if another process holds it.
+    pub fn acquire(path: &Path) -> Result<Self, WalError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        lock(&file, path)?;
+        Ok(WalLock {
+            file,
+            path: path.to_owned(),
+        })
+    }
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), WalError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(WalError::InUse(path.parent().unwrap_or(path).to_owned()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(path)(e)),
+    }
+}
+
+/// Whether some process holds a log's writer lock (a sidecar has the run open).
+pub fn is_locked(path: &Path) -> bool {
+    File::open(path)
+        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -56,6 +96,19 @@ impl WalReader {
         })
     }
 
+    /// Opens a log to read the records after byte `offset` (the end of a record).
+    pub fn open_at(path: &Path, offset: u64) -> Result<Self, WalError> {
+        use std::io::{Seek, SeekFrom};
+        let mut r = WalReader::open(path)?;
+        if offset > 0 {
+            r.reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(io_err(path))?;
+            r.valid_len = offset.min(r.file_len);
+        }
+        Ok(r)
+    }
+
     /// Length of the valid prefix read so far.
     pub fn valid_len(&self) -> u64 {
         self.valid_len
@@ -78,7 +131,8 @@ impl WalReader {
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_FRAME || u64::from(len) > self.file_len - self.valid_len - HEADER as u64 {
+        let remaining = self.file_len.saturating_sub(self.valid_len + HEADER as u64);
+        if len > MAX_FRAME || u64::from(len) > remaining {
             self.done = true;
             return Ok(None);
         }
@@ -127,33 +181,26 @@ pub struct WalWriter {
 }
 
 impl WalWriter {
-    /// Creates a new, empty log; fails if one exists.
+    /// Creates a new, empty log, locked; fails if one exists.
     pub fn create(path: &Path) -> Result<Self, WalError> {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(path)
             .map_err(io_err(path))?;
+        lock(&file, path)?;
         Ok(Self::with_file(file, path, 0))
     }
 
-    /// Opens an existing log for append, cutting it to `valid_len` (from a
+    /// Opens a locked log for append, cutting it to `valid_len` (from a
     /// [`WalReader`] that read it to its end).
-    pub fn open_truncated(path: &Path, valid_len: u64) -> Result<Self, WalError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        if file.metadata().map_err(io_err(path))?.len() != valid_len {
-            file.set_len(valid_len).map_err(io_err(path))?;
-            file.sync_all().map_err(io_err(path))?;
+    pub fn open_truncated(lock: WalLock, valid_len: u64) -> Result<Self, WalError> {
+        let WalLock { file, path } = lock;
+        if file.metadata().map_err(io_err(&path))?.len() != valid_len {
+            file.set_len(valid_len).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
         }
-        drop(file);
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        Ok(Self::with_file(file, path, valid_len))
+        Ok(Self::with_file(file, &path, valid_len))
     }
 
     fn with_file(file: File, path: &Path, len: u64) -> Self {
@@ -261,11 +308,23 @@ mod tests {
         let (records, valid) = read_all(&path);
         assert_eq!(records.len(), 3);
         assert_eq!(valid, good);
-        let mut w = WalWriter::open_truncated(&path, valid).unwrap();
+        let mut w = WalWriter::open_truncated(WalLock::acquire(&path).unwrap(), valid).unwrap();
         w.append(&rec(3)).unwrap();
         drop(w);
         let (records, _) = read_all(&path);
         assert_eq!(records, (0..4).map(rec).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.wal");
+        let w = WalWriter::create(&path).unwrap();
+        assert!(is_locked(&path));
+        assert!(matches!(WalLock::acquire(&path), Err(WalError::InUse(_))));
+        drop(w);
+        assert!(!is_locked(&path));
+        let _again = WalLock::acquire(&path).unwrap();
     }
 
     #[test]

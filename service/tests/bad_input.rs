@@ -357,3 +357,132 @@ async fn oversized_messages_are_resource_exhausted() {
         1
     );
 }
+
+#[tokio::test]
+async fn unreadable_media_drops_only_its_row_in_a_stream() {
+    let s = Sidecar::start();
+    let mut c = s.client().await;
+    let wd = tempfile::tempdir().unwrap();
+    std::fs::write(wd.path().join("ok.png"), b"png").unwrap();
+    c.init(InitRequest {
+        id: "md".into(),
+        project: "p".into(),
+        working_dir: wd.path().display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let media = |path: &str| {
+        BTreeMap::from([(
+            "img".to_string(),
+            Value {
+                kind: Some(Kind::Media(runcore::proto::v1::Media {
+                    path: path.into(),
+                    ..Default::default()
+                })),
+            },
+        )])
+    };
+    let batch = LogBatch {
+        run_id: "md".into(),
+        seq: 1,
+        keys: vec!["x".into()],
+        rows: vec![
+            Row {
+                scalar_keys: vec![0],
+                scalar_values: vec![0.0],
+                values: media("ok.png"),
+                ..Default::default()
+            },
+            Row {
+                scalar_keys: vec![0],
+                scalar_values: vec![1.0],
+                values: media("missing.png"),
+                ..Default::default()
+            },
+            Row {
+                scalar_keys: vec![0],
+                scalar_values: vec![2.0],
+                step: Some(5),
+                ..Default::default()
+            },
+            Row {
+                scalar_keys: vec![0],
+                scalar_values: vec![3.0],
+                step: Some(1),
+                ..Default::default()
+            },
+        ],
+    };
+    let mut acks = c
+        .log_stream(tokio_stream::iter(vec![batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    let ack = acks.message().await.unwrap().unwrap();
+    let dropped: Vec<(u32, bool)> = ack
+        .dropped
+        .iter()
+        .map(|d| (d.row_index, d.reason.contains("missing.png")))
+        .collect();
+    assert_eq!(dropped, [(1, true), (3, false)], "{:?}", ack.dropped);
+    c.finish(FinishRequest {
+        run_id: "md".into(),
+        exit_code: None,
+    })
+    .await
+    .unwrap();
+    let rows = read_jsonl(&s.run_dir("p", "md").join("history.jsonl"));
+    let xs: Vec<f64> = rows.iter().map(|r| num(get(r, "x"))).collect();
+    assert_eq!(xs, [0.0, 2.0]);
+}
+
+#[tokio::test]
+async fn after_a_failed_batch_a_stream_applies_nothing_more() {
+    let s = Sidecar::start();
+    let mut c = s.client().await;
+    start_run(&mut c, "ended").await;
+    start_run(&mut c, "next").await;
+    c.finish(FinishRequest {
+        run_id: "ended".into(),
+        exit_code: None,
+    })
+    .await
+    .unwrap();
+    let one = |run: &str, seq: u64| LogBatch {
+        run_id: run.into(),
+        seq,
+        keys: vec!["x".into()],
+        rows: vec![Row {
+            scalar_keys: vec![0],
+            scalar_values: vec![1.0],
+            ..Default::default()
+        }],
+    };
+    // The first batch fails in its run (ended); the stream's later batch for another
+    // run must not be applied behind the client's back.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(one("next", 1)).await.unwrap();
+    let mut acks = c
+        .log_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.message().await.unwrap().unwrap().seq, 1);
+    tx.send(one("ended", 1)).await.unwrap();
+    tx.send(one("next", 2)).await.unwrap();
+    let err = acks.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    drop(tx);
+    let resumed = c
+        .init(InitRequest {
+            id: "next".into(),
+            resume: runcore::proto::v1::Resume::Allow as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.last_seq, 1, "batch 2 was not applied");
+    assert_eq!(resumed.starting_step, 1);
+}

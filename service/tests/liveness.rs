@@ -191,6 +191,27 @@ async fn heartbeat_says_should_stop_after_runs_stop() {
         .into_inner();
     assert!(hb.should_stop);
     assert_eq!(hb.state(), RunState::Running);
+    // A client reconnecting to the open run keeps the stop request and a preemption.
+    c.mark_preempting(MarkPreemptingRequest {
+        run_id: "st".into(),
+    })
+    .await
+    .unwrap();
+    let back = c
+        .init(InitRequest {
+            id: "st".into(),
+            resume: Resume::Allow as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert_eq!(
+        (back.state(), back.stop_requested),
+        (RunState::Preempting, true)
+    );
     let fin = c
         .finish(FinishRequest {
             run_id: "st".into(),

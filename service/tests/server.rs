@@ -159,17 +159,58 @@ async fn sigterm_flushes_and_exits_zero() {
     assert_eq!(run.run.unwrap().step, 3);
 }
 
-#[test]
-fn a_second_sidecar_on_the_same_data_dir_is_refused() {
-    let s = Sidecar::start();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "tcp://127.0.0.1:0", "--data-dir"])
-        .arg(&s.data_dir)
+#[tokio::test]
+async fn two_sidecars_share_a_data_dir_but_not_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a_root = tmp.path().join("a");
+    let b_root = tmp.path().join("b");
+    std::fs::create_dir_all(&a_root).unwrap();
+    std::fs::create_dir_all(&b_root).unwrap();
+    let data = tmp.path().join("shared-data");
+    let data_arg = data.display().to_string();
+    let a = Sidecar::start_in(&a_root, Transport::Tcp, &["--data-dir", &data_arg]);
+    let b = Sidecar::start_in(&b_root, Transport::Tcp, &["--data-dir", &data_arg]);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    start_run(&mut ca, "in-a").await;
+    start_run(&mut cb, "in-b").await;
+    ca.log(log_req("in-a", &[("x", 1.0)], None, None))
+        .await
+        .unwrap();
+    cb.log(log_req("in-b", &[("x", 2.0)], None, None))
+        .await
+        .unwrap();
+    // A run open in one sidecar cannot be opened or logged to through the other.
+    let err = cb
+        .init(runcore::proto::v1::InitRequest {
+            id: "in-a".into(),
+            resume: runcore::proto::v1::Resume::Allow as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("open in another runcore sidecar"),
+        "{}",
+        err.message()
+    );
+    let err = cb
+        .log(log_req("in-a", &[("x", 3.0)], None, None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // Both runs land in the one store.
+    let ls = std::process::Command::new(BIN)
+        .args(["runs", "ls", "--data-dir", &data_arg])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in use by another runcore"), "{err}");
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(text.contains("in-a") && text.contains("in-b"), "{text}");
 }
 
 #[test]

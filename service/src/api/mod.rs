@@ -83,6 +83,7 @@ impl RunService for Api {
         // shutdown; it holds a shutdown token, so shutdown waits for it.
         tokio::spawn(async move {
             let mut cached: Option<(String, RunHandle)> = None;
+            let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let error = loop {
                 let next = tokio::select! {
                     m = inbound.message() => m,
@@ -106,7 +107,7 @@ impl RunService for Api {
                 let run_id = batch.run_id.clone();
                 let cmd = Command::Log {
                     batch,
-                    reply: LogReply::Stream(tx.clone()),
+                    reply: LogReply::Stream(tx.clone(), failed.clone()),
                 };
                 if let Err(e) = handle.send(cmd).await {
                     break Some(e.into());
@@ -230,6 +231,7 @@ impl RunService for Api {
                 Ok(Response::new(FinishResponse {
                     run: run.run,
                     summary: run.summary,
+                    backends: run.backends,
                 }))
             }
             Err(e) => Err(e.into()),

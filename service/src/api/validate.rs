@@ -149,6 +149,7 @@ pub fn log(req: LogRequest) -> Result<LogBatch, Invalid> {
         values: req.data,
         step: req.step,
         commit: req.commit,
+        timestamp: req.timestamp,
         ..Default::default()
     };
     row_values(&mut row)?;

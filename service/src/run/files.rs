@@ -211,7 +211,14 @@ pub fn copy_media(
             );
             let to = files_dir.join(&name);
             if !to.exists() {
-                copy_into(&source, &to)?;
+                copy_into(&source, &to).map_err(|e| match e {
+                    FilesError::Copy { from, source } => FilesError::Media {
+                        key: key.to_owned(),
+                        path: from,
+                        source,
+                    },
+                    other => other,
+                })?;
             }
             m.path = name;
             Ok(())

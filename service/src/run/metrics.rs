@@ -73,7 +73,7 @@ pub enum MetricError {
     EmptyName,
     #[error("define_metric: name {0:?} has '*' before its end; only a trailing '*' (a prefix glob such as \"val/*\") is supported")]
     GlobNotTrailing(String),
-    #[error("define_metric: unknown summary option {0:?}; use any of min, max, mean, first, last, best, none (comma-separated)")]
+    #[error("define_metric: unknown summary option {0:?}; use any of min, max, mean, first, last, best, none (comma-separated; copy means last)")]
     UnknownSummary(String),
     #[error("define_metric: summary \"none\" cannot be combined with other options")]
     NoneWithOthers,
@@ -103,6 +103,12 @@ fn parse_summary(text: &str) -> Result<Option<SummaryRule>, MetricError> {
     }
     let mut aggs = Vec::new();
     for p in parts {
+        // W&B's deprecated "copy" is its old name for the last value.
+        let p = if p.eq_ignore_ascii_case("copy") {
+            "last"
+        } else {
+            p
+        };
         let agg = Agg::ALL
             .into_iter()
             .find(|a| a.name() == p.to_ascii_lowercase())

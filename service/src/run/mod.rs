@@ -11,6 +11,7 @@ pub mod summary;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,17 +20,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use self::files::{FilesError, Fingerprint};
 use self::metrics::MetricError;
 use self::state::{Outcome, RunState, Sink};
+use crate::backend::forward::ForwardLink;
 use crate::config::{FsyncPolicy, ServeConfig};
 use crate::liveness::{self, Process};
 use crate::proto::v1::{
-    AlertRequest, AlertResponse, DefineMetricRequest, FinishResponse, GetRunResponse,
+    AlertRequest, AlertResponse, DefineMetricRequest, DroppedRow, FinishResponse, GetRunResponse,
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
     RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
 use crate::proto::wal::{record::Kind, Record, SavedFile, SavedFiles, StateChange, StopRequest};
 use crate::shutdown::ShutdownToken;
 use crate::store::{self, StoreError, StoreWriter};
-use crate::wal::{WalError, WalReader, WalWriter};
+use crate::wal::{WalError, WalLock, WalReader, WalWriter};
 
 /// Commands queued per run before senders wait: a burst of batches from several
 /// streams fits, and a client that outpaces the disk is slowed down, not dropped.
@@ -51,6 +53,8 @@ pub enum RunError {
     Ended { id: String, state: &'static str },
     #[error("the sidecar is shutting down; reconnect to it (or a new one) and resume the run")]
     Closed,
+    #[error("not applied: batch {seq} of this stream failed; open a new stream and resend from batch {seq}")]
+    StreamBroken { seq: u64 },
     #[error(transparent)]
     Files(#[from] FilesError),
     #[error(transparent)]
@@ -67,7 +71,9 @@ type Reply<T> = oneshot::Sender<Result<T, RunError>>;
 /// ordered acknowledgements.
 pub enum LogReply {
     Unary(Reply<LogAck>),
-    Stream(mpsc::Sender<Result<LogAck, RunError>>),
+    /// A stream's ack channel, and the seq of the stream's first failed batch (0:
+    /// none), shared by all the runs the stream feeds.
+    Stream(mpsc::Sender<Result<LogAck, RunError>>, Arc<AtomicU64>),
 }
 
 pub enum Command {
@@ -222,9 +228,11 @@ pub fn replay(dir: &Path, sink: &mut impl Sink) -> Result<(RunState, u64), RunEr
 /// Opens an existing run: replays its log, rewrites its store files from it and
 /// cuts a torn tail. Blocking.
 pub fn open(dir: &Path, heartbeat_interval: f64) -> Result<OpenedRun, RunError> {
+    // Lock first: another sidecar sharing the data dir may have the run open.
+    let lock = WalLock::acquire(&dir.join(store::WAL))?;
     let mut store = StoreWriter::open(dir, true)?;
     let (mut state, valid_len) = replay(dir, &mut store)?;
-    let wal = WalWriter::open_truncated(&dir.join(store::WAL), valid_len)?;
+    let wal = WalWriter::open_truncated(lock, valid_len)?;
     store.flush();
     if let Some(e) = store.take_error() {
         return Err(e.into());
@@ -274,7 +282,12 @@ impl ClientWatch {
 }
 
 /// Spawns the actor of an opened run.
-pub fn spawn(opened: OpenedRun, config: Arc<ServeConfig>, token: ShutdownToken) -> RunHandle {
+pub fn spawn(
+    opened: OpenedRun,
+    config: Arc<ServeConfig>,
+    token: ShutdownToken,
+    forward: Option<ForwardLink>,
+) -> RunHandle {
     let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
     let (status_tx, status) = watch::channel(opened.state.info.clone());
     let live = opened
@@ -296,6 +309,7 @@ pub fn spawn(opened: OpenedRun, config: Arc<ServeConfig>, token: ShutdownToken) 
     let sync_file = opened.wal.try_clone_file();
     let watch = ClientWatch::of(&opened.state);
     let actor = Actor {
+        forward,
         watch,
         last_contact: Instant::now(),
         files_dir: opened.store.dir().join(store::FILES_DIR),
@@ -329,6 +343,8 @@ struct Actor {
     watch: ClientWatch,
     /// The client's last sign of life.
     last_contact: Instant,
+    /// The forwarder to the remote backend, if one is configured.
+    forward: Option<ForwardLink>,
 }
 
 impl Actor {
@@ -373,19 +389,30 @@ impl Actor {
             }
         }
         match cmd {
-            Command::Log { batch, reply } => {
-                let result = self.log(batch).await;
-                match reply {
-                    LogReply::Unary(tx) => {
-                        let _ = tx.send(result);
-                    }
-                    LogReply::Stream(tx) => {
-                        // A stream whose client stopped reading holds up this run:
-                        // that is the backpressure a bounded ack channel gives.
-                        let _ = tx.send(result).await;
-                    }
+            Command::Log { batch, reply } => match reply {
+                LogReply::Unary(tx) => {
+                    let _ = tx.send(self.log(batch, false).await);
                 }
-            }
+                LogReply::Stream(tx, failed) => {
+                    // After a batch of a stream failed, the stream's later batches are
+                    // refused too: the client resends from the failed one, and the seq
+                    // high-water mark must not have moved past it.
+                    let earlier = failed.load(Ordering::Acquire);
+                    let result = if earlier != 0 {
+                        Err(RunError::StreamBroken { seq: earlier })
+                    } else {
+                        let seq = batch.seq.max(1);
+                        let r = self.log(batch, true).await;
+                        if r.is_err() {
+                            failed.store(seq, Ordering::Release);
+                        }
+                        r
+                    };
+                    // A stream whose client stopped reading holds up this run:
+                    // that is the backpressure a bounded ack channel gives.
+                    let _ = tx.send(result).await;
+                }
+            },
             Command::DefineMetric { req, reply } => {
                 let r = self.define_metric(req).await;
                 let _ = reply.send(r);
@@ -407,9 +434,13 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Command::Heartbeat { reply } => {
+                let backend_stop = self
+                    .forward
+                    .as_ref()
+                    .is_some_and(|f| f.status().stop_requested);
                 let _ = reply.send(Ok(HeartbeatResponse {
                     state: self.state.info.state,
-                    should_stop: self.state.info.stop_requested,
+                    should_stop: self.state.info.stop_requested || backend_stop,
                 }));
             }
             Command::MarkPreempting { reply } => {
@@ -521,6 +552,9 @@ impl Actor {
         if self.config.fsync == FsyncPolicy::Always {
             self.sync_wal().await?;
         }
+        if let Some(f) = &self.forward {
+            f.wake();
+        }
         Ok(self.state.apply(&record, &mut self.store))
     }
 
@@ -543,7 +577,9 @@ impl Actor {
         }
     }
 
-    async fn log(&mut self, mut batch: LogBatch) -> Result<LogAck, RunError> {
+    /// Logs a batch. Rows whose media cannot be read are dropped and reported
+    /// (`per_row`, a stream's batch) or fail the call (a unary Log's one row).
+    async fn log(&mut self, mut batch: LogBatch, per_row: bool) -> Result<LogAck, RunError> {
         self.ensure_open()?;
         let seq = batch.seq;
         if self.state.is_duplicate(seq) {
@@ -555,19 +591,56 @@ impl Actor {
                 dropped: Vec::new(),
             });
         }
+        let mut media_dropped = Vec::new();
+        let mut kept: Option<Vec<u32>> = None;
         if batch
             .rows
             .iter()
             .any(|r| r.values.values().any(files::has_media))
         {
-            batch = self.copy_media(batch).await?;
+            let (copied, failures) = self.copy_media(batch).await?;
+            batch = copied;
+            if !failures.is_empty() {
+                if !per_row {
+                    let (_, e) = failures.into_iter().next().expect("one failure");
+                    return Err(e.into());
+                }
+                // Keep the rows whose media copied; report the others.
+                let failed: Vec<u32> = failures.iter().map(|(i, _)| *i).collect();
+                let mut index = Vec::new();
+                let mut rows = Vec::new();
+                for (i, row) in std::mem::take(&mut batch.rows).into_iter().enumerate() {
+                    if !failed.contains(&(i as u32)) {
+                        index.push(i as u32);
+                        rows.push(row);
+                    }
+                }
+                batch.rows = rows;
+                kept = Some(index);
+                media_dropped = failures
+                    .into_iter()
+                    .map(|(i, e)| DroppedRow {
+                        row_index: i,
+                        step: self.state.info.step,
+                        current_step: self.state.info.step,
+                        reason: e.to_string(),
+                    })
+                    .collect();
+            }
         }
         let outcome = self.commit(Kind::Log(batch)).await?;
         self.summary_dirty = true;
-        let dropped = match outcome {
+        let mut dropped = match outcome {
             Outcome::Log { dropped } => dropped,
             _ => Vec::new(),
         };
+        if let Some(index) = kept {
+            for d in &mut dropped {
+                d.row_index = index[d.row_index as usize];
+            }
+            dropped.extend(media_dropped);
+            dropped.sort_by_key(|d| d.row_index);
+        }
         Ok(LogAck {
             run_id: self.state.info.id.clone(),
             seq,
@@ -577,22 +650,30 @@ impl Actor {
         })
     }
 
-    async fn copy_media(&mut self, mut batch: LogBatch) -> Result<LogBatch, RunError> {
+    /// Copies the batch's media into files/media/; returns the batch and the rows
+    /// (by index) whose media could not be copied.
+    async fn copy_media(
+        &mut self,
+        mut batch: LogBatch,
+    ) -> Result<(LogBatch, Vec<(u32, FilesError)>), RunError> {
         let step = self.state.info.step;
         let wd = self.state.working_dir.clone();
         let files_dir = self.files_dir.clone();
-        let copied = tokio::task::spawn_blocking(move || -> Result<LogBatch, FilesError> {
-            for row in &mut batch.rows {
+        tokio::task::spawn_blocking(move || {
+            let mut failures = Vec::new();
+            for (i, row) in batch.rows.iter_mut().enumerate() {
                 let row_step = row.step.unwrap_or(step);
                 for (key, v) in row.values.iter_mut() {
-                    files::copy_media(key, v, row_step, &wd, &files_dir)?;
+                    if let Err(e) = files::copy_media(key, v, row_step, &wd, &files_dir) {
+                        failures.push((i as u32, e));
+                        break;
+                    }
                 }
             }
-            Ok(batch)
+            (batch, failures)
         })
         .await
-        .map_err(|_| RunError::Closed)??;
-        Ok(copied)
+        .map_err(|_| RunError::Closed)
     }
 
     async fn define_metric(
@@ -709,9 +790,17 @@ impl Actor {
             .await?;
             self.flush(true).await;
         }
+        let backends = match self.forward.as_mut() {
+            Some(f) => vec![f
+                .wait_delivered(self.wal.len(), self.config.finish_timeout)
+                .await
+                .to_proto()],
+            None => Vec::new(),
+        };
         Ok(FinishResponse {
             run: Some(self.state.info.clone()),
             summary: self.state.summary(),
+            backends,
         })
     }
 
@@ -742,6 +831,7 @@ impl Actor {
                 .map(|d| d.to_proto())
                 .collect(),
             files: store::list_files(self.store.dir()),
+            backends: self.forward.iter().map(|f| f.status().to_proto()).collect(),
         }
     }
 

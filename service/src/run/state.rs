@@ -245,11 +245,15 @@ impl RunState {
         if let Some(t) = init.client_timeout {
             info.client_timeout = t;
         }
-        info.stop_requested = false;
-        info.set_state(State::Running);
         info.resumed = true;
-        info.end_time = 0.0;
-        info.exit_code = None;
+        // Re-attaching to an open run (a client reconnecting) keeps its state, a
+        // pending preemption and an operator's stop request; an ended run runs again.
+        if is_terminal(info.state()) {
+            info.stop_requested = false;
+            info.set_state(State::Running);
+            info.end_time = 0.0;
+            info.exit_code = None;
+        }
     }
 
     fn intern(&mut self, key: &str) -> Arc<str> {

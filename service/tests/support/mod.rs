@@ -49,7 +49,12 @@ impl Sidecar {
 
     /// A sidecar whose data lives under `root` (which outlives it, for restarts).
     pub fn start_in(root: &Path, transport: Transport, extra: &[&str]) -> Self {
-        let data_dir = root.join("data");
+        let data_dir = extra
+            .iter()
+            .position(|a| *a == "--data-dir")
+            .and_then(|i| extra.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("data"));
         let port_file = root.join("port");
         let _ = std::fs::remove_file(&port_file);
         let listen = match transport {
@@ -58,7 +63,12 @@ impl Sidecar {
         };
         let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), listen];
         // Quick defaults for tests, unless the test sets its own.
-        for (flag, value) in [("--flush-interval", "0.1"), ("--shutdown-grace", "5")] {
+        let data_arg = data_dir.display().to_string();
+        for (flag, value) in [
+            ("--flush-interval", "0.1"),
+            ("--shutdown-grace", "5"),
+            ("--data-dir", data_arg.as_str()),
+        ] {
             if !extra.contains(&flag) {
                 args.extend([flag.to_owned(), value.to_owned()]);
             }
@@ -67,8 +77,6 @@ impl Sidecar {
             .args(&args)
             .arg("--port-file")
             .arg(&port_file)
-            .arg("--data-dir")
-            .arg(&data_dir)
             .args(extra)
             .env("RUNCORE_LOG", "warn")
             .stdin(Stdio::null())
@@ -218,6 +226,7 @@ pub fn log_req(
         step,
         commit,
         seq: 0,
+        timestamp: 0.0,
     }
 }
 
@@ -288,3 +297,4 @@ pub fn run_json_state(dir: &Path) -> String {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     v["state"].as_str().unwrap_or_default().to_owned()
 }
+pub mod mlflow;

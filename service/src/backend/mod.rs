@@ -1,0 +1,120 @@
+//! Remote backends. The local store is always written; a remote backend (MLflow,
+//! W&B) is fed from each run's transaction log by a forwarder task
+//! ([`forward`]) that replays the log into [`Event`]s, delivers them in batches
+//! with the shared retry policy ([`retry`]) and keeps a persisted cursor, so a
+//! restart resumes where delivery stopped and a retry never duplicates a row.
+
+pub mod forward;
+pub mod mlflow;
+pub mod retry;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use self::retry::BackendError;
+use crate::proto::v1::{RunInfo, RunState, Value};
+use crate::proto::wal::SavedFile;
+
+/// What a backend is told, in log order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The run started or was resumed (identity in the batch's `run`).
+    Start,
+    /// The whole config, after a change.
+    Config(BTreeMap<String, Value>),
+    /// A committed history row.
+    History {
+        step: i64,
+        timestamp: f64,
+        runtime: f64,
+        values: Vec<(String, Value)>,
+    },
+    /// A system-metrics sample (`system.` prefix not included).
+    System {
+        timestamp: f64,
+        metrics: Vec<(String, f64)>,
+    },
+    /// The whole summary, after a change.
+    Summary(BTreeMap<String, Value>),
+    /// An alert and whether it was sent (false: throttled).
+    Alert {
+        title: String,
+        text: String,
+        level: String,
+        timestamp: f64,
+        sent: bool,
+    },
+    /// Files saved (copied into the run's files/ directory).
+    Files(Vec<SavedFile>),
+    /// The run is preempting, or has ended.
+    State {
+        state: RunState,
+        exit_code: Option<i32>,
+        timestamp: f64,
+    },
+}
+
+/// A batch of events for one run.
+pub struct Batch<'a> {
+    /// The run as of the end of the batch.
+    pub run: &'a RunInfo,
+    /// The run's directory (files/ holds what Files events name).
+    pub dir: &'a Path,
+    /// Every file saved so far (for the final upload at the end of a run).
+    pub saved: &'a [SavedFile],
+    pub events: Vec<Event>,
+}
+
+/// A remote tracking backend.
+#[async_trait::async_trait]
+pub trait Backend: Send {
+    /// Short name, used for the cursor file and in status (`mlflow`, `wandb`).
+    fn name(&self) -> &'static str;
+    /// Restores what the backend saved in the cursor (remote ids, params sent).
+    fn restore(&mut self, state: serde_json::Value);
+    /// What to save in the cursor after a delivery.
+    fn save(&self) -> serde_json::Value;
+    /// Delivers a batch. Must be idempotent: after a failure the same batch is
+    /// delivered again.
+    async fn deliver(&mut self, batch: &Batch<'_>) -> Result<(), BackendError>;
+    /// Records that the run is alive; Ok(true) when the backend asks the run to
+    /// stop.
+    async fn heartbeat(&mut self, run: &RunInfo) -> Result<bool, BackendError>;
+}
+
+/// Which remote backend, and how to reach it.
+#[derive(Debug, Clone, Default)]
+pub enum BackendSettings {
+    /// The local store only.
+    #[default]
+    Local,
+    Mlflow(mlflow::MlflowSettings),
+}
+
+impl BackendSettings {
+    /// A fresh backend for one run; None for the local store only.
+    pub fn make(&self) -> Option<Box<dyn Backend>> {
+        match self {
+            BackendSettings::Local => None,
+            BackendSettings::Mlflow(s) => Some(Box::new(mlflow::Mlflow::new(s.clone()))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendSettings::Local => "local",
+            BackendSettings::Mlflow(_) => "mlflow",
+        }
+    }
+}
+
+/// The HTTP client every backend uses: rustls with the ring provider.
+pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("runcore/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
