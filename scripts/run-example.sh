@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # The main job: build the sidecar, start it on the embedded local store (./runcore-data
-# unless RUNCORE_DATA_DIR says otherwise), run the example training loop against it,
-# print the run directory and final summary, and stop the sidecar.
+# unless RUNCORE_DATA_DIR says otherwise), run the Python example training loop
+# (clients/python/examples/train.py, W&B-style) against it, print the run directory
+# and final summary, and stop the sidecar. `--rust` runs the Rust example instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "==> building runcore and the example (debug)"
-cargo build --quiet --bin runcore --example train
+lang="python"
+[ "${1:-}" = "--rust" ] && lang="rust"
+echo "==> building runcore (debug)"
+cargo build --quiet --bin runcore
+if [ "$lang" = "rust" ]; then
+    cargo build --quiet --example train
+else
+    echo "==> preparing the Python client (a cached venv in .venv)"
+    venv="$(bash clients/python/scripts/venv.sh | tail -n 1)"
+fi
 
 data_dir="${RUNCORE_DATA_DIR:-$PWD/runcore-data}"
 sock_dir="$(mktemp -d)"
@@ -35,8 +44,12 @@ done
 address="$(cat "$sock_dir/address")"
 echo "==> sidecar listening on $address"
 
-echo "==> running the example training loop"
-target/debug/examples/train "$address"
+echo "==> running the example training loop ($lang)"
+if [ "$lang" = "rust" ]; then
+    target/debug/examples/train "$address"
+else
+    RUNCORE_ADDRESS="$address" "$venv/bin/python" clients/python/examples/train.py
+fi
 
 echo "==> runs in the local store"
 target/debug/runcore runs ls --data-dir "$data_dir"

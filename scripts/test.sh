@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, and every test, Rust first.
+# The whole test suite: formatting, lints, the Rust tests, the Python and Go
+# clients' tests.
+# Installs what the tests need on first use (MLflow and the Python client's
+# packages, each in a cached, git-ignored venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -7,5 +10,13 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "==> MLflow for the backend tests"
+RUNCORE_MLFLOW="$(bash scripts/mlflow-env.sh)"
+export RUNCORE_MLFLOW
 echo "==> cargo test"
 cargo test --quiet 2>&1
+echo "==> Python client"
+cargo build --quiet --bin runcore
+RUNCORE_BIN="$PWD/target/debug/runcore" bash clients/python/scripts/test.sh -q
+echo "==> Go client"
+RUNCORE_BIN="$PWD/target/debug/runcore" bash clients/go/scripts/test.sh

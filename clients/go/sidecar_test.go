@@ -1,0 +1,38 @@
+package runcore_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	runcore "github.com/runcore/runcore/clients/go"
+)
+
+func TestNoSidecar(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	_, err := runcore.Init(ctx, runcore.Options{Address: "unix://" + filepath.Join(t.TempDir(), "none.sock"), InitTimeout: 300 * time.Millisecond})
+	if !errors.Is(err, runcore.ErrNoSidecar) || !strings.Contains(err.Error(), "did not answer its health check") {
+		t.Errorf("Init on a dead address: %v", err)
+	}
+	_, err = runcore.Init(ctx, runcore.Options{Address: "", Binary: "/nonexistent/runcore"})
+	if err != nil && !strings.Contains(err.Error(), "Options.Binary=/nonexistent/runcore is not an executable file") {
+		t.Errorf("Init with a missing binary: %v", err)
+	}
+	if err == nil {
+		t.Log("RUNCORE_ADDRESS is set: the missing binary was not needed")
+	} else if !errors.Is(err, runcore.ErrNoSidecar) {
+		t.Errorf("error %v does not wrap ErrNoSidecar", err)
+	}
+}
+
+// A binary that exits at once (not a sidecar): the error says so and shows its log.
+func TestSpawnFailureIsReported(t *testing.T) {
+	t.Setenv(runcore.EnvAddress, "")
+	_, err := runcore.Init(testCtx(t), runcore.Options{Binary: "/bin/false", DataDir: t.TempDir()})
+	if !errors.Is(err, runcore.ErrNoSidecar) || !strings.Contains(err.Error(), "exited with exit status 1 before it was listening") {
+		t.Errorf("Init with /bin/false: %v", err)
+	}
+}

@@ -1,0 +1,833 @@
+"""``Run``: W&B's ``wandb.Run`` over the runcore sidecar, with its ``config`` and
+``summary`` objects.
+
+``log()`` is the hot path: it checks and converts the values, mirrors the sidecar's
+step rules to keep ``run.step`` current, and queues one row for the background
+sender (see ``_sender``). Every other method is one unary RPC. Calls that change
+what later rows mean (define_metric, summary updates, mark_preempting, finish)
+first wait until the rows logged before them are acknowledged, so the sidecar
+applies everything in the order the program did it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import os
+import pathlib
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+
+import grpc
+
+from . import _values
+from ._errors import CommError, ConfigError, Error, RuncoreWarning, UsageError
+from ._proto import runcore_pb2 as pb
+from ._sender import Sender
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._sidecar import Sidecar
+
+_STATE_NAMES: dict[int, str] = {
+    pb.RUN_STATE_UNSPECIFIED: "unknown",
+    pb.RUN_STATE_RUNNING: "running",
+    pb.RUN_STATE_FINISHED: "finished",
+    pb.RUN_STATE_FAILED: "failed",
+    pb.RUN_STATE_CRASHED: "crashed",
+    pb.RUN_STATE_KILLED: "killed",
+    pb.RUN_STATE_PREEMPTING: "preempting",
+    pb.RUN_STATE_PREEMPTED: "preempted",
+}
+_OPEN_STATES = (pb.RUN_STATE_RUNNING, pb.RUN_STATE_PREEMPTING)
+_POLICIES = ("live", "now", "end")
+MAX_ALERT_TITLE = 64
+#: A single non-scalar value larger than this is refused by log() (the sidecar
+#: accepts messages up to 16 MiB by default).
+MAX_VALUE_BYTES = 8 << 20
+
+
+class AlertLevel(str, enum.Enum):
+    """Alert levels, as W&B's ``wandb.AlertLevel``."""
+
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertResult:
+    """What ``Run.alert`` did (W&B returns None; runcore tells whether it was sent)."""
+
+    sent: bool
+    throttled: bool
+    #: Unix seconds after which an alert with this title is sent again.
+    throttled_until: float
+
+    def __bool__(self) -> bool:
+        return self.sent
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A metric definition as the sidecar holds it (returned by ``define_metric``)."""
+
+    name: str
+    step_metric: Optional[str] = None
+    step_sync: bool = False
+    hidden: bool = False
+    summary: tuple[str, ...] = ()
+    goal: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+    """``Run.status()``: the run's state and how far its rows have got."""
+
+    state: str
+    #: The step the next committed row gets (the client's view).
+    step: int
+    #: Committed history rows, per the sidecar.
+    history_rows: int
+    rows_logged: int
+    rows_acked: int
+    rows_pending: int
+    #: Rows refused by the sidecar or given up on after it stayed away.
+    rows_lost: int
+    #: Rows not recorded because of the step rules (a step smaller than the current).
+    rows_dropped: int
+    batches_sent: int
+    batches_resent: int
+    #: Unix seconds of the last acknowledgement (0 before the first).
+    sync_time: float
+    should_stop: bool
+
+    @property
+    def sync_items_total(self) -> int:
+        return self.rows_logged
+
+    @property
+    def sync_items_pending(self) -> int:
+        return self.rows_pending
+
+
+def state_name(state: int) -> str:
+    return _STATE_NAMES.get(state, "unknown")
+
+
+def rpc_error(what: str, e: grpc.RpcError) -> Exception:
+    """The exception a failed unary call becomes."""
+    code, details = e.code(), e.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return ValueError(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return CommError(f"runcore: {what}: the sidecar is unreachable: {code.name}: {details}")
+    if code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return UsageError(f"runcore: {what}: {details}")
+    return Error(f"runcore: {what}: {code.name}: {details}")
+
+
+def retryable(e: grpc.RpcError, sidecar: "Sidecar", generation: int) -> bool:
+    """Whether a failed unary call should be retried after a reconnect: the sidecar
+    was unreachable, or another thread replaced the channel under the call."""
+    code = e.code()
+    return code == grpc.StatusCode.UNAVAILABLE or (
+        code == grpc.StatusCode.CANCELLED and sidecar.generation != generation
+    )
+
+
+def _as_dict(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if hasattr(value, "__dict__") and type(value).__name__ == "Namespace":  # argparse
+        return dict(vars(value))
+    if hasattr(value, "flag_values_dict"):  # absl flags
+        return dict(value.flag_values_dict())
+    raise ValueError(f"{what} must be a dict or an argparse.Namespace, not {type(value).__name__}")
+
+
+def _normalized(values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Values as the sidecar will hold them (tuples become lists, numpy plain)."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"{what} keys must be non-empty str, got {k!r}")
+        out[k] = _values.from_value(_values.to_value(k, v))
+    return out
+
+
+class Config(MutableMapping[str, Any]):
+    """``run.config``: a dict (with attribute access) whose updates reach the
+    sidecar. As in W&B, changing a key's value raises ``ConfigError`` unless
+    ``allow_val_change=True`` was given to ``init`` or ``update``."""
+
+    _run: "Run"
+    _items: dict[str, Any]
+    _allow_val_change: bool
+
+    def __init__(self, run: "Run", items: dict[str, Any], allow_val_change: bool) -> None:
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_items", items)
+        object.__setattr__(self, "_allow_val_change", allow_val_change)
+
+    def update(self, d: Any = None, allow_val_change: Optional[bool] = None, **kwargs: Any) -> None:  # type: ignore[override]
+        new = _as_dict(d, "config")
+        new.update(kwargs)
+        if not new:
+            return
+        values = _normalized(new, "config")
+        allow = self._allow_val_change if allow_val_change is None else allow_val_change
+        if not allow:
+            for k, v in values.items():
+                if k in self._items and self._items[k] != v:
+                    raise ConfigError(
+                        f"config key {k!r} is {self._items[k]!r}; changing it to {v!r} needs "
+                        "config.update(..., allow_val_change=True)"
+                    )
+        req = pb.UpdateConfigRequest(run_id=self._run.id)
+        _values.map_to_proto(req.config, new, "config")
+        self._run._call("config update", "UpdateConfig", req)
+        self._items.update(values)
+
+    def setdefaults(self, d: Any) -> None:
+        self.update({k: v for k, v in _as_dict(d, "config").items() if k not in self._items})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._items:
+            raise KeyError(key)
+        req = pb.UpdateConfigRequest(run_id=self._run.id, remove=[key])
+        self._run._call("config update", "UpdateConfig", req)
+        del self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self._items[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self.update({key: value})
+
+    def __delattr__(self, key: str) -> None:
+        del self[key]
+
+    def __repr__(self) -> str:
+        return f"Config({self._items!r})"
+
+
+class Summary(MutableMapping[str, Any]):
+    """``run.summary``: reads show the sidecar's summary (last value per key, or the
+    aggregations ``define_metric`` asked for); a set value wins over aggregation
+    for its key (``run.summary["best_acc"] = 0.9``)."""
+
+    _run: "Run"
+
+    def __init__(self, run: "Run") -> None:
+        object.__setattr__(self, "_run", run)
+
+    def _get(self) -> dict[str, Any]:
+        return self._run._summary_now()
+
+    def update(self, d: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
+        new = _as_dict(d, "summary")
+        new.update(kwargs)
+        if new:
+            self._run._summary_change(new, [])
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._get():
+            raise KeyError(key)
+        self._run._summary_change({}, [key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._get()))
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self._get()[key]
+        except KeyError:
+            raise AttributeError(f"summary has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self.update({key: value})
+
+    def __repr__(self) -> str:
+        return f"Summary({self._get()!r})"
+
+
+class Run:
+    """A run being logged to the sidecar. Made by ``runcore.init()``."""
+
+    def __init__(
+        self,
+        sidecar: "Sidecar",
+        resp: pb.InitResponse,
+        settings: Settings,
+        init_request: pb.InitRequest,
+        config: dict[str, Any],
+        allow_val_change: bool,
+        on_finish: Any,
+    ) -> None:
+        info = resp.run
+        self._sidecar = sidecar
+        self._info = info
+        self.settings = settings
+        self._init_request = init_request
+        self._on_finish = on_finish
+        self.id: str = info.id
+        self._name: str = info.name
+        self.entity: str = info.entity
+        self.project: str = info.project
+        self._group: str = info.group
+        self._job_type: str = info.job_type
+        self._tags: tuple[str, ...] = tuple(info.tags)
+        self._notes: str = info.notes
+        self.path: str = info.path
+        self.dir: str = info.dir
+        self.start_time: float = info.start_time
+        self.starting_step: int = int(resp.starting_step)
+        self.resumed: bool = bool(resp.resumed)
+        self.offline: bool = settings.mode in ("offline", "dryrun")
+        self.disabled = False
+        self.sweep_id: Optional[str] = None
+        self.config = Config(self, dict(config), allow_val_change)
+        self.summary = Summary(self)
+        self._step = self.starting_step
+        self._pending = False
+        self._log_lock = threading.Lock()
+        self._attach_lock = threading.Lock()
+        self._attached_gen = sidecar.generation
+        self._known_keys: set[str] = set()
+        self._warned: set[str] = set()
+        self._dropped = 0
+        self._finished = False
+        self._final_state = "running"
+        self._final_summary: Optional[dict[str, Any]] = None
+        self._final_info: Optional[pb.RunInfo] = None
+        self._should_stop = False
+        self._sender = Sender(self, first_seq=int(resp.last_seq) + 1)
+
+    # -- attributes -----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._set_unsent("name", value)
+        self._name = str(value)
+
+    @property
+    def notes(self) -> str:
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self._set_unsent("notes", value)
+        self._notes = str(value)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Any) -> None:
+        self._set_unsent("tags", value)
+        self._tags = tuple(str(t) for t in value)
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def job_type(self) -> str:
+        return self._job_type
+
+    def _set_unsent(self, what: str, value: Any) -> None:
+        self._warn_once(
+            f"set-{what}",
+            f"runcore: run.{what} was changed here only: the sidecar has no call to rename "
+            f"a run or change its {what} after init; pass it to runcore.init() instead",
+        )
+
+    @property
+    def step(self) -> int:
+        """The step the next committed row gets."""
+        return self._step
+
+    @property
+    def url(self) -> Optional[str]:
+        """The run's directory in the local store, as a file:// URL."""
+        return self.get_url()
+
+    @property
+    def project_url(self) -> Optional[str]:
+        return self.get_project_url()
+
+    @property
+    def sweep_url(self) -> Optional[str]:
+        return self.get_sweep_url()
+
+    def _run_dir(self) -> Optional[pathlib.Path]:
+        if not self.dir:
+            return None
+        return pathlib.Path(self.dir).parent
+
+    def get_url(self) -> Optional[str]:
+        d = self._run_dir()
+        return d.as_uri() if d is not None and d.is_absolute() else None
+
+    def get_project_url(self) -> Optional[str]:
+        d = self._run_dir()
+        return d.parent.as_uri() if d is not None and d.is_absolute() else None
+
+    def get_sweep_url(self) -> Optional[str]:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<runcore.Run {self.path} name={self._name!r} state={self._final_state if self._finished else 'running'}>"
+
+    # -- log --------------------------------------------------------------------------
+
+    def log(self, data: Mapping[str, Any], step: Optional[int] = None, commit: Optional[bool] = None) -> None:
+        """Logs a row, as W&B's ``run.log``: without ``step`` the row is committed
+        at the current step (unless ``commit=False``); with ``step``, a larger step
+        commits the pending row and jumps, the same step merges, a smaller one is
+        dropped with a warning. Returns at once; a background thread sends it."""
+        if self._finished:
+            raise UsageError(f"runcore: run {self.id} has finished; call runcore.init() to start another")
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise ValueError(f"run.log takes a dict of key -> value, not {type(data).__name__}")
+        skeys: list[str] = []
+        svals: list[float] = []
+        values: Optional[dict[str, Any]] = None
+        known = self._known_keys
+        for k, v in data.items():
+            if k not in known:
+                self._check_key(k)
+            if type(v) is float:
+                skeys.append(k)
+                svals.append(v)
+                continue
+            n = _values.normalize(k, v)
+            if type(n) is float:
+                skeys.append(k)
+                svals.append(n)
+                continue
+            if values is None:
+                values = {}
+            if type(n) is pb.Value and n.ByteSize() > MAX_VALUE_BYTES:
+                raise ValueError(
+                    f"cannot log {k!r}: the value is {n.ByteSize() >> 20} MiB; log at most "
+                    f"{MAX_VALUE_BYTES >> 20} MiB per value (a Histogram of big arrays is small)"
+                )
+            values[k] = n
+        if step is not None:
+            step = self._check_step(step)
+        if commit is not None:
+            commit = bool(commit)
+        ts = time.time()
+        with self._log_lock:
+            if not self._advance(bool(data), step, commit):
+                return
+            self._sender.put((skeys, svals, values, step, commit, ts))
+
+    def _check_key(self, k: Any) -> None:
+        if not isinstance(k, str):
+            raise ValueError(f"run.log keys must be str, got {k!r} ({type(k).__name__})")
+        if not k:
+            raise ValueError("run.log: a key is empty; give every logged value a name")
+        if k[0] == "_":
+            raise ValueError(
+                f"run.log: key {k!r} starts with '_', which is reserved for runcore's own keys "
+                "(_step, _runtime, _timestamp); rename it"
+            )
+        self._known_keys.add(k)
+
+    @staticmethod
+    def _check_step(step: Any) -> int:
+        if isinstance(step, bool):
+            raise ValueError(f"run.log: step must be an int, not {step!r}")
+        try:
+            s = step.__index__()
+        except (AttributeError, TypeError):
+            raise ValueError(f"run.log: step must be an int, not {type(step).__name__}") from None
+        if s < 0:
+            raise ValueError(f"run.log: step {s} is negative; steps start at 0")
+        return int(s)
+
+    def _advance(self, has_data: bool, step: Optional[int], commit: Optional[bool]) -> bool:
+        """Mirrors the sidecar's step rules for ``run.step``; False drops the row."""
+        if step is None:
+            do_commit = True if commit is None else commit
+        else:
+            if step < self._step:
+                self._dropped += 1
+                self._warn_once(
+                    "dropped-smaller-step",
+                    f"runcore: run.log(step={step}) is smaller than the run's current step "
+                    f"{self._step}; as in W&B, such rows are dropped. Log with a step >= "
+                    f"{self._step} or without one. (Warned once; run.status().rows_dropped counts them.)",
+                )
+                return False
+            if step > self._step:
+                self._step = step
+                self._pending = False
+            do_commit = False if commit is None else commit
+        if has_data:
+            self._pending = True
+        if do_commit and self._pending:
+            self._step += 1
+            self._pending = False
+        return True
+
+    def _on_dropped(self, d: pb.DroppedRow) -> None:
+        """A row the sidecar dropped (the client's mirror did not foresee it)."""
+        self._dropped += 1
+        kind = "dropped-smaller-step" if d.step < d.current_step else "dropped-row"
+        self._warn_once(kind, f"runcore: the sidecar dropped a logged row: {d.reason}")
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        warnings.warn(message, RuncoreWarning, stacklevel=4)
+
+    # -- RPCs ---------------------------------------------------------------------------
+
+    def _call(
+        self, what: str, method: str, request: Any, timeout: Optional[float] = None, retry: bool = True
+    ) -> Any:
+        """One unary call; reconnects (and re-attaches the run) when the sidecar is
+        unreachable, for up to settings.reconnect_timeout (unless ``retry=False``)."""
+        deadline = time.monotonic() + (self.settings.reconnect_timeout if retry else 0.0)
+        while True:
+            sidecar = self._sidecar
+            gen = sidecar.generation
+            try:
+                self._reattach()
+                return getattr(sidecar.stub, method)(
+                    request, timeout=timeout or self.settings.rpc_timeout, metadata=sidecar.metadata
+                )
+            except grpc.RpcError as e:
+                if not retryable(e, sidecar, gen) or time.monotonic() >= deadline:
+                    raise rpc_error(what, e) from None
+                sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
+
+    def _reattach(self) -> None:
+        """After a reconnect: makes sure the sidecar has the run open again (a
+        restarted sidecar recovers it from its log; one that marked it ended gets
+        an Init with resume="allow" and the same id)."""
+        if self._attached_gen == self._sidecar.generation:
+            return
+        with self._attach_lock:
+            sidecar = self._sidecar
+            gen = sidecar.generation
+            if self._attached_gen == gen:
+                return
+            if not self._open_on_sidecar(raise_unavailable=True):
+                req = pb.InitRequest()
+                req.CopyFrom(self._init_request)
+                req.resume = pb.RESUME_ALLOW
+                req.id = self.id
+                req.project = self.project
+                # Merged on resume (a no-op for a run the sidecar still has); it
+                # matters for a sidecar that lost the run, e.g. a new data dir.
+                _values.map_to_proto(req.config, self.config.as_dict(), "config")
+                sidecar.stub.Init(req, metadata=sidecar.metadata, timeout=self.settings.rpc_timeout)
+            self._attached_gen = gen
+
+    def _open_on_sidecar(self, raise_unavailable: bool = False) -> bool:
+        sidecar = self._sidecar
+        try:
+            resp = sidecar.stub.GetRun(pb.GetRunRequest(run_id=self.id), metadata=sidecar.metadata, timeout=30)
+        except grpc.RpcError as e:
+            if raise_unavailable and e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+        return resp.run.state in _OPEN_STATES
+
+    def _heartbeat(self) -> None:
+        sidecar = self._sidecar
+        try:
+            resp = sidecar.stub.Heartbeat(
+                pb.HeartbeatRequest(run_id=self.id), metadata=sidecar.metadata, timeout=10
+            )
+        except grpc.RpcError:
+            return  # the sender notices a vanished sidecar through its stream
+        if resp.should_stop and not self._should_stop:
+            self._should_stop = True
+            self._warn_once("should-stop", f"runcore: the sidecar asks run {self.id} to stop")
+
+    def _ensure_open(self, what: str) -> None:
+        if self._finished:
+            raise UsageError(f"runcore: {what}: run {self.id} has finished")
+
+    def _flush(self) -> None:
+        """Waits until every row logged so far is acknowledged by the sidecar."""
+        self._sender.flush()
+
+    def _summary_now(self) -> dict[str, Any]:
+        if self._finished:
+            if self._final_summary is not None:
+                try:
+                    resp = self._call("summary", "GetRun", pb.GetRunRequest(run_id=self.id))
+                    return _values.map_from_proto(resp.summary)
+                except (CommError, Error):
+                    return dict(self._final_summary)
+            return {}
+        self._flush()
+        resp = self._call("summary", "GetRun", pb.GetRunRequest(run_id=self.id))
+        return _values.map_from_proto(resp.summary)
+
+    def _summary_change(self, values: dict[str, Any], remove: list[str]) -> None:
+        self._ensure_open("summary update")
+        req = pb.UpdateSummaryRequest(run_id=self.id, remove=remove)
+        _values.map_to_proto(req.summary, values, "summary")
+        self._flush()
+        self._call("summary update", "UpdateSummary", req)
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: Union[str, Metric, None] = None,
+        step_sync: Optional[bool] = None,
+        hidden: Optional[bool] = None,
+        summary: Optional[str] = None,
+        goal: Optional[str] = None,
+        overwrite: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Metric:
+        """Customizes a metric, as W&B's ``run.define_metric``: its x axis
+        (``step_metric``, a glob name such as ``"val/*"`` covers many), its summary
+        (``"min"``, ``"max"``, ``"mean"``, ``"first"``, ``"last"``, ``"best"`` with
+        ``goal``, ``"none"``, comma-separated), and whether it is hidden."""
+        self._ensure_open("define_metric")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("define_metric: name must be a non-empty str")
+        if isinstance(step_metric, Metric):
+            step_metric = step_metric.name
+        if kwargs:
+            self._warn_once("define-metric-kwargs", f"runcore: define_metric ignores {sorted(kwargs)}")
+        req = pb.DefineMetricRequest(run_id=self.id, name=name, step_metric=step_metric or "")
+        if summary:
+            parts = [p.strip().lower() for p in str(summary).split(",") if p.strip()]
+            # W&B's deprecated "copy" is its default: the last value.
+            req.summary = ",".join(p for p in parts if p != "copy")
+        if goal:
+            req.goal = str(goal)
+        if step_sync is not None:
+            req.step_sync = bool(step_sync)
+        if hidden is not None:
+            req.hidden = bool(hidden)
+        if overwrite is not None:
+            req.overwrite = bool(overwrite)
+        self._flush()
+        m = self._call("define_metric", "DefineMetric", req).metric
+        return Metric(
+            name=m.name,
+            step_metric=m.step_metric or None,
+            step_sync=m.step_sync,
+            hidden=m.hidden,
+            summary=tuple(m.summary),
+            goal=m.goal or None,
+        )
+
+    def alert(
+        self,
+        title: str,
+        text: str,
+        level: Union[str, AlertLevel, None] = None,
+        wait_duration: Union[int, float, datetime.timedelta, None] = None,
+    ) -> AlertResult:
+        """Sends an alert, as W&B's ``run.alert``. The sidecar throttles an alert
+        whose title was sent within ``wait_duration`` seconds (default 60)."""
+        self._ensure_open("alert")
+        title = str(title)
+        if not 1 <= len(title) <= MAX_ALERT_TITLE:
+            raise ValueError(f"alert title must be 1..{MAX_ALERT_TITLE} characters, got {len(title)}")
+        if isinstance(level, AlertLevel):
+            level_name = level.value
+        elif level is None:
+            level_name = "INFO"
+        else:
+            level_name = str(level).upper()
+            if level_name.startswith("ALERTLEVEL."):
+                level_name = level_name[len("ALERTLEVEL.") :]
+            if level_name == "WARNING":
+                level_name = "WARN"
+            if level_name not in ("INFO", "WARN", "ERROR"):
+                raise ValueError(f"alert level {level!r} is not one of INFO, WARN, ERROR")
+        req = pb.AlertRequest(run_id=self.id, title=title, text=str(text), level=level_name)
+        if wait_duration is not None:
+            if isinstance(wait_duration, datetime.timedelta):
+                seconds = wait_duration.total_seconds()
+            elif isinstance(wait_duration, (int, float)) and not isinstance(wait_duration, bool):
+                seconds = float(wait_duration)
+            else:
+                raise ValueError(f"alert wait_duration must be seconds or a timedelta, not {wait_duration!r}")
+            if not seconds >= 0:
+                raise ValueError(f"alert wait_duration must be >= 0, got {seconds}")
+            req.wait_duration = seconds
+        resp = self._call("alert", "Alert", req)
+        return AlertResult(sent=resp.sent, throttled=resp.throttled, throttled_until=resp.throttled_until)
+
+    def save(
+        self,
+        glob_str: Union[str, "os.PathLike[str]"],
+        base_path: Union[str, "os.PathLike[str]", None] = None,
+        policy: str = "live",
+    ) -> list[str]:
+        """Saves files into the run, as W&B's ``run.save``: the glob expands now
+        (relative to the current directory); with ``base_path`` the layout keeps the
+        path below it, else a relative glob keeps its path and an absolute one its
+        last directory. ``policy``: ``live`` (copied again when the file changes and
+        at the end), ``now`` (once), ``end`` (at finish). Returns the paths of the
+        copies under ``run.dir``."""
+        self._ensure_open("save")
+        if policy not in _POLICIES:
+            raise ValueError(f'save: policy must be "live", "now" or "end", not {policy!r}')
+        glob_s = os.fspath(glob_str)
+        if not isinstance(glob_s, str) or not glob_s:
+            raise ValueError("save: glob_str must be a non-empty path or pattern")
+        req = pb.SaveFilesRequest(
+            run_id=self.id,
+            glob=glob_s,
+            base_path=os.fspath(base_path) if base_path is not None else "",
+            policy=policy,
+            working_dir=os.getcwd(),
+        )
+        resp = self._call("save", "SaveFiles", req)
+        return [os.path.join(self.dir, name) for name in resp.saved]
+
+    def mark_preempting(self) -> None:
+        """Marks the run as preempting (W&B's ``run.mark_preempting``): if the
+        process then disappears, the run ends ``preempted`` rather than crashed."""
+        self._ensure_open("mark_preempting")
+        self._flush()
+        self._call("mark_preempting", "MarkPreempting", pb.MarkPreemptingRequest(run_id=self.id))
+
+    def status(self) -> RunStatus:
+        """The run's state as the sidecar has it, and the client's delivery counts."""
+        s = self._sender
+        state = self._final_state
+        rows = 0
+        try:
+            req = pb.GetRunRequest(run_id=self.id)
+            resp = self._call("status", "GetRun", req, timeout=min(10.0, self.settings.rpc_timeout), retry=False)
+            state = state_name(resp.run.state)
+            rows = int(resp.run.history_rows)
+        except Error:
+            if self._final_info is not None:
+                rows = int(self._final_info.history_rows)
+        return RunStatus(
+            state=state,
+            step=self._step,
+            history_rows=rows,
+            rows_logged=s.rows_queued,
+            rows_acked=s.rows_acked,
+            rows_pending=s.pending(),
+            rows_lost=s.rows_lost,
+            rows_dropped=self._dropped,
+            batches_sent=s.batches_sent,
+            batches_resent=s.batches_resent,
+            sync_time=s.last_ack_time,
+            should_stop=self._should_stop,
+        )
+
+    def finish(self, exit_code: Optional[int] = None, quiet: Optional[bool] = None) -> None:
+        """Ends the run (W&B's ``run.finish``): sends every logged row, then marks it
+        finished (exit code 0) or failed (any other). Calling it again does nothing."""
+        if self._finished:
+            return
+        code = 0 if exit_code is None else int(exit_code)
+        self._finished = True
+        try:
+            self._sender.close()
+            if self._sender.dead is not None and self._sender.rows_lost:
+                print(
+                    f"runcore: run {self.id}: {self._sender.rows_lost} rows were not delivered ({self._sender.dead})",
+                    file=sys.stderr,
+                )
+            try:
+                resp = self._call("finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code))
+                if resp.run.state == pb.RUN_STATE_CRASHED:
+                    # The sidecar gave up on this client (e.g. it stalled past the
+                    # client timeout), yet here it is, finishing: say how it ended.
+                    self._attached_gen = -1
+                    self._reattach()
+                    resp = self._call("finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code))
+            except Error as e:
+                self._final_state = "unknown"
+                print(f"runcore: run {self.id} could not be finished: {e}", file=sys.stderr)
+                raise
+            self._final_info = resp.run
+            self._final_state = state_name(resp.run.state)
+            self._final_summary = _values.map_from_proto(resp.summary)
+            if not (quiet or self.settings.quiet or self.settings.silent):
+                print(
+                    f"runcore: run {self._name} ({self.id}) {self._final_state}; "
+                    f"{resp.run.history_rows} history rows in {self._run_dir()}",
+                    file=sys.stderr,
+                )
+        finally:
+            self._on_finish(self)
+
+    def join(self, exit_code: Optional[int] = None) -> None:
+        """Deprecated alias of ``finish``, as in W&B."""
+        self.finish(exit_code)
+
+    def watch(self, *args: Any, **kwargs: Any) -> None:
+        """W&B's model watching needs its own backend; here it does nothing."""
+        self._warn_once("watch", "runcore: run.watch() is not supported and does nothing")
+
+    def unwatch(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish(exit_code=0 if exc_type is None else 1)

@@ -1,0 +1,130 @@
+"""``runcore.Settings``: options of a run and of the client that sends it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional
+
+# Environment variables the client reads (the sidecar reads its own RUNCORE_* ones).
+ENV_ADDRESS = "RUNCORE_ADDRESS"
+ENV_BIN = "RUNCORE_BIN"
+ENV_DATA_DIR = "RUNCORE_DATA_DIR"
+ENV_PROJECT = "RUNCORE_PROJECT"
+ENV_ENTITY = "RUNCORE_ENTITY"
+ENV_RUN_ID = "RUNCORE_RUN_ID"
+ENV_RUN_GROUP = "RUNCORE_RUN_GROUP"
+ENV_JOB_TYPE = "RUNCORE_JOB_TYPE"
+ENV_MODE = "RUNCORE_MODE"
+ENV_SILENT = "RUNCORE_SILENT"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Options of a run. Unknown W&B settings are accepted and kept in ``extra``.
+
+    ``runcore.Settings(address="unix:///tmp/rc.sock")`` is the same as setting
+    ``RUNCORE_ADDRESS``; an explicit setting wins over the environment.
+    """
+
+    #: Sidecar address (``unix:///path`` or ``tcp://127.0.0.1:PORT``); else
+    #: $RUNCORE_ADDRESS; else a private sidecar is spawned.
+    address: Optional[str] = None
+    #: The ``runcore`` binary to spawn; else $RUNCORE_BIN; else ``runcore`` on PATH.
+    binary: Optional[str] = None
+    #: Data dir of a spawned sidecar; else $RUNCORE_DATA_DIR; else
+    #: ``<init dir or cwd>/runcore-data``.
+    data_dir: Optional[str] = None
+    #: W&B's mode: "online" and "offline" both log to the sidecar (offline only sets
+    #: ``Run.offline``); "disabled" is not supported.
+    mode: str = "online"
+    #: No "runcore:" lines on stderr.
+    quiet: bool = False
+    silent: bool = False
+    #: Seconds to wait for a sidecar to start and answer its health check.
+    init_timeout: float = 30.0
+    #: Most seconds one call to the sidecar (other than the log stream) may take.
+    rpc_timeout: float = 300.0
+    #: Seconds the client keeps trying to reach a vanished sidecar before it gives
+    #: up on the rows it holds (they are then reported lost, loudly).
+    reconnect_timeout: float = 120.0
+    #: Most seconds a logged row waits in the client before it is sent.
+    batch_interval: float = 0.02
+    #: Most rows per LogStream message.
+    batch_rows: int = 512
+    #: Rows ``log()`` may queue before it blocks (it never drops them).
+    queue_size: int = 10_000
+    #: Batches sent but not acknowledged before the sender waits.
+    max_in_flight: int = 32
+    #: Seconds between heartbeats to the sidecar while the run is open.
+    heartbeat_interval: float = 15.0
+    #: Seconds without a sign of life from this client after which the sidecar
+    #: marks the run crashed; the sidecar's --client-timeout when None. The client
+    #: sends a heartbeat every ``heartbeat_interval`` seconds while the run is open.
+    client_timeout: Optional[float] = None
+    #: Seconds between system-metric samples (W&B: x_stats_sampling_interval);
+    #: the sidecar's default (15 s) when None.
+    stats_sampling_interval: Optional[float] = None
+    #: No system metrics for this run (W&B: x_disable_stats).
+    disable_stats: bool = False
+    #: Everything else passed (W&B settings runcore does not use).
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def make(cls, value: "Settings | Mapping[str, Any] | None" = None, **overrides: Any) -> "Settings":
+        """Settings from a Settings, a dict of settings, or None, plus overrides
+        (those that are not None)."""
+        if value is None:
+            merged: dict[str, Any] = {}
+        elif isinstance(value, Settings):
+            merged = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            merged.update(merged.pop("extra"))
+        elif isinstance(value, Mapping):
+            merged = dict(value)
+        else:
+            raise TypeError(f"settings must be a runcore.Settings or a dict, not {type(value).__name__}")
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        if os.environ.get(ENV_SILENT, "").lower() in ("1", "true", "yes"):
+            merged.setdefault("silent", True)
+        return cls(**merged)
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: D107 - accepts W&B's many settings
+        names = {f.name for f in dataclasses.fields(self)}
+        extra = dict(kwargs.pop("extra", None) or {})
+        # W&B's names for the system-metric settings.
+        for wandb_name, name in (("x_stats_sampling_interval", "stats_sampling_interval"), ("x_disable_stats", "disable_stats")):
+            if wandb_name in kwargs and name not in kwargs:
+                kwargs[name] = kwargs[wandb_name]
+        for k in list(kwargs):
+            if k not in names:
+                extra[k] = kwargs.pop(k)
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            default = f.default
+            object.__setattr__(self, f.name, kwargs.get(f.name, default))
+        object.__setattr__(self, "extra", extra)
+        self._check()
+
+    def _check(self) -> None:
+        if self.mode not in ("online", "offline", "disabled", "run", "dryrun", "shared"):
+            raise ValueError(f"settings mode {self.mode!r} is not one of online, offline, disabled")
+        for name in ("init_timeout", "rpc_timeout", "reconnect_timeout", "batch_interval", "heartbeat_interval"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"settings {name} must be a number of seconds > 0, got {v!r}")
+        for name in ("client_timeout", "stats_sampling_interval"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
+                raise ValueError(f"settings {name} must be a number of seconds > 0, got {v!r}")
+        for name in ("batch_rows", "queue_size", "max_in_flight"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"settings {name} must be an int >= 1, got {v!r}")
+
+    def __getattr__(self, name: str) -> Any:
+        # W&B code reads settings such as run.settings.x_label: unknown ones are None.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        extra = object.__getattribute__(self, "extra")
+        return extra.get(name)
