@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::backend::forward::{self, Forwarders};
 use crate::config::ServeConfig;
 use crate::metadata;
+use crate::monitor::Monitor;
 use crate::proto::v1::{
     GetRunResponse, HistoryRow, InitRequest, InitResponse, Resume, RunInfo, ScanHistoryRequest,
     Value,
@@ -28,6 +29,8 @@ const SCAN_CHUNK: usize = 256;
 pub struct Runs {
     config: Arc<ServeConfig>,
     forwarders: Arc<Forwarders>,
+    /// One system-metrics sampler for every run.
+    monitor: Monitor,
     active: Mutex<HashMap<String, RunHandle>>,
     /// Serialises Init, so two calls with one id cannot both create the run.
     init_lock: tokio::sync::Mutex<()>,
@@ -48,6 +51,7 @@ impl Runs {
     ) -> Result<Arc<Self>, RunError> {
         let runs = Arc::new(Runs {
             forwarders: Forwarders::new(config.backend.clone(), config.heartbeat_interval),
+            monitor: Monitor::new(None),
             config: config.clone(),
             active: Mutex::new(HashMap::new()),
             init_lock: tokio::sync::Mutex::new(()),
@@ -120,7 +124,13 @@ impl Runs {
             .unwrap_or(Path::new(&info.dir))
             .to_owned();
         let link = self.forwarders.ensure(&info.id, &dir, self.token()?);
-        Ok(run::spawn(opened, self.config.clone(), self.token()?, link))
+        Ok(run::spawn(
+            opened,
+            self.config.clone(),
+            self.token()?,
+            link,
+            Some(self.monitor.clone()),
+        ))
     }
 
     /// Stops new runs and streams from starting (shutdown).
@@ -247,11 +257,14 @@ impl Runs {
         if req.name.is_empty() {
             req.name = random_name(dir.parent().map(count_runs).unwrap_or(0) + 1);
         }
-        let metadata = metadata::collect(&req);
         let hb = self.config.heartbeat_interval.as_secs_f64();
-        let opened = tokio::task::spawn_blocking(move || run::create(&dir, req, &metadata, hb))
-            .await
-            .map_err(blocking_err)??;
+        // Probing the hardware (NVML, statfs, /proc) blocks.
+        let opened = tokio::task::spawn_blocking(move || {
+            let metadata = metadata::collect(&req);
+            run::create(&dir, req, &metadata, hb)
+        })
+        .await
+        .map_err(blocking_err)??;
         let info = opened.state().info.clone();
         let handle = self.spawn(opened)?;
         self.lock().insert(info.id.clone(), handle);

@@ -4,6 +4,7 @@
 //! recovered after a crash has its files rewritten from the log.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::proto::v1::{ClientInfo, RunInfo, Value};
-use crate::run::state::{state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink};
+use crate::run::state::{
+    state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink, SystemEvent,
+};
 use crate::value::{self, write_json_f64, write_json_str};
 
 pub const RUN_JSON: &str = "run.json";
@@ -383,7 +386,7 @@ impl Sink for StoreWriter {
             line.push(',');
         }
         line.push_str("\"_step\":");
-        line.push_str(itoa(row.step).as_str());
+        let _ = write!(line, "{}", row.step);
         line.push_str(",\"_runtime\":");
         write_json_f64(line, row.runtime);
         line.push_str(",\"_timestamp\":");
@@ -391,6 +394,29 @@ impl Sink for StoreWriter {
         line.push_str("}\n");
         let r = self.history.write_all(self.line.as_bytes());
         self.keep(r, HISTORY_JSONL);
+    }
+
+    fn system(&mut self, e: &SystemEvent<'_>) {
+        let line = &mut self.line;
+        line.clear();
+        line.push('{');
+        for (k, v) in e.sample.keys.iter().zip(&e.sample.values) {
+            line.push_str("\"system.");
+            // Metric names are plain ASCII from the sampler's table; escape anyway.
+            let mut key = String::new();
+            write_json_str(&mut key, k);
+            line.push_str(&key[1..]);
+            line.push(':');
+            write_json_f64(line, *v);
+            line.push(',');
+        }
+        line.push_str("\"_runtime\":");
+        write_json_f64(line, e.runtime);
+        line.push_str(",\"_timestamp\":");
+        write_json_f64(line, e.time);
+        line.push_str("}\n");
+        let r = self.events.write_all(self.line.as_bytes());
+        self.keep(r, EVENTS_JSONL);
     }
 
     fn alert(&mut self, a: &AlertEvent<'_>) {
@@ -421,8 +447,4 @@ impl Sink for StoreWriter {
         let r = self.alerts.write_all(self.line.as_bytes());
         self.keep(r, ALERTS_JSONL);
     }
-}
-
-fn itoa(v: i64) -> String {
-    v.to_string()
 }

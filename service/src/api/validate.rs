@@ -78,8 +78,26 @@ pub fn init(req: &mut InitRequest) -> Result<(), Invalid> {
         return Err(FilesError::RelativeWorkingDir(req.working_dir.clone()).into());
     }
     map(&mut req.config, "config")?;
+    if let Some(t) = req.client_timeout {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(Invalid(format!(
+                "client_timeout must be seconds > 0, got {t}"
+            )));
+        }
+    }
+    if let Some(sm) = &req.system_metrics {
+        let i = sm.interval;
+        if !(i.is_finite() && (i == 0.0 || i >= MIN_SAMPLE_INTERVAL)) {
+            return Err(Invalid(format!(
+                "system_metrics.interval must be 0 (the default, 15 s) or at least {MIN_SAMPLE_INTERVAL} seconds, got {i}"
+            )));
+        }
+    }
     Ok(())
 }
+
+/// Shortest system-metrics interval a run may ask for, seconds.
+const MIN_SAMPLE_INTERVAL: f64 = 0.1;
 
 /// Checks a config or summary map (any non-empty key).
 pub fn map(

@@ -18,7 +18,7 @@ use super::retry::{BackendError, Backoff};
 use super::{Backend, BackendSettings, Batch, Event};
 use crate::proto::v1::BackendStatus;
 use crate::proto::wal::{record::Kind, Record};
-use crate::run::state::{AlertEvent, CommittedRow, RunState, Sink};
+use crate::run::state::{AlertEvent, CommittedRow, RunState, Sink, SystemEvent};
 use crate::shutdown::ShutdownToken;
 use crate::store;
 use crate::wal::{WalError, WalReader};
@@ -156,6 +156,19 @@ impl Sink for EventSink {
                 .values
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        });
+    }
+
+    fn system(&mut self, e: &SystemEvent<'_>) {
+        self.events.push(Event::System {
+            timestamp: e.time,
+            metrics: e
+                .sample
+                .keys
+                .iter()
+                .cloned()
+                .zip(e.sample.values.iter().copied())
                 .collect(),
         });
     }

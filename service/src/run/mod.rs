@@ -23,12 +23,15 @@ use self::state::{Outcome, RunState, Sink};
 use crate::backend::forward::ForwardLink;
 use crate::config::{FsyncPolicy, ServeConfig};
 use crate::liveness::{self, Process};
+use crate::monitor::{Monitor, Sample, Watch, WatchGuard};
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, DroppedRow, FinishResponse, GetRunResponse,
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
     RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, Record, SavedFile, SavedFiles, StateChange, StopRequest};
+use crate::proto::wal::{
+    record::Kind, Record, SavedFile, SavedFiles, StateChange, StopRequest, SystemSample,
+};
 use crate::shutdown::ShutdownToken;
 use crate::store::{self, StoreError, StoreWriter};
 use crate::wal::{WalError, WalLock, WalReader, WalWriter};
@@ -287,6 +290,7 @@ pub fn spawn(
     config: Arc<ServeConfig>,
     token: ShutdownToken,
     forward: Option<ForwardLink>,
+    monitor: Option<Monitor>,
 ) -> RunHandle {
     let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
     let (status_tx, status) = watch::channel(opened.state.info.clone());
@@ -308,8 +312,10 @@ pub fn spawn(
         .collect();
     let sync_file = opened.wal.try_clone_file();
     let watch = ClientWatch::of(&opened.state);
-    let actor = Actor {
+    let mut actor = Actor {
         forward,
+        monitor,
+        sampling: None,
         watch,
         last_contact: Instant::now(),
         files_dir: opened.store.dir().join(store::FILES_DIR),
@@ -323,6 +329,7 @@ pub fn spawn(
         written: None,
         live,
     };
+    actor.start_sampling();
     tokio::spawn(actor.run(rx, token));
     RunHandle { tx, status }
 }
@@ -345,6 +352,23 @@ struct Actor {
     last_contact: Instant,
     /// The forwarder to the remote backend, if one is configured.
     forward: Option<ForwardLink>,
+    /// The sidecar's system-metrics sampler.
+    monitor: Option<Monitor>,
+    /// This run's samples while it is open; dropping the guard stops them.
+    sampling: Option<(WatchGuard, mpsc::Receiver<Sample>)>,
+}
+
+/// Samples queued per run before the sampler drops one (it never waits).
+const SAMPLE_BUFFER: usize = 16;
+
+/// The next sample, or never without sampling.
+async fn next_sample(
+    sampling: &mut Option<(WatchGuard, mpsc::Receiver<Sample>)>,
+) -> Option<Sample> {
+    match sampling {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Actor {
@@ -369,6 +393,10 @@ impl Actor {
                         break;
                     }
                 }
+                sample = next_sample(&mut self.sampling) => match sample {
+                    Some(sample) => self.record_sample(sample).await,
+                    None => self.sampling = None,
+                },
                 _ = token.stopping() => break,
             }
         }
@@ -474,6 +502,51 @@ impl Actor {
         false
     }
 
+    /// Starts (or restarts, for a new client) sampling system metrics for the run,
+    /// unless Init turned them off.
+    fn start_sampling(&mut self) {
+        self.sampling = None;
+        let Some(monitor) = &self.monitor else { return };
+        let settings = self.state.system_metrics.clone().unwrap_or_default();
+        if settings.disabled || !self.state.is_open() {
+            return;
+        }
+        let interval = if settings.interval > 0.0 {
+            std::time::Duration::from_secs_f64(settings.interval)
+        } else {
+            crate::monitor::DEFAULT_INTERVAL
+        };
+        let pid = match self.watch {
+            ClientWatch::Pid(p) => Some(p.pid),
+            ClientWatch::Gone | ClientWatch::Remote => None,
+        };
+        let (tx, rx) = mpsc::channel(SAMPLE_BUFFER);
+        let watch = Watch {
+            pid,
+            interval,
+            per_cpu: settings.per_cpu,
+            disk_paths: settings.disk_paths.iter().map(PathBuf::from).collect(),
+        };
+        self.sampling = Some((monitor.watch(watch, tx), rx));
+    }
+
+    /// Logs a system-metrics sample (through the log, like every record).
+    async fn record_sample(&mut self, sample: Sample) {
+        if !self.state.is_open() || sample.metrics.is_empty() {
+            return;
+        }
+        let (keys, values) = sample.metrics.into_iter().unzip();
+        let record = Record {
+            time: sample.time,
+            kind: Some(Kind::System(SystemSample { keys, values })),
+        };
+        if let Err(e) = self.append(&record).await {
+            tracing::error!(run = %self.state.info.id, "system-metrics sample not recorded: {e}");
+            return;
+        }
+        self.state.apply(&record, &mut self.store);
+    }
+
     /// Checks that the client is still there; ends the run (true) when it is not.
     /// While it is, records a heartbeat at least every heartbeat interval.
     async fn check_client(&mut self) -> bool {
@@ -510,6 +583,7 @@ impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
     /// live and end files are copied, the state change is logged and synced.
     async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
+        self.sampling = None;
         if self.state.is_open() {
             self.copy_final_files().await;
             self.commit(Kind::State(StateChange {
@@ -548,14 +622,21 @@ impl Actor {
             time: now(),
             kind: Some(kind),
         };
-        self.wal.append(&record)?;
+        self.append(&record).await?;
+        Ok(self.state.apply(&record, &mut self.store))
+    }
+
+    /// Appends a record to the log (synced first with `--fsync always`) and tells
+    /// the forwarder.
+    async fn append(&mut self, record: &Record) -> Result<(), RunError> {
+        self.wal.append(record)?;
         if self.config.fsync == FsyncPolicy::Always {
             self.sync_wal().await?;
         }
         if let Some(f) = &self.forward {
             f.wake();
         }
-        Ok(self.state.apply(&record, &mut self.store))
+        Ok(())
     }
 
     async fn sync_wal(&mut self) -> Result<(), RunError> {
@@ -776,6 +857,7 @@ impl Actor {
     }
 
     async fn finish(&mut self, exit_code: i32) -> Result<FinishResponse, RunError> {
+        self.sampling = None;
         if self.state.is_open() {
             self.copy_final_files().await;
             let state = if exit_code == 0 {
@@ -808,6 +890,7 @@ impl Actor {
         self.commit(Kind::Resume(init)).await?;
         self.watch = ClientWatch::of(&self.state);
         self.last_contact = Instant::now();
+        self.start_sampling();
         self.publish();
         self.store.write_config(&self.state.config)?;
         Ok(InitResponse {

@@ -17,11 +17,12 @@ use indexmap::IndexMap;
 
 use super::metrics::Metrics;
 use super::summary::{LastRow, Summary};
+use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
     Row, RunInfo, RunState as State, Value,
 };
-use crate::proto::wal::{record::Kind, Record, SavedFile, StateChange};
+use crate::proto::wal::{record::Kind, Record, SavedFile, StateChange, SystemSample};
 use crate::value;
 
 /// Default alert throttle window, seconds (W&B's).
@@ -44,11 +45,19 @@ pub struct AlertEvent<'a> {
     pub throttled_until: f64,
 }
 
+/// A system-metrics sample, as handed to a [`Sink`].
+pub struct SystemEvent<'a> {
+    pub time: f64,
+    pub runtime: f64,
+    pub sample: &'a SystemSample,
+}
+
 /// Where applied records' outputs go: the local store live and on recovery, a
-/// collector for ScanHistory.
+/// collector for ScanHistory, the forwarder's events.
 pub trait Sink {
     fn history(&mut self, row: &CommittedRow<'_>);
     fn alert(&mut self, _alert: &AlertEvent<'_>) {}
+    fn system(&mut self, _sample: &SystemEvent<'_>) {}
 }
 
 /// What applying one record produced, for the reply to its request.
@@ -107,6 +116,8 @@ pub struct RunState {
     /// Where relative SaveFiles globs and media paths resolve.
     pub working_dir: String,
     pub client: Option<ClientInfo>,
+    /// How the run's system metrics are sampled (from Init).
+    pub system_metrics: Option<SystemMetricsSettings>,
     /// Highest LogBatch.seq applied: a batch at or below it is a duplicate.
     pub last_seq: u64,
     /// Saved files by their name under files/.
@@ -194,6 +205,14 @@ impl RunState {
                 self.info.stop_requested = true;
                 Outcome::Nothing
             }
+            Some(Kind::System(sample)) => {
+                sink.system(&SystemEvent {
+                    time,
+                    runtime: (time - self.info.start_time).max(0.0),
+                    sample,
+                });
+                Outcome::Nothing
+            }
         }
     }
 
@@ -219,6 +238,7 @@ impl RunState {
         self.config = init.config.clone();
         self.working_dir = init.working_dir.clone();
         self.client = init.client.clone();
+        self.system_metrics = init.system_metrics.clone();
     }
 
     fn resume(&mut self, init: &InitRequest) {
@@ -244,6 +264,9 @@ impl RunState {
         }
         if let Some(t) = init.client_timeout {
             info.client_timeout = t;
+        }
+        if init.system_metrics.is_some() {
+            self.system_metrics.clone_from(&init.system_metrics);
         }
         info.resumed = true;
         // Re-attaching to an open run (a client reconnecting) keeps its state, a
