@@ -18,5 +18,7 @@ cargo test --quiet 2>&1
 echo "==> Python client"
 cargo build --quiet --bin runcore
 RUNCORE_BIN="$PWD/target/debug/runcore" bash clients/python/scripts/test.sh -q
+echo "==> Kubernetes manifests against the binary"
+RUNCORE_BIN="$PWD/target/debug/runcore" "$(bash clients/python/scripts/venv.sh | tail -n 1)/bin/python" -m pytest -q deploy/tests
 echo "==> Go client"
 RUNCORE_BIN="$PWD/target/debug/runcore" bash clients/go/scripts/test.sh

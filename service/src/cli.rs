@@ -32,7 +32,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: serve runcore.v1.RunService until SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Ask a sidecar whether it is serving (grpc.health.v1): exit 0 when SERVING, 1
+    /// otherwise. For container health checks and Kubernetes exec probes.
+    Health {
+        /// The sidecar: tcp://HOST:PORT or unix:///PATH.
+        #[arg(long, env = ENV_ADDRESS, default_value = DEFAULT_LISTEN)]
+        address: String,
+        /// The service to ask about; empty for the server as a whole.
+        #[arg(long, default_value = "runcore.v1.RunService")]
+        service: String,
+    },
     /// Inspect runs in the local store.
     Runs {
         #[command(subcommand)]
@@ -261,6 +271,22 @@ pub async fn reap(
     }
     writeln!(out, "{} stale run(s) reaped", marked.len())?;
     Ok(())
+}
+
+/// `runcore health`: true when the sidecar answers SERVING.
+pub async fn health(address: &str, service: &str, out: &mut impl Write) -> Result<bool, CliError> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+    let addr: ListenAddr = address.parse().map_err(CliError::Address)?;
+    let channel = crate::client::connect(&addr).await?;
+    let reply = HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let status = ServingStatus::try_from(reply.status).unwrap_or(ServingStatus::Unknown);
+    writeln!(out, "{}", status.as_str_name())?;
+    Ok(status == ServingStatus::Serving)
 }
 
 /// `runcore runs stop ID`.

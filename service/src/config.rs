@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::backend::mlflow::MlflowSettings;
+use crate::backend::wandb::{WandbSettings, DEFAULT_BASE_URL as DEFAULT_WANDB_BASE_URL};
 use crate::backend::BackendSettings;
 
 pub const ENV_LISTEN: &str = "RUNCORE_LISTEN";
@@ -24,16 +25,28 @@ pub const ENV_CLIENT_TIMEOUT: &str = "RUNCORE_CLIENT_TIMEOUT";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCORE_HEARTBEAT_INTERVAL";
 pub const ENV_PARENT_PID: &str = "RUNCORE_PARENT_PID";
 pub const ENV_BACKEND: &str = "RUNCORE_BACKEND";
+pub const ENV_AUTH_TOKEN: &str = "RUNCORE_AUTH_TOKEN";
+pub const ENV_TLS_CERT: &str = "RUNCORE_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "RUNCORE_TLS_KEY";
+pub const ENV_SOCKET_GROUP: &str = "RUNCORE_SOCKET_GROUP";
+pub const ENV_FILES_ROOT: &str = "RUNCORE_FILES_ROOT";
+pub const ENV_MAX_FILE_BYTES: &str = "RUNCORE_MAX_FILE_BYTES";
+pub const ENV_MAX_RUNS_PER_CLIENT: &str = "RUNCORE_MAX_RUNS_PER_CLIENT";
 pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
 /// MLflow's own client variables.
 pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
 pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
 pub const ENV_MLFLOW_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
 pub const ENV_MLFLOW_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
+/// W&B's own client variables.
+pub const ENV_WANDB_BASE_URL: &str = "WANDB_BASE_URL";
+pub const ENV_WANDB_API_KEY: &str = "WANDB_API_KEY";
 /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runcore=debug`.
 pub const ENV_LOG: &str = "RUNCORE_LOG";
 
 pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:50517";
+/// Shortest auth token accepted.
+const MIN_TOKEN: usize = 16;
 pub const DEFAULT_DATA_DIR: &str = "./runcore-data";
 
 /// Where the sidecar listens.
@@ -93,6 +106,8 @@ pub enum BackendKind {
     Local,
     /// An MLflow tracking server (MLFLOW_TRACKING_URI).
     Mlflow,
+    /// W&B cloud or W&B Server (WANDB_BASE_URL, WANDB_API_KEY).
+    Wandb,
 }
 
 /// How to reach a remote backend: flags and the backend's own environment
@@ -106,6 +121,9 @@ pub struct BackendArgs {
     /// and MLFLOW_TRACKING_PASSWORD, authenticate (read from the environment only).
     #[arg(long, env = ENV_MLFLOW_URI)]
     pub mlflow_tracking_uri: Option<String>,
+    /// W&B server URL; WANDB_API_KEY authenticates (read from the environment only).
+    #[arg(long, env = ENV_WANDB_BASE_URL, default_value = DEFAULT_WANDB_BASE_URL)]
+    pub wandb_base_url: String,
 }
 
 impl BackendArgs {
@@ -124,6 +142,18 @@ impl BackendArgs {
                     token: env(ENV_MLFLOW_TOKEN),
                     username: env(ENV_MLFLOW_USERNAME),
                     password: env(ENV_MLFLOW_PASSWORD),
+                }))
+            }
+            BackendKind::Wandb => {
+                let base_url = self.wandb_base_url.trim_end_matches('/').to_owned();
+                let url_ok = reqwest::Url::parse(&base_url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base());
+                if !url_ok {
+                    return Err(ConfigError::WandbBaseUrl(base_url));
+                }
+                Ok(BackendSettings::Wandb(WandbSettings {
+                    base_url,
+                    api_key: env(ENV_WANDB_API_KEY).ok_or(ConfigError::WandbApiKey)?,
                 }))
             }
         }
@@ -186,6 +216,32 @@ pub struct ServeArgs {
     /// pending then is delivered in the background (and after a restart).
     #[arg(long, env = ENV_FINISH_TIMEOUT, default_value_t = 60.0)]
     pub finish_timeout: f64,
+    /// Clients must send `authorization: Bearer <token>` (health checks are exempt).
+    /// Required to listen on a TCP address other than loopback. Prefer the env var:
+    /// a flag shows in the process list.
+    #[arg(long, env = ENV_AUTH_TOKEN, hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// PEM certificate (chain) for TLS on a TCP listener; needs --tls-key.
+    #[arg(long, env = ENV_TLS_CERT, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = ENV_TLS_KEY, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Group (name or gid) that may connect to a unix socket: the socket becomes
+    /// mode 0660 with that group instead of 0600.
+    #[arg(long, env = ENV_SOCKET_GROUP)]
+    pub socket_group: Option<String>,
+    /// Over TCP, SaveFiles and media may read only files under these directories
+    /// (repeatable; default: the sidecar's working directory). Over a unix socket any
+    /// regular file the sidecar can read may be saved.
+    #[arg(long, env = ENV_FILES_ROOT, value_delimiter = ':')]
+    pub files_root: Vec<PathBuf>,
+    /// Largest file SaveFiles or a media value may copy, in bytes.
+    #[arg(long, env = ENV_MAX_FILE_BYTES, default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Most runs one client process (its pid and host in Init) may have open at once.
+    #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = 64)]
+    pub max_runs_per_client: usize,
 }
 
 /// Validated settings of a sidecar.
@@ -214,14 +270,73 @@ pub struct ServeConfig {
     pub backend: BackendSettings,
     /// How long Finish waits for the remote backend.
     pub finish_timeout: Duration,
+    /// The bearer token clients must present; None: no authentication.
+    pub auth_token: Option<Secret>,
+    /// TLS certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Group allowed to connect to a unix socket.
+    pub socket_group: Option<String>,
+    /// Which files SaveFiles and media may read.
+    pub files: FilesPolicy,
+    /// Most open runs per client process.
+    pub max_runs_per_client: usize,
+}
+
+/// A credential: shown as `<redacted>` in every Debug output and log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where SaveFiles and media values may read files from.
+#[derive(Debug, Clone)]
+pub struct FilesPolicy {
+    /// None: any regular file the sidecar can read (a unix socket, which only the
+    /// sidecar's own user, or --socket-group, can reach). Some: only files under
+    /// these directories, symlinks resolved (TCP).
+    pub roots: Option<Vec<PathBuf>>,
+    /// Largest file copied, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for FilesPolicy {
+    fn default() -> Self {
+        FilesPolicy {
+            roots: None,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--listen: {0}")]
     Listen(String),
-    #[error("--listen {0}: runcore has no authentication yet, so it listens only on loopback (127.0.0.1 or ::1) or a unix socket")]
+    #[error("--listen {0} is reachable from other machines: set --auth-token (or {ENV_AUTH_TOKEN}) so that only clients with the token get in, or listen on 127.0.0.1 or a unix socket")]
     NotLoopback(SocketAddr),
+    #[error("--auth-token must be at least {MIN_TOKEN} characters (e.g. `openssl rand -hex 32`)")]
+    ShortToken,
+    #[error("--tls-cert/--tls-key apply to a TCP listener, not a unix socket")]
+    TlsOnUnix,
+    #[error("--files-root {path}: {source}")]
+    FilesRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--shutdown-grace must be a number of seconds >= 0, got {0}")]
     Grace(f64),
     #[error("--max-message-bytes must be at least 1024, got {0}")]
@@ -236,16 +351,46 @@ pub enum ConfigError {
         "--backend mlflow needs --mlflow-tracking-uri or MLFLOW_TRACKING_URI (http:// or https://)"
     )]
     MlflowUri,
+    #[error("--wandb-base-url / WANDB_BASE_URL must be an http:// or https:// URL, got {0:?}")]
+    WandbBaseUrl(String),
+    #[error("--backend wandb needs WANDB_API_KEY in the environment (your key from the W&B settings page)")]
+    WandbApiKey,
 }
 
 impl ServeArgs {
     pub fn into_config(self) -> Result<ServeConfig, ConfigError> {
         let listen: ListenAddr = self.listen.parse().map_err(ConfigError::Listen)?;
+        let auth_token = self.auth_token.filter(|t| !t.is_empty()).map(Secret);
+        if auth_token.as_ref().is_some_and(|t| t.0.len() < MIN_TOKEN) {
+            return Err(ConfigError::ShortToken);
+        }
         if let ListenAddr::Tcp(addr) = listen {
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && auth_token.is_none() {
                 return Err(ConfigError::NotLoopback(addr));
             }
         }
+        let tls = self.tls_cert.zip(self.tls_key);
+        if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
+            return Err(ConfigError::TlsOnUnix);
+        }
+        let roots = match listen {
+            ListenAddr::Unix(_) => None,
+            ListenAddr::Tcp(_) => {
+                let given = if self.files_root.is_empty() {
+                    vec![PathBuf::from(".")]
+                } else {
+                    self.files_root
+                };
+                let mut roots = Vec::new();
+                for path in given {
+                    let real = path
+                        .canonicalize()
+                        .map_err(|source| ConfigError::FilesRoot { path, source })?;
+                    roots.push(real);
+                }
+                Some(roots)
+            }
+        };
         if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
             return Err(ConfigError::Grace(self.shutdown_grace));
         }
@@ -283,6 +428,14 @@ impl ServeArgs {
             parent_pid: self.parent_pid,
             backend: self.backend.settings()?,
             finish_timeout: Duration::from_secs_f64(self.finish_timeout),
+            auth_token,
+            tls,
+            socket_group: self.socket_group,
+            files: FilesPolicy {
+                roots,
+                max_bytes: self.max_file_bytes,
+            },
+            max_runs_per_client: self.max_runs_per_client.max(1),
         })
     }
 }
@@ -304,6 +457,11 @@ impl ServeConfig {
             parent_pid: None,
             backend: BackendSettings::Local,
             finish_timeout: Duration::from_secs(60),
+            auth_token: None,
+            tls: None,
+            socket_group: None,
+            files: FilesPolicy::default(),
+            max_runs_per_client: 64,
         }
     }
 }
@@ -347,10 +505,18 @@ mod tests {
             backend: BackendArgs {
                 backend: BackendKind::Local,
                 mlflow_tracking_uri: None,
+                wandb_base_url: DEFAULT_WANDB_BASE_URL.into(),
             },
             finish_timeout: 60.0,
+            auth_token: None,
+            tls_cert: None,
+            tls_key: None,
+            socket_group: None,
+            files_root: Vec::new(),
+            max_file_bytes: 1 << 30,
+            max_runs_per_client: 64,
         };
         let err = args.into_config().unwrap_err();
-        assert!(err.to_string().contains("loopback"), "{err}");
+        assert!(err.to_string().contains("--auth-token"), "{err}");
     }
 }

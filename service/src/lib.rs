@@ -8,13 +8,14 @@
 //! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
 //! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
 //!   drains on shutdown. [`shutdown`] owns the stop signal and waits for tasks.
+//! - [`auth`]: the bearer-token layer in front of every service.
 //! - [`api`]: gRPC handlers; [`api::validate`] checks requests, [`api::status`] is
 //!   the one place errors become gRPC statuses.
 //! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups.
 //! - [`run`]: the per-run actor; [`run::state`] holds the log step/commit rules and
 //!   is a pure function of log records; [`run::summary`], [`run::metrics`]
 //!   (define_metric) and [`run::files`] (SaveFiles, media) are its parts.
-//! - [`backend`]: remote backends (MLflow) fed from each run's log by a
+//! - [`backend`]: remote backends (MLflow, W&B) fed from each run's log by a
 //!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).
 //! - [`wal`]: the CRC-framed transaction log.
 //! - [`store`]: the local store's files, all derived from the log.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod client;

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let config = match args.into_config() {
+            let config = match (*args).into_config() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("runcore: {e}");
@@ -66,7 +66,8 @@ fn main() -> ExitCode {
                 }
             };
             let result: anyhow::Result<()> = runtime.block_on(async {
-                let listener = Listener::bind(&config.listen).await?;
+                let listener =
+                    Listener::bind(&config.listen, config.socket_group.as_deref()).await?;
                 serve(listener, config, stop_signal()).await?;
                 Ok(())
             });
@@ -77,6 +78,19 @@ fn main() -> ExitCode {
                     eprintln!("runcore: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Health { address, service } => {
+            let mut out = io::stdout().lock();
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(cli::CliError::from)
+                .and_then(|rt| rt.block_on(cli::health(&address, &service, &mut out)));
+            match result {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
             }
         }
         Command::Sync { dirs, backend } => {

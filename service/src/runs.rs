@@ -247,6 +247,18 @@ impl Runs {
         if resume == Resume::Must {
             return Err(RunError::NotFound(req.id));
         }
+        if let Some(c) = req.client.as_ref().filter(|c| c.pid > 0) {
+            let key = (c.hostname.clone(), c.pid);
+            let open = self
+                .lock()
+                .values()
+                .filter(|h| !h.is_closed() && h.client() == Some(&key))
+                .filter(|h| !state::is_terminal(h.info().state()))
+                .count();
+            if open >= self.config.max_runs_per_client {
+                return Err(RunError::TooManyRuns(self.config.max_runs_per_client));
+            }
+        }
         if req.client_timeout.is_none() {
             req.client_timeout = Some(self.config.client_timeout.as_secs_f64());
         }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::codegen::http;
-use tonic::transport::Server;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::auth::AuthLayer;
 
 use crate::api::{status, Api};
 use crate::config::{ListenAddr, ServeConfig};
@@ -35,6 +37,10 @@ pub enum ServeError {
     Recover(#[from] crate::run::RunError),
     #[error("reflection service: {0}")]
     Reflection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("--socket-group {0}: no such group")]
+    NoGroup(String),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -54,8 +60,9 @@ pub enum Listener {
 
 impl Listener {
     /// Binds an address. A unix socket is created with mode 0600 (only this user
-    /// can connect); a stale socket file left by a dead sidecar is replaced.
-    pub async fn bind(addr: &ListenAddr) -> Result<Self, ServeError> {
+    /// can connect), or 0660 with `group`; a stale socket file left by a dead
+    /// sidecar is replaced.
+    pub async fn bind(addr: &ListenAddr, group: Option<&str>) -> Result<Self, ServeError> {
         let bind_err = |source| ServeError::Bind {
             addr: addr.to_string(),
             source,
@@ -73,7 +80,15 @@ impl Listener {
                     std::fs::create_dir_all(parent).map_err(bind_err)?;
                 }
                 let listener = UnixListener::bind(path).map_err(bind_err)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                let mode = match group {
+                    Some(g) => {
+                        let gid = group_id(g).ok_or_else(|| ServeError::NoGroup(g.to_owned()))?;
+                        std::os::unix::fs::chown(path, None, Some(gid)).map_err(bind_err)?;
+                        0o660
+                    }
+                    None => 0o600,
+                };
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                     .map_err(bind_err)?;
                 Ok(Listener::Unix(listener, path.clone()))
             }
@@ -90,6 +105,19 @@ impl Listener {
             Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
         }
     }
+}
+
+/// A group's id, from a number or a name in /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == group).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
 }
 
 /// Creates the data dir; returns its absolute path, which run directories are
@@ -182,7 +210,18 @@ pub async fn serve(
     let api = RunServiceServer::new(Api::new(runs.clone(), limit))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = &config.tls {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|source| ServeError::Tls(format!("{}: {source}", p.display())))
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let router = builder
+        .layer(AuthLayer::new(config.auth_token.clone()))
         .layer(tower::util::MapResponseLayer::new(fix_too_large(limit)))
         .add_service(health_service)
         .add_service(reflection)

@@ -216,7 +216,7 @@ async fn two_sidecars_share_a_data_dir_but_not_a_run() {
 #[test]
 fn bad_flags_exit_with_a_clear_message() {
     for (args, expect) in [
-        (vec!["serve", "--listen", "tcp://0.0.0.0:1"], "loopback"),
+        (vec!["serve", "--listen", "tcp://0.0.0.0:1"], "--auth-token"),
         (vec!["serve", "--listen", "nonsense"], "tcp://IP:PORT"),
         (vec!["serve", "--fsync", "sometimes"], "always"),
         (vec!["serve", "--flush-interval", "0"], "--flush-interval"),
@@ -229,4 +229,26 @@ fn bad_flags_exit_with_a_clear_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expect), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn runcore_health_exits_zero_only_when_serving() {
+    let s = Sidecar::start_with(Transport::Unix, &[]);
+    let out = std::process::Command::new(BIN)
+        .args(["health", "--address", &s.addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SERVING");
+    let gone = format!("{}.gone", s.addr);
+    let out = std::process::Command::new(BIN)
+        .args(["health", "--address", &gone])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }

@@ -268,3 +268,20 @@ def test_a_hung_sidecar_does_not_hang_finish(sidecar: Sidecar) -> None:
         assert runcore.run is None
     finally:
         sidecar.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_token_protected_sidecar_is_reached_with_runcore_auth_token(tmp_path: pathlib.Path) -> None:
+    token = "tok-" + "x" * 28
+    sc = Sidecar(tmp_path, extra=("--auth-token", token))
+    script = "import runcore\nrun = runcore.init(project='p', id='authed')\nrun.log({'x': 1.0})\nrun.finish()\n"
+    try:
+        ok = subprocess.run(
+            [sys.executable, "-c", script], env=sc.env(RUNCORE_AUTH_TOKEN=token), capture_output=True, timeout=60
+        )
+        assert ok.returncode == 0, ok.stderr.decode()
+        assert [r["x"] for r in sc.history("authed", "p")] == [1.0]
+        refused = subprocess.run([sys.executable, "-c", script], env=sc.env(), capture_output=True, timeout=60)
+        assert refused.returncode != 0
+        assert "authorization" in refused.stderr.decode(), refused.stderr.decode()
+    finally:
+        sc.kill(signal.SIGTERM)

@@ -22,9 +22,12 @@ impl From<RunError> for Status {
                 Status::failed_precondition(msg)
             }
             RunError::Closed => Status::unavailable(msg),
+            RunError::TooManyRuns(_) => Status::resource_exhausted(msg),
             RunError::StreamBroken { .. } => Status::aborted(msg),
             RunError::Metric(_) => Status::invalid_argument(msg),
             RunError::Files(FilesError::Copy { .. }) => Status::failed_precondition(msg),
+            RunError::Files(FilesError::OutsideRoots { .. }) => Status::permission_denied(msg),
+            RunError::Files(FilesError::TooLarge { .. }) => Status::resource_exhausted(msg),
             RunError::Files(_) => Status::invalid_argument(msg),
             RunError::Wal(crate::wal::WalError::InUse(_)) => Status::failed_precondition(msg),
             RunError::Wal(_) | RunError::Store(_) => Status::internal(msg),

@@ -4,7 +4,11 @@
 //! with retries, and persists a cursor (`forward/<backend>.json` in the run
 //! directory: log offset, records delivered, the backend's own ids) after each
 //! delivery. A restart replays the log up to the cursor without sending and goes
-//! on from there, so nothing is sent twice and nothing is skipped.
+//! on from there, so nothing is sent twice and nothing is skipped. A backend that
+//! needs several requests for one batch saves its own progress in between
+//! ([`Checkpoint`]); one that wants fewer, larger requests gets a pace
+//! (`Backend::min_interval`) that Finish and state changes skip. The backend's
+//! heartbeat runs every heartbeat interval while the run is open, idle or busy.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use super::retry::{BackendError, Backoff};
 use super::{Backend, BackendSettings, Batch, Event};
@@ -65,6 +70,9 @@ impl ForwardStatus {
 #[derive(Clone)]
 pub struct ForwardLink {
     wake: Arc<Notify>,
+    /// Someone waits for delivery (Finish): the backend's min_interval no longer
+    /// applies.
+    hurry: Arc<Notify>,
     status: watch::Receiver<ForwardStatus>,
 }
 
@@ -81,6 +89,7 @@ impl ForwardLink {
     /// Waits until everything up to `log_len` is delivered, or `timeout`.
     pub async fn wait_delivered(&mut self, log_len: u64, timeout: Duration) -> ForwardStatus {
         self.wake();
+        self.hurry.notify_one();
         let _ = tokio::time::timeout(
             timeout,
             self.status.wait_for(|s| s.delivered_offset >= log_len),
@@ -101,6 +110,41 @@ struct Cursor {
 
 fn cursor_path(dir: &Path, backend: &str) -> PathBuf {
     dir.join("forward").join(format!("{backend}.json"))
+}
+
+/// Writes a cursor atomically; an error is logged (delivery would repeat after a
+/// restart, which backends tolerate).
+fn write_cursor(run: &str, path: &Path, cursor: &Cursor) {
+    let result = std::fs::create_dir_all(path.parent().unwrap_or(path))
+        .map_err(store::io_err(path))
+        .and_then(|_| {
+            let text = serde_json::to_vec(cursor).unwrap_or_default();
+            store::write_atomic(path, &text, false)
+        });
+    if let Err(e) = result {
+        tracing::error!(run = %run, "cursor not saved (delivery would repeat after a restart): {e}");
+    }
+}
+
+/// Saves a backend's state while a batch is being delivered: the cursor stays
+/// before the batch (it is delivered again after a crash), with the state the
+/// backend passes, which tells it what of the batch the server already has.
+pub struct Checkpoint {
+    run: String,
+    path: PathBuf,
+    offset: u64,
+    records: u64,
+}
+
+impl Checkpoint {
+    pub fn save(&self, state: serde_json::Value) {
+        let cursor = Cursor {
+            offset: self.offset,
+            records: self.records,
+            state,
+        };
+        write_cursor(&self.run, &self.path, &cursor);
+    }
 }
 
 fn read_cursor(dir: &Path, backend: &str) -> Cursor {
@@ -248,6 +292,7 @@ impl Forwarders {
         });
         let link = ForwardLink {
             wake: Arc::new(Notify::new()),
+            hurry: Arc::new(Notify::new()),
             status,
         };
         running.insert(id.to_owned(), link.clone());
@@ -256,6 +301,7 @@ impl Forwarders {
             dir: dir.to_owned(),
             backend,
             wake: link.wake.clone(),
+            hurry: link.hurry.clone(),
             status: status_tx,
             heartbeat_interval: self.heartbeat_interval,
             registry: Some(self.clone()),
@@ -290,6 +336,7 @@ pub struct Forwarder {
     dir: PathBuf,
     backend: Box<dyn Backend>,
     wake: Arc<Notify>,
+    hurry: Arc<Notify>,
     status: watch::Sender<ForwardStatus>,
     heartbeat_interval: Duration,
     /// Where to retire when done; None for `runcore sync`, which simply returns.
@@ -330,6 +377,7 @@ impl Forwarder {
                 dir: dir.to_owned(),
                 backend,
                 wake: Arc::new(Notify::new()),
+                hurry: Arc::new(Notify::new()),
                 status,
                 heartbeat_interval: Duration::from_secs(3600 * 24),
                 registry: None,
@@ -356,16 +404,11 @@ impl Forwarder {
             records,
             state: self.backend.save(),
         };
-        let path = cursor_path(&self.dir, self.backend.name());
-        let result = std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))
-            .map_err(store::io_err(&path))
-            .and_then(|_| {
-                let text = serde_json::to_vec(&cursor).unwrap_or_default();
-                store::write_atomic(&path, &text, false)
-            });
-        if let Err(e) = result {
-            tracing::error!(run = %self.id, "cursor not saved (delivery would repeat after a restart): {e}");
-        }
+        write_cursor(
+            &self.id,
+            &cursor_path(&self.dir, self.backend.name()),
+            &cursor,
+        );
     }
 
     /// Delivers until the run has ended and its log is delivered (or, without a
@@ -429,9 +472,11 @@ impl Forwarder {
             s.log_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         });
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-        let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
+        let mut next_beat = Instant::now() + self.heartbeat_interval;
+        let min_interval = self.backend.min_interval();
+        let mut last_delivery: Option<Instant> = None;
+        // Set once someone waits for delivery (Finish): no more pacing.
+        let mut hurried = false;
         loop {
             if token.is_stopping() {
                 return Stopped::Shutdown;
@@ -462,23 +507,57 @@ impl Forwarder {
                 }
                 if self.registry.is_none() {
                     // `runcore sync` of a run that never ended: deliver what there is.
+                    if let Err(e) = self.backend.flush(&mirror.info).await {
+                        self.status.send_modify(|s| s.last_error = e.to_string());
+                    }
+                    self.save_cursor(offset, delivered);
                     return Stopped::Done;
                 }
                 tokio::select! {
                     _ = self.wake.notified() => tokio::time::sleep(LINGER).await,
                     _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = heartbeat.tick() => self.heartbeat(&mirror).await,
+                    _ = tokio::time::sleep_until(next_beat) => {
+                        self.heartbeat(&mirror).await;
+                        next_beat = Instant::now() + self.heartbeat_interval;
+                    }
+                    _ = token.stopping() => return Stopped::Shutdown,
+                }
+                continue;
+            }
+            // Pace a live run's deliveries when the backend asks for it: what arrives
+            // meanwhile joins this batch. A state change (preempting, the end) or a
+            // full batch goes at once.
+            let pace_until = last_delivery.map(|at| at + min_interval).filter(|due| {
+                !hurried
+                    && self.registry.is_some()
+                    && *due > Instant::now()
+                    && records.len() < MAX_RECORDS
+                    && !records
+                        .iter()
+                        .any(|r| matches!(r.kind, Some(Kind::State(_))))
+            });
+            if let Some(due) = pace_until {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = self.hurry.notified() => hurried = true,
                     _ = token.stopping() => return Stopped::Shutdown,
                 }
                 continue;
             }
             let n = records.len() as u64;
             let batch_events = events_of(&mut mirror, &records);
+            let checkpoint = Checkpoint {
+                run: self.id.clone(),
+                path: cursor_path(&self.dir, self.backend.name()),
+                offset,
+                records: delivered,
+            };
             let batch = Batch {
                 run: &mirror.info,
                 dir: &self.dir,
                 saved: &mirror.saved.values().cloned().collect::<Vec<_>>(),
                 events: batch_events,
+                checkpoint: &checkpoint,
             };
             backoff.reset();
             loop {
@@ -519,11 +598,17 @@ impl Forwarder {
             }
             offset = end;
             delivered += n;
+            last_delivery = Some(Instant::now());
             self.save_cursor(offset, delivered);
             self.status.send_modify(|s| {
                 s.delivered_offset = offset;
                 s.delivered_records = delivered;
             });
+            // A run that never goes idle still beats.
+            if Instant::now() >= next_beat {
+                self.heartbeat(&mirror).await;
+                next_beat = Instant::now() + self.heartbeat_interval;
+            }
         }
     }
 

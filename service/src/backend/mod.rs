@@ -7,6 +7,7 @@
 pub mod forward;
 pub mod mlflow;
 pub mod retry;
+pub mod wandb;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +64,10 @@ pub struct Batch<'a> {
     /// Every file saved so far (for the final upload at the end of a run).
     pub saved: &'a [SavedFile],
     pub events: Vec<Event>,
+    /// Saves the backend's state before the batch is wholly delivered, for a
+    /// backend whose delivery of one batch takes several requests that must not be
+    /// repeated (W&B's file_stream offsets, alerts).
+    pub checkpoint: &'a forward::Checkpoint,
 }
 
 /// A remote tracking backend.
@@ -78,8 +83,19 @@ pub trait Backend: Send {
     /// delivered again.
     async fn deliver(&mut self, batch: &Batch<'_>) -> Result<(), BackendError>;
     /// Records that the run is alive; Ok(true) when the backend asks the run to
-    /// stop.
+    /// stop. Called at least every heartbeat interval while the run is open.
     async fn heartbeat(&mut self, run: &RunInfo) -> Result<bool, BackendError>;
+    /// Shortest time between two deliveries while a run is open and nobody waits
+    /// for it (records arriving meanwhile join the next batch): for backends that
+    /// rate-limit many small requests. Zero delivers as soon as records arrive.
+    fn min_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+    /// The log is delivered and nothing more will come for now (`runcore sync` of
+    /// a run that has not ended): sends whatever the backend was holding back.
+    async fn flush(&mut self, _run: &RunInfo) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Which remote backend, and how to reach it.
@@ -89,6 +105,7 @@ pub enum BackendSettings {
     #[default]
     Local,
     Mlflow(mlflow::MlflowSettings),
+    Wandb(wandb::WandbSettings),
 }
 
 impl BackendSettings {
@@ -97,6 +114,7 @@ impl BackendSettings {
         match self {
             BackendSettings::Local => None,
             BackendSettings::Mlflow(s) => Some(Box::new(mlflow::Mlflow::new(s.clone()))),
+            BackendSettings::Wandb(s) => Some(Box::new(wandb::Wandb::new(s.clone()))),
         }
     }
 
@@ -104,6 +122,7 @@ impl BackendSettings {
         match self {
             BackendSettings::Local => "local",
             BackendSettings::Mlflow(_) => "mlflow",
+            BackendSettings::Wandb(_) => "wandb",
         }
     }
 }

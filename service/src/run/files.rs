@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::config::FilesPolicy;
 use crate::proto::v1::{value::Kind, Value};
 use crate::proto::wal::SavedFile;
 use crate::value::media_dir;
@@ -40,6 +41,64 @@ pub enum FilesError {
     },
     #[error("copying {from} to the run's files: {source}")]
     Copy { from: PathBuf, source: io::Error },
+    #[error("{0} is not a regular file (directories, devices, fifos and sockets are not saved)")]
+    NotRegular(PathBuf),
+    #[error("{path} is outside the directories this sidecar may read files from over TCP ({roots}); save files under them, use a unix socket, or start the sidecar with --files-root")]
+    OutsideRoots { path: PathBuf, roots: String },
+    #[error("{path} is {size} bytes, over the limit of {limit} bytes (--max-file-bytes)")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+}
+
+/// Checks that `path` may be read under `policy`: its real path (symlinks
+/// resolved) is a regular file, under the allowed roots, and within the size cap.
+/// Returns the real path, which is what is read.
+pub fn admit(policy: &FilesPolicy, path: &Path) -> Result<PathBuf, FilesError> {
+    let real = fs::canonicalize(path).map_err(|e| FilesError::Copy {
+        from: path.to_owned(),
+        source: e,
+    })?;
+    let meta = fs::metadata(&real).map_err(|e| FilesError::Copy {
+        from: path.to_owned(),
+        source: e,
+    })?;
+    if !meta.is_file() {
+        return Err(FilesError::NotRegular(path.to_owned()));
+    }
+    if let Some(roots) = &policy.roots {
+        if !roots.iter().any(|r| real.starts_with(r)) {
+            return Err(FilesError::OutsideRoots {
+                path: path.to_owned(),
+                roots: roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    if meta.len() > policy.max_bytes {
+        return Err(FilesError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+            limit: policy.max_bytes,
+        });
+    }
+    Ok(real)
+}
+
+/// Copies an admitted file (checked again now: it may have changed since it was
+/// saved) into the run's files.
+pub fn copy_admitted(
+    policy: &FilesPolicy,
+    from: &Path,
+    to: &Path,
+) -> Result<Option<Fingerprint>, FilesError> {
+    let real = admit(policy, from)?;
+    copy_into(&real, to)
 }
 
 /// Checks a policy name; empty means `live`.
@@ -83,6 +142,7 @@ pub fn expand(
     base_path: &str,
     working_dir: &str,
     policy: &str,
+    files: &FilesPolicy,
 ) -> Result<Vec<SavedFile>, FilesError> {
     if glob_str.is_empty() {
         return Err(FilesError::EmptyGlob);
@@ -121,17 +181,21 @@ pub fn expand(
         glob: glob_str.to_owned(),
         problem: e.to_string(),
     })?;
+    let literal = !glob_str.contains(['*', '?', '[']);
     let mut out = Vec::new();
     for path in paths.flatten() {
-        // Regular files only: directories, fifos, sockets and devices are skipped.
-        if !fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
-            continue;
-        }
+        // Regular files only: a pattern skips directories, fifos, sockets and
+        // devices; a path naming one is refused.
+        let real = match admit(files, &path) {
+            Ok(real) => real,
+            Err(FilesError::NotRegular(_)) if !literal => continue,
+            Err(e) => return Err(e),
+        };
         let Ok(rel) = path.strip_prefix(&base) else {
             continue;
         };
         out.push(SavedFile {
-            source: path.display().to_string(),
+            source: real.display().to_string(),
             name: rel.display().to_string(),
             policy: policy.to_owned(),
         });
@@ -180,10 +244,22 @@ pub fn copy_media(
     step: i64,
     working_dir: &str,
     files_dir: &Path,
+    files: &FilesPolicy,
 ) -> Result<(), FilesError> {
     match &mut value.kind {
         Some(Kind::Media(m)) => {
             let source = resolve("media path", &m.path, working_dir)?;
+            let source = match admit(files, &source) {
+                Ok(real) => real,
+                Err(FilesError::Copy { from, source }) => {
+                    return Err(FilesError::Media {
+                        key: key.to_owned(),
+                        path: from,
+                        source,
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             let bytes = fs::read(&source).map_err(|e| FilesError::Media {
                 key: key.to_owned(),
                 path: source.clone(),
@@ -226,11 +302,11 @@ pub fn copy_media(
         Some(Kind::MapValue(map)) => map
             .fields
             .values_mut()
-            .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir)),
+            .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir, files)),
         Some(Kind::ListValue(list)) => list
             .values
             .iter_mut()
-            .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir)),
+            .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir, files)),
         _ => Ok(()),
     }
 }
@@ -255,6 +331,10 @@ mod tests {
         fs::write(p, rel).unwrap();
     }
 
+    fn any() -> FilesPolicy {
+        FilesPolicy::default()
+    }
+
     fn names(v: Vec<SavedFile>) -> Vec<String> {
         let mut n: Vec<String> = v.into_iter().map(|f| f.name).collect();
         n.sort();
@@ -271,50 +351,50 @@ mod tests {
         touch(dir.path(), "files/y/saveme.txt");
         touch(dir.path(), "files/y/other.txt");
         assert_eq!(
-            names(expand("these/are/myfiles/*", "", wd, "now").unwrap()),
+            names(expand("these/are/myfiles/*", "", wd, "now", &any()).unwrap()),
             ["these/are/myfiles/a.txt", "these/are/myfiles/b.txt"]
         );
         assert_eq!(
-            names(expand("these/are/myfiles/*", "these", wd, "now").unwrap()),
+            names(expand("these/are/myfiles/*", "these", wd, "now", &any()).unwrap()),
             ["are/myfiles/a.txt", "are/myfiles/b.txt"]
         );
         let abs = format!("{wd}/these/are/myfiles/*.txt");
         assert_eq!(
-            names(expand(&abs, "", "", "now").unwrap()),
+            names(expand(&abs, "", "", "now", &any()).unwrap()),
             ["myfiles/a.txt", "myfiles/b.txt"]
         );
         assert_eq!(
-            names(expand(&abs, &format!("{wd}/these"), "", "now").unwrap()),
+            names(expand(&abs, &format!("{wd}/these"), "", "now", &any()).unwrap()),
             ["are/myfiles/a.txt", "are/myfiles/b.txt"]
         );
         assert_eq!(
-            names(expand("files/*/saveme.txt", "", wd, "end").unwrap()),
+            names(expand("files/*/saveme.txt", "", wd, "end", &any()).unwrap()),
             ["files/x/saveme.txt", "files/y/saveme.txt"]
         );
         // Directories matched by a glob are not files.
-        assert!(expand("files/*", "", wd, "now").unwrap().is_empty());
+        assert!(expand("files/*", "", wd, "now", &any()).unwrap().is_empty());
     }
 
     #[test]
     fn bad_saves_are_refused() {
         assert!(matches!(
-            expand("a/*", "", "", "now"),
+            expand("a/*", "", "", "now", &any()),
             Err(FilesError::NoWorkingDir { .. })
         ));
         assert!(matches!(
-            expand("../a", "", "/tmp", "now"),
+            expand("../a", "", "/tmp", "now", &any()),
             Err(FilesError::DotDot(_))
         ));
         assert!(matches!(
-            expand("a/*", "b", "/tmp", "now"),
+            expand("a/*", "b", "/tmp", "now", &any()),
             Err(FilesError::BaseNotPrefix { .. })
         ));
         assert!(matches!(
-            expand("a/*", "", "/tmp", "sometimes"),
+            expand("a/*", "", "/tmp", "sometimes", &any()),
             Err(FilesError::Policy(_))
         ));
         assert!(matches!(
-            expand("", "", "/tmp", "now"),
+            expand("", "", "/tmp", "now", &any()),
             Err(FilesError::EmptyGlob)
         ));
     }

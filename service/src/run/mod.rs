@@ -56,6 +56,8 @@ pub enum RunError {
     Ended { id: String, state: &'static str },
     #[error("the sidecar is shutting down; reconnect to it (or a new one) and resume the run")]
     Closed,
+    #[error("this client process already has {0} open runs (the sidecar's --max-runs-per-client); finish some first")]
+    TooManyRuns(usize),
     #[error("not applied: batch {seq} of this stream failed; open a new stream and resend from batch {seq}")]
     StreamBroken { seq: u64 },
     #[error(transparent)]
@@ -138,6 +140,8 @@ pub enum Command {
 pub struct RunHandle {
     tx: mpsc::Sender<Command>,
     status: watch::Receiver<RunInfo>,
+    /// The client process (host, pid) that opened the run, for the per-client cap.
+    client: Option<(String, i64)>,
 }
 
 impl RunHandle {
@@ -156,6 +160,11 @@ impl RunHandle {
     /// The run as last published (at most one flush interval old).
     pub fn info(&self) -> RunInfo {
         self.status.borrow().clone()
+    }
+
+    /// The client process (host, pid) that opened the run.
+    pub fn client(&self) -> Option<&(String, i64)> {
+        self.client.as_ref()
     }
 
     /// Whether the actor has stopped (the run ended or the sidecar is stopping).
@@ -312,6 +321,12 @@ pub fn spawn(
         .collect();
     let sync_file = opened.wal.try_clone_file();
     let watch = ClientWatch::of(&opened.state);
+    let client = opened
+        .state
+        .client
+        .as_ref()
+        .filter(|c| c.pid > 0)
+        .map(|c| (c.hostname.clone(), c.pid));
     let mut actor = Actor {
         forward,
         monitor,
@@ -331,7 +346,7 @@ pub fn spawn(
     };
     actor.start_sampling();
     tokio::spawn(actor.run(rx, token));
-    RunHandle { tx, status }
+    RunHandle { tx, status, client }
 }
 
 struct Actor {
@@ -740,12 +755,13 @@ impl Actor {
         let step = self.state.info.step;
         let wd = self.state.working_dir.clone();
         let files_dir = self.files_dir.clone();
+        let policy = self.config.files.clone();
         tokio::task::spawn_blocking(move || {
             let mut failures = Vec::new();
             for (i, row) in batch.rows.iter_mut().enumerate() {
                 let row_step = row.step.unwrap_or(step);
                 for (key, v) in row.values.iter_mut() {
-                    if let Err(e) = files::copy_media(key, v, row_step, &wd, &files_dir) {
+                    if let Err(e) = files::copy_media(key, v, row_step, &wd, &files_dir, &policy) {
                         failures.push((i as u32, e));
                         break;
                     }
@@ -810,8 +826,9 @@ impl Actor {
             req.working_dir.clone()
         };
         let files_dir = self.files_dir.clone();
+        let policy = self.config.files.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            let found = files::expand(&req.glob, &req.base_path, &wd, &req.policy)?;
+            let found = files::expand(&req.glob, &req.base_path, &wd, &req.policy, &policy)?;
             let mut out = Vec::with_capacity(found.len());
             for f in found {
                 let print = if f.policy == files::POLICY_END {
@@ -932,9 +949,12 @@ impl Actor {
         }
         let files_dir = self.files_dir.clone();
         let id = self.state.info.id.clone();
+        let policy = self.config.files.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for f in files {
-                if let Err(e) = files::copy_into(Path::new(&f.source), &files_dir.join(&f.name)) {
+                if let Err(e) =
+                    files::copy_admitted(&policy, Path::new(&f.source), &files_dir.join(&f.name))
+                {
                     tracing::warn!(run = %id, "saved file {} not copied at finish: {e}", f.name);
                 }
             }
@@ -955,6 +975,7 @@ impl Actor {
             .collect();
         let files_dir = self.files_dir.clone();
         let id = self.state.info.id.clone();
+        let policy = self.config.files.clone();
         let Ok(results) = tokio::task::spawn_blocking(move || {
             checks
                 .into_iter()
@@ -962,7 +983,7 @@ impl Actor {
                     let now = files::fingerprint(&source);
                     let mut copied = copied;
                     if now.is_some() && now != copied && now == seen {
-                        match files::copy_into(&source, &files_dir.join(&name)) {
+                        match files::copy_admitted(&policy, &source, &files_dir.join(&name)) {
                             Ok(print) => copied = print,
                             Err(e) => tracing::warn!(run = %id, "live file {name} not copied: {e}"),
                         }

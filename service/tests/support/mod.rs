@@ -61,9 +61,26 @@ impl Sidecar {
             Transport::Tcp => "tcp://127.0.0.1:0".to_owned(),
             Transport::Unix => format!("unix://{}", root.join("runcore.sock").display()),
         };
-        let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), listen];
+        let mut args: Vec<String> = vec!["serve".into()];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), listen]);
+        }
         // Quick defaults for tests, unless the test sets its own.
         let data_arg = data_dir.display().to_string();
+        // Over TCP saved files are confined to --files-root; tests keep theirs in
+        // temp dirs.
+        let tmp_root = std::env::temp_dir()
+            .canonicalize()
+            .unwrap()
+            .display()
+            .to_string();
+        let files_root = match transport {
+            Transport::Tcp => tmp_root.as_str(),
+            Transport::Unix => "",
+        };
+        if !files_root.is_empty() && !extra.contains(&"--files-root") && !extra.contains(&"--listen") {
+            args.extend(["--files-root".to_owned(), files_root.to_owned()]);
+        }
         for (flag, value) in [
             ("--flush-interval", "0.1"),
             ("--shutdown-grace", "5"),
@@ -298,3 +315,4 @@ pub fn run_json_state(dir: &Path) -> String {
     v["state"].as_str().unwrap_or_default().to_owned()
 }
 pub mod mlflow;
+pub mod wandb;

@@ -8,6 +8,8 @@ from typing import Any, Mapping, Optional
 
 # Environment variables the client reads (the sidecar reads its own RUNCORE_* ones).
 ENV_ADDRESS = "RUNCORE_ADDRESS"
+#: The bearer token of a sidecar started with --auth-token (sent as `authorization`).
+ENV_AUTH_TOKEN = "RUNCORE_AUTH_TOKEN"
 ENV_BIN = "RUNCORE_BIN"
 ENV_DATA_DIR = "RUNCORE_DATA_DIR"
 ENV_PROJECT = "RUNCORE_PROJECT"

@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._errors import CommError, SidecarNotFoundError
 from ._proto import runcore_pb2_grpc
-from ._settings import ENV_ADDRESS, ENV_BIN, ENV_DATA_DIR, Settings
+from ._settings import ENV_ADDRESS, ENV_AUTH_TOKEN, ENV_BIN, ENV_DATA_DIR, Settings
 
 #: The service whose health the client checks.
 SERVICE = "runcore.v1.RunService"
@@ -89,8 +89,8 @@ class _Spawned:
         if self.parent_pid:
             self.args += ["--parent-pid", str(os.getpid())]
         if not use_unix and "--auth-token" in flags:
+            # Passed in the environment: a flag would show in the process list.
             self.token = secrets.token_urlsafe(32)
-            self.args += ["--auth-token", self.token]
         self.process: Optional[subprocess.Popen[bytes]] = None
 
     def start(self, deadline: float) -> str:
@@ -104,8 +104,13 @@ class _Spawned:
             preexec = _die_with_parent()
         log = open(self.log_path, "ab")
         try:
+            env = dict(os.environ)
+            env.pop(ENV_AUTH_TOKEN, None)
+            if self.token:
+                env[ENV_AUTH_TOKEN] = self.token
             self.process = subprocess.Popen(
                 self.args,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -187,8 +192,9 @@ class Sidecar:
         self.spawned = spawned
         self.owner_pid = os.getpid()
         self.metadata: tuple[tuple[str, str], ...] = ()
-        if spawned is not None and spawned.token:
-            self.metadata = (("authorization", "Bearer " + spawned.token),)
+        token = spawned.token if spawned is not None else os.environ.get(ENV_AUTH_TOKEN)
+        if token:
+            self.metadata = (("authorization", "Bearer " + token),)
         #: Bumped by every successful recover(); users re-attach when it changes.
         self.generation = 0
         self._lock = threading.Lock()
