@@ -5,6 +5,7 @@
 # and final summary, and stop the sidecar. `--rust` runs the Rust example instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
 
 lang="python"
 [ "${1:-}" = "--rust" ] && lang="rust"
@@ -30,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> starting the sidecar (data dir: $data_dir)"
-target/debug/runcore serve \
+"$target/debug/runcore" serve \
     --listen "unix://$sock_dir/runcore.sock" \
     --port-file "$sock_dir/address" \
     --data-dir "$data_dir" &
@@ -46,10 +47,10 @@ echo "==> sidecar listening on $address"
 
 echo "==> running the example training loop ($lang)"
 if [ "$lang" = "rust" ]; then
-    target/debug/examples/train "$address"
+    "$target/debug/examples/train" "$address"
 else
     RUNCORE_ADDRESS="$address" "$venv/bin/python" clients/python/examples/train.py
 fi
 
 echo "==> runs in the local store"
-target/debug/runcore runs ls --data-dir "$data_dir"
+"$target/debug/runcore" runs ls --data-dir "$data_dir"

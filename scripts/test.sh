@@ -5,6 +5,7 @@
 # packages, each in a cached, git-ignored venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -17,8 +18,8 @@ echo "==> cargo test"
 cargo test --quiet 2>&1
 echo "==> Python client"
 cargo build --quiet --bin runcore
-RUNCORE_BIN="$PWD/target/debug/runcore" bash clients/python/scripts/test.sh -q
+RUNCORE_BIN="$target/debug/runcore" bash clients/python/scripts/test.sh -q
 echo "==> Kubernetes manifests against the binary"
-RUNCORE_BIN="$PWD/target/debug/runcore" "$(bash clients/python/scripts/venv.sh | tail -n 1)/bin/python" -m pytest -q deploy/tests
+RUNCORE_BIN="$target/debug/runcore" "$(bash clients/python/scripts/venv.sh | tail -n 1)/bin/python" -m pytest -q deploy/tests
 echo "==> Go client"
-RUNCORE_BIN="$PWD/target/debug/runcore" bash clients/go/scripts/test.sh
+RUNCORE_BIN="$target/debug/runcore" bash clients/go/scripts/test.sh
