@@ -177,7 +177,7 @@ pub async fn sync(
     let settings = backend.settings()?;
     if matches!(settings, BackendSettings::Local) {
         return Err(CliError::Usage(
-            "runcore sync needs a remote backend: --backend mlflow (the local store is already written)".into(),
+            "runcore sync needs a remote backend: --backend mlflow or --backend wandb (the local store is already written)".into(),
         ));
     }
     let tty = io::stderr().is_terminal();

@@ -49,6 +49,17 @@ impl Sidecar {
 
     /// A sidecar whose data lives under `root` (which outlives it, for restarts).
     pub fn start_in(root: &Path, transport: Transport, extra: &[&str]) -> Self {
+        Self::start_in_env(root, transport, extra, &[])
+    }
+
+    /// [`Sidecar::start_in`] with extra environment variables for the sidecar alone
+    /// (credentials), leaving the test process's environment as it is.
+    pub fn start_in_env(
+        root: &Path,
+        transport: Transport,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let data_dir = extra
             .iter()
             .position(|a| *a == "--data-dir")
@@ -78,7 +89,10 @@ impl Sidecar {
             Transport::Tcp => tmp_root.as_str(),
             Transport::Unix => "",
         };
-        if !files_root.is_empty() && !extra.contains(&"--files-root") && !extra.contains(&"--listen") {
+        if !files_root.is_empty()
+            && !extra.contains(&"--files-root")
+            && !extra.contains(&"--listen")
+        {
             args.extend(["--files-root".to_owned(), files_root.to_owned()]);
         }
         for (flag, value) in [
@@ -96,6 +110,7 @@ impl Sidecar {
             .arg(&port_file)
             .args(extra)
             .env("RUNCORE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn runcore");

@@ -939,44 +939,14 @@ fn upload(
 /// A sidecar forwarding to `fake` with API key `key`, on a unix socket (so it may
 /// save any file), its data under `root`.
 pub fn sidecar_in(root: &Path, fake: &FakeWandb, key: &str, extra: &[&str]) -> Sidecar {
-    let data_dir = root.join("data");
-    let port_file = root.join("port");
-    let _ = std::fs::remove_file(&port_file);
-    let listen = format!("unix://{}", root.join("runcore.sock").display());
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &listen,
-            "--flush-interval",
-            "0.1",
-            "--shutdown-grace",
-            "5",
-        ])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--port-file")
-        .arg(&port_file)
-        .args(["--backend", "wandb", "--wandb-base-url", &fake.url])
-        .args(extra)
-        .env("WANDB_API_KEY", key)
-        .env("RUNCORE_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn runcore");
-    let addr = wait_for(|| {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    });
-    Sidecar {
-        child: Some(child),
-        addr,
-        data_dir,
-        root: root.to_owned(),
-        _tmp: None,
-    }
+    let mut args = vec!["--backend", "wandb", "--wandb-base-url", fake.url.as_str()];
+    args.extend_from_slice(extra);
+    Sidecar::start_in_env(
+        root,
+        super::Transport::Unix,
+        &args,
+        &[("WANDB_API_KEY", key)],
+    )
 }
 
 /// A sidecar forwarding to `fake` on a fresh temp dir.
