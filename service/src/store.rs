@@ -4,7 +4,6 @@
 //! recovered after a crash has its files rewritten from the log.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -376,45 +375,29 @@ impl StoreWriter {
 
 impl Sink for StoreWriter {
     fn history(&mut self, row: &CommittedRow<'_>) {
-        let line = &mut self.line;
-        line.clear();
-        line.push('{');
-        for (k, v) in row.values {
-            write_json_str(line, k);
-            line.push(':');
-            value::write_json(line, v);
-            line.push(',');
-        }
-        line.push_str("\"_step\":");
-        let _ = write!(line, "{}", row.step);
-        line.push_str(",\"_runtime\":");
-        write_json_f64(line, row.runtime);
-        line.push_str(",\"_timestamp\":");
-        write_json_f64(line, row.timestamp);
-        line.push_str("}\n");
+        self.line.clear();
+        value::write_history_line(
+            &mut self.line,
+            row.values.iter(),
+            row.step,
+            row.runtime,
+            row.timestamp,
+        );
+        self.line.push('\n');
         let r = self.history.write_all(self.line.as_bytes());
         self.keep(r, HISTORY_JSONL);
     }
 
     fn system(&mut self, e: &SystemEvent<'_>) {
-        let line = &mut self.line;
-        line.clear();
-        line.push('{');
-        for (k, v) in e.sample.keys.iter().zip(&e.sample.values) {
-            line.push_str("\"system.");
-            // Metric names are plain ASCII from the sampler's table; escape anyway.
-            let mut key = String::new();
-            write_json_str(&mut key, k);
-            line.push_str(&key[1..]);
-            line.push(':');
-            write_json_f64(line, *v);
-            line.push(',');
-        }
-        line.push_str("\"_runtime\":");
-        write_json_f64(line, e.runtime);
-        line.push_str(",\"_timestamp\":");
-        write_json_f64(line, e.time);
-        line.push_str("}\n");
+        self.line.clear();
+        let metrics = e
+            .sample
+            .keys
+            .iter()
+            .map(String::as_str)
+            .zip(e.sample.values.iter().copied());
+        value::write_events_line(&mut self.line, metrics, "", e.runtime, e.time);
+        self.line.push('\n');
         let r = self.events.write_all(self.line.as_bytes());
         self.keep(r, EVENTS_JSONL);
     }

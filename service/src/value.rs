@@ -300,6 +300,53 @@ pub fn write_json_object<'a, K: AsRef<str> + 'a>(
     out.push('}');
 }
 
+/// Appends a history line (no newline): the row's keys, then `_step`, `_runtime`,
+/// `_timestamp`. The local store and the W&B backend write the same lines.
+pub fn write_history_line<'a, K: AsRef<str> + 'a>(
+    out: &mut String,
+    values: impl Iterator<Item = (K, &'a Value)>,
+    step: i64,
+    runtime: f64,
+    timestamp: f64,
+) {
+    out.push('{');
+    for (k, v) in values {
+        write_json_str(out, k.as_ref());
+        out.push(':');
+        write_json(out, v);
+        out.push(',');
+    }
+    let _ = write!(out, "\"_step\":{step},\"_runtime\":");
+    write_json_f64(out, runtime);
+    out.push_str(",\"_timestamp\":");
+    write_json_f64(out, timestamp);
+    out.push('}');
+}
+
+/// Appends a system-metrics line (no newline): each metric as `system.<key>`, then
+/// `extra` (more `"key":value,` pairs, or empty), `_runtime`, `_timestamp`.
+pub fn write_events_line<'a>(
+    out: &mut String,
+    metrics: impl Iterator<Item = (&'a str, f64)>,
+    extra: &str,
+    runtime: f64,
+    timestamp: f64,
+) {
+    out.push('{');
+    for (k, v) in metrics {
+        write_json_str(out, &format!("system.{k}"));
+        out.push(':');
+        write_json_f64(out, v);
+        out.push(',');
+    }
+    out.push_str(extra);
+    out.push_str("\"_runtime\":");
+    write_json_f64(out, runtime);
+    out.push_str(",\"_timestamp\":");
+    write_json_f64(out, timestamp);
+    out.push('}');
+}
+
 /// A map rendered as one pretty-enough JSON document (a trailing newline).
 pub fn map_to_json(map: &BTreeMap<String, Value>) -> String {
     let mut out = String::new();

@@ -39,7 +39,7 @@ use super::retry::{self, BackendError};
 use super::{http_client, Backend, Batch, Event};
 use crate::proto::v1::{RunInfo, RunState, Value};
 use crate::store;
-use crate::value::{self, write_json_f64, write_json_str};
+use crate::value::{self, write_json_str};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
 
@@ -202,40 +202,25 @@ fn wandb_config(config: &BTreeMap<String, Value>) -> String {
     out
 }
 
-/// A history line: the row's keys, then `_step`, `_runtime`, `_timestamp`.
+/// A history line, as the local store writes it.
 fn history_line(values: &[(String, Value)], step: i64, runtime: f64, timestamp: f64) -> String {
-    let mut line = String::from("{");
-    for (k, v) in values {
-        write_json_str(&mut line, k);
-        line.push(':');
-        value::write_json(&mut line, v);
-        line.push(',');
-    }
-    line.push_str("\"_step\":");
-    line.push_str(&step.to_string());
-    line.push_str(",\"_runtime\":");
-    write_json_f64(&mut line, runtime);
-    line.push_str(",\"_timestamp\":");
-    write_json_f64(&mut line, timestamp);
-    line.push('}');
+    let mut line = String::new();
+    value::write_history_line(
+        &mut line,
+        values.iter().map(|(k, v)| (k, v)),
+        step,
+        runtime,
+        timestamp,
+    );
     line
 }
 
 /// An events line: each metric as `system.<key>`, then `_wandb`, `_runtime`,
 /// `_timestamp`.
 fn events_line(metrics: &[(String, f64)], runtime: f64, timestamp: f64) -> String {
-    let mut line = String::from("{");
-    for (k, v) in metrics {
-        write_json_str(&mut line, &format!("system.{k}"));
-        line.push(':');
-        write_json_f64(&mut line, *v);
-        line.push(',');
-    }
-    line.push_str("\"_wandb\":true,\"_runtime\":");
-    write_json_f64(&mut line, runtime);
-    line.push_str(",\"_timestamp\":");
-    write_json_f64(&mut line, timestamp);
-    line.push('}');
+    let mut line = String::new();
+    let metrics = metrics.iter().map(|(k, v)| (k.as_str(), *v));
+    value::write_events_line(&mut line, metrics, "\"_wandb\":true,", runtime, timestamp);
     line
 }
 
