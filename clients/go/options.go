@@ -42,6 +42,9 @@ type Options struct {
 	// Address of a running sidecar (unix:///path/to.sock or tcp://127.0.0.1:PORT);
 	// else $RUNCORE_ADDRESS; else this process spawns a private one (see Binary).
 	Address string
+	// AuthToken is the bearer token of a sidecar started with --auth-token; else
+	// $RUNCORE_AUTH_TOKEN. Sent as `authorization: Bearer <token>` on every call.
+	AuthToken string
 	// Binary is the runcore binary to spawn; else $RUNCORE_BIN; else runcore on PATH.
 	Binary string
 	// DataDir of a spawned sidecar; else $RUNCORE_DATA_DIR; else ./runcore-data.

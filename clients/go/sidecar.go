@@ -34,7 +34,20 @@ const (
 	EnvBin = "RUNCORE_BIN"
 	// EnvDataDir is the data dir of a spawned sidecar.
 	EnvDataDir = "RUNCORE_DATA_DIR"
+	// EnvAuthToken is the bearer token of a sidecar started with --auth-token.
+	EnvAuthToken = "RUNCORE_AUTH_TOKEN"
 )
+
+// bearer sends a sidecar's auth token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: the sidecar is on loopback or a unix socket,
+// or behind TLS configured through Options.DialOptions.
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // serviceName is the service whose health the client waits for.
 const serviceName = "runcore.v1.RunService"
@@ -82,10 +95,20 @@ func getSidecar(ctx context.Context, opts *Options) (*sidecar, error) {
 		registry.byKey = make(map[string]*sidecar)
 	}
 	if address != "" {
-		if sc := registry.byKey[address]; sc != nil {
+		token := opts.AuthToken
+		if token == "" {
+			token = os.Getenv(EnvAuthToken)
+		}
+		// One connection per address and token: a connection carries its token.
+		key := address + "\x00" + token
+		if sc := registry.byKey[key]; sc != nil {
 			return sc, nil
 		}
-		sc, err := dial(address, origin, nil, opts.DialOptions)
+		dialOpts := opts.DialOptions
+		if token != "" {
+			dialOpts = append([]grpc.DialOption{grpc.WithPerRPCCredentials(bearer(token))}, dialOpts...)
+		}
+		sc, err := dial(address, origin, nil, dialOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +117,7 @@ func getSidecar(ctx context.Context, opts *Options) (*sidecar, error) {
 			return nil, fmt.Errorf("%w: %v; %s names it: start it (runcore serve --listen %s) or unset %s to let the client spawn its own",
 				ErrNoSidecar, err, origin, address, EnvAddress)
 		}
-		registry.byKey[address] = sc
+		registry.byKey[key] = sc
 		return sc, nil
 	}
 	binary, binOrigin, err := findBinary(opts.Binary)

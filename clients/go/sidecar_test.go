@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	runcore "github.com/runcore/runcore/clients/go"
 )
 
@@ -34,5 +36,27 @@ func TestSpawnFailureIsReported(t *testing.T) {
 	_, err := runcore.Init(testCtx(t), runcore.Options{Binary: "/bin/false", DataDir: t.TempDir()})
 	if !errors.Is(err, runcore.ErrNoSidecar) || !strings.Contains(err.Error(), "exited with exit status 1 before it was listening") {
 		t.Errorf("Init with /bin/false: %v", err)
+	}
+}
+
+func TestATokenProtectedSidecarNeedsAuthToken(t *testing.T) {
+	const token = "go-test-token-0123456789abcdef"
+	sc := startSidecar(t, "--auth-token", token)
+	ctx := testCtx(t)
+	_, err := runcore.Init(ctx, runcore.Options{Address: sc.addr, Project: "go-tests"})
+	wantStatus(t, err, "Init", codes.Unauthenticated, "~missing authorization metadata")
+	run, err := runcore.Init(ctx, runcore.Options{Address: sc.addr, Project: "go-tests", AuthToken: token})
+	if err != nil {
+		t.Fatalf("Init with the token: %v", err)
+	}
+	if err := run.Log(map[string]any{"x": 1.0}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := run.Finish(ctx, 0)
+	if err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	if res.Summary["x"] != 1.0 {
+		t.Errorf("summary x = %v, want 1", res.Summary["x"])
 	}
 }
