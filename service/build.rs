@@ -3,7 +3,10 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read at run time: env!() would freeze the path of the tree the build script was
+    // first compiled in, and a copy of the tree sharing the target dir would then
+    // read the wrong protos.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let descriptor =
         std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("runcore_descriptor.bin");
     tonic_prost_build::configure()

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use crate::proto::v1::ClientInfo;
 
-/// How often a run checks its client's pid and its timeout.
-pub const PID_CHECK: Duration = Duration::from_millis(250);
+/// How often a run checks its client's pid and its timeout: a client's exit is
+/// noticed within this (the bound is 1 s), at a few /proc reads per second
+/// per open run.
+pub const PID_CHECK: Duration = Duration::from_millis(500);
 
 /// This host's identity, to tell whether a client runs beside the sidecar.
 #[derive(Debug, Clone, PartialEq, Eq)]

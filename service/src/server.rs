@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt;
 use tonic::codegen::http;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -238,8 +239,15 @@ pub async fn serve(
     let serving = async move {
         match listener {
             Listener::Tcp(l) => {
+                // Small acks must not wait for Nagle: tonic sets no TCP_NODELAY on
+                // streams it did not accept itself.
+                let incoming = TcpListenerStream::new(l).map(|s| {
+                    s.inspect(|s| {
+                        let _ = s.set_nodelay(true);
+                    })
+                });
                 router
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(l), stopping)
+                    .serve_with_incoming_shutdown(incoming, stopping)
                     .await
             }
             Listener::Unix(l, _) => {
