@@ -68,7 +68,10 @@ impl Runs {
                 .unwrap_or(false);
             if ended {
                 // An ended run whose remote delivery was cut short: finish it.
-                if backend != "local" && forward::pending_bytes(&dir, backend) > 0 {
+                if backend != "local"
+                    && forward::started(&dir, backend)
+                    && forward::pending_bytes(&dir, backend) > 0
+                {
                     if let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) {
                         runs.forwarders.ensure(&id, &dir, runs.token()?);
                     }

@@ -400,3 +400,38 @@ async fn reap_fails_runs_whose_sidecar_died() {
         String::from_utf8_lossy(&out.stdout).contains(reaped["info"]["run_id"].as_str().unwrap())
     );
 }
+
+#[tokio::test]
+async fn turning_a_backend_on_does_not_upload_old_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Sidecar::start_in(tmp.path(), Transport::Tcp, &[]);
+    let mut c = s.client().await;
+    start_run(&mut c, "old").await;
+    c.log(log_req("old", &[("x", 1.0)], None, None))
+        .await
+        .unwrap();
+    c.finish(FinishRequest {
+        run_id: "old".into(),
+        exit_code: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.terminate(), Some(0));
+    // No forwarder is made for the run written without a backend (runcore sync is
+    // the way to send it).
+    let s = Sidecar::start_in(
+        tmp.path(),
+        Transport::Tcp,
+        &[
+            "--backend",
+            "mlflow",
+            "--mlflow-tracking-uri",
+            "http://127.0.0.1:9",
+        ],
+    );
+    // A forwarder would make forward/ at once; give one a second to show up.
+    for _ in 0..20 {
+        assert!(!s.run_dir("p", "old").join("forward").exists());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

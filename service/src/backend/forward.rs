@@ -163,6 +163,13 @@ pub fn pending_bytes(dir: &Path, backend: &str) -> u64 {
     len.saturating_sub(read_cursor(dir, backend).offset)
 }
 
+/// Whether delivery of `dir` to `backend` was ever started (a forwarder writes its
+/// cursor when it starts). A sidecar resumes only those at start-up: switching a
+/// data dir to a remote backend does not upload its old runs (`runcore sync` does).
+pub fn started(dir: &Path, backend: &str) -> bool {
+    cursor_path(dir, backend).is_file()
+}
+
 /// A run's delivery status read from its log and cursor (no forwarder running).
 pub fn status_from_disk(dir: &Path, backend: &'static str) -> BackendStatus {
     let cursor = read_cursor(dir, backend);
@@ -465,6 +472,11 @@ impl Forwarder {
             Err(e) => return Stopped::Failed(e.to_string()),
         };
         let mut delivered = cursor.records.min(total);
+        if !started(&self.dir, self.backend.name()) {
+            // Mark delivery as started, so a restart resumes it even before the
+            // first batch is acknowledged.
+            self.save_cursor(offset, delivered);
+        }
         self.status.send_modify(|s| {
             s.delivered_offset = offset;
             s.delivered_records = delivered;
