@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::retry::{self, BackendError};
-use super::{http_client, Backend, Batch, Event};
+use super::{http_client, uploads_on_save, Backend, Batch, Event};
 use crate::proto::v1::{value::Kind, RunInfo, RunState, Value};
 use crate::run::state::state_name;
 use crate::store;
@@ -553,25 +553,14 @@ impl Backend for Mlflow {
                         tags.push(("runcore.alert".into(), format!("[{level}] {title}: {text}")));
                     }
                 }
-                Event::Files(files) => uploads.extend(
-                    files
-                        .iter()
-                        .filter(|f| f.policy != "end")
-                        .map(|f| f.name.clone()),
-                ),
+                Event::Files(files) => uploads.extend(uploads_on_save(files)),
                 Event::State {
                     state, timestamp, ..
                 } => {
                     tags.push((TAG_STATE.into(), state_name(*state).into()));
                     if crate::run::state::is_terminal(*state) {
                         end = Some((*state, *timestamp));
-                        uploads.extend(
-                            batch
-                                .saved
-                                .iter()
-                                .filter(|f| f.policy != "now")
-                                .map(|f| f.name.clone()),
-                        );
+                        uploads.extend(batch.uploads_at_end());
                     }
                 }
             }

@@ -15,6 +15,7 @@ use std::path::Path;
 use self::retry::BackendError;
 use crate::proto::v1::{RunInfo, RunState, Value};
 use crate::proto::wal::SavedFile;
+use crate::run::files;
 
 /// What a backend is told, in log order.
 #[derive(Debug, Clone)]
@@ -68,6 +69,26 @@ pub struct Batch<'a> {
     /// backend whose delivery of one batch takes several requests that must not be
     /// repeated (W&B's file_stream offsets, alerts).
     pub checkpoint: &'a forward::Checkpoint,
+}
+
+/// Names of saved files to upload when they are saved: `now` and `live` files were
+/// just copied; `end` files are not there until the end.
+pub fn uploads_on_save(files: &[SavedFile]) -> impl Iterator<Item = String> + '_ {
+    files
+        .iter()
+        .filter(|f| f.policy != files::POLICY_END)
+        .map(|f| f.name.clone())
+}
+
+impl Batch<'_> {
+    /// Names of saved files to upload when the run ends: `live` and `end` files have
+    /// their final copies then; `now` files were uploaded when saved.
+    pub fn uploads_at_end(&self) -> impl Iterator<Item = String> + '_ {
+        self.saved
+            .iter()
+            .filter(|f| f.policy != files::POLICY_NOW)
+            .map(|f| f.name.clone())
+    }
 }
 
 /// A remote tracking backend.

@@ -36,7 +36,7 @@ use serde_json::{json, Value as Json};
 use tokio::time::Instant;
 
 use super::retry::{self, BackendError};
-use super::{http_client, Backend, Batch, Event};
+use super::{http_client, uploads_on_save, Backend, Batch, Event};
 use crate::proto::v1::{RunInfo, RunState, Value};
 use crate::store;
 use crate::value::{self, write_json_str};
@@ -282,12 +282,7 @@ impl Plan {
                             .push((title.clone(), text.clone(), severity(level).to_owned()));
                     }
                 }
-                Event::Files(files) => p.uploads.extend(
-                    files
-                        .iter()
-                        .filter(|f| f.policy != "end")
-                        .map(|f| f.name.clone()),
-                ),
+                Event::Files(files) => p.uploads.extend(uploads_on_save(files)),
                 Event::State {
                     state, exit_code, ..
                 } => {
@@ -297,13 +292,7 @@ impl Plan {
                     if crate::run::state::is_terminal(*state) {
                         p.ended = true;
                         p.exit_code = exit_code_of(*state, *exit_code);
-                        p.uploads.extend(
-                            batch
-                                .saved
-                                .iter()
-                                .filter(|f| f.policy != "now")
-                                .map(|f| f.name.clone()),
-                        );
+                        p.uploads.extend(batch.uploads_at_end());
                     }
                 }
             }

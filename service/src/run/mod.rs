@@ -392,31 +392,34 @@ impl Actor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut check = tokio::time::interval(liveness::PID_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        // Whether the run ended here: ending it already flushed and synced it.
+        let ended = loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
                         if self.handle(cmd).await {
-                            break;
+                            break true;
                         }
                     }
-                    None => break,
+                    None => break false,
                 },
                 _ = tick.tick() => self.tick().await,
                 _ = check.tick() => {
                     if self.check_client().await {
-                        break;
+                        break true;
                     }
                 }
                 sample = next_sample(&mut self.sampling) => match sample {
                     Some(sample) => self.record_sample(sample).await,
                     None => self.sampling = None,
                 },
-                _ = token.stopping() => break,
+                _ = token.stopping() => break false,
             }
-        }
+        };
         rx.close();
-        self.flush(true).await;
+        if !ended {
+            self.flush(true).await;
+        }
         drop(token);
     }
 
@@ -598,17 +601,25 @@ impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
     /// live and end files are copied, the state change is logged and synced.
     async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
+        self.close(state, None).await?;
+        Ok(self.state.info.clone())
+    }
+
+    /// Ends an open run (finish, or without its client): sampling stops, the live
+    /// and end files are copied, the state change (which commits the pending row)
+    /// is logged, and everything is flushed and synced. Nothing for an ended run.
+    async fn close(&mut self, state: State, exit_code: Option<i32>) -> Result<(), RunError> {
         self.sampling = None;
         if self.state.is_open() {
             self.copy_final_files().await;
             self.commit(Kind::State(StateChange {
                 state: state as i32,
-                exit_code: None,
+                exit_code,
             }))
             .await?;
             self.flush(true).await;
         }
-        Ok(self.state.info.clone())
+        Ok(())
     }
 
     async fn stop(&mut self) -> Result<RunInfo, RunError> {
@@ -874,21 +885,12 @@ impl Actor {
     }
 
     async fn finish(&mut self, exit_code: i32) -> Result<FinishResponse, RunError> {
-        self.sampling = None;
-        if self.state.is_open() {
-            self.copy_final_files().await;
-            let state = if exit_code == 0 {
-                State::Finished
-            } else {
-                State::Failed
-            };
-            self.commit(Kind::State(StateChange {
-                state: state as i32,
-                exit_code: Some(exit_code),
-            }))
-            .await?;
-            self.flush(true).await;
-        }
+        let state = if exit_code == 0 {
+            State::Finished
+        } else {
+            State::Failed
+        };
+        self.close(state, Some(exit_code)).await?;
         let backends = match self.forward.as_mut() {
             Some(f) => vec![f
                 .wait_delivered(self.wal.len(), self.config.finish_timeout)
