@@ -169,7 +169,7 @@ async fn open_run(address: &str, i: usize) -> Result<OpenRun, BoxError> {
 /// One batch of `rows` rows starting at row `first`.
 fn make_batch(run_id: &str, seq: u64, keys: &[String], first: u64, rows: usize) -> LogBatch {
     let key_ids: Vec<u32> = (0..keys.len() as u32).collect();
-    let ts = runcore::run::now();
+    let ts = runcore::clock::now();
     LogBatch {
         run_id: run_id.to_owned(),
         seq,

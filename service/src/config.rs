@@ -12,6 +12,9 @@ use clap::{Args, ValueEnum};
 use crate::backend::mlflow::MlflowSettings;
 use crate::backend::wandb::{WandbSettings, DEFAULT_BASE_URL as DEFAULT_WANDB_BASE_URL};
 use crate::backend::BackendSettings;
+pub use crate::run::files::FilesPolicy;
+use crate::run::RunSettings;
+pub use crate::wal::FsyncPolicy;
 
 pub const ENV_LISTEN: &str = "RUNCORE_LISTEN";
 pub const ENV_PORT_FILE: &str = "RUNCORE_PORT_FILE";
@@ -84,19 +87,6 @@ impl std::fmt::Display for ListenAddr {
             ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
         }
     }
-}
-
-/// When the transaction log is fsynced. Every record is written to the log (and so
-/// survives a crash of the sidecar) before it is acknowledged; this decides what
-/// survives a power cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FsyncPolicy {
-    /// Before every acknowledgement.
-    Always,
-    /// At most once per flush interval (1 s) per run, and at finish.
-    Batch,
-    /// Never (the OS writes back when it likes); finish still syncs.
-    Never,
 }
 
 /// Where runs go besides the local store.
@@ -302,26 +292,6 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Where SaveFiles and media values may read files from.
-#[derive(Debug, Clone)]
-pub struct FilesPolicy {
-    /// None: any regular file the sidecar can read (a unix socket, which only the
-    /// sidecar's own user, or --socket-group, can reach). Some: only files under
-    /// these directories, symlinks resolved (TCP).
-    pub roots: Option<Vec<PathBuf>>,
-    /// Largest file copied, in bytes.
-    pub max_bytes: u64,
-}
-
-impl Default for FilesPolicy {
-    fn default() -> Self {
-        FilesPolicy {
-            roots: None,
-            max_bytes: 10 * 1024 * 1024 * 1024,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--listen: {0}")]
@@ -441,6 +411,17 @@ impl ServeArgs {
 }
 
 impl ServeConfig {
+    /// What each run's actor needs of these settings.
+    pub fn run_settings(&self) -> RunSettings {
+        RunSettings {
+            flush_interval: self.flush_interval,
+            heartbeat_interval: self.heartbeat_interval,
+            fsync: self.fsync,
+            files: self.files.clone(),
+            finish_timeout: self.finish_timeout,
+        }
+    }
+
     /// Defaults, with the given data dir (for tests and embedding).
     pub fn new(data_dir: PathBuf) -> Self {
         ServeConfig {

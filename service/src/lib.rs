@@ -32,6 +32,7 @@ pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod liveness;
 pub mod metadata;

@@ -95,6 +95,71 @@ pub fn client_gone(client: Option<&ClientInfo>) -> bool {
         && u32::try_from(c.pid).ok().and_then(Process::find).is_none()
 }
 
+/// How a run knows its client is there.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientWatch {
+    /// On this host: its pid is watched (and its timeout applies).
+    Pid(Process),
+    /// On this host and already gone (a run recovered after its client died).
+    Gone,
+    /// Elsewhere, or unknown: only the timeout applies.
+    Remote,
+}
+
+impl ClientWatch {
+    /// How to watch the client a run's Init (or resume) named.
+    pub fn of(client: Option<&ClientInfo>) -> Self {
+        match local_client(client) {
+            Some(p) => ClientWatch::Pid(p),
+            None if client_gone(client) => ClientWatch::Gone,
+            None => ClientWatch::Remote,
+        }
+    }
+
+    /// The watched pid, when the client is on this host.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            ClientWatch::Pid(p) => Some(p.pid),
+            ClientWatch::Gone | ClientWatch::Remote => None,
+        }
+    }
+
+    fn gone(&self) -> bool {
+        match self {
+            ClientWatch::Pid(p) => !p.alive(),
+            ClientWatch::Gone => true,
+            ClientWatch::Remote => false,
+        }
+    }
+
+    /// Why the client counts as gone (its process exited, or it showed no sign of
+    /// life since `last_contact` for `client_timeout` seconds); None while it is
+    /// there.
+    pub fn gone_why(
+        &self,
+        last_contact: tokio::time::Instant,
+        client_timeout: f64,
+    ) -> Option<&'static str> {
+        if self.gone() {
+            return Some("its client process exited without Finish");
+        }
+        let timeout = seconds(client_timeout.max(0.001));
+        (last_contact.elapsed() > timeout)
+            .then_some("no sign of life from its client within the client timeout")
+    }
+}
+
+/// A duration of `secs` seconds, saturating at about 100 years (a client's
+/// timeout is checked by the API; this never panics whatever the log holds).
+pub fn seconds(secs: f64) -> Duration {
+    const MAX: f64 = 100.0 * 365.0 * 86400.0;
+    Duration::from_secs_f64(if secs.is_finite() {
+        secs.clamp(0.0, MAX)
+    } else {
+        MAX
+    })
+}
+
 /// A run is stale when its last recorded heartbeat is older than this: what
 /// `runcore runs ls` shows as crashed although nothing marked it.
 pub fn stale_after(client_timeout: f64, heartbeat_interval: f64) -> f64 {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use runcore::cli::{self, Cli, Command, RunsCommand};
-use runcore::config::{LogFormat, ENV_LOG};
+use runcore::config::{LogFormat, ServeArgs, ENV_LOG};
 use runcore::server::{serve, Listener};
 
 fn init_tracing(format: LogFormat) {
@@ -46,48 +46,56 @@ fn report(result: Result<(), cli::CliError>) -> ExitCode {
     }
 }
 
+/// Runs `work` on a one-thread runtime (the short CLI commands).
+fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, cli::CliError>>,
+) -> Result<T, cli::CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(cli::CliError::from)
+        .and_then(|rt| rt.block_on(work))
+}
+
+/// `runcore serve`: exit 2 for bad settings, 1 when serving fails.
+fn serve_command(args: ServeArgs) -> ExitCode {
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runcore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runcore: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let listener = Listener::bind(&config.listen, config.socket_group.as_deref()).await?;
+        serve(listener, config, stop_signal()).await?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("runcore: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut out = io::stdout().lock();
     match cli.command {
-        Command::Serve(args) => {
-            let config = match (*args).into_config() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("runcore: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            init_tracing(config.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("runcore: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result: anyhow::Result<()> = runtime.block_on(async {
-                let listener =
-                    Listener::bind(&config.listen, config.socket_group.as_deref()).await?;
-                serve(listener, config, stop_signal()).await?;
-                Ok(())
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("runcore: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Serve(args) => serve_command(*args),
         Command::Health { address, service } => {
-            let mut out = io::stdout().lock();
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(cli::CliError::from)
-                .and_then(|rt| rt.block_on(cli::health(&address, &service, &mut out)));
-            match result {
+            match block_on(cli::health(&address, &service, &mut out)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => report(Err(e)),
@@ -95,7 +103,6 @@ fn main() -> ExitCode {
         }
         Command::Sync { dirs, backend } => {
             init_tracing(LogFormat::Text);
-            let mut out = io::stdout().lock();
             let result = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -105,38 +112,14 @@ fn main() -> ExitCode {
         }
         Command::Reap { backend, stale } => {
             init_tracing(LogFormat::Text);
-            let mut out = io::stdout().lock();
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(cli::CliError::from)
-                .and_then(|rt| rt.block_on(cli::reap(&backend, &stale, &mut out)));
-            report(result)
+            report(block_on(cli::reap(&backend, &stale, &mut out)))
         }
-        Command::Runs { command } => {
-            let mut out = io::stdout().lock();
-            let result = match command {
-                RunsCommand::Ls { project, data_dir } => {
-                    cli::runs_ls(&data_dir, project.as_deref(), &mut out)
-                }
-                RunsCommand::Show { id, data_dir } => cli::runs_show(&data_dir, &id, &mut out),
-                RunsCommand::Stop { id, address } => {
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt.block_on(cli::runs_stop(&address, &id, &mut out)),
-                        Err(e) => Err(e.into()),
-                    }
-                }
-            };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("runcore: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Runs { command } => report(match command {
+            RunsCommand::Ls { project, data_dir } => {
+                cli::runs_ls(&data_dir, project.as_deref(), &mut out)
             }
-        }
+            RunsCommand::Show { id, data_dir } => cli::runs_show(&data_dir, &id, &mut out),
+            RunsCommand::Stop { id, address } => block_on(cli::runs_stop(&address, &id, &mut out)),
+        }),
     }
 }

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_stream::StreamExt;
 use tonic::codegen::http;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::auth::AuthLayer;
 
@@ -35,7 +36,7 @@ pub enum ServeError {
     #[error("writing the port file: {0}")]
     PortFile(#[from] crate::store::StoreError),
     #[error("recovering runs: {0}")]
-    Recover(#[from] crate::run::RunError),
+    Recover(#[from] crate::runs::RegistryError),
     #[error("reflection service: {0}")]
     Reflection(String),
     #[error("TLS: {0}")]
@@ -199,35 +200,8 @@ pub async fn serve(
     let config = Arc::new(config);
     let mut shutdown = Shutdown::new();
     let runs = Runs::start(config.clone(), shutdown.token()).await?;
-
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let limit = config.max_message_bytes;
-    let api = RunServiceServer::new(Api::new(runs.clone(), limit))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
-    let mut builder = Server::builder();
-    if let Some((cert, key)) = &config.tls {
-        let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|source| ServeError::Tls(format!("{}: {source}", p.display())))
-        };
-        let identity = Identity::from_pem(read(cert)?, read(key)?);
-        builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
-    }
-    let router = builder
-        .layer(AuthLayer::new(config.auth_token.clone()))
-        .layer(tower::util::MapResponseLayer::new(fix_too_large(limit)))
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(api);
-
     let addr = listener.local_addr();
     if let Some(port_file) = &config.port_file {
         write_atomic(port_file, format!("{addr}\n").as_bytes(), false)?;
@@ -236,28 +210,7 @@ pub async fn serve(
 
     let mut stop = shutdown.token();
     let stopping = async move { stop.stopping().await };
-    let serving = async move {
-        match listener {
-            Listener::Tcp(l) => {
-                // Small acks must not wait for Nagle: tonic sets no TCP_NODELAY on
-                // streams it did not accept itself.
-                let incoming = TcpListenerStream::new(l).map(|s| {
-                    s.inspect(|s| {
-                        let _ = s.set_nodelay(true);
-                    })
-                });
-                router
-                    .serve_with_incoming_shutdown(incoming, stopping)
-                    .await
-            }
-            Listener::Unix(l, _) => {
-                router
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(l), stopping)
-                    .await
-            }
-        }
-    };
-    let mut server = tokio::spawn(serving);
+    let mut server = spawn_grpc(&config, runs.clone(), health_service, listener, stopping)?;
     let parent_gone = tokio::select! {
         _ = signal => false,
         _ = parent_exit(config.parent_pid) => true,
@@ -279,22 +232,10 @@ pub async fn serve(
     runs.close();
     drop(runs);
     shutdown.signal();
-    // tonic's graceful stop also waits for idle client connections to close, which
-    // clients need not do: in-flight requests get a short drain, then connections
-    // are dropped (their runs are flushed either way).
-    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
-    let drain = left().min(CONNECTION_DRAIN);
-    let result = match tokio::time::timeout(drain, &mut server).await {
-        Ok(Ok(r)) => r.map_err(ServeError::from),
-        Ok(Err(_)) => Ok(()),
-        Err(_) => {
-            tracing::debug!("closing connections still open after the drain");
-            server.abort();
-            Ok(())
-        }
-    };
+    let result = drain(&mut server, deadline).await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     if !shutdown
-        .wait(left().max(std::time::Duration::from_millis(100)))
+        .wait(left.max(std::time::Duration::from_millis(100)))
         .await
     {
         tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
@@ -304,4 +245,80 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     result
+}
+
+/// Serves the gRPC services (RunService, health, reflection), behind the auth
+/// layer, on `listener` until `stopping` resolves.
+fn spawn_grpc(
+    config: &ServeConfig,
+    runs: Arc<Runs>,
+    health_service: HealthServer<impl Health>,
+    listener: Listener,
+    stopping: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>, ServeError> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let limit = config.max_message_bytes;
+    let api = RunServiceServer::new(Api::new(runs, limit))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = &config.tls {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|source| ServeError::Tls(format!("{}: {source}", p.display())))
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let router = builder
+        .layer(AuthLayer::new(config.auth_token.clone()))
+        .layer(tower::util::MapResponseLayer::new(fix_too_large(limit)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(api);
+    Ok(tokio::spawn(async move {
+        match listener {
+            Listener::Tcp(l) => {
+                // Small acks must not wait for Nagle: tonic sets no TCP_NODELAY on
+                // streams it did not accept itself.
+                let incoming = TcpListenerStream::new(l).map(|s| {
+                    s.inspect(|s| {
+                        let _ = s.set_nodelay(true);
+                    })
+                });
+                router
+                    .serve_with_incoming_shutdown(incoming, stopping)
+                    .await
+            }
+            Listener::Unix(l, _) => {
+                router
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(l), stopping)
+                    .await
+            }
+        }
+    }))
+}
+
+/// tonic's graceful stop also waits for idle client connections to close, which
+/// clients need not do: in-flight requests get a short drain, then connections
+/// are dropped (their runs are flushed either way).
+async fn drain(
+    server: &mut tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    deadline: tokio::time::Instant,
+) -> Result<(), ServeError> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    match tokio::time::timeout(left.min(CONNECTION_DRAIN), &mut *server).await {
+        Ok(Ok(r)) => r.map_err(ServeError::from),
+        Ok(Err(_)) => Ok(()),
+        Err(_) => {
+            tracing::debug!("closing connections still open after the drain");
+            server.abort();
+            Ok(())
+        }
+    }
 }

@@ -15,6 +15,19 @@ use prost::Message;
 
 use crate::proto::wal::Record;
 
+/// When the transaction log is fsynced. Every record is written to the log (and so
+/// survives a crash of the sidecar) before it is acknowledged; this decides what
+/// survives a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncPolicy {
+    /// Before every acknowledgement.
+    Always,
+    /// At most once per flush interval (1 s) per run, and at finish.
+    Batch,
+    /// Never (the OS writes back when it likes); finish still syncs.
+    Never,
+}
+
 /// No legitimate record is this large (the API's message limit is far below it); a
 /// header claiming more is a torn or corrupt frame.
 const MAX_FRAME: u32 = 1 << 30;

@@ -28,7 +28,7 @@ async fn same_title_inside_the_window_is_throttled() {
         (second.throttled_until - first.throttled_until).abs() < 1e-6,
         "window counts from the sent alert"
     );
-    let now = runcore::run::now();
+    let now = runcore::clock::now();
     assert!(second.throttled_until > now + 55.0 && second.throttled_until < now + 61.0);
     // Another title is not throttled; a zero wait never throttles.
     assert!(

@@ -116,7 +116,7 @@ async fn a_quiet_remote_client_crashes_its_run_after_its_timeout() {
             .await
             .unwrap()
             .into_inner();
-        last = runcore::run::now();
+        last = runcore::clock::now();
         assert_eq!(hb.state(), RunState::Running);
         assert!(!hb.should_stop);
         tokio::time::sleep(Duration::from_millis(200)).await;

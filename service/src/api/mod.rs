@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::proto::v1::run_service_server::RunService;
 use crate::proto::v1::*;
 use crate::run::{Command, LogReply, RunError, RunHandle};
-use crate::runs::Runs;
+use crate::runs::{RegistryError, Runs};
 
 /// Acknowledgements buffered per LogStream before the runs feeding it wait for the
 /// client to read them.
@@ -226,7 +226,7 @@ impl RunService for Api {
                     .await?,
             )),
             // Finish is idempotent: an ended run answers with how it ended.
-            Err(RunError::Ended { .. }) => {
+            Err(RegistryError::Run(RunError::Ended { .. })) => {
                 let run = self.runs.get(&req.run_id).await?;
                 Ok(Response::new(FinishResponse {
                     run: run.run,

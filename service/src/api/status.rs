@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use super::validate::Invalid;
 use crate::run::files::FilesError;
 use crate::run::RunError;
+use crate::runs::RegistryError;
 
 impl From<Invalid> for Status {
     fn from(e: Invalid) -> Self {
@@ -12,17 +13,26 @@ impl From<Invalid> for Status {
     }
 }
 
+impl From<RegistryError> for Status {
+    fn from(e: RegistryError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RegistryError::NotFound(_) => Status::not_found(msg),
+            RegistryError::AlreadyExists { .. } => Status::already_exists(msg),
+            RegistryError::ProjectMismatch { .. } => Status::failed_precondition(msg),
+            RegistryError::TooManyRuns(_) => Status::resource_exhausted(msg),
+            RegistryError::Run(e) => e.into(),
+        }
+    }
+}
+
 impl From<RunError> for Status {
     fn from(e: RunError) -> Self {
         let msg = e.to_string();
         match e {
-            RunError::NotFound(_) => Status::not_found(msg),
-            RunError::AlreadyExists { .. } => Status::already_exists(msg),
-            RunError::ProjectMismatch { .. } | RunError::Ended { .. } => {
-                Status::failed_precondition(msg)
-            }
+            RunError::Ended { .. } => Status::failed_precondition(msg),
             RunError::Closed => Status::unavailable(msg),
-            RunError::TooManyRuns(_) => Status::resource_exhausted(msg),
+            RunError::Internal(_) => Status::internal(msg),
             RunError::StreamBroken { .. } => Status::aborted(msg),
             RunError::Metric(_) => Status::invalid_argument(msg),
             RunError::Files(FilesError::Copy { .. }) => Status::failed_precondition(msg),

@@ -213,7 +213,7 @@ pub fn alert(req: &mut AlertRequest) -> Result<(), Invalid> {
 /// Checks what can be checked of a save before the run expands it.
 pub fn save(req: &SaveFilesRequest) -> Result<(), Invalid> {
     run_id(&req.run_id)?;
-    files::check_policy(&req.policy)?;
+    files::SavePolicy::parse(&req.policy)?;
     if req.glob.is_empty() {
         return Err(FilesError::EmptyGlob.into());
     }

@@ -15,7 +15,7 @@ use std::path::Path;
 use self::retry::BackendError;
 use crate::proto::v1::{RunInfo, RunState, Value};
 use crate::proto::wal::SavedFile;
-use crate::run::files;
+use crate::run::files::SavePolicy;
 
 /// What a backend is told, in log order.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub struct Batch<'a> {
 pub fn uploads_on_save(files: &[SavedFile]) -> impl Iterator<Item = String> + '_ {
     files
         .iter()
-        .filter(|f| f.policy != files::POLICY_END)
+        .filter(|f| SavePolicy::of(f).uploads_on_save())
         .map(|f| f.name.clone())
 }
 
@@ -86,7 +86,7 @@ impl Batch<'_> {
     pub fn uploads_at_end(&self) -> impl Iterator<Item = String> + '_ {
         self.saved
             .iter()
-            .filter(|f| f.policy != files::POLICY_NOW)
+            .filter(|f| SavePolicy::of(f).uploads_at_end())
             .map(|f| f.name.clone())
     }
 }

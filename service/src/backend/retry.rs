@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
+use super::{Backend, Batch};
+use crate::shutdown::ShutdownToken;
+
 /// A failed delivery.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum BackendError {
@@ -169,6 +172,54 @@ impl Backoff {
             .saturating_mul(1u32 << self.attempt.min(20))
             .min(self.cap);
         exp.mul_f64(fastrand::f64())
+    }
+}
+
+/// How delivering one batch ended.
+#[derive(Debug, PartialEq)]
+pub enum Delivered {
+    Yes,
+    /// The backend refused the batch for good: it is skipped (and reported).
+    Skipped(String),
+    /// The backend refused the credentials.
+    Unauthorized(String),
+    /// The sidecar is stopping.
+    Shutdown,
+}
+
+/// Delivers `batch`, retrying what is worth another try with `backoff` until it
+/// is delivered, refused for good, or the sidecar stops; `report` hears each
+/// failure.
+pub async fn deliver(
+    backend: &mut dyn Backend,
+    batch: &Batch<'_>,
+    backoff: &mut Backoff,
+    token: &mut ShutdownToken,
+    report: impl Fn(&str) + Send,
+) -> Delivered {
+    let name = backend.name();
+    backoff.reset();
+    loop {
+        match backend.deliver(batch).await {
+            Ok(()) => return Delivered::Yes,
+            Err(BackendError::Retryable { reason, after }) => {
+                let wait = backoff.next(after);
+                tracing::warn!(run = %batch.run.id, backend = name, "delivery failed, retrying in {:.1} s: {reason}", wait.as_secs_f64());
+                report(&reason);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = token.stopping() => return Delivered::Shutdown,
+                }
+            }
+            Err(BackendError::Unauthorized { reason }) => {
+                report(&reason);
+                return Delivered::Unauthorized(reason);
+            }
+            Err(BackendError::Rejected { reason }) => {
+                report(&reason);
+                return Delivered::Skipped(reason);
+            }
+        }
     }
 }
 

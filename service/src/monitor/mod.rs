@@ -305,30 +305,7 @@ fn run(inner: Arc<Inner>, mut sampler: Sampler) {
             return;
         }
         let now = Instant::now();
-        let mut plan = Plan {
-            new: Vec::new(),
-            due: Vec::new(),
-        };
-        let mut sleep = None::<Instant>;
-        for (&id, r) in sh.watches.iter_mut() {
-            match r.next_due {
-                None => {
-                    plan.new.push((id, r.watch.clone()));
-                    r.next_due = Some(now + r.watch.interval);
-                }
-                Some(due) if due <= now + TICK_SLACK => {
-                    plan.due.push((id, r.tx.clone(), r.stats.clone()));
-                    let next = due + r.watch.interval;
-                    // Fell behind (a slow tick): skip rather than burst.
-                    r.next_due = Some(if next <= now {
-                        now + r.watch.interval
-                    } else {
-                        next
-                    });
-                }
-                Some(due) => sleep = Some(sleep.map_or(due, |s: Instant| s.min(due))),
-            }
-        }
+        let (plan, sleep) = plan_due(&mut sh.watches, now);
         if plan.new.is_empty() && plan.due.is_empty() {
             let wait = sleep.map_or(DEFAULT_INTERVAL, |s| s.saturating_duration_since(now));
             sh = inner
@@ -345,31 +322,7 @@ fn run(inner: Arc<Inner>, mut sampler: Sampler) {
         for (id, w) in &plan.new {
             sampler.add(*id, w);
         }
-        let mut closed = Vec::new();
-        if !plan.due.is_empty() {
-            let ids: Vec<u64> = plan.due.iter().map(|(id, ..)| *id).collect();
-            for (id, sample) in sampler.sample(&ids) {
-                let Some((_, tx, stats)) = plan.due.iter().find(|(d, ..)| *d == id) else {
-                    continue;
-                };
-                match tx.try_send(sample) {
-                    Ok(()) => {
-                        stats.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        let n = stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n.is_power_of_two() {
-                            tracing::warn!(
-                                watch = id,
-                                dropped = n,
-                                "system-metrics channel full: sample dropped"
-                            );
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => closed.push(id),
-                }
-            }
-        }
+        let closed = send_samples(&mut sampler, &plan.due);
         sh = inner.lock();
         for id in closed {
             // The run is gone without dropping its guard yet: stop sampling it.
@@ -377,4 +330,69 @@ fn run(inner: Arc<Inner>, mut sampler: Sampler) {
             sampler.remove(id);
         }
     }
+}
+
+/// Which watches are new and which are due at `now` (their next time moved on),
+/// and when the next one is due otherwise.
+fn plan_due(watches: &mut BTreeMap<u64, Registration>, now: Instant) -> (Plan, Option<Instant>) {
+    let mut plan = Plan {
+        new: Vec::new(),
+        due: Vec::new(),
+    };
+    let mut sleep = None::<Instant>;
+    for (&id, r) in watches.iter_mut() {
+        match r.next_due {
+            None => {
+                plan.new.push((id, r.watch.clone()));
+                r.next_due = Some(now + r.watch.interval);
+            }
+            Some(due) if due <= now + TICK_SLACK => {
+                plan.due.push((id, r.tx.clone(), r.stats.clone()));
+                let next = due + r.watch.interval;
+                // Fell behind (a slow tick): skip rather than burst.
+                r.next_due = Some(if next <= now {
+                    now + r.watch.interval
+                } else {
+                    next
+                });
+            }
+            Some(due) => sleep = Some(sleep.map_or(due, |s: Instant| s.min(due))),
+        }
+    }
+    (plan, sleep)
+}
+
+/// Samples the due watches and sends each its sample without blocking (a full
+/// channel drops it and counts); returns the watches whose run is gone.
+fn send_samples(
+    sampler: &mut Sampler,
+    due: &[(u64, mpsc::Sender<Sample>, Arc<WatchStats>)],
+) -> Vec<u64> {
+    let mut closed = Vec::new();
+    if due.is_empty() {
+        return closed;
+    }
+    let ids: Vec<u64> = due.iter().map(|(id, ..)| *id).collect();
+    for (id, sample) in sampler.sample(&ids) {
+        let Some((_, tx, stats)) = due.iter().find(|(d, ..)| *d == id) else {
+            continue;
+        };
+        match tx.try_send(sample) {
+            Ok(()) => {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let n = stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        watch = id,
+                        dropped = n,
+                        "system-metrics channel full: sample dropped"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => closed.push(id),
+        }
+    }
+    closed
 }

@@ -8,14 +8,78 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::FilesPolicy;
 use crate::proto::v1::{value::Kind, Value};
 use crate::proto::wal::SavedFile;
 use crate::value::media_dir;
 
-pub const POLICY_LIVE: &str = "live";
-pub const POLICY_NOW: &str = "now";
-pub const POLICY_END: &str = "end";
+/// When a saved file is copied (the W&B `Run.save` policies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavePolicy {
+    /// Now, again whenever it changes, and at the end (the default).
+    Live,
+    /// Now only.
+    Now,
+    /// At the end of the run only.
+    End,
+}
+
+impl SavePolicy {
+    /// A policy by name; empty means `live`.
+    pub fn parse(name: &str) -> Result<Self, FilesError> {
+        match name {
+            "" | "live" => Ok(SavePolicy::Live),
+            "now" => Ok(SavePolicy::Now),
+            "end" => Ok(SavePolicy::End),
+            other => Err(FilesError::Policy(other.to_owned())),
+        }
+    }
+
+    /// The name written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SavePolicy::Live => "live",
+            SavePolicy::Now => "now",
+            SavePolicy::End => "end",
+        }
+    }
+
+    /// A saved file's policy, as logged (only valid names are ever logged).
+    pub fn of(file: &SavedFile) -> Self {
+        Self::parse(&file.policy).unwrap_or(SavePolicy::Live)
+    }
+
+    /// Whether a backend uploads the file when it is saved: `now` and `live`
+    /// files were just copied; `end` files are not there until the end.
+    pub fn uploads_on_save(self) -> bool {
+        self != SavePolicy::End
+    }
+
+    /// Whether a backend uploads the file when the run ends: `live` and `end`
+    /// files have their final copies then; `now` files were uploaded when saved.
+    pub fn uploads_at_end(self) -> bool {
+        self != SavePolicy::Now
+    }
+}
+
+/// Where SaveFiles and media values may read files from.
+#[derive(Debug, Clone)]
+pub struct FilesPolicy {
+    /// None: any regular file the sidecar can read (a unix socket, which only the
+    /// sidecar's own user, or --socket-group, can reach). Some: only files under
+    /// these directories, symlinks resolved (TCP).
+    pub roots: Option<Vec<PathBuf>>,
+    /// Largest file copied, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for FilesPolicy {
+    fn default() -> Self {
+        FilesPolicy {
+            roots: None,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -101,16 +165,6 @@ pub fn copy_admitted(
     copy_into(&real, to)
 }
 
-/// Checks a policy name; empty means `live`.
-pub fn check_policy(policy: &str) -> Result<&'static str, FilesError> {
-    match policy {
-        "" | POLICY_LIVE => Ok(POLICY_LIVE),
-        POLICY_NOW => Ok(POLICY_NOW),
-        POLICY_END => Ok(POLICY_END),
-        other => Err(FilesError::Policy(other.to_owned())),
-    }
-}
-
 /// Resolves `path` against `working_dir` when it is relative.
 pub fn resolve(what: &'static str, path: &str, working_dir: &str) -> Result<PathBuf, FilesError> {
     let p = Path::new(path);
@@ -147,7 +201,7 @@ pub fn expand(
     if glob_str.is_empty() {
         return Err(FilesError::EmptyGlob);
     }
-    let policy = check_policy(policy)?;
+    let policy = SavePolicy::parse(policy)?;
     let pattern = resolve("glob", glob_str, working_dir)?;
     if has_dot_dot(&pattern) {
         return Err(FilesError::DotDot(glob_str.to_owned()));
@@ -197,7 +251,7 @@ pub fn expand(
         out.push(SavedFile {
             source: real.display().to_string(),
             name: rel.display().to_string(),
-            policy: policy.to_owned(),
+            policy: policy.as_str().to_owned(),
         });
     }
     Ok(out)

@@ -18,12 +18,16 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
+mod batch;
+mod convert;
+
+use self::batch::Todo;
+pub use self::convert::ms;
+use self::convert::{key, truncate};
 use super::retry::{self, BackendError};
-use super::{http_client, uploads_on_save, Backend, Batch, Event};
-use crate::proto::v1::{value::Kind, RunInfo, RunState, Value};
-use crate::run::state::state_name;
+use super::{http_client, Backend, Batch};
+use crate::proto::v1::RunInfo;
 use crate::store;
-use crate::value;
 
 /// log-batch limits (MLflow's).
 const MAX_METRICS: usize = 1000;
@@ -108,86 +112,6 @@ impl LogBatch {
     }
 }
 
-/// A key MLflow accepts: alphanumerics, '_', '-', '.', ' ', '/'.
-fn key(k: &str) -> String {
-    let mut s: String = k
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "_-. /".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        s.push('_');
-    }
-    s.chars().take(MAX_KEY).collect()
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}
-
-fn ms(t: f64) -> i64 {
-    (t * 1000.0).round() as i64
-}
-
-/// A double as MLflow's JSON takes it (non-finite values as their names).
-fn number(v: f64) -> Json {
-    if v.is_nan() {
-        json!("NaN")
-    } else if v.is_infinite() {
-        json!(if v > 0.0 { "Infinity" } else { "-Infinity" })
-    } else {
-        json!(v)
-    }
-}
-
-/// Flattens nested maps into `prefix.key` leaves.
-fn flatten<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a Value)>) {
-    match &v.kind {
-        Some(Kind::MapValue(m)) => {
-            for (k, inner) in &m.fields {
-                flatten(&format!("{prefix}.{k}"), inner, out);
-            }
-        }
-        _ => out.push((prefix.to_owned(), v)),
-    }
-}
-
-/// A param's text: strings as they are, anything else as JSON.
-fn param_text(v: &Value) -> String {
-    match &v.kind {
-        Some(Kind::StringValue(s)) => s.clone(),
-        _ => {
-            let mut s = String::new();
-            value::write_json(&mut s, v);
-            s
-        }
-    }
-}
-
-fn metric_value(v: &Value) -> Option<f64> {
-    match v.kind {
-        Some(Kind::DoubleValue(x)) => Some(x),
-        Some(Kind::IntValue(x)) => Some(x as f64),
-        Some(Kind::BoolValue(b)) => Some(if b { 1.0 } else { 0.0 }),
-        _ => None,
-    }
-}
-
-/// MLflow's status for a run state.
-fn status_of(state: RunState) -> &'static str {
-    match state {
-        RunState::Finished => "FINISHED",
-        RunState::Killed => "KILLED",
-        RunState::Running | RunState::Preempting | RunState::Unspecified => "RUNNING",
-        RunState::Failed | RunState::Crashed | RunState::Preempted => "FAILED",
-    }
-}
-
 impl Mlflow {
     pub fn new(settings: MlflowSettings) -> Self {
         Mlflow {
@@ -239,7 +163,12 @@ impl Mlflow {
     }
 
     /// A JSON call that must succeed.
-    async fn call(&self, method: Method, path: &str, body: &Json) -> Result<Json, BackendError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Json,
+    ) -> Result<Json, BackendError> {
         let req = self.request(method.clone(), path);
         let req = if method == Method::GET {
             req
@@ -437,43 +366,6 @@ impl Mlflow {
             }
         }
     }
-
-    fn params(
-        &mut self,
-        config: &BTreeMap<String, Value>,
-        b: &mut LogBatch,
-        tags: &mut Vec<(String, String)>,
-    ) {
-        let mut leaves = Vec::new();
-        for (k, v) in config {
-            flatten(k, v, &mut leaves);
-        }
-        let mut truncated = Vec::new();
-        for (k, v) in leaves {
-            let k = key(&k);
-            let mut text = param_text(v);
-            if text.chars().count() > MAX_PARAM_VALUE {
-                text = truncate(&text, MAX_PARAM_VALUE);
-                truncated.push(k.clone());
-            }
-            match self.st.params.get(&k) {
-                Some(old) if *old == text => {}
-                Some(_) => {
-                    if self.st.warned.insert(format!("param:{k}")) {
-                        tracing::warn!(param = %k, "config value changed after it was logged; MLflow params cannot change, so the new value goes to tag runcore.param_changed.{k}");
-                    }
-                    tags.push((format!("runcore.param_changed.{k}"), text));
-                }
-                None => {
-                    self.st.params.insert(k.clone(), text.clone());
-                    b.params.push(json!({"key": k, "value": text}));
-                }
-            }
-        }
-        if !truncated.is_empty() {
-            tags.push(("runcore.truncated_params".into(), truncated.join(",")));
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -495,210 +387,33 @@ impl Backend for Mlflow {
     async fn deliver(&mut self, batch: &Batch<'_>) -> Result<(), BackendError> {
         self.ensure_run(batch.run).await?;
         let mut b = LogBatch::default();
-        let mut tags: Vec<(String, String)> = Vec::new();
-        let mut uploads: Vec<String> = Vec::new();
-        let mut summary: Option<&BTreeMap<String, Value>> = None;
-        let mut alerts = false;
-        let mut end: Option<(RunState, f64)> = None;
+        let mut todo = Todo::default();
         for event in &batch.events {
-            match event {
-                Event::Start => {
-                    if batch.run.resumed {
-                        tags.push((TAG_STATE.into(), "running".into()));
-                    }
-                }
-                Event::Config(config) => self.params(config, &mut b, &mut tags),
-                Event::History {
-                    step,
-                    timestamp,
-                    values,
-                    ..
-                } => {
-                    let mut leaves = Vec::new();
-                    for (k, v) in values {
-                        flatten(k, v, &mut leaves);
-                    }
-                    for (k, v) in leaves {
-                        match metric_value(v) {
-                            Some(x) => {
-                                b.metrics.push(json!({"key": key(&k), "value": number(x), "timestamp": ms(*timestamp), "step": step}));
-                                self.push(&mut b).await?;
-                            }
-                            None => {
-                                if self.st.warned.insert(format!("metric:{k}")) {
-                                    tracing::warn!(key = %k, "non-numeric value not sent to MLflow as a metric (it is in the local store)");
-                                }
-                            }
-                        }
-                    }
-                }
-                Event::System { timestamp, metrics } => {
-                    let step = self.st.system_step;
-                    self.st.system_step += 1;
-                    for (k, v) in metrics {
-                        b.metrics.push(json!({"key": key(&format!("system/{k}")), "value": number(*v), "timestamp": ms(*timestamp), "step": step}));
-                        self.push(&mut b).await?;
-                    }
-                }
-                Event::Summary(s) => summary = Some(s),
-                Event::Alert {
-                    title,
-                    text,
-                    level,
-                    sent,
-                    ..
-                } => {
-                    alerts = true;
-                    if *sent {
-                        tags.push(("runcore.alert".into(), format!("[{level}] {title}: {text}")));
-                    }
-                }
-                Event::Files(files) => uploads.extend(uploads_on_save(files)),
-                Event::State {
-                    state, timestamp, ..
-                } => {
-                    tags.push((TAG_STATE.into(), state_name(*state).into()));
-                    if crate::run::state::is_terminal(*state) {
-                        end = Some((*state, *timestamp));
-                        uploads.extend(batch.uploads_at_end());
-                    }
-                }
-            }
+            self.event(batch, event, &mut b, &mut todo).await?;
         }
-        for (k, v) in tags {
+        for (k, v) in std::mem::take(&mut todo.tags) {
             b.tags
                 .push(json!({"key": k, "value": truncate(&v, MAX_TAG_VALUE)}));
             self.push(&mut b).await?;
         }
         self.log_batch(&mut b).await?;
-        uploads.sort();
-        uploads.dedup();
-        for name in uploads {
-            self.upload_file(batch.dir, &name).await?;
-        }
-        if alerts {
-            let bytes = tokio::fs::read(batch.dir.join(store::ALERTS_JSONL))
-                .await
-                .unwrap_or_default();
-            self.upload(store::ALERTS_JSONL, bytes).await?;
-        }
-        if let Some(s) = summary {
-            let now = crate::run::now();
-            if end.is_some() || now - self.st.last_summary_upload >= SUMMARY_EVERY {
-                self.upload(store::SUMMARY_JSON, value::map_to_json(s).into_bytes())
-                    .await?;
-                self.st.last_summary_upload = now;
-            }
-        }
-        if let Some((state, at)) = end {
-            self.call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/update",
-                &json!({"run_id": self.st.run_id, "status": status_of(state), "end_time": ms(at)}),
-            )
-            .await?;
-        } else if batch.events.iter().any(|e| matches!(e, Event::Start)) && batch.run.resumed {
-            self.call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/update",
-                &json!({"run_id": self.st.run_id, "status": "RUNNING"}),
-            )
-            .await?;
-        }
-        Ok(())
+        self.finish_batch(batch, todo).await
     }
 
     async fn heartbeat(&mut self, run: &RunInfo) -> Result<bool, BackendError> {
         self.ensure_run(run).await?;
-        self.set_tag(TAG_HEARTBEAT, &format!("{:.3}", crate::run::now()))
+        self.set_tag(TAG_HEARTBEAT, &format!("{:.3}", crate::clock::now()))
             .await?;
         Ok(false)
     }
 }
 
-/// `runcore reap`: marks MLflow runs that runcore created, are still RUNNING and
-/// whose heartbeat is older than `stale` as FAILED with `runcore.state=crashed`.
-/// Returns the MLflow run ids it marked.
-pub async fn reap(settings: MlflowSettings, stale: Duration) -> Result<Vec<String>, BackendError> {
-    let m = Mlflow::new(settings);
-    let exps = m
-        .call(
-            Method::POST,
-            "/api/2.0/mlflow/experiments/search",
-            &json!({"max_results": 1000}),
-        )
-        .await?;
-    let ids: Vec<String> = exps["experiments"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e["experiment_id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let now = crate::run::now();
-    let mut marked = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let mut body = json!({
-            "experiment_ids": ids,
-            "filter": "attributes.status = 'RUNNING'",
-            "max_results": 1000,
-        });
-        if !page_token.is_empty() {
-            body["page_token"] = json!(page_token);
-        }
-        let found = m
-            .call(Method::POST, "/api/2.0/mlflow/runs/search", &body)
-            .await?;
-        for run in found["runs"].as_array().into_iter().flatten() {
-            let tags = run["data"]["tags"].as_array().cloned().unwrap_or_default();
-            let tag = |k: &str| {
-                tags.iter()
-                    .find(|t| t["key"] == k)
-                    .and_then(|t| t["value"].as_str().map(str::to_owned))
-            };
-            if tag(TAG_RUN_ID).is_none() {
-                continue; // not a runcore run
-            }
-            let start = run["info"]["start_time"].as_f64().unwrap_or(0.0) / 1000.0;
-            let beat = tag(TAG_HEARTBEAT)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(start);
-            if now - beat < stale.as_secs_f64() {
-                continue;
-            }
-            let Some(id) = run["info"]["run_id"].as_str() else {
-                continue;
-            };
-            m.call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/set-tag",
-                &json!({"run_id": id, "key": TAG_STATE, "value": "crashed"}),
-            )
-            .await?;
-            m.call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/update",
-                &json!({"run_id": id, "status": "FAILED", "end_time": ms(now)}),
-            )
-            .await?;
-            marked.push(id.to_owned());
-        }
-        match found["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() => page_token = t.to_owned(),
-            _ => break,
-        }
-    }
-    Ok(marked)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::convert::*;
     use super::*;
+    use crate::proto::v1::RunState;
+    use crate::value;
 
     #[test]
     fn keys_params_and_numbers() {

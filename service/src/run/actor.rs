@@ -1,0 +1,331 @@
+//! The per-run actor: one task owns the run's state, log and store writer, and
+//! handles [`Command`]s one at a time; status goes out through a `watch`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::command::{Command, LogReply, RunHandle, COMMAND_BUFFER};
+use super::delivery::Delivery;
+use super::error::RunError;
+use super::files::SavePolicy;
+use super::live_files::LiveFile;
+use super::open::OpenedRun;
+use super::settings::RunSettings;
+use super::state::{self, RunState};
+use crate::clock::now;
+use crate::liveness::{self, ClientWatch};
+use crate::monitor::{Monitor, Sample, Watch, WatchGuard};
+use crate::proto::v1::{HeartbeatResponse, RunInfo, RunState as State};
+use crate::proto::wal::{record::Kind, Record, SystemSample};
+use crate::shutdown::ShutdownToken;
+use crate::store::{self, StoreWriter};
+use crate::wal::WalWriter;
+
+/// Spawns the actor of an opened run.
+pub fn spawn(
+    opened: OpenedRun,
+    config: Arc<RunSettings>,
+    token: ShutdownToken,
+    forward: Option<Box<dyn Delivery>>,
+    monitor: Option<Monitor>,
+) -> RunHandle {
+    let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
+    let (status_tx, status) = watch::channel(opened.state.info.clone());
+    let live = opened
+        .state
+        .saved
+        .values()
+        .filter(|f| SavePolicy::of(f) == SavePolicy::Live)
+        .map(|f| {
+            (
+                f.name.clone(),
+                LiveFile {
+                    source: PathBuf::from(&f.source),
+                    copied: None,
+                    seen: None,
+                },
+            )
+        })
+        .collect();
+    let sync_file = opened.wal.try_clone_file();
+    let watch = ClientWatch::of(opened.state.client.as_ref());
+    let client = opened
+        .state
+        .client
+        .as_ref()
+        .filter(|c| c.pid > 0)
+        .map(|c| (c.hostname.clone(), c.pid));
+    let mut actor = Actor {
+        forward,
+        monitor,
+        sampling: None,
+        watch,
+        last_contact: Instant::now(),
+        files_dir: opened.store.dir().join(store::FILES_DIR),
+        state: opened.state,
+        wal: opened.wal,
+        store: opened.store,
+        sync_file,
+        config,
+        status: status_tx,
+        summary_dirty: false,
+        written: None,
+        live,
+    };
+    actor.start_sampling();
+    tokio::spawn(actor.run(rx, token));
+    RunHandle { tx, status, client }
+}
+
+pub(super) struct Actor {
+    pub(super) state: RunState,
+    pub(super) wal: WalWriter,
+    pub(super) store: StoreWriter,
+    /// A second handle on the log, fsynced on a blocking thread.
+    pub(super) sync_file: Option<Arc<File>>,
+    pub(super) files_dir: PathBuf,
+    pub(super) config: Arc<RunSettings>,
+    pub(super) status: watch::Sender<RunInfo>,
+    pub(super) summary_dirty: bool,
+    /// run.json as last written, to skip unchanged rewrites.
+    pub(super) written: Option<RunInfo>,
+    pub(super) live: HashMap<String, LiveFile>,
+    pub(super) watch: ClientWatch,
+    /// The client's last sign of life.
+    pub(super) last_contact: Instant,
+    /// The forwarder to the remote backend, if one is configured.
+    pub(super) forward: Option<Box<dyn Delivery>>,
+    /// The sidecar's system-metrics sampler.
+    pub(super) monitor: Option<Monitor>,
+    /// This run's samples while it is open; dropping the guard stops them.
+    pub(super) sampling: Option<(WatchGuard, mpsc::Receiver<Sample>)>,
+}
+
+/// Samples queued per run before the sampler drops one (it never waits).
+const SAMPLE_BUFFER: usize = 16;
+
+/// The next sample, or never without sampling.
+async fn next_sample(
+    sampling: &mut Option<(WatchGuard, mpsc::Receiver<Sample>)>,
+) -> Option<Sample> {
+    match sampling {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut token: ShutdownToken) {
+        let mut tick = tokio::time::interval(self.config.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = tokio::time::interval(liveness::PID_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Whether the run ended here: ending it already flushed and synced it.
+        let ended = loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => {
+                        if self.handle(cmd).await {
+                            break true;
+                        }
+                    }
+                    None => break false,
+                },
+                _ = tick.tick() => self.tick().await,
+                _ = check.tick() => {
+                    if self.check_client().await {
+                        break true;
+                    }
+                }
+                sample = next_sample(&mut self.sampling) => match sample {
+                    Some(sample) => self.record_sample(sample).await,
+                    None => self.sampling = None,
+                },
+                _ = token.stopping() => break false,
+            }
+        };
+        rx.close();
+        if !ended {
+            self.flush(true).await;
+        }
+        drop(token);
+    }
+
+    /// Handles one command; true when the actor should stop (the run ended).
+    async fn handle(&mut self, cmd: Command) -> bool {
+        if !matches!(
+            cmd,
+            Command::Get { .. } | Command::Stop { .. } | Command::End { .. }
+        ) {
+            self.last_contact = Instant::now();
+            if self.state.is_open() {
+                self.state.info.last_heartbeat = now();
+            }
+        }
+        match cmd {
+            Command::Log { batch, reply } => self.handle_log(batch, reply).await,
+            Command::DefineMetric { req, reply } => {
+                let r = self.define_metric(req).await;
+                let _ = reply.send(r);
+            }
+            Command::UpdateConfig { req, reply } => {
+                let r = self.update_config(req).await;
+                let _ = reply.send(r);
+            }
+            Command::UpdateSummary { req, reply } => {
+                let r = self.update_summary(req).await;
+                let _ = reply.send(r);
+            }
+            Command::Alert { req, reply } => {
+                let r = self.alert(req).await;
+                let _ = reply.send(r);
+            }
+            Command::SaveFiles { req, reply } => {
+                let r = self.save_files(req).await;
+                let _ = reply.send(r);
+            }
+            Command::Heartbeat { reply } => {
+                let backend_stop = self.forward.as_ref().is_some_and(|f| f.stop_requested());
+                let _ = reply.send(Ok(HeartbeatResponse {
+                    state: self.state.info.state,
+                    should_stop: self.state.info.stop_requested || backend_stop,
+                }));
+            }
+            Command::MarkPreempting { reply } => {
+                let r = self.mark_preempting().await;
+                let _ = reply.send(r);
+            }
+            Command::Finish { exit_code, reply } => {
+                let r = self.finish(exit_code).await;
+                let ended = r.is_ok();
+                let _ = reply.send(r);
+                return ended;
+            }
+            Command::Get { reply } => {
+                let _ = reply.send(Ok(self.get()));
+            }
+            Command::Resume { init, reply } => {
+                let r = self.resume(*init).await;
+                let _ = reply.send(r);
+            }
+            Command::Stop { reply } => {
+                let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::End { state, reply } => {
+                let r = self.end(state).await;
+                let ended = r.is_ok();
+                let _ = reply.send(r);
+                return ended;
+            }
+        }
+        false
+    }
+
+    /// Logs a batch and sends its acknowledgement where it goes.
+    async fn handle_log(&mut self, batch: crate::proto::v1::LogBatch, reply: LogReply) {
+        match reply {
+            LogReply::Unary(tx) => {
+                let _ = tx.send(self.log(batch, false).await);
+            }
+            LogReply::Stream(tx, failed) => {
+                // After a batch of a stream failed, the stream's later batches are
+                // refused too: the client resends from the failed one, and the seq
+                // high-water mark must not have moved past it.
+                let earlier = failed.load(Ordering::Acquire);
+                let result = if earlier != 0 {
+                    Err(RunError::StreamBroken { seq: earlier })
+                } else {
+                    let seq = batch.seq.max(1);
+                    let r = self.log(batch, true).await;
+                    if r.is_err() {
+                        failed.store(seq, Ordering::Release);
+                    }
+                    r
+                };
+                // A stream whose client stopped reading holds up this run:
+                // that is the backpressure a bounded ack channel gives.
+                let _ = tx.send(result).await;
+            }
+        }
+    }
+
+    /// Starts (or restarts, for a new client) sampling system metrics for the run,
+    /// unless Init turned them off.
+    pub(super) fn start_sampling(&mut self) {
+        self.sampling = None;
+        let Some(monitor) = &self.monitor else { return };
+        let settings = self.state.system_metrics.clone().unwrap_or_default();
+        if settings.disabled || !self.state.is_open() {
+            return;
+        }
+        let interval = if settings.interval > 0.0 {
+            liveness::seconds(settings.interval)
+        } else {
+            crate::monitor::DEFAULT_INTERVAL
+        };
+        let pid = self.watch.pid();
+        let (tx, rx) = mpsc::channel(SAMPLE_BUFFER);
+        let watch = Watch {
+            pid,
+            interval,
+            per_cpu: settings.per_cpu,
+            disk_paths: settings.disk_paths.iter().map(PathBuf::from).collect(),
+        };
+        self.sampling = Some((monitor.watch(watch, tx), rx));
+    }
+
+    /// Logs a system-metrics sample (through the log, like every record).
+    async fn record_sample(&mut self, sample: Sample) {
+        if !self.state.is_open() || sample.metrics.is_empty() {
+            return;
+        }
+        let (keys, values) = sample.metrics.into_iter().unzip();
+        let record = Record {
+            time: sample.time,
+            kind: Some(Kind::System(SystemSample { keys, values })),
+        };
+        if let Err(e) = self.append(&record).await {
+            tracing::error!(run = %self.state.info.id, "system-metrics sample not recorded: {e}");
+            return;
+        }
+        self.state.apply(&record, &mut self.store);
+    }
+
+    /// Checks that the client is still there; ends the run (true) when it is not.
+    /// While it is, records a heartbeat at least every heartbeat interval.
+    async fn check_client(&mut self) -> bool {
+        if !self.state.is_open() {
+            return false;
+        }
+        let Some(why) = self
+            .watch
+            .gone_why(self.last_contact, self.state.info.client_timeout)
+        else {
+            let t = now();
+            if t - self.state.info.last_heartbeat >= self.config.heartbeat_interval.as_secs_f64() {
+                self.state.info.last_heartbeat = t;
+            }
+            return false;
+        };
+        let state = if self.state.state() == State::Preempting {
+            State::Preempted
+        } else {
+            State::Crashed
+        };
+        tracing::warn!(run = %self.state.info.id, "run {}: {why}", state::state_name(state));
+        match self.end(state).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(run = %self.state.info.id, "could not end the run: {e}");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Making records durable: append to the log (fsync as `--fsync` says), apply
+//! to the state, flush the store's files, publish the run's status.
+
+use super::actor::Actor;
+use super::error::RunError;
+use super::state::Outcome;
+use crate::clock::now;
+use crate::proto::wal::{record::Kind, Record};
+use crate::store;
+use crate::wal::{FsyncPolicy, WalError};
+
+impl Actor {
+    /// Appends a record (syncing it first with `--fsync always`) and applies it.
+    pub(super) async fn commit(&mut self, kind: Kind) -> Result<Outcome, RunError> {
+        let record = Record {
+            time: now(),
+            kind: Some(kind),
+        };
+        self.append(&record).await?;
+        Ok(self.state.apply(&record, &mut self.store))
+    }
+
+    /// Appends a record to the log (synced first with `--fsync always`) and tells
+    /// the forwarder.
+    pub(super) async fn append(&mut self, record: &Record) -> Result<(), RunError> {
+        self.wal.append(record)?;
+        if self.config.fsync == FsyncPolicy::Always {
+            self.sync_wal().await?;
+        }
+        if let Some(f) = &self.forward {
+            f.wake();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn sync_wal(&mut self) -> Result<(), RunError> {
+        match self.sync_file.clone() {
+            Some(file) => {
+                let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
+                self.wal.mark_synced();
+                match synced {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(WalError::Io {
+                        path: self.store.dir().join(store::WAL),
+                        source: e,
+                    }
+                    .into()),
+                    Err(_) => Ok(()),
+                }
+            }
+            None => Ok(self.wal.sync()?),
+        }
+    }
+
+    /// Every flush interval: flush the store, copy changed live files.
+    pub(super) async fn tick(&mut self) {
+        self.flush(false).await;
+        self.copy_live_files().await;
+    }
+
+    /// Writes what is buffered or stale to the store; `durable` also syncs the log
+    /// and the store files (finish, shutdown).
+    pub(super) async fn flush(&mut self, durable: bool) {
+        self.store.flush();
+        if durable {
+            self.store.sync();
+        }
+        let id = self.state.info.id.clone();
+        if self.summary_dirty || durable {
+            if let Err(e) = self.store.write_summary(&self.state.summary(), durable) {
+                tracing::error!(run = %id, "{e}");
+            }
+            self.summary_dirty = false;
+        }
+        if durable || self.written.as_ref() != Some(&self.state.info) {
+            match self.store.write_run(
+                &self.state,
+                self.config.heartbeat_interval.as_secs_f64(),
+                durable,
+            ) {
+                Ok(()) => self.written = Some(self.state.info.clone()),
+                Err(e) => tracing::error!(run = %id, "{e}"),
+            }
+        }
+        if (durable && self.config.fsync != FsyncPolicy::Always
+            || self.config.fsync == FsyncPolicy::Batch)
+            && self.wal.unsynced()
+        {
+            if let Err(e) = self.sync_wal().await {
+                tracing::error!(run = %id, "{e}");
+            }
+        }
+        if let Some(e) = self.store.take_error() {
+            tracing::error!(run = %id, "{e}; the transaction log still holds the data, and the file is rebuilt from it when the run is next opened");
+        }
+        self.publish();
+    }
+
+    pub(super) fn publish(&self) {
+        self.status.send_if_modified(|info| {
+            if *info == self.state.info {
+                false
+            } else {
+                info.clone_from(&self.state.info);
+                true
+            }
+        });
+    }
+}

@@ -1,0 +1,37 @@
+//! What can go wrong inside a run's actor. The registry's own errors (unknown
+//! run, id taken, ...) are [`crate::runs::RegistryError`]; `api::status` maps both.
+
+use super::files::FilesError;
+use super::metrics::MetricError;
+use crate::store::StoreError;
+use crate::wal::WalError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("run {id:?} has ended ({state}); Init it with resume=\"allow\" to log to it again")]
+    Ended { id: String, state: &'static str },
+    /// The actor stopped because the sidecar is stopping: the client reconnects.
+    #[error("the sidecar is shutting down; reconnect to it (or a new one) and resume the run")]
+    Closed,
+    #[error("not applied: batch {seq} of this stream failed; open a new stream and resend from batch {seq}")]
+    StreamBroken { seq: u64 },
+    /// A blocking task crashed or the actor reached a state it never should: a bug,
+    /// not something a retry fixes.
+    #[error("internal error in the sidecar: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RunError {
+    /// A blocking task that panicked or was cancelled.
+    pub fn crashed_task(what: &str, e: tokio::task::JoinError) -> Self {
+        RunError::Internal(format!("{what}: {e}"))
+    }
+}

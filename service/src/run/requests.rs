@@ -1,0 +1,330 @@
+//! The actor's answer to each request: log, define_metric, config, summary,
+//! alert, save, preempting, finish, resume, get, stop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::actor::Actor;
+use super::error::RunError;
+use super::files::{self, FilesError, SavePolicy};
+use super::live_files::LiveFile;
+use super::state::{self, Outcome};
+use crate::liveness::ClientWatch;
+use crate::proto::v1::{
+    AlertRequest, AlertResponse, DefineMetricRequest, DroppedRow, FinishResponse, GetRunResponse,
+    InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
+    SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
+};
+use crate::proto::wal::{record::Kind, SavedFiles, StateChange, StopRequest};
+use crate::store;
+
+impl Actor {
+    /// Ends an open run in `state` without its client: the pending row is committed,
+    /// live and end files are copied, the state change is logged and synced.
+    pub(super) async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
+        self.close(state, None).await?;
+        Ok(self.state.info.clone())
+    }
+
+    /// Ends an open run (finish, or without its client): sampling stops, the live
+    /// and end files are copied, the state change (which commits the pending row)
+    /// is logged, and everything is flushed and synced. Nothing for an ended run.
+    pub(super) async fn close(
+        &mut self,
+        state: State,
+        exit_code: Option<i32>,
+    ) -> Result<(), RunError> {
+        self.sampling = None;
+        if self.state.is_open() {
+            self.copy_final_files().await;
+            self.commit(Kind::State(StateChange {
+                state: state as i32,
+                exit_code,
+            }))
+            .await?;
+            self.flush(true).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn stop(&mut self) -> Result<RunInfo, RunError> {
+        self.ensure_open()?;
+        if !self.state.info.stop_requested {
+            self.commit(Kind::Stop(StopRequest {})).await?;
+            self.publish();
+        }
+        Ok(self.state.info.clone())
+    }
+
+    pub(super) fn ensure_open(&self) -> Result<(), RunError> {
+        if self.state.is_open() {
+            Ok(())
+        } else {
+            Err(RunError::Ended {
+                id: self.state.info.id.clone(),
+                state: state::state_name(self.state.state()),
+            })
+        }
+    }
+
+    /// Logs a batch. Rows whose media cannot be read are dropped and reported
+    /// (`per_row`, a stream's batch) or fail the call (a unary Log's one row).
+    pub(super) async fn log(
+        &mut self,
+        mut batch: LogBatch,
+        per_row: bool,
+    ) -> Result<LogAck, RunError> {
+        self.ensure_open()?;
+        let seq = batch.seq;
+        if self.state.is_duplicate(seq) {
+            return Ok(LogAck {
+                run_id: self.state.info.id.clone(),
+                seq,
+                duplicate: true,
+                step: self.state.info.step,
+                dropped: Vec::new(),
+            });
+        }
+        let mut media_dropped = Vec::new();
+        let mut kept: Option<Vec<u32>> = None;
+        if batch
+            .rows
+            .iter()
+            .any(|r| r.values.values().any(files::has_media))
+        {
+            let (copied, failures) = self.copy_media(batch).await?;
+            batch = copied;
+            if !failures.is_empty() {
+                if !per_row {
+                    let (_, e) = failures.into_iter().next().expect("one failure");
+                    return Err(e.into());
+                }
+                // Keep the rows whose media copied; report the others.
+                let failed: Vec<u32> = failures.iter().map(|(i, _)| *i).collect();
+                let mut index = Vec::new();
+                let mut rows = Vec::new();
+                for (i, row) in std::mem::take(&mut batch.rows).into_iter().enumerate() {
+                    if !failed.contains(&(i as u32)) {
+                        index.push(i as u32);
+                        rows.push(row);
+                    }
+                }
+                batch.rows = rows;
+                kept = Some(index);
+                media_dropped = failures
+                    .into_iter()
+                    .map(|(i, e)| DroppedRow {
+                        row_index: i,
+                        step: self.state.info.step,
+                        current_step: self.state.info.step,
+                        reason: e.to_string(),
+                    })
+                    .collect();
+            }
+        }
+        let outcome = self.commit(Kind::Log(batch)).await?;
+        self.summary_dirty = true;
+        let mut dropped = match outcome {
+            Outcome::Log { dropped } => dropped,
+            _ => Vec::new(),
+        };
+        if let Some(index) = kept {
+            for d in &mut dropped {
+                d.row_index = index[d.row_index as usize];
+            }
+            dropped.extend(media_dropped);
+            dropped.sort_by_key(|d| d.row_index);
+        }
+        Ok(LogAck {
+            run_id: self.state.info.id.clone(),
+            seq,
+            duplicate: false,
+            step: self.state.info.step,
+            dropped,
+        })
+    }
+
+    /// Copies the batch's media into files/media/; returns the batch and the rows
+    /// (by index) whose media could not be copied.
+    pub(super) async fn copy_media(
+        &mut self,
+        mut batch: LogBatch,
+    ) -> Result<(LogBatch, Vec<(u32, FilesError)>), RunError> {
+        let step = self.state.info.step;
+        let wd = self.state.working_dir.clone();
+        let files_dir = self.files_dir.clone();
+        let policy = self.config.files.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut failures = Vec::new();
+            for (i, row) in batch.rows.iter_mut().enumerate() {
+                let row_step = row.step.unwrap_or(step);
+                for (key, v) in row.values.iter_mut() {
+                    if let Err(e) = files::copy_media(key, v, row_step, &wd, &files_dir, &policy) {
+                        failures.push((i as u32, e));
+                        break;
+                    }
+                }
+            }
+            (batch, failures)
+        })
+        .await
+        .map_err(|e| RunError::crashed_task("copying media", e))
+    }
+
+    pub(super) async fn define_metric(
+        &mut self,
+        req: DefineMetricRequest,
+    ) -> Result<MetricDefinition, RunError> {
+        self.ensure_open()?;
+        match self.commit(Kind::DefineMetric(req)).await? {
+            Outcome::Metric(def) => {
+                self.summary_dirty = true;
+                Ok(def)
+            }
+            _ => Err(RunError::Internal(
+                "a metric definition did not define a metric".into(),
+            )),
+        }
+    }
+
+    pub(super) async fn update_config(
+        &mut self,
+        req: UpdateConfigRequest,
+    ) -> Result<BTreeMap<String, Value>, RunError> {
+        self.ensure_open()?;
+        self.commit(Kind::Config(req)).await?;
+        self.store.write_config(&self.state.config)?;
+        Ok(self.state.config.clone())
+    }
+
+    pub(super) async fn update_summary(
+        &mut self,
+        req: UpdateSummaryRequest,
+    ) -> Result<BTreeMap<String, Value>, RunError> {
+        self.ensure_open()?;
+        self.commit(Kind::Summary(req)).await?;
+        let summary = self.state.summary();
+        self.store.write_summary(&summary, false)?;
+        self.summary_dirty = false;
+        Ok(summary)
+    }
+
+    pub(super) async fn alert(&mut self, req: AlertRequest) -> Result<AlertResponse, RunError> {
+        self.ensure_open()?;
+        match self.commit(Kind::Alert(req)).await? {
+            Outcome::Alert(reply) => Ok(reply),
+            _ => Err(RunError::Internal("an alert had no outcome".into())),
+        }
+    }
+
+    pub(super) async fn save_files(
+        &mut self,
+        req: SaveFilesRequest,
+    ) -> Result<Vec<String>, RunError> {
+        self.ensure_open()?;
+        let wd = if req.working_dir.is_empty() {
+            self.state.working_dir.clone()
+        } else {
+            req.working_dir.clone()
+        };
+        let files_dir = self.files_dir.clone();
+        let policy = self.config.files.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let found = files::expand(&req.glob, &req.base_path, &wd, &req.policy, &policy)?;
+            let mut out = Vec::with_capacity(found.len());
+            for f in found {
+                let print = if SavePolicy::of(&f) == SavePolicy::End {
+                    None
+                } else {
+                    files::copy_into(Path::new(&f.source), &files_dir.join(&f.name))?
+                };
+                out.push((f, print));
+            }
+            Ok::<_, FilesError>(out)
+        })
+        .await
+        .map_err(|e| RunError::crashed_task("saving files", e))??;
+        let names = saved.iter().map(|(f, _)| f.name.clone()).collect();
+        for (f, print) in &saved {
+            if SavePolicy::of(f) == SavePolicy::Live {
+                self.live.insert(
+                    f.name.clone(),
+                    LiveFile {
+                        source: PathBuf::from(&f.source),
+                        copied: *print,
+                        seen: *print,
+                    },
+                );
+            } else {
+                self.live.remove(&f.name);
+            }
+        }
+        let files = saved.into_iter().map(|(f, _)| f).collect();
+        self.commit(Kind::SavedFiles(SavedFiles { files })).await?;
+        Ok(names)
+    }
+
+    pub(super) async fn mark_preempting(&mut self) -> Result<RunInfo, RunError> {
+        self.ensure_open()?;
+        self.commit(Kind::State(StateChange {
+            state: State::Preempting as i32,
+            exit_code: None,
+        }))
+        .await?;
+        self.publish();
+        Ok(self.state.info.clone())
+    }
+
+    pub(super) async fn finish(&mut self, exit_code: i32) -> Result<FinishResponse, RunError> {
+        let state = if exit_code == 0 {
+            State::Finished
+        } else {
+            State::Failed
+        };
+        self.close(state, Some(exit_code)).await?;
+        let backends = match self.forward.as_mut() {
+            Some(f) => vec![
+                f.wait_delivered(self.wal.len(), self.config.finish_timeout)
+                    .await,
+            ],
+            None => Vec::new(),
+        };
+        Ok(FinishResponse {
+            run: Some(self.state.info.clone()),
+            summary: self.state.summary(),
+            backends,
+        })
+    }
+
+    pub(super) async fn resume(&mut self, init: InitRequest) -> Result<InitResponse, RunError> {
+        self.commit(Kind::Resume(init)).await?;
+        self.watch = ClientWatch::of(self.state.client.as_ref());
+        self.last_contact = crate::clock::instant();
+        self.start_sampling();
+        self.publish();
+        self.store.write_config(&self.state.config)?;
+        Ok(InitResponse {
+            run: Some(self.state.info.clone()),
+            resumed: true,
+            starting_step: self.state.info.step,
+            last_seq: self.state.last_seq,
+        })
+    }
+
+    pub(super) fn get(&mut self) -> GetRunResponse {
+        GetRunResponse {
+            run: Some(self.state.info.clone()),
+            config: self.state.config.clone(),
+            summary: self.state.summary(),
+            metrics: self
+                .state
+                .metrics
+                .all()
+                .iter()
+                .map(|d| d.to_proto())
+                .collect(),
+            files: store::list_files(self.store.dir()),
+            backends: self.forward.iter().map(|f| f.status()).collect(),
+        }
+    }
+}

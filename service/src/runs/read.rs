@@ -1,0 +1,157 @@
+//! Reads: GetRun, ListRuns and ScanHistory, from the open run or the store.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+
+use super::{blocking_err, RegistryError, Runs, SCAN_CHUNK};
+use crate::backend::forward;
+use crate::proto::v1::{GetRunResponse, HistoryRow, RunInfo, ScanHistoryRequest, Value};
+use crate::run::state::{CommittedRow, Sink};
+use crate::run::{self, Command};
+use crate::store;
+use crate::value;
+
+impl Runs {
+    /// A run's details: from its actor when open, else replayed from its log.
+    pub async fn get(&self, id: &str) -> Result<GetRunResponse, RegistryError> {
+        if let Some(h) = self.active(id) {
+            if let Ok(r) = h.call(|reply| Command::Get { reply }).await {
+                return Ok(r);
+            }
+        }
+        let dir = self.dir_of(id)?;
+        let live = self.forwarders.status(id);
+        let backend = self.forwarders.backend_name();
+        tokio::task::spawn_blocking(move || {
+            let (mut state, _) = run::replay(&dir, &mut NoSink)?;
+            let backends = match live {
+                Some(s) => vec![s.to_proto()],
+                None if backend != "local" => vec![forward::status_from_disk(&dir, backend)],
+                None => Vec::new(),
+            };
+            Ok(GetRunResponse {
+                backends,
+                summary: state.summary(),
+                metrics: state.metrics.all().iter().map(|d| d.to_proto()).collect(),
+                config: std::mem::take(&mut state.config),
+                files: store::list_files(&dir),
+                run: Some(state.info),
+            })
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    fn dir_of(&self, id: &str) -> Result<PathBuf, RegistryError> {
+        store::find_run(&self.config.data_dir, id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    /// Every run in the store (of one project, if given), newest first.
+    pub async fn list(&self, project: &str) -> Result<Vec<RunInfo>, RegistryError> {
+        let data_dir = self.config.data_dir.clone();
+        let project = project.to_owned();
+        let mut infos = tokio::task::spawn_blocking(move || {
+            store::all_runs(&data_dir)
+                .into_iter()
+                .filter(|dir| {
+                    project.is_empty()
+                        || dir.parent().and_then(Path::file_name) == Some(project.as_ref())
+                })
+                .filter_map(|dir| Some(store::read_run_file(&dir).ok()?.to_info(&dir)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(blocking_err)?;
+        for info in &mut infos {
+            if let Some(h) = self.active(&info.id) {
+                *info = h.info();
+            }
+        }
+        infos.sort_by(|a, b| b.start_time.total_cmp(&a.start_time));
+        Ok(infos)
+    }
+
+    /// Streams a run's committed history (replayed from its log) in chunks.
+    pub fn scan(
+        &self,
+        req: ScanHistoryRequest,
+        out: mpsc::Sender<Result<Vec<HistoryRow>, RegistryError>>,
+    ) -> Result<(), RegistryError> {
+        let dir = self.dir_of(&req.run_id)?;
+        // Ends when the replay does, or early when the client goes away.
+        tokio::task::spawn_blocking(move || {
+            let mut sink = ScanSink {
+                req,
+                chunk: Vec::new(),
+                out: out.clone(),
+                gone: false,
+            };
+            let result = run::replay(&dir, &mut sink);
+            if !sink.gone {
+                if !sink.chunk.is_empty() {
+                    let _ = out.blocking_send(Ok(std::mem::take(&mut sink.chunk)));
+                }
+                if let Err(e) = result {
+                    let _ = out.blocking_send(Err(e.into()));
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+struct NoSink;
+
+impl Sink for NoSink {
+    fn history(&mut self, _row: &CommittedRow<'_>) {}
+}
+
+struct ScanSink {
+    req: ScanHistoryRequest,
+    chunk: Vec<HistoryRow>,
+    out: mpsc::Sender<Result<Vec<HistoryRow>, RegistryError>>,
+    /// The client stopped reading.
+    gone: bool,
+}
+
+impl Sink for ScanSink {
+    fn history(&mut self, row: &CommittedRow<'_>) {
+        if self.gone
+            || self.req.min_step.is_some_and(|m| row.step < m)
+            || self.req.max_step.is_some_and(|m| row.step >= m)
+        {
+            return;
+        }
+        let keys = &self.req.keys;
+        if !keys.iter().all(|k| row.values.contains_key(k.as_str())) {
+            return;
+        }
+        let mut values: std::collections::BTreeMap<String, Value> = if keys.is_empty() {
+            row.values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        } else {
+            keys.iter()
+                .filter_map(|k| Some((k.clone(), row.values.get(k.as_str())?.clone())))
+                .collect()
+        };
+        values.insert("_step".into(), value::int(row.step));
+        values.insert("_runtime".into(), value::double(row.runtime));
+        values.insert("_timestamp".into(), value::double(row.timestamp));
+        self.chunk.push(HistoryRow {
+            step: row.step,
+            values,
+        });
+        if self.chunk.len() >= SCAN_CHUNK
+            && self
+                .out
+                .blocking_send(Ok(std::mem::take(&mut self.chunk)))
+                .is_err()
+        {
+            self.gone = true;
+        }
+    }
+}
