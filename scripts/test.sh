@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, the Rust tests, the Python and Go
-# clients' tests.
+# The whole test suite: formatting, lints, the Rust tests, the cross-language
+# conformance suite (tests/), the Python and Go clients' tests.
 # Installs what the tests need on first use (MLflow and the Python client's
 # packages, each in a cached, git-ignored venv).
 set -euo pipefail
@@ -16,6 +16,8 @@ RUNCORE_MLFLOW="$(bash scripts/mlflow-env.sh)"
 export RUNCORE_MLFLOW
 echo "==> cargo test"
 cargo test --quiet 2>&1
+echo "==> Conformance: plain stubs in Python, Go, Node and Java over TCP and unix sockets"
+RUNCORE_BIN="$target/debug/runcore" bash tests/run.sh
 echo "==> Python client"
 cargo build --quiet --bin runcore
 RUNCORE_BIN="$target/debug/runcore" bash clients/python/scripts/test.sh -q

@@ -34,6 +34,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod h2front;
 pub mod liveness;
 pub mod metadata;
 pub mod monitor;

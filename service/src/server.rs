@@ -7,10 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_stream::StreamExt;
 use tonic::codegen::http;
+use tonic::transport::server::{Connected, UdsConnectInfo};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::pb::health_server::{Health, HealthServer};
 
@@ -18,6 +19,7 @@ use crate::auth::AuthLayer;
 
 use crate::api::{status, Api};
 use crate::config::{ListenAddr, ServeConfig};
+use crate::h2front::H2Front;
 use crate::liveness::{self, Process};
 use crate::proto::v1::RunState;
 use crate::proto::{self, v1::run_service_server::RunServiceServer};
@@ -106,6 +108,14 @@ impl Listener {
             ),
             Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
         }
+    }
+}
+
+impl Connected for H2Front<UnixStream> {
+    type ConnectInfo = UdsConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.get_ref().connect_info()
     }
 }
 
@@ -296,8 +306,11 @@ fn spawn_grpc(
                     .await
             }
             Listener::Unix(l, _) => {
+                // grpc C-core, grpc-java and grpc-swift send the socket path as
+                // :authority, which the HTTP/2 layer refuses: the front rewrites it.
+                let incoming = UnixListenerStream::new(l).map(|s| s.map(H2Front::new));
                 router
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(l), stopping)
+                    .serve_with_incoming_shutdown(incoming, stopping)
                     .await
             }
         }
