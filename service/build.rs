@@ -2,6 +2,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // The build script is its own single-threaded process, and prost reads PROTOC.
+    #[allow(clippy::disallowed_methods)]
     std::env::set_var("PROTOC", protoc);
     // Read at run time: env!() would freeze the path of the tree the build script was
     // first compiled in, and a copy of the tree sharing the target dir would then

@@ -425,6 +425,8 @@ impl OwnSidecar {
             if Instant::now() > deadline {
                 return Err("the sidecar did not write its port file within 20 s".into());
             }
+            // Polling for the spawned sidecar's port file (a separate process).
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(10));
         }
     }
