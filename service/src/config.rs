@@ -89,6 +89,18 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
+// Every default, once: clap's flags and ServeConfig::new read these.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+pub const DEFAULT_FSYNC: FsyncPolicy = FsyncPolicy::Batch;
+pub const DEFAULT_SHUTDOWN_GRACE: f64 = 30.0;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_FLUSH_INTERVAL: f64 = 1.0;
+pub const DEFAULT_CLIENT_TIMEOUT: f64 = 60.0;
+pub const DEFAULT_HEARTBEAT_INTERVAL: f64 = 30.0;
+pub const DEFAULT_FINISH_TIMEOUT: f64 = 60.0;
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+pub const DEFAULT_MAX_RUNS_PER_CLIENT: usize = 64;
+
 /// Where runs go besides the local store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -171,30 +183,30 @@ pub struct ServeArgs {
     #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Log line format on stderr.
-    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
+    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = DEFAULT_LOG_FORMAT)]
     pub log_format: LogFormat,
     /// When to fsync each run's transaction log.
-    #[arg(long, env = ENV_FSYNC, value_enum, default_value = "batch")]
+    #[arg(long, env = ENV_FSYNC, value_enum, default_value_t = DEFAULT_FSYNC)]
     pub fsync: FsyncPolicy,
     /// Seconds SIGINT/SIGTERM may take: streams are ended, every run is flushed and
     /// synced; past this the sidecar exits anyway (the logs hold every
     /// acknowledged record).
-    #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value_t = 30.0)]
+    #[arg(long, env = ENV_SHUTDOWN_GRACE, default_value_t = DEFAULT_SHUTDOWN_GRACE)]
     pub shutdown_grace: f64,
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
-    #[arg(long, env = ENV_MAX_MESSAGE_BYTES, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = ENV_MAX_MESSAGE_BYTES, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
     /// Seconds between a run's flushes of its store files (and, with --fsync batch,
     /// syncs of its log); also how often `live` saved files are checked for changes.
-    #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = 1.0)]
+    #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = DEFAULT_FLUSH_INTERVAL)]
     pub flush_interval: f64,
     /// Seconds without a sign of life from a run's client (any RPC, or Heartbeat)
     /// after which the run is crashed; a run's Init may set its own.
-    #[arg(long, env = ENV_CLIENT_TIMEOUT, default_value_t = 60.0)]
+    #[arg(long, env = ENV_CLIENT_TIMEOUT, default_value_t = DEFAULT_CLIENT_TIMEOUT)]
     pub client_timeout: f64,
     /// Seconds between the heartbeats the sidecar records for a live run
     /// (last_heartbeat in run.json, and to remote backends).
-    #[arg(long, env = ENV_HEARTBEAT_INTERVAL, default_value_t = 30.0)]
+    #[arg(long, env = ENV_HEARTBEAT_INTERVAL, default_value_t = DEFAULT_HEARTBEAT_INTERVAL)]
     pub heartbeat_interval: f64,
     /// Exit when this process exits, marking open runs crashed (for SDKs that spawn
     /// a private sidecar).
@@ -204,7 +216,7 @@ pub struct ServeArgs {
     pub backend: BackendArgs,
     /// Seconds Finish waits for the remote backend to receive the run; what is still
     /// pending then is delivered in the background (and after a restart).
-    #[arg(long, env = ENV_FINISH_TIMEOUT, default_value_t = 60.0)]
+    #[arg(long, env = ENV_FINISH_TIMEOUT, default_value_t = DEFAULT_FINISH_TIMEOUT)]
     pub finish_timeout: f64,
     /// Clients must send `authorization: Bearer <token>` (health checks are exempt).
     /// Required to listen on a TCP address other than loopback. Prefer the env var:
@@ -227,10 +239,10 @@ pub struct ServeArgs {
     #[arg(long, env = ENV_FILES_ROOT, value_delimiter = ':')]
     pub files_root: Vec<PathBuf>,
     /// Largest file SaveFiles or a media value may copy, in bytes.
-    #[arg(long, env = ENV_MAX_FILE_BYTES, default_value_t = 10 * 1024 * 1024 * 1024)]
+    #[arg(long, env = ENV_MAX_FILE_BYTES, default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
     /// Most runs one client process (its pid and host in Init) may have open at once.
-    #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = 64)]
+    #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = DEFAULT_MAX_RUNS_PER_CLIENT)]
     pub max_runs_per_client: usize,
 }
 
@@ -428,21 +440,24 @@ impl ServeConfig {
             listen: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
             port_file: None,
             data_dir,
-            log_format: LogFormat::Text,
-            fsync: FsyncPolicy::Batch,
-            shutdown_grace: Duration::from_secs(30),
-            max_message_bytes: 16 * 1024 * 1024,
-            flush_interval: Duration::from_secs(1),
-            client_timeout: Duration::from_secs(60),
-            heartbeat_interval: Duration::from_secs(30),
+            log_format: DEFAULT_LOG_FORMAT,
+            fsync: DEFAULT_FSYNC,
+            shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            flush_interval: Duration::from_secs_f64(DEFAULT_FLUSH_INTERVAL),
+            client_timeout: Duration::from_secs_f64(DEFAULT_CLIENT_TIMEOUT),
+            heartbeat_interval: Duration::from_secs_f64(DEFAULT_HEARTBEAT_INTERVAL),
             parent_pid: None,
             backend: BackendSettings::Local,
-            finish_timeout: Duration::from_secs(60),
+            finish_timeout: Duration::from_secs_f64(DEFAULT_FINISH_TIMEOUT),
             auth_token: None,
             tls: None,
             socket_group: None,
-            files: FilesPolicy::default(),
-            max_runs_per_client: 64,
+            files: FilesPolicy {
+                roots: None,
+                max_bytes: DEFAULT_MAX_FILE_BYTES,
+            },
+            max_runs_per_client: DEFAULT_MAX_RUNS_PER_CLIENT,
         }
     }
 }

@@ -72,15 +72,6 @@ pub struct FilesPolicy {
     pub max_bytes: u64,
 }
 
-impl Default for FilesPolicy {
-    fn default() -> Self {
-        FilesPolicy {
-            roots: None,
-            max_bytes: 10 * 1024 * 1024 * 1024,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
     #[error("save: unknown policy {0:?}; use \"live\", \"now\" or \"end\"")]
@@ -386,7 +377,10 @@ mod tests {
     }
 
     fn any() -> FilesPolicy {
-        FilesPolicy::default()
+        FilesPolicy {
+            roots: None,
+            max_bytes: u64::MAX,
+        }
     }
 
     fn names(v: Vec<SavedFile>) -> Vec<String> {
