@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +76,8 @@ pub fn all_runs(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Writes a file by renaming a finished temporary copy over it, so readers never
-/// see half of it. `durable` fsyncs the copy first.
+/// see half of it. `durable` fsyncs the copy first and the directory after the
+/// rename, so the new name survives a power cut too. Blocking.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
@@ -84,7 +86,84 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Stor
     if durable {
         f.sync_data().map_err(io_err(&tmp))?;
     }
-    fs::rename(&tmp, path).map_err(io_err(path))
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if durable {
+        let parent = path.parent().unwrap_or(Path::new("."));
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
+/// run.json's text for a run's state.
+pub fn run_json(state: &RunState, heartbeat_interval: f64) -> Result<Vec<u8>, String> {
+    serde_json::to_vec_pretty(&RunFile::from_state(state, heartbeat_interval))
+        .map_err(|e| e.to_string())
+}
+
+/// Store writes prepared on a run's actor and done on a blocking thread: whole
+/// files replaced with [`write_atomic`], line files fsynced.
+#[derive(Default)]
+pub struct Rewrites {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    sync: Vec<(PathBuf, Arc<File>)>,
+    durable: bool,
+}
+
+impl Rewrites {
+    /// `durable`: fsync what is written (finish, shutdown).
+    pub fn new(durable: bool) -> Self {
+        Rewrites {
+            durable,
+            ..Default::default()
+        }
+    }
+
+    /// Replaces `path` with `bytes`.
+    pub fn file(&mut self, path: PathBuf, bytes: impl Into<Vec<u8>>) {
+        self.files.push((path, bytes.into()));
+    }
+
+    /// Also fsyncs these (already flushed) files.
+    pub fn sync(&mut self, files: Vec<(PathBuf, Arc<File>)>) {
+        self.sync.extend(files);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.sync.is_empty()
+    }
+
+    /// Does the writes. Blocking. Every write is tried; the errors are returned.
+    pub fn apply(self) -> Vec<StoreError> {
+        let mut errors = Vec::new();
+        for (path, bytes) in self.files {
+            if let Err(e) = write_atomic(&path, &bytes, self.durable) {
+                errors.push(e);
+            }
+        }
+        for (path, file) in self.sync {
+            if let Err(e) = file.sync_data() {
+                errors.push(io_err(&path)(e));
+            }
+        }
+        errors
+    }
+
+    /// Does the writes on a blocking thread.
+    pub async fn run(self) -> Vec<StoreError> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        tokio::task::spawn_blocking(move || self.apply())
+            .await
+            .unwrap_or_else(|e| {
+                vec![StoreError::Io {
+                    path: PathBuf::new(),
+                    source: io::Error::other(format!("store writer task failed: {e}")),
+                }]
+            })
+    }
 }
 
 /// `run.json`.
@@ -257,6 +336,8 @@ pub struct StoreWriter {
     history: BufWriter<File>,
     events: BufWriter<File>,
     alerts: BufWriter<File>,
+    /// Second handles on the line files, fsynced on a blocking thread.
+    line_files: Vec<(PathBuf, Arc<File>)>,
     line: String,
     error: Option<StoreError>,
 }
@@ -276,11 +357,27 @@ impl StoreWriter {
             .map_err(io_err(&path))?;
             Ok(BufWriter::with_capacity(64 * 1024, file))
         };
+        let (history, events, alerts) = (
+            open(HISTORY_JSONL)?,
+            open(EVENTS_JSONL)?,
+            open(ALERTS_JSONL)?,
+        );
+        let mut line_files = Vec::new();
+        for (w, name) in [
+            (&history, HISTORY_JSONL),
+            (&events, EVENTS_JSONL),
+            (&alerts, ALERTS_JSONL),
+        ] {
+            let path = dir.join(name);
+            let clone = w.get_ref().try_clone().map_err(io_err(&path))?;
+            line_files.push((path, Arc::new(clone)));
+        }
         Ok(StoreWriter {
             dir: dir.to_owned(),
-            history: open(HISTORY_JSONL)?,
-            events: open(EVENTS_JSONL)?,
-            alerts: open(ALERTS_JSONL)?,
+            history,
+            events,
+            alerts,
+            line_files,
             line: String::with_capacity(1024),
             error: None,
         })
@@ -313,19 +410,23 @@ impl StoreWriter {
         self.keep(r, ALERTS_JSONL);
     }
 
-    /// Rewrites run.json.
+    /// The line files, to fsync on another thread once flushed.
+    pub fn line_files(&self) -> Vec<(PathBuf, Arc<File>)> {
+        self.line_files.clone()
+    }
+
+    /// Rewrites run.json. Blocking.
     pub fn write_run(
         &self,
         state: &RunState,
         heartbeat_interval: f64,
         durable: bool,
     ) -> Result<(), StoreError> {
-        let run = RunFile::from_state(state, heartbeat_interval);
-        let text = serde_json::to_string_pretty(&run).map_err(|e| StoreError::Json {
+        let text = run_json(state, heartbeat_interval).map_err(|problem| StoreError::Json {
             path: self.dir.join(RUN_JSON),
-            problem: e.to_string(),
+            problem,
         })?;
-        write_atomic(&self.dir.join(RUN_JSON), text.as_bytes(), durable)
+        write_atomic(&self.dir.join(RUN_JSON), &text, durable)
     }
 
     pub fn write_config(&self, config: &BTreeMap<String, Value>) -> Result<(), StoreError> {
@@ -357,20 +458,6 @@ impl StoreWriter {
         write_atomic(&path, metadata.as_bytes(), false)
     }
 
-    /// fsyncs the line files (at finish).
-    pub fn sync(&mut self) {
-        self.flush();
-        for (w, name) in [
-            (&self.history, HISTORY_JSONL),
-            (&self.events, EVENTS_JSONL),
-            (&self.alerts, ALERTS_JSONL),
-        ] {
-            if let Err(e) = w.get_ref().sync_data() {
-                self.error
-                    .get_or_insert_with(|| io_err(&self.dir.join(name))(e));
-            }
-        }
-    }
 }
 
 impl Sink for StoreWriter {

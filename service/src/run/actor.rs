@@ -208,7 +208,7 @@ impl Actor {
                 return ended;
             }
             Command::Get { reply } => {
-                let _ = reply.send(Ok(self.get()));
+                let _ = reply.send(Ok(self.get().await));
             }
             Command::Resume { init, reply } => {
                 let r = self.resume(*init).await;

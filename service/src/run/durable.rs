@@ -6,7 +6,8 @@ use super::error::RunError;
 use super::state::Outcome;
 use crate::clock::now;
 use crate::proto::wal::{record::Kind, Record};
-use crate::store;
+use crate::store::{self, Rewrites};
+use crate::value;
 use crate::wal::{FsyncPolicy, WalError};
 
 impl Actor {
@@ -59,28 +60,38 @@ impl Actor {
     }
 
     /// Writes what is buffered or stale to the store; `durable` also syncs the log
-    /// and the store files (finish, shutdown).
+    /// and the store files (finish, shutdown). The rewrites and fsyncs run on a
+    /// blocking thread; the actor waits for them, so its commands stay in order.
     pub(super) async fn flush(&mut self, durable: bool) {
         self.store.flush();
+        let dir = self.store.dir().to_owned();
+        let mut job = Rewrites::new(durable);
         if durable {
-            self.store.sync();
+            job.sync(self.store.line_files());
         }
-        let id = self.state.info.id.clone();
         if self.summary_dirty || durable {
-            if let Err(e) = self.store.write_summary(&self.state.summary(), durable) {
-                tracing::error!(run = %id, "{e}");
-            }
+            job.file(
+                dir.join(store::SUMMARY_JSON),
+                value::map_to_json(&self.state.summary()),
+            );
             self.summary_dirty = false;
         }
-        if durable || self.written.as_ref() != Some(&self.state.info) {
-            match self.store.write_run(
-                &self.state,
-                self.config.heartbeat_interval.as_secs_f64(),
-                durable,
-            ) {
-                Ok(()) => self.written = Some(self.state.info.clone()),
-                Err(e) => tracing::error!(run = %id, "{e}"),
+        let write_run = durable || self.written.as_ref() != Some(&self.state.info);
+        if write_run {
+            let hb = self.config.heartbeat_interval.as_secs_f64();
+            match store::run_json(&self.state, hb) {
+                Ok(text) => job.file(dir.join(store::RUN_JSON), text),
+                Err(e) => tracing::error!(run = %self.state.info.id, "run.json: {e}"),
             }
+        }
+        let errors = job.run().await;
+        if write_run {
+            // A failed write is tried again at the next flush.
+            self.written = errors.is_empty().then(|| self.state.info.clone());
+        }
+        let id = self.state.info.id.clone();
+        for e in errors {
+            tracing::error!(run = %id, "{e}");
         }
         if (durable && self.config.fsync != FsyncPolicy::Always
             || self.config.fsync == FsyncPolicy::Batch)
@@ -94,6 +105,16 @@ impl Actor {
             tracing::error!(run = %id, "{e}; the transaction log still holds the data, and the file is rebuilt from it when the run is next opened");
         }
         self.publish();
+    }
+
+    /// Replaces one store file (config.json, summary.json) on a blocking thread.
+    pub(super) async fn rewrite(&self, name: &str, text: String) -> Result<(), RunError> {
+        let mut job = Rewrites::new(false);
+        job.file(self.store.dir().join(name), text);
+        match job.run().await.into_iter().next() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     pub(super) fn publish(&self) {

@@ -17,6 +17,7 @@ use crate::proto::v1::{
 };
 use crate::proto::wal::{record::Kind, SavedFiles, StateChange, StopRequest};
 use crate::store;
+use crate::value;
 
 impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
@@ -193,7 +194,8 @@ impl Actor {
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
         self.commit(Kind::Config(req)).await?;
-        self.store.write_config(&self.state.config)?;
+        self.rewrite(store::CONFIG_JSON, value::map_to_json(&self.state.config))
+            .await?;
         Ok(self.state.config.clone())
     }
 
@@ -204,7 +206,8 @@ impl Actor {
         self.ensure_open()?;
         self.commit(Kind::Summary(req)).await?;
         let summary = self.state.summary();
-        self.store.write_summary(&summary, false)?;
+        self.rewrite(store::SUMMARY_JSON, value::map_to_json(&summary))
+            .await?;
         self.summary_dirty = false;
         Ok(summary)
     }
@@ -302,7 +305,8 @@ impl Actor {
         self.last_contact = crate::clock::instant();
         self.start_sampling();
         self.publish();
-        self.store.write_config(&self.state.config)?;
+        self.rewrite(store::CONFIG_JSON, value::map_to_json(&self.state.config))
+            .await?;
         Ok(InitResponse {
             run: Some(self.state.info.clone()),
             resumed: true,
@@ -311,7 +315,11 @@ impl Actor {
         })
     }
 
-    pub(super) fn get(&mut self) -> GetRunResponse {
+    pub(super) async fn get(&mut self) -> GetRunResponse {
+        let dir = self.store.dir().to_owned();
+        let files = tokio::task::spawn_blocking(move || store::list_files(&dir))
+            .await
+            .unwrap_or_default();
         GetRunResponse {
             run: Some(self.state.info.clone()),
             config: self.state.config.clone(),
@@ -323,7 +331,7 @@ impl Actor {
                 .iter()
                 .map(|d| d.to_proto())
                 .collect(),
-            files: store::list_files(self.store.dir()),
+            files,
             backends: self.forward.iter().map(|f| f.status()).collect(),
         }
     }

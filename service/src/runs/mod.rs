@@ -90,14 +90,21 @@ impl Runs {
             token: Mutex::new(Some(token)),
         });
         let data_dir = config.data_dir.clone();
-        let dirs = tokio::task::spawn_blocking(move || store::all_runs(&data_dir))
-            .await
-            .map_err(blocking_err)?;
+        let dirs = tokio::task::spawn_blocking(move || {
+            store::all_runs(&data_dir)
+                .into_iter()
+                .map(|dir| {
+                    let ended = store::read_run_file(&dir)
+                        .map(|r| state::is_terminal(state::state_from_name(&r.state)))
+                        .unwrap_or(false);
+                    (dir, ended)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(blocking_err)?;
         let backend = runs.forwarders.backend_name();
-        for dir in dirs {
-            let ended = store::read_run_file(&dir)
-                .map(|r| state::is_terminal(state::state_from_name(&r.state)))
-                .unwrap_or(false);
+        for (dir, ended) in dirs {
             if ended {
                 // An ended run whose remote delivery was cut short: finish it.
                 if backend != "local"

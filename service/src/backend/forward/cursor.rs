@@ -48,13 +48,15 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn save(&self, state: serde_json::Value) {
+    /// Saves `state` with the cursor before the batch, on a blocking thread.
+    pub async fn save(&self, state: serde_json::Value) {
         let cursor = Cursor {
             offset: self.offset,
             records: self.records,
             state,
         };
-        write_cursor(&self.run, &self.path, &cursor);
+        let (run, path) = (self.run.clone(), self.path.clone());
+        let _ = tokio::task::spawn_blocking(move || write_cursor(&run, &path, &cursor)).await;
     }
 }
 

@@ -350,7 +350,12 @@ impl Forwarder {
     /// whole log.
     async fn resume(&mut self) -> Result<Progress, Stopped> {
         let wal = self.dir.join(store::WAL);
-        let cursor = read_cursor(&self.dir, self.backend.name());
+        let cursor = {
+            let (dir, name) = (self.dir.clone(), self.backend.name());
+            tokio::task::spawn_blocking(move || read_cursor(&dir, name))
+                .await
+                .unwrap_or_default()
+        };
         self.backend.restore(cursor.state.clone());
         let prefix = {
             let wal = wal.clone();

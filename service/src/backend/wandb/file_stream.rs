@@ -138,7 +138,7 @@ impl Wandb {
                 self.st.events.done = i + 1;
             }
             self.st.unreported.drain(..reported);
-            batch.checkpoint.save(self.save());
+            batch.checkpoint.save(self.save()).await;
             if last {
                 break;
             }

@@ -182,7 +182,7 @@ impl Wandb {
             .await?;
             self.st.alerts.done = number + 1;
             self.st.alerts.sent += 1;
-            batch.checkpoint.save(self.save());
+            batch.checkpoint.save(self.save()).await;
         }
         Ok(())
     }

@@ -131,7 +131,7 @@ impl Wandb {
                 None => {
                     self.st.uploaded.insert(name.clone(), md5);
                     self.st.unreported.push(name.clone());
-                    batch.checkpoint.save(self.save());
+                    batch.checkpoint.save(self.save()).await;
                 }
                 Some(e @ BackendError::Retryable { .. }) => return Err(e),
                 // A refused signed URL is about this file, not the API key.
