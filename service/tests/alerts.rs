@@ -17,7 +17,7 @@ fn alert(title: &str, wait: Option<f64>) -> AlertRequest {
 
 #[tokio::test]
 async fn same_title_inside_the_window_is_throttled() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "al").await;
     let first = c.alert(alert("nan loss", None)).await.unwrap().into_inner();

@@ -24,7 +24,7 @@ fn expect(r: Result<impl std::fmt::Debug, tonic::Status>, code: Code, text: &str
 
 #[tokio::test]
 async fn each_bad_request_names_its_fix() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "b").await;
 
@@ -249,7 +249,7 @@ async fn each_bad_request_names_its_fix() {
 
 #[tokio::test]
 async fn bad_stream_batches_end_the_stream_with_the_reason() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "bs").await;
     let good = LogBatch {
@@ -311,7 +311,7 @@ async fn bad_stream_batches_end_the_stream_with_the_reason() {
 
 #[tokio::test]
 async fn oversized_messages_are_resource_exhausted() {
-    let s = Sidecar::start_with(Transport::Tcp, &["--max-message-bytes", "4096"]);
+    let s = InProcess::start_with(|c| c.max_message_bytes = 4096).await;
     let mut c = s.client().await;
     start_run(&mut c, "big").await;
     let huge = log_req(
@@ -360,7 +360,7 @@ async fn oversized_messages_are_resource_exhausted() {
 
 #[tokio::test]
 async fn unreadable_media_drops_only_its_row_in_a_stream() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     let wd = tempfile::tempdir().unwrap();
     std::fs::write(wd.path().join("ok.png"), b"png").unwrap();
@@ -439,7 +439,7 @@ async fn unreadable_media_drops_only_its_row_in_a_stream() {
 
 #[tokio::test]
 async fn after_a_failed_batch_a_stream_applies_nothing_more() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "ended").await;
     start_run(&mut c, "next").await;

@@ -10,7 +10,7 @@ use support::*;
 
 #[tokio::test]
 async fn exit_codes_give_finished_or_failed() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "ok").await;
     start_run(&mut c, "bad").await;
@@ -121,7 +121,7 @@ async fn exit_codes_give_finished_or_failed() {
 
 #[tokio::test]
 async fn runs_ls_and_show_read_the_store() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     c.init(runcore::proto::v1::InitRequest {
         id: "cli1".into(),

@@ -8,7 +8,7 @@ use tonic::Code;
 
 #[tokio::test]
 async fn generated_identity_and_defaults() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     let a = init(&mut c, InitRequest::default()).await.run.unwrap();
     let b = init(&mut c, InitRequest::default()).await.run.unwrap();
@@ -68,7 +68,7 @@ async fn generated_identity_and_defaults() {
 
 #[tokio::test]
 async fn resume_modes() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     let req = |resume: Resume| InitRequest {
         id: "res".into(),

@@ -13,7 +13,7 @@ use support::*;
 
 #[tokio::test]
 async fn the_wandb_step_commit_table_over_unary_log() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "r").await;
     let log = |pairs: &[(&str, f64)], step: Option<i64>, commit: Option<bool>| {
@@ -81,7 +81,7 @@ fn batch(run: &str, seq: u64, first_step: i64, n: usize) -> LogBatch {
 
 #[tokio::test]
 async fn log_stream_batches_are_acked_and_resent_batches_are_dropped() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "st").await;
     // Batches 1..=3, then 2 and 3 again (a client resending after a reconnect), then 4.
@@ -145,7 +145,7 @@ async fn log_stream_batches_are_acked_and_resent_batches_are_dropped() {
 
 #[tokio::test]
 async fn one_stream_can_carry_several_runs() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "m1").await;
     start_run(&mut c, "m2").await;
@@ -176,7 +176,7 @@ async fn one_stream_can_carry_several_runs() {
 
 #[tokio::test]
 async fn value_kinds_round_trip_to_history() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     let media_dir = tempfile::tempdir().unwrap();
     std::fs::write(media_dir.path().join("pic.png"), b"not really a png").unwrap();
@@ -294,7 +294,7 @@ async fn value_kinds_round_trip_to_history() {
 
 #[tokio::test]
 async fn scan_history_filters_by_keys_and_steps() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "sc").await;
     for i in 0..10 {

@@ -18,7 +18,7 @@ fn def(run: &str, name: &str) -> DefineMetricRequest {
 
 #[tokio::test]
 async fn summary_options_and_nan() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "sm").await;
     c.define_metric(DefineMetricRequest {
@@ -89,7 +89,7 @@ async fn summary_options_and_nan() {
 
 #[tokio::test]
 async fn explicit_summary_wins_over_aggregation() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "ex").await;
     c.log(log_req("ex", &[("acc", 0.5)], None, None))
@@ -131,7 +131,7 @@ async fn explicit_summary_wins_over_aggregation() {
 
 #[tokio::test]
 async fn step_metric_sync_hidden_and_overwrite() {
-    let s = Sidecar::start();
+    let s = InProcess::start().await;
     let mut c = s.client().await;
     start_run(&mut c, "sy").await;
     let d = c

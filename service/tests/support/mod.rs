@@ -185,6 +185,74 @@ impl Drop for Sidecar {
     }
 }
 
+/// A sidecar served inside the test's own runtime (`runcore::server::serve` on
+/// 127.0.0.1:0 with a shutdown future): for behaviour that needs no separate
+/// process. Crash, signal, liveness and security tests spawn the binary
+/// ([`Sidecar`]). The same settings as [`Sidecar::start`]: flush every 0.1 s, saved
+/// files confined to the temp dir.
+pub struct InProcess {
+    pub addr: String,
+    pub data_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), runcore::server::ServeError>>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl InProcess {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// With settings changed by `change` (the struct, never the environment).
+    pub async fn start_with(change: impl FnOnce(&mut runcore::config::ServeConfig)) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut config = runcore::config::ServeConfig::new(data_dir.clone());
+        config.flush_interval = Duration::from_millis(100);
+        config.shutdown_grace = Duration::from_secs(5);
+        let root = std::env::temp_dir().canonicalize().expect("temp dir");
+        config.files.roots = Some(vec![root]);
+        change(&mut config);
+        let listener = runcore::server::Listener::bind(&config.listen, None)
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(runcore::server::serve(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            served: Some(served),
+            _tmp: tmp,
+        }
+    }
+
+    pub async fn client(&self) -> RunServiceClient<Channel> {
+        RunServiceClient::new(channel(&self.addr).await).max_decoding_message_size(usize::MAX)
+    }
+
+    /// The directory of run `id` in project `project`.
+    pub fn run_dir(&self, project: &str, id: &str) -> PathBuf {
+        self.data_dir.join(project).join(id)
+    }
+
+    /// Stops it as SIGTERM would (open runs become killed) and waits.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served
+                .await
+                .expect("serve task")
+                .expect("serve returned an error");
+        }
+    }
+}
+
 /// A channel to a `tcp://` or `unix://` address.
 pub async fn channel(addr: &str) -> Channel {
     runcore::client::connect(&addr.parse().expect("address"))
