@@ -41,6 +41,7 @@ pub mod monitor;
 pub mod proto;
 pub mod run;
 pub mod runs;
+pub mod semantics;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::v1::{ClientInfo, RunInfo, Value};
-use crate::run::state::{
+use crate::semantics::state::{
     state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink, SystemEvent,
 };
 use crate::value::{self, write_json_f64, write_json_str};
@@ -237,7 +237,7 @@ impl RunFile {
             job_type: self.job_type.clone(),
             tags: self.tags.clone(),
             notes: self.notes.clone(),
-            path: crate::run::state::run_path(&self.entity, &self.project, &self.id),
+            path: crate::semantics::state::run_path(&self.entity, &self.project, &self.id),
             dir: dir.join(FILES_DIR).display().to_string(),
             start_time: self.start_time,
             end_time: self.end_time.unwrap_or(0.0),
@@ -457,7 +457,6 @@ impl StoreWriter {
         }
         write_atomic(&path, metadata.as_bytes(), false)
     }
-
 }
 
 impl Sink for StoreWriter {
@@ -503,7 +502,7 @@ impl Sink for StoreWriter {
             line,
             a.request
                 .wait_duration
-                .unwrap_or(crate::run::state::DEFAULT_ALERT_WAIT),
+                .unwrap_or(crate::semantics::state::DEFAULT_ALERT_WAIT),
         );
         line.push_str(",\"outcome\":");
         line.push_str(if a.sent { "\"sent\"" } else { "\"throttled\"" });

@@ -130,7 +130,7 @@ impl RunService for Api {
         request: Request<DefineMetricRequest>,
     ) -> Result<Response<DefineMetricResponse>, Status> {
         let req = request.into_inner();
-        crate::run::metrics::check(&req).map_err(validate::Invalid::from)?;
+        crate::semantics::metrics::check(&req).map_err(validate::Invalid::from)?;
         let handle = self.handle(&req.run_id)?;
         let metric = handle
             .call(|reply| Command::DefineMetric { req, reply })

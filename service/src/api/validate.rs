@@ -7,7 +7,7 @@ use crate::proto::v1::{
     AlertRequest, InitRequest, LogBatch, LogRequest, Row, SaveFilesRequest, Value,
 };
 use crate::run::files::{self, FilesError};
-use crate::run::metrics::MetricError;
+use crate::semantics::metrics::MetricError;
 use crate::value::{self, ValueError};
 
 /// A request a client must change: always INVALID_ARGUMENT.

@@ -73,7 +73,7 @@ pub fn runs_show(data_dir: &Path, id: &str, out: &mut impl Write) -> Result<(), 
         data_dir: data_dir.to_owned(),
     })?;
     let r = store::read_run_file(&dir)?;
-    let path = crate::run::state::run_path(&r.entity, &r.project, &r.id);
+    let path = crate::semantics::state::run_path(&r.entity, &r.project, &r.id);
     writeln!(out, "run       {path}")?;
     writeln!(out, "name      {}", r.name)?;
     for (label, v) in [

@@ -13,19 +13,27 @@ use tokio::time::Instant;
 use super::command::{Command, LogReply, RunHandle, COMMAND_BUFFER};
 use super::delivery::Delivery;
 use super::error::RunError;
-use super::files::SavePolicy;
-use super::live_files::LiveFile;
+use super::files::{Fingerprint, SavePolicy};
 use super::open::OpenedRun;
 use super::settings::RunSettings;
-use super::state::{self, RunState};
 use crate::clock::now;
 use crate::liveness::{self, ClientWatch};
 use crate::monitor::{Monitor, Sample, Watch, WatchGuard};
 use crate::proto::v1::{HeartbeatResponse, RunInfo, RunState as State};
 use crate::proto::wal::{record::Kind, Record, SystemSample};
+use crate::semantics::state::{self, RunState};
 use crate::shutdown::ShutdownToken;
 use crate::store::{self, StoreWriter};
 use crate::wal::WalWriter;
+
+/// A file saved with policy `live`: copied again when it changes.
+pub(super) struct LiveFile {
+    pub(super) source: PathBuf,
+    /// As it was when last copied (None: not copied since the sidecar started).
+    pub(super) copied: Option<Fingerprint>,
+    /// As it was at the previous check: a copy waits until it stops changing.
+    pub(super) seen: Option<Fingerprint>,
+}
 
 /// Spawns the actor of an opened run.
 pub fn spawn(

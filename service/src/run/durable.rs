@@ -3,9 +3,9 @@
 
 use super::actor::Actor;
 use super::error::RunError;
-use super::state::Outcome;
 use crate::clock::now;
 use crate::proto::wal::{record::Kind, Record};
+use crate::semantics::state::Outcome;
 use crate::store::{self, Rewrites};
 use crate::value;
 use crate::wal::{FsyncPolicy, WalError};

@@ -1,8 +1,8 @@
 //! What can go wrong inside a run's actor. The registry's own errors (unknown
-//! run, id taken, ...) are [`crate::runs::RegistryError`]; `api::status` maps both.
+//! run, id taken, ...) are the registry's `RegistryError`; `api::status` maps both.
 
 use super::files::FilesError;
-use super::metrics::MetricError;
+use crate::semantics::metrics::MetricError;
 use crate::store::StoreError;
 use crate::wal::WalError;
 

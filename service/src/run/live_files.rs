@@ -7,15 +7,6 @@ use super::actor::Actor;
 use super::files::{self, Fingerprint, SavePolicy};
 use crate::proto::wal::SavedFile;
 
-/// A file saved with policy `live`: copied again when it changes.
-pub(super) struct LiveFile {
-    pub(super) source: PathBuf,
-    /// As it was when last copied (None: not copied since the sidecar started).
-    pub(super) copied: Option<Fingerprint>,
-    /// As it was at the previous check: a copy waits until it stops changing.
-    pub(super) seen: Option<Fingerprint>,
-}
-
 impl Actor {
     /// Copies `live` and `end` files one last time (at finish).
     pub(super) async fn copy_final_files(&mut self) {

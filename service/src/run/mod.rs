@@ -3,8 +3,9 @@
 //! Each open run is one task (the actor, [`actor`]) that owns its state, its
 //! transaction log and its store writer; gRPC handlers send it [`Command`]s that
 //! carry their reply channel. A record is appended to the log ([`durable`]) before
-//! it is applied and acknowledged. What a record does to a run is [`state`], a pure
-//! function of the log shared by live logging, recovery, reads and forwarding.
+//! it is applied and acknowledged. What a record does to a run is
+//! [`crate::semantics`], a pure function of the log shared by live logging,
+//! recovery, reads and forwarding.
 //!
 //! This layer knows nothing of backends: a forwarder is a [`Delivery`] that the
 //! registry hands the actor.
@@ -16,12 +17,9 @@ mod durable;
 pub mod error;
 pub mod files;
 mod live_files;
-pub mod metrics;
 pub mod open;
 mod requests;
 pub mod settings;
-pub mod state;
-pub mod summary;
 
 pub use actor::spawn;
 pub use command::{Command, LogReply, Reply, RunHandle};

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use super::error::RunError;
-use super::state::{RunState, Sink};
 use crate::clock::now;
 use crate::proto::v1::InitRequest;
 use crate::proto::wal::{record::Kind, Record};
+use crate::semantics::state::{RunState, Sink};
 use crate::store::{self, StoreWriter};
 use crate::wal::{WalLock, WalReader, WalWriter};
 

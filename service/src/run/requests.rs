@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::actor::Actor;
+use super::actor::LiveFile;
 use super::error::RunError;
 use super::files::{self, FilesError, SavePolicy};
-use super::live_files::LiveFile;
-use super::state::{self, Outcome};
 use crate::liveness::ClientWatch;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, DroppedRow, FinishResponse, GetRunResponse,
@@ -16,6 +15,7 @@ use crate::proto::v1::{
     SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
 use crate::proto::wal::{record::Kind, SavedFiles, StateChange, StopRequest};
+use crate::semantics::state::{self, Outcome};
 use crate::store;
 use crate::value;
 

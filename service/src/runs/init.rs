@@ -7,8 +7,8 @@ use super::{
 };
 use crate::metadata;
 use crate::proto::v1::{InitRequest, InitResponse, Resume};
-use crate::run::state;
 use crate::run::{self, Command, RunHandle};
+use crate::semantics::state;
 use crate::store;
 
 impl Runs {

@@ -7,8 +7,8 @@ use tokio::sync::mpsc;
 use super::{blocking_err, RegistryError, Runs, SCAN_CHUNK};
 use crate::backend::forward;
 use crate::proto::v1::{GetRunResponse, HistoryRow, RunInfo, ScanHistoryRequest, Value};
-use crate::run::state::{CommittedRow, Sink};
 use crate::run::{self, Command};
+use crate::semantics::state::{CommittedRow, Sink};
 use crate::store;
 use crate::value;
 

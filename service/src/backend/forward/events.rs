@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::super::Event;
 use crate::proto::wal::{record::Kind, Record};
-use crate::run::state::{AlertEvent, CommittedRow, RunState, Sink, SystemEvent};
+use crate::semantics::state::{AlertEvent, CommittedRow, RunState, Sink, SystemEvent};
 use crate::wal::{WalError, WalReader};
 
 /// Turns applied records into events.

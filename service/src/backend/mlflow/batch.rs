@@ -11,7 +11,7 @@ use super::{LogBatch, Mlflow, MAX_PARAM_VALUE, SUMMARY_EVERY, TAG_STATE};
 use crate::backend::retry::BackendError;
 use crate::backend::{uploads_on_save, Batch, Event};
 use crate::proto::v1::{RunState, Value};
-use crate::run::state::state_name;
+use crate::semantics::state::state_name;
 use crate::store;
 use crate::value;
 
@@ -102,7 +102,7 @@ impl Mlflow {
             } => {
                 todo.tags
                     .push((TAG_STATE.into(), state_name(*state).into()));
-                if crate::run::state::is_terminal(*state) {
+                if crate::semantics::state::is_terminal(*state) {
                     todo.end = Some((*state, *timestamp));
                     todo.uploads.extend(batch.uploads_at_end());
                 }

@@ -133,7 +133,7 @@ impl Plan {
                     if *state == RunState::Preempting {
                         p.preempting = true;
                     }
-                    if crate::run::state::is_terminal(*state) {
+                    if crate::semantics::state::is_terminal(*state) {
                         p.ended = true;
                         p.exit_code = exit_code_of(*state, *exit_code);
                         p.uploads.extend(batch.uploads_at_end());
