@@ -16,11 +16,15 @@
 //
 // Errors of calls carry the gRPC status: status.Code(err), or Code(err) and
 // Status(err) here, see it through any wrapping; errors.As(err, &*Error) gives the
-// method and run.
+// method and run. A failed call is handled as the client contract in
+// proto/runcore/v1/runcore.proto says; a run the sidecar ended (crashed, killed) is
+// never resumed by the client: its calls fail with ErrRunEnded. An operator's stop
+// request (runcore runs stop) cancels Run.Context, with ErrStopRequested as cause.
 //
 // Layout:
 //
 //	run.go      Init and the Run methods; re-attaching a run after a reconnect
+//	contract.go what a failed call means (retry, re-Init, run ended, ...): classify
 //	sender.go   Log's bounded queue, batching over LogStream, acks, resends
 //	sidecar.go  finding, spawning and connecting to the sidecar; Close
 //	values.go   Go values <-> runcore.v1.Value; Histogram, Media

@@ -12,6 +12,17 @@ import (
 // at the given address, and none could be spawned.
 var ErrNoSidecar = errors.New("runcore: no sidecar")
 
+// ErrRunEnded matches (errors.Is) the error of a call about a run the sidecar ended
+// without this client finishing it: crashed (no sign of life from the client within
+// its client timeout), killed (the sidecar shut down with the run open), preempted,
+// or finished by another client. Error.State says which. The client never resumes
+// such a run by itself; Init with the same ID and ResumeAllow continues it.
+var ErrRunEnded = errors.New("runcore: the sidecar ended the run")
+
+// ErrStopRequested is wrapped by context.Cause(run.Context()) when an operator asked
+// the run to stop (`runcore runs stop ID`, or a StopRun call).
+var ErrStopRequested = errors.New("runcore: the run was asked to stop")
+
 // Error is the error of a call that the sidecar refused or could not answer. It
 // carries the gRPC status: Code(err), Status(err), status.Code(err) and
 // status.FromError(err) all see it through any wrapping. Errors the client finds itself
@@ -29,6 +40,9 @@ type Error struct {
 	Lost int
 	// Err is the gRPC status error.
 	Err error
+	// State is how the sidecar ended the run, when this error says it did (the
+	// status is then FAILED_PRECONDITION, and errors.Is(err, ErrRunEnded) holds).
+	State State
 }
 
 func (e *Error) Error() string {
@@ -48,6 +62,9 @@ func (e *Error) Error() string {
 
 // Unwrap returns the gRPC status error.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether the error is ErrRunEnded (the sidecar ended the run).
+func (e *Error) Is(target error) bool { return target == ErrRunEnded && e.State != StateUnknown }
 
 // GRPCStatus is the call's status, so that status.FromError and status.Code see it.
 func (e *Error) GRPCStatus() *status.Status {
@@ -79,10 +96,19 @@ func Code(err error) codes.Code {
 	return status.Code(err)
 }
 
-// newError wraps an RPC error (or a status error made here).
+// newError wraps an RPC error (or a status error made here); an *Error (a run the
+// sidecar ended) is relabelled with op rather than wrapped again.
 func newError(op, runID string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if e, ok := err.(*Error); ok {
+		c := *e
+		c.Op = op
+		if c.RunID == "" {
+			c.RunID = runID
+		}
+		return &c
 	}
 	return &Error{Op: op, RunID: runID, Err: err}
 }

@@ -129,3 +129,26 @@ func TestInitBadInput(t *testing.T) {
 	_, err = runcore.Init(ctx, runcore.Options{Address: shared.addr, Config: map[string]any{"c": make(chan int)}})
 	wantStatus(t, err, "Init", codes.InvalidArgument, `~config key "c": unsupported type chan int`)
 }
+
+// A resumed run's Config is its whole config as the sidecar holds it, with the keys
+// given to the resuming Init merged in.
+func TestInitResumeHasTheWholeConfig(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	first := newRun(t, runcore.Options{Config: map[string]any{"lr": 0.1, "arch": map[string]any{"layers": 3}}})
+	if _, err := first.UpdateConfig(ctx, map[string]any{"epochs": 5}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"lr": 0.1, "arch": map[string]any{"layers": int64(3)}, "epochs": int64(5)}
+	if got := first.Config(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Config after UpdateConfig = %v, want %v", got, want)
+	}
+	if _, err := first.Finish(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	again := newRun(t, runcore.Options{ID: first.ID(), Resume: runcore.ResumeAllow, Config: map[string]any{"seed": 7}})
+	want["seed"] = int64(7)
+	if got := again.Config(); !again.Resumed() || !reflect.DeepEqual(got, want) {
+		t.Errorf("resumed %v, Config = %v, want %v", again.Resumed(), got, want)
+	}
+}

@@ -1,6 +1,9 @@
 package runcore_test
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +30,24 @@ func TestHeartbeatShouldStop(t *testing.T) {
 	}
 	if !run.ShouldStop() || run.State() != runcore.StateRunning {
 		t.Errorf("ShouldStop %v State %q", run.ShouldStop(), run.State())
+	}
+	// Like W&B, the training loop is interrupted: the run's context is cancelled,
+	// and its cause says why.
+	select {
+	case <-run.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run's Context is not cancelled")
+	}
+	cause := context.Cause(run.Context())
+	if !errors.Is(cause, runcore.ErrStopRequested) || !strings.Contains(cause.Error(), "runcore runs stop "+run.ID()) {
+		t.Errorf("context cause %v", cause)
+	}
+	// The run still works: the program finishes it cleanly.
+	if err := run.Log(map[string]any{"x": 1.0}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := run.Finish(testCtx(t), 0); err != nil || res.Run.State != runcore.StateFinished {
+		t.Fatalf("Finish = %+v, %v", res, err)
 	}
 }
 

@@ -1,8 +1,11 @@
 package runcore_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -164,5 +167,109 @@ func TestSidecarGoneForGood(t *testing.T) {
 	_, err = run.Finish(testCtx(t), 0)
 	if runcore.Code(err) != codes.Unavailable {
 		t.Errorf("Finish: %v", err)
+	}
+}
+
+// A row still being packed into a batch when the sender gives up is lost with the
+// rest, and Flush and Finish return at once. (They used to wait for an ack that
+// could not come: the row was sealed into a batch after the sender had died, and
+// nothing retired it, so Flush waited for its ctx, not ReconnectTimeout.)
+func TestGivingUpWithARowBeingPacked(t *testing.T) {
+	t.Parallel()
+	sc := startSidecar(t)
+	ctx := testCtx(t)
+	run, err := runcore.Init(ctx, runcore.Options{Address: sc.addr, ReconnectTimeout: 300 * time.Millisecond,
+		BatchInterval: time.Hour, BatchRows: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Log(map[string]any{"i": 0.0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Log(map[string]any{"i": 1.0}); err != nil { // packed, not sent: the batch interval is an hour
+		t.Fatal(err)
+	}
+	sc.kill(t)
+	eventually(t, 10*time.Second, "the sender gives up", func() bool { return run.Log(map[string]any{"i": 2.0}) != nil })
+	flushCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = run.Flush(flushCtx)
+	wantStatus(t, err, "Log", codes.Unavailable, "~did not come back within 300ms")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Flush took %s after the sender had given up", d)
+	}
+	var rerr *runcore.Error
+	if errors.As(err, &rerr); rerr == nil || rerr.Lost < 1 {
+		t.Errorf("error %#v: want the packed row counted lost", rerr)
+	}
+	if _, err := run.Finish(flushCtx, 0); runcore.Code(err) != codes.Unavailable {
+		t.Errorf("Finish: %v", err)
+	}
+}
+
+// TestSidecarGoneForGood under load, several times at once: rows logged across the
+// kill, batches sealed every millisecond, the CPUs busy. Flush gives up within
+// about ReconnectTimeout every time (run it with -race: scripts/test.sh does).
+func TestSidecarGoneForGoodUnderLoad(t *testing.T) {
+	t.Parallel()
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			x := 0
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := range 100000 {
+					x += i
+				}
+			}
+		}()
+	}
+	for i := range 4 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			sc := startSidecar(t)
+			ctx := testCtx(t)
+			run, err := runcore.Init(ctx, runcore.Options{Address: sc.addr, ReconnectTimeout: 300 * time.Millisecond,
+				BatchInterval: time.Millisecond, BatchRows: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged := make(chan struct{})
+			go func() {
+				defer close(logged)
+				for j := 0; j < 5000; j++ {
+					if run.Log(map[string]any{"i": float64(j)}) != nil {
+						return // the sender gave up
+					}
+				}
+			}()
+			time.Sleep(20 * time.Millisecond)
+			sc.kill(t)
+			<-logged
+			flushCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			err = run.Flush(flushCtx)
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("Flush took %s (ReconnectTimeout is 300ms): %v", d, err)
+			}
+			// All rows may have been acknowledged before the kill; if not, the
+			// rest are reported lost with UNAVAILABLE.
+			if err != nil && runcore.Code(err) != codes.Unavailable {
+				t.Errorf("Flush: %v", err)
+			}
+			if _, err := run.Finish(flushCtx, 0); err == nil || runcore.Code(err) != codes.Unavailable {
+				t.Errorf("Finish after the sidecar is gone: %v", err)
+			}
+		})
 	}
 }

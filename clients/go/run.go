@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"strconv"
@@ -23,6 +24,11 @@ import (
 // Log queues and returns; every other method that changes the run first waits until
 // the rows logged before it are in the sidecar, so the sidecar sees calls in the
 // order the program made them.
+//
+// A failed call is handled as the client contract says (classify, contract.go):
+// the sidecar unreachable -> reconnect and retry; the run unknown to it -> Init it
+// again; the run ended by it (crashed, killed, ...) -> an error matching
+// ErrRunEnded, a warning, and Context cancelled; never a silent resume.
 type Run struct {
 	opts    Options
 	sc      *sidecar
@@ -58,6 +64,19 @@ type Run struct {
 
 	hbStop chan struct{}
 	hbDone chan struct{}
+
+	// ctx is the run's context (Context): cancelled, with the reason as its cause,
+	// when an operator asks the run to stop, when the sidecar ends the run, and by
+	// Finish.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	// mu guards config and ended.
+	mu sync.Mutex
+	// config is the run's config as the sidecar holds it (Config).
+	config map[string]any
+	// ended is how the sidecar ended the run without this client finishing it.
+	ended State
 
 	finishMu  sync.Mutex
 	finishRes *FinishResult
@@ -114,10 +133,23 @@ func Init(ctx context.Context, opts Options) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := sc.client.Init(ctx, req)
+	resp, err := initCall(ctx, sc, req, opts.InitTimeout)
 	if err != nil {
 		return nil, newError("Init", opts.ID, err)
 	}
+	runConfig := fromValueMap(req.Config)
+	if resp.GetResumed() {
+		// The sidecar merged Options.Config into the run's config; InitResponse does
+		// not carry the result, GetRun does.
+		got, err := sc.client.GetRun(ctx, &pb.GetRunRequest{RunId: resp.GetRun().GetId()})
+		if err == nil {
+			runConfig = fromValueMap(got.GetConfig())
+		} else {
+			slog.Warn("runcore: the run resumed, but its config could not be read: Config holds only Options.Config",
+				"run", resp.GetRun().GetId(), "error", err)
+		}
+	}
+	runCtx, cancelRun := context.WithCancelCause(context.WithoutCancel(ctx))
 	r := &Run{
 		opts:        opts,
 		sc:          sc,
@@ -133,6 +165,9 @@ func Init(ctx context.Context, opts Options) (*Run, error) {
 		stopCh:      make(chan struct{}),
 		hbStop:      make(chan struct{}),
 		hbDone:      make(chan struct{}),
+		ctx:         runCtx,
+		cancel:      cancelRun,
+		config:      runConfig,
 	}
 	r.state.Store(r.info.State)
 	if r.info.StopRequested {
@@ -143,6 +178,30 @@ func Init(ctx context.Context, opts Options) (*Run, error) {
 	r.snd = newSender(r, resp.GetLastSeq()+1)
 	go r.heartbeat(opts.heartbeatInterval(r.info.ClientTimeout))
 	return r, nil
+}
+
+// initCall is the Init RPC, retried as the client contract says (kind init: the
+// sidecar unreachable) for up to timeout.
+func initCall(ctx context.Context, sc *sidecar, req *pb.InitRequest, timeout time.Duration) (*pb.InitResponse, error) {
+	retryCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	delay := 50 * time.Millisecond
+	for {
+		seen := sc.gen()
+		resp, err := sc.client.Init(ctx, req)
+		if err == nil || classify(status.Code(err), kindInit) != actRetry || ctx.Err() != nil {
+			return resp, err
+		}
+		if rerr := sc.recover(retryCtx, seen); rerr != nil {
+			return nil, err
+		}
+		select {
+		case <-retryCtx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 func clientInfo() *pb.ClientInfo {
@@ -208,12 +267,79 @@ func (r *Run) ShouldStop() bool { return r.shouldStop.Load() }
 // StopRequested is closed when ShouldStop becomes true, for use in select.
 func (r *Run) StopRequested() <-chan struct{} { return r.stopCh }
 
+// Context is the run's context, for the work the run tracks (a training loop
+// selects on Done, or passes it down). It is cancelled when an operator asks the
+// run to stop (`runcore runs stop ID`: context.Cause wraps ErrStopRequested), when
+// the sidecar ends the run without this client (context.Cause matches ErrRunEnded
+// and says how), and by Finish. It carries the values of Init's ctx, not its
+// deadline.
+func (r *Run) Context() context.Context { return r.ctx }
+
+// Config is the run's config as the sidecar holds it (a copy): Options.Config for
+// a new run, the whole config of a resumed one (Options.Config merged into it), as
+// UpdateConfig last returned it.
+func (r *Run) Config() map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.config)
+}
+
 // DroppedRows counts the rows the sidecar did not apply (see Options.OnDropped).
 func (r *Run) DroppedRows() int64 { return r.dropped.Load() }
 
+// markShouldStop: an operator asked the run to stop. Like W&B, interrupt the
+// training loop: the run's Context is cancelled, with the reason as its cause.
 func (r *Run) markShouldStop() {
 	r.shouldStop.Store(true)
-	r.stopOnce.Do(func() { close(r.stopCh) })
+	r.stopOnce.Do(func() {
+		close(r.stopCh)
+		slog.Warn("runcore: the run was asked to stop (runcore runs stop, or a StopRun call); its Context is cancelled",
+			"run", r.id)
+		r.cancel(fmt.Errorf("%w: run %s (runcore runs stop %s, or a StopRun call)", ErrStopRequested, r.id, r.id))
+	})
+}
+
+// endedWhy says why the sidecar ends a run in a state without its client.
+var endedWhy = map[State]string{
+	StateCrashed:   "it saw no sign of life from this client within the client timeout, or its process gone",
+	StateKilled:    "the sidecar shut down with the run open",
+	StatePreempted: "the run was preempting when its client went quiet",
+	StateFinished:  "it was finished, not by this client",
+	StateFailed:    "it was finished with an error, not by this client",
+}
+
+// markEnded records that the sidecar ended the run in st without this client
+// finishing it (the first time: a warning, and Context is cancelled), and returns
+// the error calls about it get: FAILED_PRECONDITION, as the sidecar words it,
+// matching ErrRunEnded.
+func (r *Run) markEnded(op string, st State) *Error {
+	r.mu.Lock()
+	first := r.ended == StateUnknown
+	if first {
+		r.ended = st
+	}
+	st = r.ended
+	r.mu.Unlock()
+	err := &Error{Op: op, RunID: r.id, State: st, Err: status.Errorf(codes.FailedPrecondition,
+		"run %q has ended (%s); Init it with resume=\"allow\" to log to it again", r.id, st)}
+	if first {
+		r.state.Store(st)
+		slog.Warn("runcore: the sidecar ended the run; runcore does not resume it, so rows logged from now on are not recorded "+
+			"(Init it with ResumeAllow to continue it)", "run", r.id, "state", string(st), "why", endedWhy[st])
+		r.cancel(err)
+	}
+	return err
+}
+
+// endedErr is the error of a call about a run the sidecar ended, or nil.
+func (r *Run) endedErr(op string) *Error {
+	r.mu.Lock()
+	st := r.ended
+	r.mu.Unlock()
+	if st == StateUnknown {
+		return nil
+	}
+	return r.markEnded(op, st)
 }
 
 func (r *Run) onDropped(d *pb.DroppedRow) {
@@ -320,12 +446,14 @@ func (r *Run) Log(data map[string]any, opts ...LogOption) error {
 	return r.snd.takeErrs()
 }
 
-// advance mirrors the sidecar's step rules, for Step.
-func (r *Run) advance(hasData bool, step *int64, commit *bool) {
+// advance mirrors the sidecar's step rules, for Step; false when the row is at a
+// smaller step (the sidecar drops it and reports it). tests/vectors/log_steps.json
+// holds the cases.
+func (r *Run) advance(hasData bool, step *int64, commit *bool) bool {
 	doCommit := true
 	if step != nil {
 		if *step < r.step {
-			return // the sidecar drops it and reports it
+			return false
 		}
 		if *step > r.step {
 			r.step = *step
@@ -340,6 +468,15 @@ func (r *Run) advance(hasData bool, step *int64, commit *bool) {
 		r.pending = true
 	}
 	if doCommit && r.pending {
+		r.step++
+		r.pending = false
+	}
+	return true
+}
+
+// commitPending mirrors Finish, which commits the pending row.
+func (r *Run) commitPending() {
+	if r.pending {
 		r.step++
 		r.pending = false
 	}
@@ -393,7 +530,14 @@ func (r *Run) call(ctx context.Context, op string, fn func(ctx context.Context) 
 	return r.callNow(ctx, op, fn)
 }
 
+// callNow makes one unary call as the client contract says (kind unary).
 func (r *Run) callNow(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	reinit := true
+	// Since when the call is retried, and the backoff between retries after the
+	// first: a sidecar that is reachable yet keeps answering UNAVAILABLE is given
+	// up on after ReconnectTimeout.
+	var retrying time.Time
+	delay := 50 * time.Millisecond
 	for {
 		err := r.reattach(ctx)
 		if err == nil {
@@ -402,12 +546,48 @@ func (r *Run) callNow(ctx context.Context, op string, fn func(ctx context.Contex
 		if err == nil {
 			return nil
 		}
-		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+		if errors.Is(err, ErrRunEnded) {
 			return newError(op, r.id, err)
 		}
-		if rerr := r.reconnect(ctx, err); rerr != nil {
-			return newError(op, r.id, rerr)
+		switch classify(status.Code(err), kindUnary) {
+		case actRetry:
+			if ctx.Err() != nil {
+				return newError(op, r.id, err) // the caller cancelled it: not retried
+			}
+			if retrying.IsZero() {
+				retrying = time.Now()
+			} else {
+				if time.Since(retrying) > r.opts.ReconnectTimeout {
+					return newError(op, r.id, err)
+				}
+				select {
+				case <-ctx.Done():
+					return newError(op, r.id, err)
+				case <-time.After(delay):
+				}
+				delay = min(2*delay, time.Second)
+			}
+			if rerr := r.reconnect(ctx, err); rerr != nil {
+				return newError(op, r.id, rerr)
+			}
+			continue
+		case actReinit:
+			if reinit {
+				reinit = false
+				aerr := r.attach(ctx, true)
+				if aerr == nil {
+					continue
+				}
+				if errors.Is(aerr, ErrRunEnded) {
+					return newError(op, r.id, aerr)
+				}
+			}
+		case actEnded:
+			if aerr := r.attach(ctx, true); errors.Is(aerr, ErrRunEnded) {
+				return newError(op, r.id, aerr)
+			}
 		}
+		return newError(op, r.id, err)
 	}
 }
 
@@ -449,27 +629,41 @@ func (r *Run) attachedGeneration() uint64 {
 	return r.attachedGen
 }
 
-// reattach makes sure the run is open on the sidecar after a reconnect: a restarted
-// sidecar recovers open runs from their logs; a run it has since ended (or does not
-// know) gets an Init with the same id and resume "allow".
-func (r *Run) reattach(ctx context.Context) error {
+// reattach makes sure the run is open on the sidecar after a reconnect.
+func (r *Run) reattach(ctx context.Context) error { return r.attach(ctx, false) }
+
+// attach makes sure the run is open on the sidecar, after a reconnect (or now,
+// with force): a restarted sidecar recovers an open run from its log (nothing to
+// do); one that does not know the run (another data dir) gets an Init with the
+// same id and resume "allow" (and MarkPreempting again if it was called); a run it
+// ended (crashed, killed, ...) stays ended: the error matches ErrRunEnded.
+func (r *Run) attach(ctx context.Context, force bool) error {
 	r.attachMu.Lock()
 	defer r.attachMu.Unlock()
 	gen := r.sc.gen()
-	if r.attachedGen == gen {
+	if !force && r.attachedGen == gen {
 		return nil
+	}
+	if err := r.endedErr("Log"); err != nil {
+		return err
 	}
 	got, err := r.sc.client.GetRun(ctx, &pb.GetRunRequest{RunId: r.id})
-	if err == nil && stateOf(got.GetRun().GetState()).Open() {
+	switch {
+	case err == nil && stateOf(got.GetRun().GetState()).Open():
 		r.attachedGen = gen
 		return nil
-	}
-	if err != nil && status.Code(err) != codes.NotFound {
+	case err == nil:
+		return r.markEnded("Log", stateOf(got.GetRun().GetState()))
+	case classify(status.Code(err), kindUnary) != actReinit:
 		return err
 	}
 	req := proto.Clone(r.initReq).(*pb.InitRequest)
-	req.Id, req.Project, req.Config = r.id, r.project, nil
+	req.Id, req.Project = r.id, r.project
 	req.Resume = pb.Resume_RESUME_ALLOW
+	// The sidecar lost the run: give it the config too.
+	if config, err := toValueMap(r.Config(), "config"); err == nil {
+		req.Config = config
+	}
 	if _, err := r.sc.client.Init(ctx, req); err != nil {
 		return err
 	}
@@ -500,6 +694,9 @@ func (r *Run) heartbeat(interval time.Duration) {
 			return err
 		})
 		cancel()
+		if errors.Is(err, ErrRunEnded) {
+			return // reported (markEnded); nothing to keep alive
+		}
 		if err != nil {
 			// The sender notices a sidecar that went away through its stream.
 			continue
@@ -695,7 +892,11 @@ func (r *Run) UpdateConfig(ctx context.Context, values map[string]any, remove ..
 	if err != nil {
 		return nil, err
 	}
-	return fromValueMap(resp.GetConfig()), nil
+	whole := fromValueMap(resp.GetConfig())
+	r.mu.Lock()
+	r.config = whole
+	r.mu.Unlock()
+	return maps.Clone(whole), nil
 }
 
 // SetSummary sets summary values explicitly (an explicit value wins over the
@@ -767,6 +968,7 @@ func (r *Run) Finish(ctx context.Context, exitCode int) (*FinishResult, error) {
 	}
 	if !r.finished {
 		r.finished = true
+		r.commitPending()
 		close(r.snd.queue)
 	}
 	<-r.logLock
@@ -778,11 +980,18 @@ func (r *Run) Finish(ctx context.Context, exitCode int) (*FinishResult, error) {
 	logErr := r.snd.takeErrs()
 	r.stopHeartbeat()
 	code := int32(exitCode)
+	req := &pb.FinishRequest{RunId: r.id, ExitCode: &code}
 	var resp *pb.FinishResponse
 	err := r.callNow(ctx, "Finish", func(ctx context.Context) (err error) {
-		resp, err = r.sc.client.Finish(ctx, &pb.FinishRequest{RunId: r.id, ExitCode: &code})
+		resp, err = r.sc.client.Finish(ctx, req)
 		return err
 	})
+	if errors.Is(err, ErrRunEnded) {
+		// Finish of an ended run answers with how it ended (and changes nothing).
+		if got, ferr := r.sc.client.Finish(ctx, req); ferr == nil {
+			resp, err = got, nil
+		}
+	}
 	if err != nil {
 		return nil, errors.Join(err, logErr)
 	}
@@ -792,6 +1001,15 @@ func (r *Run) Finish(ctx context.Context, exitCode int) (*FinishResult, error) {
 		Backends: backendsOf(resp.GetBackends()),
 	}
 	r.state.Store(r.finishRes.Run.State)
+	r.cancel(nil)
+	if st := r.finishRes.Run.State; st != StateFinished && st != StateFailed {
+		// The sidecar had ended the run (this client stalled past its client
+		// timeout, or the sidecar shut down): say how; it is not resumed.
+		ended := r.markEnded("Finish", st)
+		if !errors.Is(logErr, ErrRunEnded) {
+			logErr = errors.Join(ended, logErr)
+		}
+	}
 	return r.finishRes, logErr
 }
 

@@ -9,14 +9,24 @@ package runcore
 // many do, the sender stops taking rows from the queue, which is the backpressure
 // Log feels.
 //
-// When the stream breaks because the sidecar went away, the run reconnects (see
+// What a broken stream means is the client contract's (classify, kind stream).
+// When the sidecar went away (UNAVAILABLE, ...), the run reconnects (see
 // Run.reconnect) and every unacknowledged batch is sent again, in order, on a new
 // stream: the sidecar acknowledges the seqs it already holds as duplicates without
-// applying them again, so each row lands exactly once. A batch the sidecar refuses
+// applying them again, so each row lands exactly once; after ReconnectTimeout
+// without an ack the sender gives up. INTERNAL and UNKNOWN are retried at most
+// retryLimitedAttempts times in a row. A batch the sidecar refuses
 // (INVALID_ARGUMENT, RESOURCE_EXHAUSTED) is reported lost through the next Log,
-// Flush or Finish, and the batches after it are resent; an error that ends the run
-// (FAILED_PRECONDITION, NOT_FOUND, ...) or a reconnect that gives up makes every
-// later Log fail with it.
+// Flush or Finish, and the batches after it are resent. A run the sidecar does not
+// know (NOT_FOUND) is Init-ed again and the batches resent; a run it ended
+// (FAILED_PRECONDITION: crashed, killed, ...) is reported (ErrRunEnded), never
+// resumed. That, UNAUTHENTICATED and the like, or a reconnect that gives up makes
+// every held and later row fail with the error.
+//
+// Once the sender has given up (dead), nothing is built or sent any more: rows still
+// being packed and every later row are counted lost, and every flush waiter is
+// released at once, so Flush and Finish return instead of waiting for acks that
+// cannot come.
 
 import (
 	"context"
@@ -30,10 +40,6 @@ import (
 
 	pb "github.com/runcore/runcore/clients/go/gen/runcorev1"
 )
-
-// maxStreamFailures is how many times in a row a stream may break with a
-// retryable error, without one ack in between, before the sender gives up.
-const maxStreamFailures = 8
 
 // row is one Log call, ready to be packed.
 type row struct {
@@ -89,12 +95,17 @@ type sender struct {
 	// window holds the batches built and not yet acknowledged, in seq order.
 	window []*batch
 	// sent counts the batches of window written to the current stream.
-	sent     int
-	nextSeq  uint64
-	waiters  []waiter
-	errs     []error
-	dead     *Error
-	failures int
+	sent    int
+	nextSeq uint64
+	waiters []waiter
+	errs    []error
+	dead    *Error
+	// failures counts the stream breaks since the last ack (for the backoff);
+	// failingSince is when the first of them happened; limited counts those whose
+	// action is retry_limited.
+	failures     int
+	failingSince time.Time
+	limited      int
 
 	// Owned by the loop goroutine.
 	stream  *logStream
@@ -184,7 +195,8 @@ func (s *sender) add(r *row) {
 	}
 }
 
-// seal turns the rows being built into the next batch of the window.
+// seal turns the rows being built into the next batch of the window (or, once the
+// sender is dead, counts them lost: nothing would ever retire that batch).
 func (s *sender) seal() {
 	if s.builder.n() == 0 {
 		return
@@ -192,6 +204,11 @@ func (s *sender) seal() {
 	s.timer.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dead != nil {
+		s.dead.Lost += s.builder.n()
+		s.builder.reset()
+		return
+	}
 	msg := &pb.LogBatch{RunId: s.run.id, Seq: s.nextSeq, Keys: s.builder.keys, Rows: s.builder.rows}
 	s.nextSeq++
 	s.window = append(s.window, &batch{msg: msg, rows: len(msg.Rows)})
@@ -205,11 +222,12 @@ func (s *sender) addWaiter(ch chan struct{}) {
 	s.notifyLocked()
 }
 
-// notifyLocked releases the flush waiters whose batches are all retired.
+// notifyLocked releases the flush waiters whose batches are all retired (all of
+// them once the sender is dead).
 func (s *sender) notifyLocked() {
 	kept := s.waiters[:0]
 	for _, w := range s.waiters {
-		if len(s.window) == 0 || s.window[0].msg.Seq > w.seq {
+		if s.dead != nil || len(s.window) == 0 || s.window[0].msg.Seq > w.seq {
 			close(w.ch)
 		} else {
 			kept = append(kept, w)
@@ -290,7 +308,7 @@ func (s *sender) readAcks(st *logStream) {
 			n++
 		}
 		s.retireLocked(n)
-		s.failures = 0
+		s.failures, s.failingSince, s.limited = 0, time.Time{}, 0
 		s.mu.Unlock()
 		select {
 		case s.kick <- struct{}{}:
@@ -299,8 +317,9 @@ func (s *sender) readAcks(st *logStream) {
 	}
 }
 
-// onBroken handles the end of a stream: the sidecar refused a batch, ended the
-// run, or went away.
+// onBroken handles the end of a stream as the client contract says: the sidecar
+// refused a batch, does not know or has ended the run, refused the client, failed
+// inside, or went away.
 func (s *sender) onBroken(err error) {
 	if s.stream != nil {
 		s.stream.cancel()
@@ -317,8 +336,9 @@ func (s *sender) onBroken(err error) {
 		err = status.Error(codes.Unavailable, "the sidecar ended the log stream before acknowledging every batch")
 	}
 	code := status.Code(err)
-	switch code {
-	case codes.InvalidArgument, codes.ResourceExhausted, codes.OutOfRange:
+	act := classify(code, kindStream)
+	switch act {
+	case actDropBatch:
 		// The oldest unacknowledged batch is the one refused: acks of the batches
 		// before it come first. Nothing of it was applied.
 		s.mu.Lock()
@@ -328,36 +348,74 @@ func (s *sender) onBroken(err error) {
 		}
 		s.mu.Unlock()
 		return
-	case codes.FailedPrecondition, codes.NotFound, codes.PermissionDenied, codes.Unauthenticated,
-		codes.AlreadyExists, codes.Unimplemented:
+	case actReinit, actEnded:
+		// Ask the sidecar about the run: one it does not know is Init-ed again (and
+		// the batches resent); one it ended is reported, never resumed.
+		ctx, cancel := context.WithTimeout(context.Background(), s.run.opts.ReconnectTimeout)
+		aerr := s.run.attach(ctx, true)
+		cancel()
+		switch {
+		case errors.Is(aerr, ErrRunEnded):
+			s.die(aerr)
+			return
+		case aerr == nil && act == actReinit:
+			return // the next pump opens a stream and resends
+		case aerr == nil:
+			s.die(err) // the run is open: the precondition was something else
+			return
+		}
+		// The sidecar could not be asked: reconnect first (below).
+	case actRetry:
+	case actRetryLimited:
+		s.mu.Lock()
+		s.limited++
+		limited := s.limited
+		s.mu.Unlock()
+		if limited >= retryLimitedAttempts {
+			s.die(status.Errorf(code, "the log stream failed %d times in a row: %s", limited, status.Convert(err).Message()))
+			return
+		}
+	default: // actStop
 		s.die(err)
 		return
 	}
 	s.mu.Lock()
 	s.failures++
-	failures := s.failures
+	if s.failingSince.IsZero() {
+		s.failingSince = time.Now()
+	}
+	failures, since := s.failures, s.failingSince
 	s.mu.Unlock()
-	if failures > maxStreamFailures {
-		s.die(status.Errorf(code, "the log stream broke %d times in a row without progress; last: %s", failures, status.Convert(err).Message()))
+	if failing := time.Since(since); failing > s.run.opts.ReconnectTimeout {
+		s.die(status.Errorf(codes.Unavailable, "the log stream kept failing for %s without an acknowledgement; last: %s: %s",
+			failing.Round(time.Millisecond), code, status.Convert(err).Message()))
 		return
 	}
 	if failures > 1 {
-		time.Sleep(time.Duration(failures) * 50 * time.Millisecond)
+		time.Sleep(min(time.Duration(failures)*50*time.Millisecond, time.Second))
 	}
 	if rerr := s.run.reconnect(context.Background(), err); rerr != nil {
 		s.die(rerr)
 	}
 }
 
-// die makes every batch held, and every later row, fail with err.
+// die makes every batch held, every row being packed, and every later row fail
+// with err, and releases every flush waiter.
 func (s *sender) die(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lost := 0
+	lost := s.builder.n()
+	s.builder.reset()
+	s.timer.Stop()
 	for _, b := range s.window {
 		lost += b.rows
 	}
-	s.dead = &Error{Op: "Log", RunID: s.run.id, Lost: lost, Err: err}
+	dead := &Error{Op: "Log", RunID: s.run.id, Lost: lost, Err: err}
+	var ended *Error
+	if errors.As(err, &ended) && ended.State != StateUnknown {
+		dead.State, dead.Err = ended.State, ended.Err
+	}
+	s.dead = dead
 	s.retireLocked(len(s.window))
 }
 
@@ -390,7 +448,8 @@ func (s *sender) takeErrs() error {
 	errs := s.errs
 	s.errs = nil
 	if s.dead != nil {
-		errs = append(errs, s.dead)
+		dead := *s.dead // a copy: the loop goes on counting lost rows in s.dead
+		errs = append(errs, &dead)
 	}
 	switch len(errs) {
 	case 0:
@@ -408,7 +467,8 @@ func (s *sender) deadErr() error {
 	if s.dead == nil {
 		return nil
 	}
-	return s.dead
+	dead := *s.dead
+	return &dead
 }
 
 // builder packs rows into one batch: a key table and the rows.

@@ -60,3 +60,25 @@ func TestATokenProtectedSidecarNeedsAuthToken(t *testing.T) {
 		t.Errorf("summary x = %v, want 1", res.Summary["x"])
 	}
 }
+
+// An Init refused for a missing token does not poison the next one: with
+// RUNCORE_AUTH_TOKEN set, the next Init in the process connects afresh.
+func TestAFailedInitDoesNotPoisonTheNext(t *testing.T) {
+	const token = "go-test-token-abcdef0123456789"
+	sc := startSidecar(t, "--auth-token", token)
+	ctx := testCtx(t)
+	t.Setenv(runcore.EnvAuthToken, "")
+	_, err := runcore.Init(ctx, runcore.Options{Address: sc.addr, Project: "go-tests"})
+	wantStatus(t, err, "Init", codes.Unauthenticated, "~missing authorization metadata")
+	t.Setenv(runcore.EnvAuthToken, token)
+	run, err := runcore.Init(ctx, runcore.Options{Address: sc.addr, Project: "go-tests"})
+	if err != nil {
+		t.Fatalf("Init after RUNCORE_AUTH_TOKEN was set: %v", err)
+	}
+	if err := run.Log(map[string]any{"x": 1.0}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := run.Finish(ctx, 0); err != nil || res.Summary["x"] != 1.0 {
+		t.Fatalf("Finish = %+v, %v", res, err)
+	}
+}

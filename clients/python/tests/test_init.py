@@ -6,13 +6,15 @@ import argparse
 import os
 import pathlib
 import re
+import signal
 import socket
+import textwrap
 import time
 
 import pytest
 
 import runcore
-from conftest import Sidecar, read_json
+from conftest import Sidecar, read_json, run_script
 
 
 def test_init_sets_every_attribute(sidecar: Sidecar, work_dir: pathlib.Path) -> None:
@@ -141,3 +143,50 @@ def test_an_unreachable_address_is_a_clear_error(tmp_path: pathlib.Path) -> None
     with pytest.raises(runcore.SidecarNotFoundError, match=rf"{re.escape(addr)} \(settings.address\)"):
         runcore.init(project="p", settings=runcore.Settings(address=addr, init_timeout=0.5))
     assert runcore.run is None
+
+
+def test_a_resumed_run_has_its_whole_config(sidecar: Sidecar) -> None:
+    run = runcore.init(project="p", id="cfg", config={"lr": 0.1, "arch": {"layers": 3}}, settings=sidecar.settings())
+    run.config.update({"epochs": 5})
+    run.finish()
+    again = runcore.init(project="p", id="cfg", resume="allow", settings=sidecar.settings())
+    assert again.resumed
+    assert again.config.as_dict() == {"lr": 0.1, "arch": {"layers": 3}, "epochs": 5}
+    assert again.config.arch == {"layers": 3}
+    with pytest.raises(runcore.ConfigError, match="allow_val_change"):
+        again.config.update({"lr": 0.2})  # a change, now that the client knows the value
+    again.finish()
+    # Keys given to a resuming init are merged into the run's config.
+    third = runcore.init(project="p", id="cfg", resume="must", config={"seed": 7}, settings=sidecar.settings())
+    assert third.config.as_dict() == {"lr": 0.1, "arch": {"layers": 3}, "epochs": 5, "seed": 7}
+    third.finish()
+    assert read_json(sidecar.run_dir(third) / "config.json") == third.config.as_dict()
+
+
+FAILED_INIT_SCRIPT = textwrap.dedent(
+    """
+    import os, runcore
+    try:
+        runcore.init(project="p", id="after-failure")
+    except runcore.Error as e:
+        print("refused:", "authorization" in str(e), flush=True)
+    assert runcore.run is None
+    os.environ["RUNCORE_AUTH_TOKEN"] = {token!r}
+    run = runcore.init(project="p", id="after-failure")
+    run.log({{"x": 1.0}})
+    run.finish()
+    print("logged:", run.status().state, flush=True)
+    """
+)
+
+
+def test_a_failed_init_does_not_poison_the_next(tmp_path: pathlib.Path) -> None:
+    token = "tok-" + "y" * 28
+    sc = Sidecar(tmp_path, extra=("--auth-token", token))
+    try:
+        proc = run_script(FAILED_INIT_SCRIPT.format(token=token), sc.env(), tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split("\n")[:2] == ["refused: True", "logged: finished"], proc.stdout + proc.stderr
+        assert [r["x"] for r in sc.history("after-failure", "p")] == [1.0]
+    finally:
+        sc.kill(signal.SIGTERM)

@@ -145,8 +145,9 @@ def test_a_spawned_sidecar_that_dies_is_restarted(tmp_path: pathlib.Path) -> Non
     assert [r["_step"] for r in rows] == list(range(1000))
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_the_sidecar_restarted_mid_run_loses_and_duplicates_nothing(sidecar: Sidecar, how: str) -> None:
+def test_the_sidecar_restarted_mid_run_loses_and_duplicates_nothing(sidecar: Sidecar) -> None:
+    # A SIGKILLed sidecar recovers the open run from its log. (A SIGTERMed one ends
+    # it as killed, which the client reports and does not resume: test_contract.py.)
     run = runcore.init(project="p", id="restart", settings=sidecar.settings(batch_rows=50, max_in_flight=4))
     n = 6000
     logged = threading.Event()
@@ -161,7 +162,7 @@ def test_the_sidecar_restarted_mid_run_loses_and_duplicates_nothing(sidecar: Sid
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     wait_for(lambda: progress[0] >= 1500, "the writer to get going")
-    sidecar.kill(getattr(signal, how))
+    sidecar.kill(signal.SIGKILL)
     stopped_at = progress[0]
     wait_for(lambda: progress[0] >= stopped_at + 500 or logged.is_set(), "rows queued while the sidecar is down")
     sidecar.start()

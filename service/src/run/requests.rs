@@ -177,6 +177,7 @@ impl Actor {
         req: DefineMetricRequest,
     ) -> Result<MetricDefinition, RunError> {
         self.ensure_open()?;
+        self.state.metrics.check(&req)?;
         match self.commit(Kind::DefineMetric(req)).await? {
             Outcome::Metric(def) => {
                 self.summary_dirty = true;

@@ -131,7 +131,12 @@ fn parse_goal(text: &str) -> Result<Option<Goal>, MetricError> {
 
 /// Checks a request; `Ok` means [`Metrics::define`] will accept it.
 pub fn check(req: &DefineMetricRequest) -> Result<(), MetricError> {
-    parse(req, None).map(|_| ())
+    match parse(req, None) {
+        // With overwrite=false an earlier definition may give the goal: the run
+        // checks the merged definition (Metrics::check).
+        Err(MetricError::BestWithoutGoal) if req.overwrite == Some(false) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// The definition a request makes, merged into `earlier` when overwrite=false.
@@ -209,6 +214,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Whether `req` makes a valid definition here, merged with an earlier one
+    /// when overwrite=false (the request itself was checked with [`check`]).
+    pub fn check(&self, req: &DefineMetricRequest) -> Result<(), MetricError> {
+        let earlier = self.index_of(req.name.trim()).map(|i| &self.defs[i]);
+        parse(req, earlier).map(|_| ())
+    }
+
     /// Adds or replaces a definition.
     pub fn define(&mut self, req: &DefineMetricRequest) -> Result<&MetricDef, MetricError> {
         let name = req.name.trim();

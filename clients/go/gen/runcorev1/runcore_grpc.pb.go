@@ -43,6 +43,10 @@ const (
 // RunServiceClient is the client API for RunService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// The run tracking service. What a client does when a call fails is the client
+// contract at the top of proto/runcore/v1/runcore.proto (as data:
+// tests/vectors/status_contract.json).
 type RunServiceClient interface {
 	// Starts a run, or resumes one (see InitRequest.resume).
 	Init(ctx context.Context, in *InitRequest, opts ...grpc.CallOption) (*InitResponse, error)
@@ -242,6 +246,10 @@ type RunService_ScanHistoryClient = grpc.ServerStreamingClient[ScanHistoryRespon
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility.
+//
+// The run tracking service. What a client does when a call fails is the client
+// contract at the top of proto/runcore/v1/runcore.proto (as data:
+// tests/vectors/status_contract.json).
 type RunServiceServer interface {
 	// Starts a run, or resumes one (see InitRequest.resume).
 	Init(context.Context, *InitRequest) (*InitResponse, error)

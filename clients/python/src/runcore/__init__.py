@@ -14,9 +14,11 @@ sidecar in batches (see ``runcore._sender``). The sidecar is found through
 ``runcore._sidecar``).
 
 Layout: ``_api`` (init, module functions, exit hooks), ``_run`` (Run, config,
-summary), ``_sender`` (the LogStream sender), ``_sidecar`` (finding, spawning and
-reconnecting to the sidecar), ``_values`` (values and data types), ``_settings``,
-``_errors``, ``_proto`` (generated stubs).
+summary), ``_sender`` (the LogStream sender; it knows its run only through a
+``RunLink``), ``_steps`` (the client's mirror of the step rules), ``_contract``
+(what a failed call means: retry, re-Init, run ended, ...), ``_sidecar`` (finding,
+spawning and reconnecting to the sidecar), ``_values`` (values and data types),
+``_settings``, ``_errors``, ``_proto`` (generated stubs).
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from ._api import (
     save,
     teardown,
 )
-from ._errors import CommError, ConfigError, Error, RuncoreWarning, SidecarNotFoundError, UsageError
+from ._errors import (
+    CommError,
+    ConfigError,
+    Error,
+    RunEndedError,
+    RuncoreWarning,
+    SidecarNotFoundError,
+    UsageError,
+)
 from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summary
 from ._settings import Settings
 from ._values import Audio, Histogram, Image, Video
@@ -55,6 +65,7 @@ __all__ = [
     "Image",
     "Metric",
     "Run",
+    "RunEndedError",
     "RunStatus",
     "RuncoreWarning",
     "Settings",

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import grpc
@@ -14,7 +15,8 @@ import grpc
 from . import _sidecar, _values
 from ._errors import Error, UsageError
 from ._proto import runcore_pb2 as pb
-from ._run import AlertLevel, AlertResult, Metric, Run, _as_dict, _normalized, retryable, rpc_error
+from ._contract import Kind
+from ._run import AlertLevel, AlertResult, Metric, Run, _as_dict, _normalized, rpc_error, should_retry
 from ._settings import (
     ENV_ENTITY,
     ENV_JOB_TYPE,
@@ -135,6 +137,9 @@ def init(
             req.system_metrics.disabled = True
         sidecar = _sidecar.get(s, base_dir)
         resp = _init_call(sidecar, req, s)
+        if resp.resumed:
+            # The sidecar merged the config given now into the run's: show all of it.
+            normalized = _resumed_config(sidecar, resp.run.id, s, normalized)
         # Later re-attaches resume this very run: keep what identifies it.
         req.config.clear()
         run = Run(sidecar, resp, s, req, normalized, bool(allow_val_change), _forget)
@@ -147,18 +152,36 @@ def init(
 
 
 def _init_call(sidecar: "_sidecar.Sidecar", req: pb.InitRequest, s: Settings) -> pb.InitResponse:
-    import time
-
+    """Init, retried as the client contract says (kind INIT) for up to init_timeout."""
     deadline = time.monotonic() + s.init_timeout
+    retries = 0
     while True:
         gen = sidecar.generation
         try:
             resp: pb.InitResponse = sidecar.stub.Init(req, metadata=sidecar.metadata, timeout=s.init_timeout)
             return resp
         except grpc.RpcError as e:
-            if not retryable(e, sidecar, gen) or time.monotonic() >= deadline:
+            if not should_retry(e, Kind.INIT, sidecar, gen) or time.monotonic() >= deadline:
                 raise rpc_error("init", e) from None
+            if retries:  # back off from the second retry on
+                time.sleep(min(1.0, 0.05 * 2 ** (retries - 1), max(0.0, deadline - time.monotonic())))
+            retries += 1
             sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
+
+
+def _resumed_config(sidecar: "_sidecar.Sidecar", run_id: str, s: Settings, given: dict[str, Any]) -> dict[str, Any]:
+    """A resumed run's whole config, as the sidecar holds it (InitResponse does
+    not carry it; GetRun does)."""
+    try:
+        got = sidecar.stub.GetRun(pb.GetRunRequest(run_id=run_id), metadata=sidecar.metadata, timeout=s.rpc_timeout)
+    except grpc.RpcError as e:
+        print(
+            f"runcore: run {run_id} resumed, but its config could not be read ({e.code().name}: {e.details()}); "
+            "run.config holds only the keys given to init()",
+            file=sys.stderr,
+        )
+        return given
+    return _values.map_from_proto(got.config)
 
 
 def _forget(run: Run) -> None:

@@ -23,6 +23,19 @@ class ConfigError(Error):
     """A config key was changed without ``allow_val_change=True`` (as in W&B)."""
 
 
+class RunEndedError(Error):
+    """The sidecar ended the run without this client finishing it: ``state`` says
+    how (``crashed``: no sign of life from the client within its client timeout;
+    ``killed``: the sidecar shut down with the run open; ``preempted``; or
+    ``finished``/``failed`` by another client). runcore never resumes such a run by
+    itself: ``runcore.init(id=run_id, resume="allow")`` continues it."""
+
+    def __init__(self, run_id: str, state: str, message: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.state = state
+
+
 class RuncoreWarning(UserWarning):
     """Something was not recorded as asked (a dropped row, a rejected batch...).
 

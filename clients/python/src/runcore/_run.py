@@ -2,20 +2,28 @@
 ``summary`` objects.
 
 ``log()`` is the hot path: it checks and converts the values, mirrors the sidecar's
-step rules to keep ``run.step`` current, and queues one row for the background
-sender (see ``_sender``). Every other method is one unary RPC. Calls that change
-what later rows mean (define_metric, summary updates, mark_preempting, finish)
-first wait until the rows logged before them are acknowledged, so the sidecar
-applies everything in the order the program did it.
+step rules to keep ``run.step`` current (``_steps``), and queues one row for the
+background sender (see ``_sender``). Every other method is one unary RPC. Calls that
+change what later rows mean (define_metric, summary updates, mark_preempting,
+finish) first wait until the rows logged before them are acknowledged, so the
+sidecar applies everything in the order the program did it.
+
+A failed call is handled as the client contract says (``_contract.classify``): the
+sidecar unreachable -> reconnect and retry; the run unknown to it -> Init it again;
+the run ended by it (crashed, killed, ...) -> ``RunEndedError`` and a warning,
+never a silent resume. A stop request (``runcore runs stop``) interrupts the main
+thread (``Settings.on_stop``).
 """
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import datetime
 import enum
 import os
 import pathlib
+import signal
 import sys
 import threading
 import time
@@ -26,10 +34,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 import grpc
 
 from . import _values
-from ._errors import CommError, ConfigError, Error, RuncoreWarning, UsageError
+from ._contract import Action, Kind, classify
+from ._errors import CommError, ConfigError, Error, RunEndedError, RuncoreWarning, UsageError
 from ._proto import runcore_pb2 as pb
 from ._sender import Sender
 from ._settings import Settings
+from ._steps import StepMirror
 
 if TYPE_CHECKING:
     from ._sidecar import Sidecar
@@ -45,6 +55,14 @@ _STATE_NAMES: dict[int, str] = {
     pb.RUN_STATE_PREEMPTED: "preempted",
 }
 _OPEN_STATES = (pb.RUN_STATE_RUNNING, pb.RUN_STATE_PREEMPTING)
+#: Why the sidecar ends a run in these states without its client finishing it.
+_ENDED_WHY = {
+    "crashed": "it saw no sign of life from this client within the client timeout, or its process gone",
+    "killed": "the sidecar shut down with the run open",
+    "preempted": "the run was preempting when its client went quiet",
+    "finished": "it was finished, not by this client",
+    "failed": "it was finished with an error, not by this client",
+}
 _POLICIES = ("live", "now", "end")
 MAX_ALERT_TITLE = 64
 #: A single non-scalar value larger than this is refused by log() (the sidecar
@@ -132,13 +150,31 @@ def rpc_error(what: str, e: grpc.RpcError) -> Exception:
     return Error(f"runcore: {what}: {code.name}: {details}")
 
 
-def retryable(e: grpc.RpcError, sidecar: "Sidecar", generation: int) -> bool:
-    """Whether a failed unary call should be retried after a reconnect: the sidecar
-    was unreachable, or another thread replaced the channel under the call."""
+def should_retry(e: grpc.RpcError, kind: Kind, sidecar: "Sidecar", generation: int) -> bool:
+    """Whether a failed call is retried after a reconnect: the contract says
+    retry, and it was not this client that cancelled it (a CANCELLED call is
+    retried only when another thread replaced the channel under it)."""
     code = e.code()
-    return code == grpc.StatusCode.UNAVAILABLE or (
-        code == grpc.StatusCode.CANCELLED and sidecar.generation != generation
-    )
+    if classify(code, kind) is not Action.RETRY:
+        return False
+    return code != grpc.StatusCode.CANCELLED or sidecar.generation != generation
+
+
+def _interrupt_main() -> bool:
+    """Raises KeyboardInterrupt in the main thread, as Ctrl-C would (a real SIGINT
+    to that thread, so a blocking sleep or read is interrupted too). False when
+    SIGINT is not handled by Python here (ignored, or default: a signal would kill
+    the process without finishing the run)."""
+    if not callable(signal.getsignal(signal.SIGINT)):
+        return False
+    main = threading.main_thread()
+    if not main.is_alive() or main.ident is None:
+        return False
+    try:
+        signal.pthread_kill(main.ident, signal.SIGINT)
+    except (AttributeError, OSError, ValueError):  # no pthread_kill on this platform
+        _thread.interrupt_main()
+    return True
 
 
 def _as_dict(value: Any, what: str) -> dict[str, Any]:
@@ -333,8 +369,7 @@ class Run:
         self.sweep_id: Optional[str] = None
         self.config = Config(self, dict(config), allow_val_change)
         self.summary = Summary(self)
-        self._step = self.starting_step
-        self._pending = False
+        self._steps = StepMirror(self.starting_step)
         self._log_lock = threading.Lock()
         self._attach_lock = threading.Lock()
         self._attached_gen = sidecar.generation
@@ -346,7 +381,11 @@ class Run:
         self._final_summary: Optional[dict[str, Any]] = None
         self._final_info: Optional[pb.RunInfo] = None
         self._should_stop = False
-        self._sender = Sender(self, first_seq=int(resp.last_seq) + 1)
+        #: How the sidecar ended the run without this client finishing it.
+        self._ended: Optional[str] = None
+        self._sender = Sender(
+            _Link(self), sidecar, settings, float(info.client_timeout or 0.0), first_seq=int(resp.last_seq) + 1
+        )
 
     # -- attributes -----------------------------------------------------------------
 
@@ -395,7 +434,7 @@ class Run:
     @property
     def step(self) -> int:
         """The step the next committed row gets."""
-        return self._step
+        return self._steps.step
 
     @property
     def url(self) -> Optional[str]:
@@ -427,7 +466,8 @@ class Run:
         return None
 
     def __repr__(self) -> str:
-        return f"<runcore.Run {self.path} name={self._name!r} state={self._final_state if self._finished else 'running'}>"
+        state = self._final_state if self._finished else (self._ended or "running")
+        return f"<runcore.Run {self.path} name={self._name!r} state={state}>"
 
     # -- log --------------------------------------------------------------------------
 
@@ -470,7 +510,16 @@ class Run:
             commit = bool(commit)
         ts = time.time()
         with self._log_lock:
-            if not self._advance(bool(data), step, commit):
+            current = self._steps.step
+            if not self._steps.advance(bool(data), step, commit):
+                self._dropped += 1
+                self._warn_once(
+                    "dropped-smaller-step",
+                    f"runcore: run.log(step={step}) is smaller than the run's current step "
+                    f"{current}; as in W&B, such rows are dropped. Log with a step >= "
+                    f"{current} or without one. (Warned once; run.status().rows_dropped counts them.)",
+                    stacklevel=3,
+                )
                 return
             self._sender.put((skeys, svals, values, step, commit, ts))
 
@@ -498,96 +547,119 @@ class Run:
             raise ValueError(f"run.log: step {s} is negative; steps start at 0")
         return int(s)
 
-    def _advance(self, has_data: bool, step: Optional[int], commit: Optional[bool]) -> bool:
-        """Mirrors the sidecar's step rules for ``run.step``; False drops the row."""
-        if step is None:
-            do_commit = True if commit is None else commit
-        else:
-            if step < self._step:
-                self._dropped += 1
-                self._warn_once(
-                    "dropped-smaller-step",
-                    f"runcore: run.log(step={step}) is smaller than the run's current step "
-                    f"{self._step}; as in W&B, such rows are dropped. Log with a step >= "
-                    f"{self._step} or without one. (Warned once; run.status().rows_dropped counts them.)",
-                )
-                return False
-            if step > self._step:
-                self._step = step
-                self._pending = False
-            do_commit = False if commit is None else commit
-        if has_data:
-            self._pending = True
-        if do_commit and self._pending:
-            self._step += 1
-            self._pending = False
-        return True
-
     def _on_dropped(self, d: pb.DroppedRow) -> None:
         """A row the sidecar dropped (the client's mirror did not foresee it)."""
         self._dropped += 1
         kind = "dropped-smaller-step" if d.step < d.current_step else "dropped-row"
         self._warn_once(kind, f"runcore: the sidecar dropped a logged row: {d.reason}")
 
-    def _warn_once(self, kind: str, message: str) -> None:
+    def _warn_once(self, kind: str, message: str, stacklevel: int = 4) -> None:
         if kind in self._warned:
             return
         self._warned.add(kind)
-        warnings.warn(message, RuncoreWarning, stacklevel=4)
+        warnings.warn(message, RuncoreWarning, stacklevel=stacklevel)
 
     # -- RPCs ---------------------------------------------------------------------------
 
     def _call(
         self, what: str, method: str, request: Any, timeout: Optional[float] = None, retry: bool = True
     ) -> Any:
-        """One unary call; reconnects (and re-attaches the run) when the sidecar is
-        unreachable, for up to settings.reconnect_timeout (unless ``retry=False``)."""
+        """One unary call, handled as the client contract says: when the sidecar is
+        unreachable it reconnects (and re-attaches the run) and calls again, for up
+        to settings.reconnect_timeout (unless ``retry=False``); a run the sidecar
+        does not know is Init-ed again; a run it ended raises RunEndedError."""
         deadline = time.monotonic() + (self.settings.reconnect_timeout if retry else 0.0)
+        reinit = retry
+        retries = 0
         while True:
             sidecar = self._sidecar
             gen = sidecar.generation
             try:
-                self._reattach()
+                self._attach()
                 return getattr(sidecar.stub, method)(
                     request, timeout=timeout or self.settings.rpc_timeout, metadata=sidecar.metadata
                 )
             except grpc.RpcError as e:
-                if not retryable(e, sidecar, gen) or time.monotonic() >= deadline:
-                    raise rpc_error(what, e) from None
-                sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
+                if should_retry(e, Kind.UNARY, sidecar, gen) and time.monotonic() < deadline:
+                    if retries:  # back off from the second retry on
+                        time.sleep(min(1.0, 0.05 * 2 ** (retries - 1), max(0.0, deadline - time.monotonic())))
+                    retries += 1
+                    sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
+                    continue
+                action = classify(e.code(), Kind.UNARY)
+                if action is Action.REINIT and reinit:
+                    reinit = False  # once per call
+                    self._attach_or_raise(what, e)
+                    continue
+                if action is Action.ENDED:
+                    self._attach_or_raise(what, e)  # raises RunEndedError if it ended
+                raise rpc_error(what, e) from None
 
-    def _reattach(self) -> None:
-        """After a reconnect: makes sure the sidecar has the run open again (a
-        restarted sidecar recovers it from its log; one that marked it ended gets
-        an Init with resume="allow" and the same id)."""
-        if self._attached_gen == self._sidecar.generation:
+    def _attach_or_raise(self, what: str, error: grpc.RpcError) -> None:
+        """Asks the sidecar about the run after ``error``: re-Inits a run it does not
+        know, raises RunEndedError for one it ended; raises ``error`` as the call's
+        exception when the sidecar cannot be asked."""
+        try:
+            self._attach(force=True)
+        except grpc.RpcError:
+            raise rpc_error(what, error) from None
+
+    def _attach(self, force: bool = False) -> None:
+        """Makes sure the sidecar has the run open, after a reconnect (or now, with
+        ``force``): a restarted sidecar recovers an open run from its log (nothing
+        to do); one that does not know the run (another data dir) gets an Init with
+        resume="allow" and the same id; a run it ended (crashed, killed, ...) is
+        reported, and stays ended: RunEndedError."""
+        if not force and self._attached_gen == self._sidecar.generation:
             return
         with self._attach_lock:
             sidecar = self._sidecar
             gen = sidecar.generation
-            if self._attached_gen == gen:
+            if not force and self._attached_gen == gen:
                 return
-            if not self._open_on_sidecar(raise_unavailable=True):
+            if self._ended is not None:
+                raise self._ended_error()
+            try:
+                resp = sidecar.stub.GetRun(
+                    pb.GetRunRequest(run_id=self.id), metadata=sidecar.metadata, timeout=min(30.0, self.settings.rpc_timeout)
+                )
+                state: Optional[int] = resp.run.state
+            except grpc.RpcError as e:
+                if classify(e.code(), Kind.UNARY) is not Action.REINIT:
+                    raise
+                state = None
+            if state is None:
                 req = pb.InitRequest()
                 req.CopyFrom(self._init_request)
                 req.resume = pb.RESUME_ALLOW
                 req.id = self.id
                 req.project = self.project
-                # Merged on resume (a no-op for a run the sidecar still has); it
-                # matters for a sidecar that lost the run, e.g. a new data dir.
+                # The sidecar lost the run (e.g. a new data dir): give it the config.
                 _values.map_to_proto(req.config, self.config.as_dict(), "config")
                 sidecar.stub.Init(req, metadata=sidecar.metadata, timeout=self.settings.rpc_timeout)
+            elif state not in _OPEN_STATES:
+                self._mark_ended(state_name(state))
+                raise self._ended_error()
             self._attached_gen = gen
 
-    def _open_on_sidecar(self, raise_unavailable: bool = False) -> bool:
-        sidecar = self._sidecar
-        try:
-            resp = sidecar.stub.GetRun(pb.GetRunRequest(run_id=self.id), metadata=sidecar.metadata, timeout=30)
-        except grpc.RpcError as e:
-            if raise_unavailable and e.code() == grpc.StatusCode.UNAVAILABLE:
-                raise
-            return False
-        return resp.run.state in _OPEN_STATES
+    def _mark_ended(self, state: str) -> None:
+        """The sidecar ended the run without this client finishing it: say so, once."""
+        if self._ended is not None:
+            return
+        self._ended = state
+        self._warn_once("ended", str(self._ended_error()))
+
+    def _ended_error(self) -> RunEndedError:
+        state = self._ended or "unknown"
+        why = _ENDED_WHY.get(state)
+        return RunEndedError(
+            self.id,
+            state,
+            f"runcore: the sidecar ended run {self.id} as {state}"
+            + (f" ({why})" if why else "")
+            + "; runcore does not resume it, so rows logged from now on are not recorded. "
+            f'runcore.init(id="{self.id}", resume="allow") continues it.',
+        )
 
     def _heartbeat(self) -> None:
         sidecar = self._sidecar
@@ -595,15 +667,47 @@ class Run:
             resp = sidecar.stub.Heartbeat(
                 pb.HeartbeatRequest(run_id=self.id), metadata=sidecar.metadata, timeout=10
             )
-        except grpc.RpcError:
-            return  # the sender notices a vanished sidecar through its stream
-        if resp.should_stop and not self._should_stop:
-            self._should_stop = True
-            self._warn_once("should-stop", f"runcore: the sidecar asks run {self.id} to stop")
+        except grpc.RpcError as e:
+            # An idle run learns here that the sidecar ended it (or lost it); a
+            # sidecar that went away is noticed by the sender through its stream.
+            if classify(e.code(), Kind.UNARY) in (Action.ENDED, Action.REINIT) and not self._finished:
+                try:
+                    self._attach(force=True)
+                except (RunEndedError, grpc.RpcError):
+                    pass
+            return
+        if resp.should_stop:
+            self._stop_requested()
+
+    def _stop_requested(self) -> None:
+        """An operator asked the run to stop (``runcore runs stop``): as W&B does,
+        interrupt the training loop (KeyboardInterrupt in the main thread), or only
+        warn with ``Settings(on_stop="warn")``; either way say why, once."""
+        if self._should_stop or self._finished:
+            return
+        message = (
+            f"runcore: run {self.id} was asked to stop (runcore runs stop {self.id}, or a StopRun call)"
+        )
+        interrupt = (self.settings.on_stop or "interrupt") == "interrupt"
+        if interrupt and callable(signal.getsignal(signal.SIGINT)):
+            message += (
+                "; raising KeyboardInterrupt in the main thread "
+                '(Settings(on_stop="warn") or RUNCORE_ON_STOP=warn only warns)'
+            )
+        else:
+            if interrupt:
+                message += "; SIGINT is not handled by Python in this process, so it is not interrupted"
+            message += "; run.status().should_stop is True: finish the run when convenient"
+        self._warn_once("should-stop", message)
+        self._should_stop = True
+        if interrupt:
+            _interrupt_main()
 
     def _ensure_open(self, what: str) -> None:
         if self._finished:
             raise UsageError(f"runcore: {what}: run {self.id} has finished")
+        if self._ended is not None:
+            raise self._ended_error()
 
     def _flush(self) -> None:
         """Waits until every row logged so far is acknowledged by the sidecar."""
@@ -752,7 +856,7 @@ class Run:
     def status(self) -> RunStatus:
         """The run's state as the sidecar has it, and the client's delivery counts."""
         s = self._sender
-        state = self._final_state
+        state = self._final_state if self._finished else (self._ended or self._final_state)
         rows = 0
         try:
             req = pb.GetRunRequest(run_id=self.id)
@@ -764,7 +868,7 @@ class Run:
                 rows = int(self._final_info.history_rows)
         return RunStatus(
             state=state,
-            step=self._step,
+            step=self._steps.step,
             history_rows=rows,
             rows_logged=s.rows_queued,
             rows_acked=s.rows_acked,
@@ -784,6 +888,7 @@ class Run:
             return
         code = 0 if exit_code is None else int(exit_code)
         self._finished = True
+        self._steps.finish()  # the pending row is committed (run.step follows)
         try:
             self._sender.close()
             if self._sender.dead is not None and self._sender.rows_lost:
@@ -792,13 +897,12 @@ class Run:
                     file=sys.stderr,
                 )
             try:
+                # Finish of a run the sidecar ended answers with how it ended.
                 resp = self._call("finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code))
-                if resp.run.state == pb.RUN_STATE_CRASHED:
-                    # The sidecar gave up on this client (e.g. it stalled past the
-                    # client timeout), yet here it is, finishing: say how it ended.
-                    self._attached_gen = -1
-                    self._reattach()
-                    resp = self._call("finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code))
+            except RunEndedError as e:
+                # Found ended after a reconnect: reported by _mark_ended already.
+                self._final_state = e.state
+                return
             except Error as e:
                 self._final_state = "unknown"
                 print(f"runcore: run {self.id} could not be finished: {e}", file=sys.stderr)
@@ -806,6 +910,10 @@ class Run:
             self._final_info = resp.run
             self._final_state = state_name(resp.run.state)
             self._final_summary = _values.map_from_proto(resp.summary)
+            if resp.run.state not in (pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED) or self._ended is not None:
+                # The sidecar had ended it (e.g. this client stalled past its client
+                # timeout): report how, and do not resume it.
+                self._mark_ended(self._final_state)
             if not (quiet or self.settings.quiet or self.settings.silent):
                 print(
                     f"runcore: run {self._name} ({self.id}) {self._final_state}; "
@@ -831,3 +939,28 @@ class Run:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.finish(exit_code=0 if exc_type is None else 1)
+
+
+class _Link:
+    """What the sender may do with its run (``_sender.RunLink``)."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run_id(self) -> str:
+        return self._run.id
+
+    def attach(self, force: bool) -> None:
+        self._run._attach(force)
+
+    def heartbeat(self) -> None:
+        self._run._heartbeat()
+
+    def on_dropped(self, row: pb.DroppedRow) -> None:
+        self._run._on_dropped(row)
+
+    def warn(self, kind: str, message: str) -> None:
+        self._run._warn_once(kind, message)

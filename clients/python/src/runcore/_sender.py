@@ -10,12 +10,21 @@ them to the sidecar over ``LogStream``.
   packed scalar fields, each batch numbered with the next ``seq``.
 - An ack thread per stream reads ``LogAck`` messages in order and retires batches.
   Batches stay in ``unacked`` until acknowledged; when the stream breaks because
-  the sidecar went away, the run re-attaches (see ``Run._reattach``) and every
+  the sidecar went away, the run re-attaches (``RunLink.attach``) and every
   unacknowledged batch is sent again on a new stream. The sidecar keeps the highest
   seq it applied and acknowledges a resent one as a duplicate without applying it
   again, so each row lands exactly once.
-- A batch the sidecar refuses for good (INVALID_ARGUMENT and the like) is dropped
-  with a warning; it cannot be applied by sending it again.
+- What a broken stream means is the client contract's (``_contract.classify``,
+  kind STREAM): reconnect and resend (UNAVAILABLE, ABORTED, ...; INTERNAL and
+  UNKNOWN: RETRY_LIMITED_ATTEMPTS attempts in a row at most), drop the refused batch
+  with a warning and resend the rest (INVALID_ARGUMENT, RESOURCE_EXHAUSTED), re-Init
+  a run the sidecar does not know (NOT_FOUND), report a run the sidecar ended
+  (FAILED_PRECONDITION: crashed, killed, ...) and never resume it, or give up
+  (UNAUTHENTICATED, PERMISSION_DENIED, ...).
+
+The sender knows its run only through a :class:`RunLink` (the few things it needs:
+re-attach, heartbeat, report), which the ``Run`` hands it; this module does not
+import the one that defines ``Run``.
 """
 
 from __future__ import annotations
@@ -24,27 +33,43 @@ import collections
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Protocol
 
 import grpc
 
-from ._errors import CommError
+from ._contract import RETRY_LIMITED_ATTEMPTS, Action, Kind, classify
+from ._errors import CommError, RunEndedError
 from ._proto import runcore_pb2 as pb
+from ._settings import Settings
 
 if TYPE_CHECKING:
-    from ._run import Run
+    from ._sidecar import Sidecar
 
-#: Stream errors after which the client reconnects and resends.
-RETRYABLE = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.ABORTED,
-    }
-)
+
+class RunLink(Protocol):
+    """What the sender needs from the run it sends for."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def attach(self, force: bool) -> None:
+        """Makes sure the run is open on the sidecar: after a reconnect (or always,
+        with ``force``) asks the sidecar, re-Inits a run it does not know, and
+        raises :class:`RunEndedError` for a run it ended (which is never resumed).
+        Raises ``grpc.RpcError`` when the sidecar cannot be asked."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Shows a sign of life and handles what the reply says (should_stop)."""
+        ...
+
+    def on_dropped(self, row: pb.DroppedRow) -> None:
+        """A row the sidecar did not apply (a smaller step the client did not foresee...)."""
+        ...
+
+    def warn(self, kind: str, message: str) -> None:
+        """Reports something not recorded as asked (once per kind)."""
+        ...
 #: Largest batch the sender builds; the sidecar's default limit is 16 MiB.
 MAX_BATCH_BYTES = 4 << 20
 
@@ -113,16 +138,20 @@ class _LocalError(grpc.RpcError):  # type: ignore[misc]
 
 
 class Sender:
-    def __init__(self, run: "Run", first_seq: int) -> None:
-        s = run.settings
-        self._run = run
-        self._run_id = run.id
+    def __init__(
+        self, link: RunLink, sidecar: "Sidecar", settings: Settings, client_timeout: float, first_seq: int
+    ) -> None:
+        s = settings
+        self._link = link
+        self._sidecar = sidecar
+        self._settings = settings
+        self._run_id = link.run_id
         self._interval = float(s.batch_interval)
         self._batch_rows = int(s.batch_rows)
         self._max_queue = int(s.queue_size)
         self._max_in_flight = int(s.max_in_flight)
         # Any RPC is a sign of life; an idle run heartbeats well inside its timeout.
-        timeout = float(run._info.client_timeout or 0.0)
+        timeout = float(client_timeout or 0.0)
         self._heartbeat_every = min(float(s.heartbeat_interval), timeout / 3) if timeout > 0 else float(s.heartbeat_interval)
         self._rows: "collections.deque[Row]" = collections.deque()
         self._wake = threading.Event()
@@ -145,6 +174,8 @@ class Sender:
         # Since when streams break without an ack in between (None: all is well).
         self._failing_since: Optional[float] = None
         self._failures = 0
+        # Stream failures in a row whose action is RETRY_LIMITED.
+        self._limited = 0
         # Since when (and at which ack count and stream) batches wait for acks.
         self._waiting_since: Optional[float] = None
         self._waiting_mark: Any = None
@@ -226,7 +257,7 @@ class Sender:
             self._cond.notify_all()
         if self._stream is not None:
             self._stream.cancel()
-        self._run._warn_once(
+        self._link.warn(
             "sender-gave-up",
             f"runcore: run {self._run_id}: {why}; {lost} logged rows could not be delivered "
             "and later rows are discarded",
@@ -325,50 +356,72 @@ class Sender:
             failing_for = now - self._failing_since
             failures = self._failures
         what = "the stream ended" if error is None else f"{error.code().name}: {error.details()}"
-        if failing_for > self._run.settings.reconnect_timeout:
+        if failing_for > self._settings.reconnect_timeout:
             raise _GiveUp(f"the log stream kept failing for {failing_for:.0f} s ({what})")
         if failures > 1:
             time.sleep(min(2.0, 0.05 * 2 ** (failures - 2)))
 
     def _handle_break(self, error: Optional[grpc.RpcError]) -> bool:
-        """Decides what a broken stream means; True when the sidecar must be
-        re-reached (and the run re-attached) before resending."""
+        """Decides what a broken stream means (the contract's action for its
+        status); True when the sidecar must be re-reached (and the run
+        re-attached) before resending."""
         if error is None:
             return True  # the sidecar ended the stream without an error: reconnect
         code = error.code()
-        if code in RETRYABLE:
-            return True
         details = error.details() or ""
-        if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION) and not self._run._open_on_sidecar():
-            return True  # the run is unknown or ended there: re-attach and resend
-        with self._cond:
-            if not self._unacked:
+        action = classify(code, Kind.STREAM)
+        if action is Action.RETRY:
+            return True
+        if action is Action.RETRY_LIMITED:
+            with self._cond:
+                self._limited += 1
+                failures = self._limited
+            if failures >= RETRY_LIMITED_ATTEMPTS:
+                raise _GiveUp(f"the log stream failed {failures} times in a row ({code.name}: {details})")
+            return True
+        if action in (Action.REINIT, Action.ENDED):
+            # Ask the sidecar about the run now: a run it does not know is Init-ed
+            # again (and the batches resent); one it ended raises RunEndedError.
+            try:
+                self._link.attach(force=True)
+            except RunEndedError as e:
+                raise _GiveUp(str(e).replace("runcore: ", "", 1)) from e
+            except grpc.RpcError:
+                return True  # the sidecar cannot be asked: reconnect first
+            if action is Action.REINIT:
                 return False
-            seq, (_, n) = self._unacked.popitem(last=False)
-            self.rows_lost += n
-            self._cond.notify_all()
-        self._run._warn_once(
-            f"rejected-{code.name}",
-            f"runcore: the sidecar refused a batch of {n} logged rows (seq {seq}) and they were "
-            f"not recorded: {code.name}: {details}",
-        )
-        return False
+            raise _GiveUp(f"the sidecar refused the log stream: {code.name}: {details}")
+        if action is Action.DROP_BATCH:
+            with self._cond:
+                if not self._unacked:
+                    return False
+                seq, (_, n) = self._unacked.popitem(last=False)
+                self.rows_lost += n
+                self._cond.notify_all()
+            self._link.warn(
+                f"rejected-{code.name}",
+                f"runcore: the sidecar refused a batch of {n} logged rows (seq {seq}) and they were "
+                f"not recorded: {code.name}: {details}",
+            )
+            return False
+        raise _GiveUp(f"the sidecar refused the log stream: {code.name}: {details}")
 
     def _open(self, recover: bool) -> None:
-        deadline = time.monotonic() + self._run.settings.reconnect_timeout
+        deadline = time.monotonic() + self._settings.reconnect_timeout
+        sidecar = self._sidecar
         while True:
-            sidecar = self._run._sidecar
             gen = sidecar.generation
             try:
                 if recover:
                     sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
-                self._run._reattach()
-                sidecar = self._run._sidecar
+                self._link.attach(force=False)
                 stream = _Stream(self, sidecar.stub, sidecar.metadata, sidecar.generation)
             except CommError as e:
                 raise _GiveUp(f"the sidecar at {sidecar.describe()} could not be reached again: {e}") from e
+            except RunEndedError as e:
+                raise _GiveUp(str(e).replace("runcore: ", "", 1)) from e
             except grpc.RpcError as e:
-                if e.code() in RETRYABLE and time.monotonic() < deadline:
+                if classify(e.code(), Kind.UNARY) is Action.RETRY and time.monotonic() < deadline:
                     recover = True
                     continue
                 raise _GiveUp(f"re-attaching the run failed: {e.code().name}: {e.details()}") from e
@@ -407,7 +460,7 @@ class Sender:
         mark = (self.batches_acked, self._stream)
         if self._waiting_since is None or self._waiting_mark != mark:
             self._waiting_since, self._waiting_mark = now, mark
-        elif now - self._waiting_since > self._run.settings.reconnect_timeout:
+        elif now - self._waiting_since > self._settings.reconnect_timeout:
             raise _GiveUp(
                 f"the sidecar acknowledged nothing for {now - self._waiting_since:.0f} s "
                 f"({len(self._unacked)} batches waiting)"
@@ -417,11 +470,14 @@ class Sender:
         now = time.monotonic()
         if now - self._last_heartbeat >= self._heartbeat_every:
             self._last_heartbeat = now
-            self._run._heartbeat()
+            self._link.heartbeat()
 
     # -- ack thread ---------------------------------------------------------------
 
     def _on_ack(self, ack: pb.LogAck) -> None:
+        # Report drops before the batch is retired: a flush that returns has seen them.
+        for d in ack.dropped:
+            self._link.on_dropped(d)
         with self._cond:
             entry = self._unacked.pop(ack.seq, None)
             if entry is not None:
@@ -429,9 +485,8 @@ class Sender:
                 self.batches_acked += 1
             self.last_ack_time = time.time()
             self._failing_since = None
+            self._limited = 0
             self._cond.notify_all()
-        for d in ack.dropped:
-            self._run._on_dropped(d)
 
     def _on_stream_end(self, stream: _Stream, error: Optional[grpc.RpcError]) -> None:
         with self._cond:

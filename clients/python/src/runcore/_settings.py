@@ -19,6 +19,10 @@ ENV_RUN_GROUP = "RUNCORE_RUN_GROUP"
 ENV_JOB_TYPE = "RUNCORE_JOB_TYPE"
 ENV_MODE = "RUNCORE_MODE"
 ENV_SILENT = "RUNCORE_SILENT"
+#: What a stop request (``runcore runs stop``) does: "interrupt" (default) or "warn".
+ENV_ON_STOP = "RUNCORE_ON_STOP"
+#: Values of ``Settings.on_stop``.
+ON_STOP = ("interrupt", "warn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,12 @@ class Settings:
     stats_sampling_interval: Optional[float] = None
     #: No system metrics for this run (W&B: x_disable_stats).
     disable_stats: bool = False
+    #: What the client does when an operator asks the run to stop (``runcore runs
+    #: stop ID``; the heartbeat reply says should_stop): "interrupt" raises
+    #: KeyboardInterrupt in the main thread, as W&B does, after a warning saying
+    #: why; "warn" only warns (``run.status().should_stop`` turns True). When
+    #: None: $RUNCORE_ON_STOP, else "interrupt".
+    on_stop: Optional[str] = None
     #: Everything else passed (W&B settings runcore does not use).
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -88,6 +98,8 @@ class Settings:
         merged.update({k: v for k, v in overrides.items() if v is not None})
         if os.environ.get(ENV_SILENT, "").lower() in ("1", "true", "yes"):
             merged.setdefault("silent", True)
+        if merged.get("on_stop") is None and os.environ.get(ENV_ON_STOP):
+            merged["on_stop"] = os.environ[ENV_ON_STOP].strip().lower()
         return cls(**merged)
 
     def __init__(self, **kwargs: Any) -> None:  # noqa: D107 - accepts W&B's many settings
@@ -111,6 +123,8 @@ class Settings:
     def _check(self) -> None:
         if self.mode not in ("online", "offline", "disabled", "run", "dryrun", "shared"):
             raise ValueError(f"settings mode {self.mode!r} is not one of online, offline, disabled")
+        if self.on_stop is not None and self.on_stop not in ON_STOP:
+            raise ValueError(f"settings on_stop {self.on_stop!r} is not one of {', '.join(ON_STOP)}")
         for name in ("init_timeout", "rpc_timeout", "reconnect_timeout", "batch_interval", "heartbeat_interval"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:

@@ -43,9 +43,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.enable_retries", 0),
-    # grpc-core sends a unix socket's path as :authority, which the sidecar's HTTP/2
-    # stack rejects (RST_STREAM PROTOCOL_ERROR): name a plain host instead.
-    ("grpc.default_authority", "localhost"),
 ]
 
 
@@ -329,10 +326,14 @@ def _spawn(settings: Settings, base_dir: Optional[str]) -> Sidecar:
 
 def get(settings: Settings, base_dir: Optional[str] = None) -> Sidecar:
     """The sidecar for a new run: the one at settings.address / RUNCORE_ADDRESS, or
-    this process's spawned one (started on first use)."""
+    this process's spawned one (started on first use). A connection carries its
+    auth token, so one is kept per address and token: after an init refused for a
+    missing token, the next init with RUNCORE_AUTH_TOKEN set connects afresh."""
     address = settings.address or os.environ.get(ENV_ADDRESS) or None
     origin = "settings.address" if settings.address else ENV_ADDRESS
-    key = address or "<spawned>"
+    key = "<spawned>"
+    if address:
+        key = address + "\x00" + os.environ.get(ENV_AUTH_TOKEN, "")
     with _registry_lock:
         existing = _registry.get(key)
         if existing is not None and existing.owner_pid != os.getpid():

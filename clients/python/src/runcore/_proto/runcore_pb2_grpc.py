@@ -26,7 +26,89 @@ if _version_not_supported:
 
 
 class RunServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """---------------------------------------------------------------------------------
+    The client contract: what a client does when a call ends with a gRPC status.
+
+    The same table, as data, is tests/vectors/status_contract.json; the Python and Go
+    clients follow it through one classifying function each (runcore._contract.classify,
+    classify in clients/go/contract.go), tested against that file. Three kinds of
+    call: Init; any other unary call about an open run ("unary"); the end of a
+    LogStream ("stream").
+
+    Actions:
+    retry          Transient. Reconnect (restarting a sidecar the client spawned),
+    make sure the run is open there (GetRun: open -> go on; NOT_FOUND
+    -> reinit; ended -> ended), then call again, or open a new stream
+    and resend every unacknowledged batch in seq order (the sidecar
+    acknowledges seqs it already holds as duplicates, so each row
+    lands once). Back off exponentially. Give up after the reconnect
+    timeout (default 120 s) without progress: the call fails with
+    UNAVAILABLE, the rows held are reported lost. A call the client
+    cancelled itself is not retried.
+    retry_limited  As retry, but stop after 3 failed attempts in a row (no ack in
+    between). The sidecar failed inside: it is not retried forever.
+    reinit         The sidecar does not know the run (restarted on another data
+    dir): Init again with the same id and project, resume="allow"
+    and the run's config, then retry. Only for a run the client has
+    open.
+    ended          The run may have ended: read its state (GetRun). Terminal
+    (finished, failed, crashed, killed, preempted): the run is over;
+    report it (an error naming the state; a warning from background
+    senders), stop sending, count unacknowledged rows lost. NEVER
+    resume it automatically: a run the sidecar ended as crashed or
+    killed continues only if the user Inits it with resume="allow".
+    Still open: the error stands (unary: fail; stream: stop).
+    drop_batch     Stream only: the oldest unacknowledged batch was refused and
+    nothing of it applied (the batches acknowledged before it
+    stand). Drop it, report its rows lost, resend the rest on a new
+    stream.
+    fail           Return the error to the caller; do not retry. The run stays
+    usable.
+    stop           Return the error; do not retry. On a stream the sender gives up:
+    held and later rows are lost and reported.
+
+    code                 init   unary          stream         when the sidecar returns it
+    OK                   -      -              -              success; a half-closed LogStream ends OK
+    CANCELLED            retry  retry          retry          never itself: the client cancelled, or
+    replaced its channel
+    UNKNOWN              fail   fail           retry_limited  never itself: transport/library failure
+    INVALID_ARGUMENT     fail   fail           drop_batch     malformed request (api/validate.rs), bad
+    define_metric or save; a bad batch ends
+    the stream
+    DEADLINE_EXCEEDED    fail   fail           retry          never itself: the client's deadline passed
+    NOT_FOUND            fail   reinit         reinit         no run with this id in the data dir; Init
+    resume="must" of a missing id
+    ALREADY_EXISTS       fail   fail           stop           Init resume="never" of an existing id
+    PERMISSION_DENIED    fail   stop           stop           a path outside --files-root (TCP)
+    RESOURCE_EXHAUSTED   fail   fail           drop_batch     message over --max-message-bytes, saved
+    file too large, --max-runs-per-client
+    FAILED_PRECONDITION  fail   ended          ended          the run has ended (after Finish, or the
+    sidecar ended it: crashed, killed,
+    preempted); Init in another project; a
+    run held by another sidecar; a saved
+    file that could not be copied
+    ABORTED              fail   fail           retry          an earlier batch of this stream failed;
+    resend from it on a new stream
+    OUT_OF_RANGE         fail   fail           drop_batch     message over the limit (the sidecar
+    reports RESOURCE_EXHAUSTED; a proxy may not)
+    UNIMPLEMENTED        fail   stop           stop           an older sidecar without the RPC
+    INTERNAL             fail   fail           retry_limited  the sidecar failed inside: log or store not
+    written (disk full, I/O), a crashed task
+    UNAVAILABLE          retry  retry          retry          unreachable, restarting or shutting down
+    DATA_LOSS            fail   stop           stop           never sent
+    UNAUTHENTICATED      fail   stop           stop           missing or wrong bearer token (--auth-token;
+    the health service is exempt)
+
+    A sidecar that shuts down (SIGTERM) gives open runs its grace period, then ends
+    them killed: their clients report that and do not resume them. A sidecar that is
+    killed (SIGKILL) and started again recovers its open runs from their logs: their
+    clients reconnect and resend, and nothing is lost.
+    ---------------------------------------------------------------------------------
+
+    The run tracking service. What a client does when a call fails is the client
+    contract at the top of proto/runcore/v1/runcore.proto (as data:
+    tests/vectors/status_contract.json).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -112,7 +194,89 @@ class RunServiceStub:
 
 
 class RunServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """---------------------------------------------------------------------------------
+    The client contract: what a client does when a call ends with a gRPC status.
+
+    The same table, as data, is tests/vectors/status_contract.json; the Python and Go
+    clients follow it through one classifying function each (runcore._contract.classify,
+    classify in clients/go/contract.go), tested against that file. Three kinds of
+    call: Init; any other unary call about an open run ("unary"); the end of a
+    LogStream ("stream").
+
+    Actions:
+    retry          Transient. Reconnect (restarting a sidecar the client spawned),
+    make sure the run is open there (GetRun: open -> go on; NOT_FOUND
+    -> reinit; ended -> ended), then call again, or open a new stream
+    and resend every unacknowledged batch in seq order (the sidecar
+    acknowledges seqs it already holds as duplicates, so each row
+    lands once). Back off exponentially. Give up after the reconnect
+    timeout (default 120 s) without progress: the call fails with
+    UNAVAILABLE, the rows held are reported lost. A call the client
+    cancelled itself is not retried.
+    retry_limited  As retry, but stop after 3 failed attempts in a row (no ack in
+    between). The sidecar failed inside: it is not retried forever.
+    reinit         The sidecar does not know the run (restarted on another data
+    dir): Init again with the same id and project, resume="allow"
+    and the run's config, then retry. Only for a run the client has
+    open.
+    ended          The run may have ended: read its state (GetRun). Terminal
+    (finished, failed, crashed, killed, preempted): the run is over;
+    report it (an error naming the state; a warning from background
+    senders), stop sending, count unacknowledged rows lost. NEVER
+    resume it automatically: a run the sidecar ended as crashed or
+    killed continues only if the user Inits it with resume="allow".
+    Still open: the error stands (unary: fail; stream: stop).
+    drop_batch     Stream only: the oldest unacknowledged batch was refused and
+    nothing of it applied (the batches acknowledged before it
+    stand). Drop it, report its rows lost, resend the rest on a new
+    stream.
+    fail           Return the error to the caller; do not retry. The run stays
+    usable.
+    stop           Return the error; do not retry. On a stream the sender gives up:
+    held and later rows are lost and reported.
+
+    code                 init   unary          stream         when the sidecar returns it
+    OK                   -      -              -              success; a half-closed LogStream ends OK
+    CANCELLED            retry  retry          retry          never itself: the client cancelled, or
+    replaced its channel
+    UNKNOWN              fail   fail           retry_limited  never itself: transport/library failure
+    INVALID_ARGUMENT     fail   fail           drop_batch     malformed request (api/validate.rs), bad
+    define_metric or save; a bad batch ends
+    the stream
+    DEADLINE_EXCEEDED    fail   fail           retry          never itself: the client's deadline passed
+    NOT_FOUND            fail   reinit         reinit         no run with this id in the data dir; Init
+    resume="must" of a missing id
+    ALREADY_EXISTS       fail   fail           stop           Init resume="never" of an existing id
+    PERMISSION_DENIED    fail   stop           stop           a path outside --files-root (TCP)
+    RESOURCE_EXHAUSTED   fail   fail           drop_batch     message over --max-message-bytes, saved
+    file too large, --max-runs-per-client
+    FAILED_PRECONDITION  fail   ended          ended          the run has ended (after Finish, or the
+    sidecar ended it: crashed, killed,
+    preempted); Init in another project; a
+    run held by another sidecar; a saved
+    file that could not be copied
+    ABORTED              fail   fail           retry          an earlier batch of this stream failed;
+    resend from it on a new stream
+    OUT_OF_RANGE         fail   fail           drop_batch     message over the limit (the sidecar
+    reports RESOURCE_EXHAUSTED; a proxy may not)
+    UNIMPLEMENTED        fail   stop           stop           an older sidecar without the RPC
+    INTERNAL             fail   fail           retry_limited  the sidecar failed inside: log or store not
+    written (disk full, I/O), a crashed task
+    UNAVAILABLE          retry  retry          retry          unreachable, restarting or shutting down
+    DATA_LOSS            fail   stop           stop           never sent
+    UNAUTHENTICATED      fail   stop           stop           missing or wrong bearer token (--auth-token;
+    the health service is exempt)
+
+    A sidecar that shuts down (SIGTERM) gives open runs its grace period, then ends
+    them killed: their clients report that and do not resume them. A sidecar that is
+    killed (SIGKILL) and started again recovers its open runs from their logs: their
+    clients reconnect and resend, and nothing is lost.
+    ---------------------------------------------------------------------------------
+
+    The run tracking service. What a client does when a call fails is the client
+    contract at the top of proto/runcore/v1/runcore.proto (as data:
+    tests/vectors/status_contract.json).
+    """
 
     def Init(self, request, context):
         """Starts a run, or resumes one (see InitRequest.resume).
@@ -299,7 +463,89 @@ def add_RunServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RunService:
-    """Missing associated documentation comment in .proto file."""
+    """---------------------------------------------------------------------------------
+    The client contract: what a client does when a call ends with a gRPC status.
+
+    The same table, as data, is tests/vectors/status_contract.json; the Python and Go
+    clients follow it through one classifying function each (runcore._contract.classify,
+    classify in clients/go/contract.go), tested against that file. Three kinds of
+    call: Init; any other unary call about an open run ("unary"); the end of a
+    LogStream ("stream").
+
+    Actions:
+    retry          Transient. Reconnect (restarting a sidecar the client spawned),
+    make sure the run is open there (GetRun: open -> go on; NOT_FOUND
+    -> reinit; ended -> ended), then call again, or open a new stream
+    and resend every unacknowledged batch in seq order (the sidecar
+    acknowledges seqs it already holds as duplicates, so each row
+    lands once). Back off exponentially. Give up after the reconnect
+    timeout (default 120 s) without progress: the call fails with
+    UNAVAILABLE, the rows held are reported lost. A call the client
+    cancelled itself is not retried.
+    retry_limited  As retry, but stop after 3 failed attempts in a row (no ack in
+    between). The sidecar failed inside: it is not retried forever.
+    reinit         The sidecar does not know the run (restarted on another data
+    dir): Init again with the same id and project, resume="allow"
+    and the run's config, then retry. Only for a run the client has
+    open.
+    ended          The run may have ended: read its state (GetRun). Terminal
+    (finished, failed, crashed, killed, preempted): the run is over;
+    report it (an error naming the state; a warning from background
+    senders), stop sending, count unacknowledged rows lost. NEVER
+    resume it automatically: a run the sidecar ended as crashed or
+    killed continues only if the user Inits it with resume="allow".
+    Still open: the error stands (unary: fail; stream: stop).
+    drop_batch     Stream only: the oldest unacknowledged batch was refused and
+    nothing of it applied (the batches acknowledged before it
+    stand). Drop it, report its rows lost, resend the rest on a new
+    stream.
+    fail           Return the error to the caller; do not retry. The run stays
+    usable.
+    stop           Return the error; do not retry. On a stream the sender gives up:
+    held and later rows are lost and reported.
+
+    code                 init   unary          stream         when the sidecar returns it
+    OK                   -      -              -              success; a half-closed LogStream ends OK
+    CANCELLED            retry  retry          retry          never itself: the client cancelled, or
+    replaced its channel
+    UNKNOWN              fail   fail           retry_limited  never itself: transport/library failure
+    INVALID_ARGUMENT     fail   fail           drop_batch     malformed request (api/validate.rs), bad
+    define_metric or save; a bad batch ends
+    the stream
+    DEADLINE_EXCEEDED    fail   fail           retry          never itself: the client's deadline passed
+    NOT_FOUND            fail   reinit         reinit         no run with this id in the data dir; Init
+    resume="must" of a missing id
+    ALREADY_EXISTS       fail   fail           stop           Init resume="never" of an existing id
+    PERMISSION_DENIED    fail   stop           stop           a path outside --files-root (TCP)
+    RESOURCE_EXHAUSTED   fail   fail           drop_batch     message over --max-message-bytes, saved
+    file too large, --max-runs-per-client
+    FAILED_PRECONDITION  fail   ended          ended          the run has ended (after Finish, or the
+    sidecar ended it: crashed, killed,
+    preempted); Init in another project; a
+    run held by another sidecar; a saved
+    file that could not be copied
+    ABORTED              fail   fail           retry          an earlier batch of this stream failed;
+    resend from it on a new stream
+    OUT_OF_RANGE         fail   fail           drop_batch     message over the limit (the sidecar
+    reports RESOURCE_EXHAUSTED; a proxy may not)
+    UNIMPLEMENTED        fail   stop           stop           an older sidecar without the RPC
+    INTERNAL             fail   fail           retry_limited  the sidecar failed inside: log or store not
+    written (disk full, I/O), a crashed task
+    UNAVAILABLE          retry  retry          retry          unreachable, restarting or shutting down
+    DATA_LOSS            fail   stop           stop           never sent
+    UNAUTHENTICATED      fail   stop           stop           missing or wrong bearer token (--auth-token;
+    the health service is exempt)
+
+    A sidecar that shuts down (SIGTERM) gives open runs its grace period, then ends
+    them killed: their clients report that and do not resume them. A sidecar that is
+    killed (SIGKILL) and started again recovers its open runs from their logs: their
+    clients reconnect and resend, and nothing is lost.
+    ---------------------------------------------------------------------------------
+
+    The run tracking service. What a client does when a call fails is the client
+    contract at the top of proto/runcore/v1/runcore.proto (as data:
+    tests/vectors/status_contract.json).
+    """
 
     @staticmethod
     def Init(request,
