@@ -5,25 +5,31 @@
 //! `Run` semantics, and writes the embedded local store.
 //!
 //! # Layout
-//! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
+//! From the top layer down (docs/ARCHITECTURE.md has the whole picture; a module
+//! imports only modules below it):
+//! - [`cli`]: the commands besides `serve` (`runs ls|show|stop`, `sync`, `reap`,
+//!   `health`); [`client`]: connecting to a sidecar.
 //! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
-//!   drains on shutdown. [`shutdown`] owns the stop signal and waits for tasks.
-//! - [`auth`]: the bearer-token layer in front of every service.
+//!   drains on shutdown; [`h2front`] rewrites a unix client's socket-path
+//!   `:authority`; [`auth`] is the bearer-token layer; [`shutdown`] owns the stop
+//!   signal.
 //! - [`api`]: gRPC handlers; [`api::validate`] checks requests, [`api::status`] is
 //!   the one place errors become gRPC statuses.
-//! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups.
-//! - [`run`]: the per-run actor; [`run::state`] holds the log step/commit rules and
-//!   is a pure function of log records; [`run::summary`], [`run::metrics`]
-//!   (define_metric) and [`run::files`] (SaveFiles, media) are its parts.
+//! - [`runs`]: the registry of runs: Init/resume, recovery at start, reads of ended
+//!   runs.
+//! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
 //! - [`backend`]: remote backends (MLflow, W&B) fed from each run's log by a
 //!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).
-//! - [`wal`]: the CRC-framed transaction log.
+//! - [`run`]: the per-run actor (commands, durability, live files, SaveFiles and
+//!   media rules); it sees a forwarder only as a [`run::Delivery`].
 //! - [`store`]: the local store's files, all derived from the log.
-//! - [`value`]: value checks, histogram binning, the store's JSON.
-//! - [`liveness`]: is a run's client still there (pid watch, timeouts).
-//! - [`metadata`]: system metadata probed at Init.
-//! - [`monitor`]: the system-metrics sampler (host, process tree, GPUs) on its own thread.
-//! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
+//! - [`semantics`]: W&B's `Run` rules as a pure function of log records
+//!   ([`semantics::state::RunState::apply`]), with [`semantics::summary`] and
+//!   [`semantics::metrics`] (define_metric).
+//! - Leaves: [`wal`] (the CRC-framed transaction log), [`value`] (value checks,
+//!   histogram binning, the store's JSON), [`liveness`] (is a client still there),
+//!   [`monitor`] (system metrics on their own thread), [`metadata`], [`clock`] (all
+//!   time), [`proto`] (generated).
 
 #![forbid(unsafe_code)]
 

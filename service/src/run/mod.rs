@@ -1,8 +1,8 @@
 //! A run: its semantics and its actor.
 //!
-//! Each open run is one task (the actor, [`actor`]) that owns its state, its
+//! Each open run is one task (the actor, `actor.rs`) that owns its state, its
 //! transaction log and its store writer; gRPC handlers send it [`Command`]s that
-//! carry their reply channel. A record is appended to the log ([`durable`]) before
+//! carry their reply channel. A record is appended to the log (`durable.rs`) before
 //! it is applied and acknowledged. What a record does to a run is
 //! [`crate::semantics`], a pure function of the log shared by live logging,
 //! recovery, reads and forwarding.

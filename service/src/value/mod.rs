@@ -6,8 +6,8 @@
 //! `Infinity` and `-Infinity`, which `json.loads` accepts. Histograms and media are
 //! objects tagged with `_type`, as W&B writes them.
 //!
-//! [`validate`] checks keys and values, [`histogram`] bins raw values, [`json`]
-//! writes the store's JSON and [`parse`] reads it back.
+//! `validate.rs` checks keys and values, `histogram.rs` bins raw values, `json.rs`
+//! writes the store's JSON and `parse.rs` reads it back.
 
 mod histogram;
 mod json;

@@ -3,7 +3,7 @@
 //!
 //! run -> GraphQL `UpsertBucket` (name = the runcore id, display name, group, job
 //! type, tags, notes, host, program, config as `{key: {"value": v}}`), again when
-//! the config changes, at most every [`CONFIG_EVERY`] (a change inside that window
+//! the config changes, at most every `CONFIG_EVERY` (a change inside that window
 //! waits for the next delivery after it, a heartbeat, or the end of the run);
 //! history -> `wandb-history.jsonl` lines on the file_stream endpoint
 //! (`POST /files/{entity}/{project}/{run}/file_stream`) at contiguous offsets;
