@@ -46,3 +46,4 @@ pub mod shutdown;
 pub mod store;
 pub mod value;
 pub mod wal;
+pub mod wandb_service;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::v1::{ClientInfo, RunInfo, Value};
 use crate::run::state::{
-    state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink, SystemEvent,
+    state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink, SystemEvent,
 };
 use crate::value::{self, write_json_f64, write_json_str};
 
@@ -23,6 +23,8 @@ pub const HISTORY_JSONL: &str = "history.jsonl";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const EVENTS_JSONL: &str = "events.jsonl";
 pub const ALERTS_JSONL: &str = "alerts.jsonl";
+/// Console lines of the client (the W&B SDK's captured stdout and stderr).
+pub const OUTPUT_LOG: &str = "output.log";
 pub const FILES_DIR: &str = "files";
 pub const WAL: &str = "run.wal";
 
@@ -115,6 +117,10 @@ pub struct RunFile {
     pub client_pid: Option<i64>,
     pub client_host: Option<String>,
     pub client_boot_id: Option<String>,
+    /// Why the run ended without its client, when something says (the last
+    /// console lines of a W&B SDK script that crashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 impl RunFile {
@@ -145,6 +151,7 @@ impl RunFile {
             client_pid: client.map(|c| c.pid).filter(|p| *p > 0),
             client_host: client.and_then(|c| opt(&c.hostname)),
             client_boot_id: client.and_then(|c| opt(&c.boot_id)),
+            end_reason: opt(&s.end_reason),
         }
     }
 
@@ -257,6 +264,7 @@ pub struct StoreWriter {
     history: BufWriter<File>,
     events: BufWriter<File>,
     alerts: BufWriter<File>,
+    output: BufWriter<File>,
     line: String,
     error: Option<StoreError>,
 }
@@ -281,6 +289,7 @@ impl StoreWriter {
             history: open(HISTORY_JSONL)?,
             events: open(EVENTS_JSONL)?,
             alerts: open(ALERTS_JSONL)?,
+            output: open(OUTPUT_LOG)?,
             line: String::with_capacity(1024),
             error: None,
         })
@@ -311,6 +320,8 @@ impl StoreWriter {
         self.keep(r, EVENTS_JSONL);
         let r = self.alerts.flush();
         self.keep(r, ALERTS_JSONL);
+        let r = self.output.flush();
+        self.keep(r, OUTPUT_LOG);
     }
 
     /// Rewrites run.json.
@@ -364,6 +375,7 @@ impl StoreWriter {
             (&self.history, HISTORY_JSONL),
             (&self.events, EVENTS_JSONL),
             (&self.alerts, ALERTS_JSONL),
+            (&self.output, OUTPUT_LOG),
         ] {
             if let Err(e) = w.get_ref().sync_data() {
                 self.error
@@ -400,6 +412,16 @@ impl Sink for StoreWriter {
         self.line.push('\n');
         let r = self.events.write_all(self.line.as_bytes());
         self.keep(r, EVENTS_JSONL);
+    }
+
+    fn output(&mut self, o: &OutputEvent<'_>) {
+        for line in o.lines {
+            let r = self
+                .output
+                .write_all(line.as_bytes())
+                .and_then(|()| self.output.write_all(b"\n"));
+            self.keep(r, OUTPUT_LOG);
+        }
     }
 
     fn alert(&mut self, a: &AlertEvent<'_>) {
