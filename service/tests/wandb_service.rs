@@ -6,203 +6,21 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::Duration;
-
 use prost::Message;
 use runcore::proto::wandb as wb;
-use runcore::wandb_service::framing;
+use support::wandb_sdk::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use wb::record::Kind as Rec;
 use wb::request::Kind as Ask;
-use wb::server_request::Kind as Req;
 use wb::server_response::Kind as Resp;
-
-/// Longest wait for one reply: an unanswered request fails the test, never hangs it.
-const REPLY: Duration = Duration::from_secs(10);
-
-struct Sdk {
-    sock: UnixStream,
-}
-
-impl Sdk {
-    async fn connect(path: &Path) -> Sdk {
-        Sdk {
-            sock: UnixStream::connect(path).await.expect("connect"),
-        }
-    }
-
-    async fn send_raw(&mut self, payload: &[u8]) {
-        let mut frame = Vec::new();
-        framing::encode(payload, &mut frame);
-        self.sock.write_all(&frame).await.expect("write");
-    }
-
-    async fn send(&mut self, req: wb::ServerRequest) {
-        self.send_raw(&req.encode_to_vec()).await;
-    }
-
-    /// Sends a record of stream `run` (with a mailbox slot when `id` is not empty).
-    async fn record(&mut self, id: &str, run: &str, kind: Rec) {
-        self.send(request(id, record(id, run, kind))).await;
-    }
-
-    async fn reply(&mut self) -> wb::ServerResponse {
-        let read = async {
-            let mut header = [0u8; framing::HEADER_LEN];
-            self.sock
-                .read_exact(&mut header)
-                .await
-                .expect("reply header");
-            assert_eq!(header[0], framing::MAGIC);
-            let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
-            let mut body = vec![0u8; len];
-            self.sock.read_exact(&mut body).await.expect("reply body");
-            wb::ServerResponse::decode(&body[..]).expect("decode reply")
-        };
-        tokio::time::timeout(REPLY, read)
-            .await
-            .expect("no reply within the deadline")
-    }
-
-    /// The reply to request `id`, which must be a record's result.
-    async fn result(&mut self, id: &str) -> wb::Result {
-        let reply = self.reply().await;
-        assert_eq!(reply.request_id, id);
-        match reply.kind {
-            Some(Resp::ResultCommunicate(r)) => {
-                assert_eq!(
-                    r.control.as_ref().map(|c| c.mailbox_slot.as_str()),
-                    Some(id)
-                );
-                r
-            }
-            other => panic!("expected a result for {id}, got {other:?}"),
-        }
-    }
-
-    async fn answer(&mut self, id: &str) -> Option<wb::response::Kind> {
-        match self.result(id).await.kind {
-            Some(wb::result::Kind::Response(r)) => r.kind,
-            other => panic!("expected a response for {id}, got {other:?}"),
-        }
-    }
-
-    /// inform_init and the run record of run `run`: a started run.
-    async fn start(&mut self, run: &str, files: &Path) {
-        let settings = wb::Settings {
-            run_id: Some(wb::StringValue { value: run.into() }),
-            sync_dir: Some(wb::StringValue {
-                value: files.parent().unwrap().display().to_string(),
-            }),
-            ..Default::default()
-        };
-        self.send(wb::ServerRequest {
-            request_id: format!("init-{run}"),
-            kind: Some(Req::InformInit(wb::InformInit {
-                settings: Some(settings),
-                info: Some(info(run)),
-            })),
-        })
-        .await;
-        assert!(matches!(
-            self.reply().await.kind,
-            Some(Resp::InformInitResponse(_))
-        ));
-        let run_record = wb::Run {
-            run_id: run.into(),
-            project: "wb".into(),
-            config: Some(wb::ItemUpdate {
-                update: vec![item("lr", "0.01"), item("_wandb", "{}")],
-                remove: vec![],
-            }),
-            ..Default::default()
-        };
-        self.record("run", run, Rec::Run(run_record)).await;
-        match self.result("run").await.kind {
-            Some(wb::result::Kind::RunResult(r)) => {
-                assert!(r.error.is_none(), "{:?}", r.error);
-                let got = r.run.unwrap();
-                assert_eq!((got.run_id.as_str(), got.project.as_str()), (run, "wb"));
-                assert!(!got.display_name.is_empty(), "runcore names the run");
-            }
-            other => panic!("expected a run result, got {other:?}"),
-        }
-    }
-}
-
-fn info(run: &str) -> wb::StreamInfo {
-    wb::StreamInfo {
-        stream_id: run.into(),
-    }
-}
-
-fn record(slot: &str, run: &str, kind: Rec) -> wb::Record {
-    wb::Record {
-        kind: Some(kind),
-        control: Some(wb::Control {
-            mailbox_slot: slot.into(),
-        }),
-        info: Some(info(run)),
-        ..Default::default()
-    }
-}
-
-fn request(id: &str, rec: wb::Record) -> wb::ServerRequest {
-    wb::ServerRequest {
-        request_id: id.into(),
-        kind: Some(Req::RecordPublish(rec)),
-    }
-}
-
-fn ask(kind: Ask) -> Rec {
-    Rec::Request(wb::Request { kind: Some(kind) })
-}
-
-fn item(key: &str, json: &str) -> wb::Item {
-    wb::Item {
-        key: key.into(),
-        value_json: json.into(),
-        ..Default::default()
-    }
-}
-
-fn log(items: Vec<wb::Item>, step: Option<i64>) -> Rec {
-    ask(Ask::PartialHistory(wb::PartialHistory {
-        item: items,
-        step: step.map(|num| wb::HistoryStep { num }),
-        action: step.is_none().then_some(wb::HistoryAction { flush: true }),
-    }))
-}
-
-/// `bytes` (an encoded message) with an empty field `field` appended: a kind of
-/// message this version of the protocol does not declare.
-fn with_unknown_field(mut bytes: Vec<u8>, field: u32) -> Vec<u8> {
-    prost::encoding::encode_key(
-        field,
-        prost::encoding::WireType::LengthDelimited,
-        &mut bytes,
-    );
-    prost::encoding::encode_varint(0, &mut bytes);
-    bytes
-}
-
-/// A sidecar with a W&B listener on a unix socket in `root`.
-fn sidecar(root: &Path) -> (Sidecar, std::path::PathBuf) {
-    let sock = root.join("wandb.sock");
-    let listen = format!("unix://{}", sock.display());
-    let s = Sidecar::start_in(root, Transport::Tcp, &["--wandb-listen", &listen]);
-    wait_for(|| sock.exists().then_some(()));
-    (s, sock)
-}
 
 #[tokio::test]
 async fn every_request_the_sdk_waits_on_gets_a_reply() {
     let tmp = tempfile::tempdir().unwrap();
-    let (s, sock) = sidecar(tmp.path());
+    let (s, sock) = sidecar(tmp.path(), &[]);
     let files = tmp.path().join("sdk-run").join("files");
     let mut sdk = Sdk::connect(&sock).await;
     sdk.start("r1", &files).await;
@@ -329,7 +147,7 @@ async fn every_request_the_sdk_waits_on_gets_a_reply() {
 #[tokio::test]
 async fn a_connection_closed_without_exit_crashes_its_run_with_the_console() {
     let tmp = tempfile::tempdir().unwrap();
-    let (s, sock) = sidecar(tmp.path());
+    let (s, sock) = sidecar(tmp.path(), &[]);
     let mut sdk = Sdk::connect(&sock).await;
     sdk.start("r2", &tmp.path().join("x").join("files")).await;
     sdk.record("", "r2", log(vec![item("loss", "0.25")], None))
@@ -362,7 +180,7 @@ async fn a_connection_closed_without_exit_crashes_its_run_with_the_console() {
 #[tokio::test]
 async fn a_bad_frame_closes_only_its_connection() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_s, sock) = sidecar(tmp.path());
+    let (_s, sock) = sidecar(tmp.path(), &[]);
     let mut bad = UnixStream::connect(&sock).await.unwrap();
     bad.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let mut buf = [0u8; 16];

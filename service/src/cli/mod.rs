@@ -206,27 +206,10 @@ pub async fn health(address: &str, service: &str, out: &mut impl Write) -> Resul
     Ok(status == ServingStatus::Serving)
 }
 
-/// `runcore runs stop ID`.
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (date, time) = crate::clock::utc(unix.max(0.0).floor());
+    format!("{date} {}", &time[..8])
 }
 
 /// `1h02m03s`, `2m03s`, `4.5s`.
