@@ -175,6 +175,14 @@ async fn a_connection_closed_without_exit_crashes_its_run_with_the_console() {
         "Traceback (most recent call last):\nValueError: boom\n"
     );
     assert_eq!(steps(&read_jsonl(&dir.join("history.jsonl"))), vec![0]);
+    let shown = std::process::Command::new(BIN)
+        .args(["runs", "show", "r2", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("state     crashed"), "{shown}");
+    assert!(shown.contains("ValueError: boom"), "{shown}");
 }
 
 #[tokio::test]

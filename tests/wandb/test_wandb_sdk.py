@@ -198,3 +198,21 @@ def test_runcore_exec_runs_a_script_and_returns_its_code(tmp_path):
                             capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
     assert failed.returncode == 1
     assert read_json(data / "docs" / f"exec-exc-{TAG}" / "run.json")["state"] == "failed"
+
+
+def test_nan_does_not_poison_summaries_unlike_wandb_core(sidecar, tmp_path):
+    """The deliberate difference the README names: runcore's min/max/mean skip NaN,
+    wandb-core's become NaN."""
+    run_id = f"nan-{TAG}"
+    ok(run_script("wandb", "nan", run_id, tmp_path / "rc", sidecar))
+    ours = read_json(sidecar.run_dir(run_id) / "summary.json")["loss"]
+    assert ours == {"min": 0.25, "max": 0.5, "mean": 0.375}
+    work = tmp_path / "core"
+    ok(run_script("wandb-core", "nan", f"nancore{TAG}", work))
+    run_dir = next((work / "wandb").glob("offline-run-*"))
+    out = subprocess.run([os.environ["WANDB_READER_PYTHON"], str(Path(__file__).parent / "read_wandb_log.py"),
+                          str(run_dir)], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert out.returncode == 0, out.stderr
+    theirs = json.loads(out.stdout)["summary"]["loss"]
+    assert all(math.isnan(theirs[k]) for k in ("min", "max", "mean")), theirs

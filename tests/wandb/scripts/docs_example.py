@@ -8,6 +8,8 @@ client: `SDK=wandb python docs_example.py SCENARIO RUN_ID` imports `wandb`,
   exception  an exception inside `with`: the run ends failed with exit code 1
   uncaught   an exception outside `with`, no finish: the process dies with it
   sigkill    logs, prints "ready", and waits to be killed
+  nan        a metric with min/max/mean summaries that logs NaN (where runcore and
+             wandb-core differ on purpose)
 """
 
 import os
@@ -104,4 +106,11 @@ def sigkill():
     time.sleep(300)
 
 
-{"basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()
+def nan():
+    with wandb.init(project=PROJECT, id=run_id) as run:
+        run.define_metric("loss", summary="min,max,mean")
+        for v in [0.5, float("nan"), 0.25]:
+            run.log({"loss": v})
+
+
+{"nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()
