@@ -66,8 +66,8 @@ impl PendingLog {
     }
 
     fn add(&mut self, row: &mut Row, item: &wb::Item) {
-        let path = item_path(item);
-        let top = path[0].as_str();
+        // The common case, a top-level key, without allocating its path.
+        let top = item.nested_key.first().unwrap_or(&item.key).as_str();
         if top == TIMESTAMP_KEY {
             if let Some(Scalar::Float(t)) = scalar(&item.value_json).map(widen) {
                 row.timestamp = t;
@@ -80,7 +80,7 @@ impl PendingLog {
             }
             return;
         }
-        if path.len() == 1 && item.typed.is_none() {
+        if item.nested_key.len() <= 1 && item.typed.is_none() {
             if let Some(Scalar::Float(x)) = scalar(&item.value_json) {
                 let k = self.key(top);
                 row.scalar_keys.push(k);
@@ -95,23 +95,24 @@ impl PendingLog {
                     return;
                 }
                 value::bin_histograms(&mut v);
-                self.put(row, &path, v);
+                let top = top.to_owned();
+                self.put(row, &item_path(item), top, v);
             }
             Err(e) => self.warn(top, &e.to_string()),
         }
     }
 
-    fn put(&mut self, row: &mut Row, path: &[String], v: Value) {
-        if let [key] = path {
-            row.values.insert(key.clone(), v);
+    fn put(&mut self, row: &mut Row, path: &[String], top: String, v: Value) {
+        if path.len() <= 1 {
+            row.values.insert(top, v);
             return;
         }
-        let mut top = std::collections::BTreeMap::new();
-        if let Some(now) = row.values.remove(&path[0]) {
-            top.insert(path[0].clone(), now);
+        let mut whole = std::collections::BTreeMap::new();
+        if let Some(now) = row.values.remove(&top) {
+            whole.insert(top, now);
         }
-        super::map::deep_set(&mut top, path, Some(v));
-        row.values.extend(top);
+        super::map::deep_set(&mut whole, path, Some(v));
+        row.values.extend(whole);
     }
 
     fn warn(&mut self, key: &str, why: &str) {
@@ -136,5 +137,61 @@ fn widen(s: Scalar) -> Scalar {
     match s {
         Scalar::Int(i) => Scalar::Float(i as f64),
         f => f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::value::Kind;
+
+    fn item(key: &str, json: &str) -> wb::Item {
+        wb::Item {
+            key: key.into(),
+            value_json: json.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rows_pack_floats_keep_ints_and_drop_reserved_keys() {
+        let mut log = PendingLog::new("r");
+        let items = [
+            item("loss", "0.5"),
+            item("epoch", "3"),
+            item("_timestamp", "1700000000.25"),
+            item("_step", "4"),
+            item("_private", "1"),
+            item("text", "\"hi\""),
+            wb::Item {
+                nested_key: vec!["a".into(), "b".into()],
+                value_json: "1.5".into(),
+                ..Default::default()
+            },
+        ];
+        log.push(&items, Some(7), None);
+        log.push(&[item("loss", "0.25")], None, Some(true));
+        assert_eq!(log.rows(), 2);
+        let batch = log.take().unwrap();
+        assert!(log.take().is_none());
+        assert_eq!(batch.keys, vec!["loss".to_owned()]);
+        let row = &batch.rows[0];
+        assert_eq!(
+            (row.step, row.commit, row.timestamp),
+            (Some(7), None, 1_700_000_000.25)
+        );
+        assert_eq!(
+            (row.scalar_keys.clone(), row.scalar_values.clone()),
+            (vec![0], vec![0.5])
+        );
+        assert_eq!(row.values["epoch"], value::int(3));
+        assert_eq!(row.values["text"], value::string("hi"));
+        assert!(!row.values.contains_key("_private") && !row.values.contains_key("_step"));
+        let Some(Kind::MapValue(a)) = &row.values["a"].kind else {
+            panic!("a is not a map")
+        };
+        assert_eq!(a.fields["b"], value::double(1.5));
+        assert_eq!(batch.rows[1].scalar_keys, vec![0]);
+        assert_eq!(batch.rows[1].commit, Some(true));
     }
 }
