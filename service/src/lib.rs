@@ -23,7 +23,11 @@
 //! - [`liveness`]: is a run's client still there (pid watch, timeouts).
 //! - [`metadata`]: system metadata probed at Init.
 //! - [`monitor`]: the system-metrics sampler (host, process tree, GPUs) on its own thread.
-//! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
+//! - [`wandb_service`]: the W&B service protocol (`--wandb-listen`), an adapter
+//!   that lets the unchanged `wandb` SDK log into the same runs through the
+//!   registry.
+//! - [`cli`]: `runcore runs ls|show|stop`, `wandb-env`, `exec`; [`client`]:
+//!   connecting to a sidecar.
 
 #![forbid(unsafe_code)]
 
