@@ -36,6 +36,8 @@ pub const ENV_FILES_ROOT: &str = "RUNCORE_FILES_ROOT";
 pub const ENV_MAX_FILE_BYTES: &str = "RUNCORE_MAX_FILE_BYTES";
 pub const ENV_MAX_RUNS_PER_CLIENT: &str = "RUNCORE_MAX_RUNS_PER_CLIENT";
 pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
+pub const ENV_WANDB_LISTEN: &str = "RUNCORE_WANDB_LISTEN";
+pub const ENV_WANDB_PORT_FILE: &str = "RUNCORE_WANDB_PORT_FILE";
 /// MLflow's own client variables.
 pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
 pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
@@ -244,6 +246,15 @@ pub struct ServeArgs {
     /// Most runs one client process (its pid and host in Init) may have open at once.
     #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = DEFAULT_MAX_RUNS_PER_CLIENT)]
     pub max_runs_per_client: usize,
+    /// Also speak the W&B service protocol here, so that the unchanged `wandb` SDK
+    /// logs into runcore: unix:///PATH or tcp://127.0.0.1:PORT (loopback only; the
+    /// protocol has no authentication). Off by default. Point the SDK at it with
+    /// WANDB_SERVICE (`runcore wandb-env`).
+    #[arg(long, env = ENV_WANDB_LISTEN)]
+    pub wandb_listen: Option<String>,
+    /// Write the W&B listener's bound address to this file once listening.
+    #[arg(long, env = ENV_WANDB_PORT_FILE, requires = "wandb_listen")]
+    pub wandb_port_file: Option<PathBuf>,
 }
 
 /// Validated settings of a sidecar.
@@ -282,6 +293,10 @@ pub struct ServeConfig {
     pub files: FilesPolicy,
     /// Most open runs per client process.
     pub max_runs_per_client: usize,
+    /// Where the W&B service protocol is served (the unchanged `wandb` SDK); None: off.
+    pub wandb_listen: Option<ListenAddr>,
+    /// Written with the W&B listener's bound address.
+    pub wandb_port_file: Option<PathBuf>,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -335,6 +350,10 @@ pub enum ConfigError {
     MlflowUri,
     #[error("--wandb-base-url / WANDB_BASE_URL must be an http:// or https:// URL, got {0:?}")]
     WandbBaseUrl(String),
+    #[error("--wandb-listen: {0}")]
+    WandbListen(String),
+    #[error("--wandb-listen {0} is reachable from other machines, and the W&B service protocol has no authentication: listen on 127.0.0.1 or a unix socket")]
+    WandbNotLoopback(SocketAddr),
     #[error("--backend wandb needs WANDB_API_KEY in the environment (your key from the W&B settings page)")]
     WandbApiKey,
 }
@@ -355,24 +374,7 @@ impl ServeArgs {
         if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
             return Err(ConfigError::TlsOnUnix);
         }
-        let roots = match listen {
-            ListenAddr::Unix(_) => None,
-            ListenAddr::Tcp(_) => {
-                let given = if self.files_root.is_empty() {
-                    vec![PathBuf::from(".")]
-                } else {
-                    self.files_root
-                };
-                let mut roots = Vec::new();
-                for path in given {
-                    let real = path
-                        .canonicalize()
-                        .map_err(|source| ConfigError::FilesRoot { path, source })?;
-                    roots.push(real);
-                }
-                Some(roots)
-            }
-        };
+        let roots = files_roots(&listen, self.files_root)?;
         if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
             return Err(ConfigError::Grace(self.shutdown_grace));
         }
@@ -391,6 +393,7 @@ impl ServeArgs {
                 return Err(ConfigError::Seconds(name, v));
             }
         }
+        let wandb_listen = wandb_listen(self.wandb_listen.as_deref())?;
         if let Some(pid) = self.parent_pid {
             if crate::liveness::Process::find(pid).is_none() {
                 return Err(ConfigError::ParentPid(pid));
@@ -418,8 +421,49 @@ impl ServeArgs {
                 max_bytes: self.max_file_bytes,
             },
             max_runs_per_client: self.max_runs_per_client.max(1),
+            wandb_listen,
+            wandb_port_file: self.wandb_port_file,
         })
     }
+}
+
+/// Where SaveFiles may read over TCP: the given roots (default: the working
+/// directory), resolved; None (anywhere) over a unix socket.
+fn files_roots(
+    listen: &ListenAddr,
+    given: Vec<PathBuf>,
+) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+    if matches!(listen, ListenAddr::Unix(_)) {
+        return Ok(None);
+    }
+    let given = if given.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        given
+    };
+    let mut roots = Vec::new();
+    for path in given {
+        let real = path
+            .canonicalize()
+            .map_err(|source| ConfigError::FilesRoot { path, source })?;
+        roots.push(real);
+    }
+    Ok(Some(roots))
+}
+
+/// The W&B listener's address: loopback TCP or a unix socket (the W&B service
+/// protocol has no authentication).
+fn wandb_listen(text: Option<&str>) -> Result<Option<ListenAddr>, ConfigError> {
+    let Some(text) = text.filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let addr: ListenAddr = text.parse().map_err(ConfigError::WandbListen)?;
+    if let ListenAddr::Tcp(t) = addr {
+        if !t.ip().is_loopback() {
+            return Err(ConfigError::WandbNotLoopback(t));
+        }
+    }
+    Ok(Some(addr))
 }
 
 impl ServeConfig {
@@ -458,6 +502,8 @@ impl ServeConfig {
                 max_bytes: DEFAULT_MAX_FILE_BYTES,
             },
             max_runs_per_client: DEFAULT_MAX_RUNS_PER_CLIENT,
+            wandb_listen: None,
+            wandb_port_file: None,
         }
     }
 }
@@ -511,6 +557,8 @@ mod tests {
             files_root: Vec::new(),
             max_file_bytes: 1 << 30,
             max_runs_per_client: 64,
+            wandb_listen: None,
+            wandb_port_file: None,
         };
         let err = args.into_config().unwrap_err();
         assert!(err.to_string().contains("--auth-token"), "{err}");

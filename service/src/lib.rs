@@ -30,6 +30,9 @@
 //!   histogram binning, the store's JSON), [`liveness`] (is a client still there),
 //!   [`monitor`] (system metrics on their own thread), [`metadata`], [`clock`] (all
 //!   time), [`proto`] (generated).
+//! - [`wandb_service`]: the W&B service protocol (`--wandb-listen`), an adapter
+//!   that lets the unchanged `wandb` SDK log into the same runs through the
+//!   registry (above [`runs`]).
 
 #![forbid(unsafe_code)]
 
@@ -53,3 +56,4 @@ pub mod shutdown;
 pub mod store;
 pub mod value;
 pub mod wal;
+pub mod wandb_service;

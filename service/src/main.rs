@@ -114,6 +114,33 @@ fn main() -> ExitCode {
             init_tracing(LogFormat::Text);
             report(block_on(cli::reap(&backend, &stale, &mut out)))
         }
+        Command::WandbEnv {
+            wandb_listen,
+            port_file,
+            export,
+        } => report(block_on(cli::wandb_env(
+            wandb_listen.as_deref(),
+            port_file.as_deref(),
+            export,
+            &mut out,
+        ))),
+        Command::Exec {
+            address,
+            wandb_listen,
+            data_dir,
+            command,
+        } => {
+            let args = cli::ExecArgs {
+                address,
+                wandb_listen,
+                data_dir,
+                command,
+            };
+            match block_on(cli::exec(args)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => report(Err(e)),
+            }
+        }
         Command::Runs { command } => report(match command {
             RunsCommand::Ls { project, data_dir } => {
                 cli::runs_ls(&data_dir, project.as_deref(), &mut out)

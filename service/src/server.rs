@@ -218,6 +218,7 @@ pub async fn serve(
     }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "runcore serving");
 
+    let wandb_addr = spawn_wandb(&config, &runs, &shutdown).await?;
     let mut stop = shutdown.token();
     let stopping = async move { stop.stopping().await };
     let mut server = spawn_grpc(&config, runs.clone(), health_service, listener, stopping)?;
@@ -250,11 +251,46 @@ pub async fn serve(
     {
         tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
     }
-    if let ListenAddr::Unix(path) = &addr {
-        let _ = std::fs::remove_file(path);
+    for a in [Some(&addr), wandb_addr.as_ref()].into_iter().flatten() {
+        if let ListenAddr::Unix(path) = a {
+            let _ = std::fs::remove_file(path);
+        }
     }
     tracing::info!("stopped");
     result
+}
+
+/// Starts the W&B service-protocol listener when `--wandb-listen` asks for one;
+/// returns its bound address.
+async fn spawn_wandb(
+    config: &ServeConfig,
+    runs: &Arc<Runs>,
+    shutdown: &Shutdown,
+) -> Result<Option<ListenAddr>, ServeError> {
+    let Some(addr) = &config.wandb_listen else {
+        return Ok(None);
+    };
+    let listener = Listener::bind(addr, config.socket_group.as_deref()).await?;
+    let bound = listener.local_addr();
+    if let Some(port_file) = &config.wandb_port_file {
+        write_atomic(port_file, format!("{bound}\n").as_bytes(), false)?;
+    }
+    tracing::info!(addr = %bound, "serving the W&B service protocol (WANDB_SERVICE={})", crate::wandb_service::service_token(&bound, std::process::id()));
+    let settings = crate::wandb_service::listener::Settings {
+        max_message_bytes: config.max_message_bytes,
+        heartbeat: (config.client_timeout / 4).clamp(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(10),
+        ),
+        finish_timeout: config.finish_timeout,
+    };
+    tokio::spawn(crate::wandb_service::serve(
+        listener,
+        runs.clone(),
+        settings,
+        shutdown.token(),
+    ));
+    Ok(Some(bound))
 }
 
 /// Serves the gRPC services (RunService, health, reflection), behind the auth

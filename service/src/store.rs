@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::v1::{ClientInfo, RunInfo, Value};
 use crate::semantics::state::{
-    state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink, SystemEvent,
+    state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink, SystemEvent,
 };
 use crate::value::{self, write_json_f64, write_json_str};
 
@@ -24,6 +24,8 @@ pub const HISTORY_JSONL: &str = "history.jsonl";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const EVENTS_JSONL: &str = "events.jsonl";
 pub const ALERTS_JSONL: &str = "alerts.jsonl";
+/// Console lines of the client (the W&B SDK's captured stdout and stderr).
+pub const OUTPUT_LOG: &str = "output.log";
 pub const FILES_DIR: &str = "files";
 pub const WAL: &str = "run.wal";
 
@@ -194,6 +196,10 @@ pub struct RunFile {
     pub client_pid: Option<i64>,
     pub client_host: Option<String>,
     pub client_boot_id: Option<String>,
+    /// Why the run ended without its client, when something says (the last
+    /// console lines of a W&B SDK script that crashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 impl RunFile {
@@ -224,6 +230,7 @@ impl RunFile {
             client_pid: client.map(|c| c.pid).filter(|p| *p > 0),
             client_host: client.and_then(|c| opt(&c.hostname)),
             client_boot_id: client.and_then(|c| opt(&c.boot_id)),
+            end_reason: opt(&s.end_reason),
         }
     }
 
@@ -336,6 +343,7 @@ pub struct StoreWriter {
     history: BufWriter<File>,
     events: BufWriter<File>,
     alerts: BufWriter<File>,
+    output: BufWriter<File>,
     /// Second handles on the line files, fsynced on a blocking thread.
     line_files: Vec<(PathBuf, Arc<File>)>,
     line: String,
@@ -357,16 +365,18 @@ impl StoreWriter {
             .map_err(io_err(&path))?;
             Ok(BufWriter::with_capacity(64 * 1024, file))
         };
-        let (history, events, alerts) = (
+        let (history, events, alerts, output) = (
             open(HISTORY_JSONL)?,
             open(EVENTS_JSONL)?,
             open(ALERTS_JSONL)?,
+            open(OUTPUT_LOG)?,
         );
         let mut line_files = Vec::new();
         for (w, name) in [
             (&history, HISTORY_JSONL),
             (&events, EVENTS_JSONL),
             (&alerts, ALERTS_JSONL),
+            (&output, OUTPUT_LOG),
         ] {
             let path = dir.join(name);
             let clone = w.get_ref().try_clone().map_err(io_err(&path))?;
@@ -377,6 +387,7 @@ impl StoreWriter {
             history,
             events,
             alerts,
+            output,
             line_files,
             line: String::with_capacity(1024),
             error: None,
@@ -408,6 +419,8 @@ impl StoreWriter {
         self.keep(r, EVENTS_JSONL);
         let r = self.alerts.flush();
         self.keep(r, ALERTS_JSONL);
+        let r = self.output.flush();
+        self.keep(r, OUTPUT_LOG);
     }
 
     /// The line files, to fsync on another thread once flushed.
@@ -486,6 +499,16 @@ impl Sink for StoreWriter {
         self.line.push('\n');
         let r = self.events.write_all(self.line.as_bytes());
         self.keep(r, EVENTS_JSONL);
+    }
+
+    fn output(&mut self, o: &OutputEvent<'_>) {
+        for line in o.lines {
+            let r = self
+                .output
+                .write_all(line.as_bytes())
+                .and_then(|()| self.output.write_all(b"\n"));
+            self.keep(r, OUTPUT_LOG);
+        }
     }
 
     fn alert(&mut self, a: &AlertEvent<'_>) {

@@ -289,6 +289,7 @@ mod tests {
         Record {
             time: f64::from(i),
             kind: Some(Kind::State(StateChange {
+                reason: String::new(),
                 state: 1,
                 exit_code: Some(i),
             })),

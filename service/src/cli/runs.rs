@@ -93,6 +93,12 @@ pub fn runs_show(data_dir: &Path, id: &str, out: &mut impl Write) -> Result<(), 
         .map(|c| format!(" (exit code {c})"))
         .unwrap_or_default();
     writeln!(out, "state     {}{exit}", r.state)?;
+    if let Some(why) = &r.end_reason {
+        for (i, line) in why.lines().enumerate() {
+            let label = if i == 0 { "why" } else { "" };
+            writeln!(out, "{label:<9} {line}")?;
+        }
+    }
     writeln!(out, "started   {}", format_time(r.start_time))?;
     if let Some(end) = r.end_time {
         writeln!(

@@ -226,8 +226,16 @@ impl Actor {
                 let r = self.stop().await;
                 let _ = reply.send(r);
             }
-            Command::End { state, reply } => {
-                let r = self.end(state).await;
+            Command::Output { lines, reply } => {
+                let r = self.output(lines).await;
+                let _ = reply.send(r);
+            }
+            Command::End {
+                state,
+                reason,
+                reply,
+            } => {
+                let r = self.end(state, reason).await;
                 let ended = r.is_ok();
                 let _ = reply.send(r);
                 return ended;
@@ -328,7 +336,7 @@ impl Actor {
             State::Crashed
         };
         tracing::warn!(run = %self.state.info.id, "run {}: {why}", state::state_name(state));
-        match self.end(state).await {
+        match self.end(state, String::new()).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(run = %self.state.info.id, "could not end the run: {e}");

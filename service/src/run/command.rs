@@ -76,10 +76,17 @@ pub enum Command {
         reply: Reply<RunInfo>,
     },
     /// Ends an open run without its client: crashed (or preempted, if it was
-    /// preempting) when the client is gone, killed at shutdown.
+    /// preempting) when the client is gone, killed at shutdown. `reason` (may be
+    /// empty) is kept with the run for the user.
     End {
         state: State,
+        reason: String,
         reply: Reply<RunInfo>,
+    },
+    /// Complete lines the client's console printed, for output.log.
+    Output {
+        lines: Vec<String>,
+        reply: Reply<()>,
     },
 }
 

@@ -14,7 +14,7 @@ use crate::proto::v1::{
     InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
     SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, SavedFiles, StateChange, StopRequest};
+use crate::proto::wal::{record::Kind, ConsoleOutput, SavedFiles, StateChange, StopRequest};
 use crate::semantics::state::{self, Outcome};
 use crate::store;
 use crate::value;
@@ -22,8 +22,8 @@ use crate::value;
 impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
     /// live and end files are copied, the state change is logged and synced.
-    pub(super) async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
-        self.close(state, None).await?;
+    pub(super) async fn end(&mut self, state: State, reason: String) -> Result<RunInfo, RunError> {
+        self.close(state, None, reason).await?;
         Ok(self.state.info.clone())
     }
 
@@ -34,6 +34,7 @@ impl Actor {
         &mut self,
         state: State,
         exit_code: Option<i32>,
+        reason: String,
     ) -> Result<(), RunError> {
         self.sampling = None;
         if self.state.is_open() {
@@ -41,6 +42,7 @@ impl Actor {
             self.commit(Kind::State(StateChange {
                 state: state as i32,
                 exit_code,
+                reason,
             }))
             .await?;
             self.flush(true).await;
@@ -268,11 +270,21 @@ impl Actor {
         Ok(names)
     }
 
+    /// Appends console lines (output.log).
+    pub(super) async fn output(&mut self, lines: Vec<String>) -> Result<(), RunError> {
+        self.ensure_open()?;
+        if !lines.is_empty() {
+            self.commit(Kind::Output(ConsoleOutput { lines })).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn mark_preempting(&mut self) -> Result<RunInfo, RunError> {
         self.ensure_open()?;
         self.commit(Kind::State(StateChange {
             state: State::Preempting as i32,
             exit_code: None,
+            reason: String::new(),
         }))
         .await?;
         self.publish();
@@ -285,7 +297,7 @@ impl Actor {
         } else {
             State::Failed
         };
-        self.close(state, Some(exit_code)).await?;
+        self.close(state, Some(exit_code), String::new()).await?;
         let backends = match self.forward.as_mut() {
             Some(f) => vec![
                 f.wait_delivered(self.wal.len(), self.config.finish_timeout)

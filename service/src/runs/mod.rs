@@ -238,7 +238,14 @@ impl Runs {
     pub async fn end_open(&self, state: crate::proto::v1::RunState) {
         for id in self.open_runs() {
             if let Some(h) = self.active(&id) {
-                match h.call(|reply| Command::End { state, reply }).await {
+                match h
+                    .call(|reply| Command::End {
+                        state,
+                        reason: String::new(),
+                        reply,
+                    })
+                    .await
+                {
                     Ok(info) => {
                         tracing::warn!(run = %id, "run {} at shutdown", state::state_name(info.state()))
                     }
