@@ -232,6 +232,11 @@ pub struct ServeArgs {
     /// Most runs one client process (its pid and host in Init) may have open at once.
     #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = 64)]
     pub max_runs_per_client: usize,
+    /// Also serve the web UI (as `runcore ui` does) on http://IP:PORT, showing
+    /// this sidecar's data dir, live runs included. Off loopback it needs
+    /// --auth-token, which the UI then asks for too.
+    #[arg(long, env = crate::ui::config::ENV_UI_LISTEN)]
+    pub ui_listen: Option<String>,
 }
 
 /// Validated settings of a sidecar.
@@ -270,6 +275,8 @@ pub struct ServeConfig {
     pub files: FilesPolicy,
     /// Most open runs per client process.
     pub max_runs_per_client: usize,
+    /// Where the web UI is served too, if anywhere.
+    pub ui_listen: Option<SocketAddr>,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -325,6 +332,31 @@ pub enum ConfigError {
     WandbBaseUrl(String),
     #[error("--backend wandb needs WANDB_API_KEY in the environment (your key from the W&B settings page)")]
     WandbApiKey,
+    #[error(transparent)]
+    Ui(#[from] crate::ui::config::UiConfigError),
+}
+
+/// The directories SaveFiles may read over TCP (None: any, over a unix socket).
+fn files_roots(
+    listen: &ListenAddr,
+    given: Vec<PathBuf>,
+) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+    if let ListenAddr::Unix(_) = listen {
+        return Ok(None);
+    }
+    let given = if given.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        given
+    };
+    let mut roots = Vec::new();
+    for path in given {
+        let real = path
+            .canonicalize()
+            .map_err(|source| ConfigError::FilesRoot { path, source })?;
+        roots.push(real);
+    }
+    Ok(Some(roots))
 }
 
 impl ServeArgs {
@@ -339,28 +371,16 @@ impl ServeArgs {
                 return Err(ConfigError::NotLoopback(addr));
             }
         }
+        let ui_listen = self
+            .ui_listen
+            .as_deref()
+            .map(|a| crate::ui::config::parse_listen("--ui-listen", a, auth_token.as_ref()))
+            .transpose()?;
         let tls = self.tls_cert.zip(self.tls_key);
         if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
             return Err(ConfigError::TlsOnUnix);
         }
-        let roots = match listen {
-            ListenAddr::Unix(_) => None,
-            ListenAddr::Tcp(_) => {
-                let given = if self.files_root.is_empty() {
-                    vec![PathBuf::from(".")]
-                } else {
-                    self.files_root
-                };
-                let mut roots = Vec::new();
-                for path in given {
-                    let real = path
-                        .canonicalize()
-                        .map_err(|source| ConfigError::FilesRoot { path, source })?;
-                    roots.push(real);
-                }
-                Some(roots)
-            }
-        };
+        let roots = files_roots(&listen, self.files_root)?;
         if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
             return Err(ConfigError::Grace(self.shutdown_grace));
         }
@@ -406,6 +426,7 @@ impl ServeArgs {
                 max_bytes: self.max_file_bytes,
             },
             max_runs_per_client: self.max_runs_per_client.max(1),
+            ui_listen,
         })
     }
 }
@@ -443,6 +464,7 @@ impl ServeConfig {
             socket_group: None,
             files: FilesPolicy::default(),
             max_runs_per_client: 64,
+            ui_listen: None,
         }
     }
 }
@@ -496,8 +518,16 @@ mod tests {
             files_root: Vec::new(),
             max_file_bytes: 1 << 30,
             max_runs_per_client: 64,
+            ui_listen: None,
+        };
+        let ui_only = ServeArgs {
+            listen: "tcp://127.0.0.1:1".into(),
+            ui_listen: Some("http://0.0.0.0:6007".into()),
+            ..args.clone()
         };
         let err = args.into_config().unwrap_err();
         assert!(err.to_string().contains("--auth-token"), "{err}");
+        let err = ui_only.into_config().unwrap_err();
+        assert!(err.to_string().contains("--ui-listen"), "{err}");
     }
 }

@@ -24,6 +24,8 @@
 //! - [`metadata`]: system metadata probed at Init.
 //! - [`monitor`]: the system-metrics sampler (host, process tree, GPUs) on its own thread.
 //! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
+//! - [`ui`]: the web UI (`runcore ui`, `serve --ui-listen`): charts and tables
+//!   over the local store, with its chart index and downsampler.
 
 #![forbid(unsafe_code)]
 
@@ -44,5 +46,6 @@ pub mod runs;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod ui;
 pub mod value;
 pub mod wal;

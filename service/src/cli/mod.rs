@@ -48,6 +48,9 @@ pub enum Command {
         #[arg(long, default_value = "runcore.v1.RunService")]
         service: String,
     },
+    /// Serve the web UI over the local store: projects, runs tables, charts,
+    /// compare, live updates. Read-only; stops on SIGINT/SIGTERM.
+    Ui(Box<crate::ui::UiArgs>),
     /// Inspect runs in the local store.
     Runs {
         #[command(subcommand)]
