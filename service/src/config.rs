@@ -255,6 +255,11 @@ pub struct ServeArgs {
     /// Write the W&B listener's bound address to this file once listening.
     #[arg(long, env = ENV_WANDB_PORT_FILE, requires = "wandb_listen")]
     pub wandb_port_file: Option<PathBuf>,
+    /// Also serve the web UI (as `runcore ui` does) on http://IP:PORT, showing
+    /// this sidecar's data dir, live runs included. Off loopback it needs
+    /// --auth-token, which the UI then asks for too.
+    #[arg(long, env = crate::ui::config::ENV_UI_LISTEN)]
+    pub ui_listen: Option<String>,
 }
 
 /// Validated settings of a sidecar.
@@ -297,6 +302,8 @@ pub struct ServeConfig {
     pub wandb_listen: Option<ListenAddr>,
     /// Written with the W&B listener's bound address.
     pub wandb_port_file: Option<PathBuf>,
+    /// Where the web UI is served too, if anywhere.
+    pub ui_listen: Option<SocketAddr>,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -356,6 +363,31 @@ pub enum ConfigError {
     WandbNotLoopback(SocketAddr),
     #[error("--backend wandb needs WANDB_API_KEY in the environment (your key from the W&B settings page)")]
     WandbApiKey,
+    #[error(transparent)]
+    Ui(#[from] crate::ui::config::UiConfigError),
+}
+
+/// The directories SaveFiles may read over TCP (None: any, over a unix socket).
+fn files_roots(
+    listen: &ListenAddr,
+    given: Vec<PathBuf>,
+) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+    if let ListenAddr::Unix(_) = listen {
+        return Ok(None);
+    }
+    let given = if given.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        given
+    };
+    let mut roots = Vec::new();
+    for path in given {
+        let real = path
+            .canonicalize()
+            .map_err(|source| ConfigError::FilesRoot { path, source })?;
+        roots.push(real);
+    }
+    Ok(Some(roots))
 }
 
 impl ServeArgs {
@@ -370,6 +402,11 @@ impl ServeArgs {
                 return Err(ConfigError::NotLoopback(addr));
             }
         }
+        let ui_listen = self
+            .ui_listen
+            .as_deref()
+            .map(|a| crate::ui::config::parse_listen("--ui-listen", a, auth_token.as_ref()))
+            .transpose()?;
         let tls = self.tls_cert.zip(self.tls_key);
         if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
             return Err(ConfigError::TlsOnUnix);
@@ -423,32 +460,9 @@ impl ServeArgs {
             max_runs_per_client: self.max_runs_per_client.max(1),
             wandb_listen,
             wandb_port_file: self.wandb_port_file,
+            ui_listen,
         })
     }
-}
-
-/// Where SaveFiles may read over TCP: the given roots (default: the working
-/// directory), resolved; None (anywhere) over a unix socket.
-fn files_roots(
-    listen: &ListenAddr,
-    given: Vec<PathBuf>,
-) -> Result<Option<Vec<PathBuf>>, ConfigError> {
-    if matches!(listen, ListenAddr::Unix(_)) {
-        return Ok(None);
-    }
-    let given = if given.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        given
-    };
-    let mut roots = Vec::new();
-    for path in given {
-        let real = path
-            .canonicalize()
-            .map_err(|source| ConfigError::FilesRoot { path, source })?;
-        roots.push(real);
-    }
-    Ok(Some(roots))
 }
 
 /// The W&B listener's address: loopback TCP or a unix socket (the W&B service
@@ -504,6 +518,7 @@ impl ServeConfig {
             max_runs_per_client: DEFAULT_MAX_RUNS_PER_CLIENT,
             wandb_listen: None,
             wandb_port_file: None,
+            ui_listen: None,
         }
     }
 }
@@ -559,8 +574,16 @@ mod tests {
             max_runs_per_client: 64,
             wandb_listen: None,
             wandb_port_file: None,
+            ui_listen: None,
+        };
+        let ui_only = ServeArgs {
+            listen: "tcp://127.0.0.1:1".into(),
+            ui_listen: Some("http://0.0.0.0:6007".into()),
+            ..args.clone()
         };
         let err = args.into_config().unwrap_err();
         assert!(err.to_string().contains("--auth-token"), "{err}");
+        let err = ui_only.into_config().unwrap_err();
+        assert!(err.to_string().contains("--ui-listen"), "{err}");
     }
 }

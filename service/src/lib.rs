@@ -33,6 +33,8 @@
 //! - [`wandb_service`]: the W&B service protocol (`--wandb-listen`), an adapter
 //!   that lets the unchanged `wandb` SDK log into the same runs through the
 //!   registry (above [`runs`]).
+//! - [`ui`]: the web UI (`runcore ui`, `serve --ui-listen`): charts and tables
+//!   over the local store, with its chart index and downsampler (above [`runs`]).
 
 #![forbid(unsafe_code)]
 
@@ -54,6 +56,7 @@ pub mod semantics;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod ui;
 pub mod value;
 pub mod wal;
 pub mod wandb_service;

@@ -89,11 +89,39 @@ fn serve_command(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// `runcore ui`: exit 2 for bad settings, 1 when serving fails.
+fn ui_command(args: runcore::ui::UiArgs) -> ExitCode {
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runcore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(LogFormat::Text);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runcore: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = io::stdout();
+    match runtime.block_on(runcore::ui::run_standalone(config, stop_signal(), &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runcore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Serve(args) => serve_command(*args),
+        Command::Ui(args) => ui_command(*args),
         Command::Health { address, service } => {
             match block_on(cli::health(&address, &service, &mut out)) {
                 Ok(true) => ExitCode::SUCCESS,

@@ -209,6 +209,17 @@ pub async fn serve(
     config.data_dir = prepare_data_dir(&config.data_dir)?;
     let config = Arc::new(config);
     let mut shutdown = Shutdown::new();
+    let ui_listener = match config.ui_listen {
+        Some(addr) => Some(
+            crate::ui::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: crate::ui::url(addr),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let runs = Runs::start(config.clone(), shutdown.token()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<Api>>().await;
@@ -222,6 +233,7 @@ pub async fn serve(
     let mut stop = shutdown.token();
     let stopping = async move { stop.stopping().await };
     let mut server = spawn_grpc(&config, runs.clone(), health_service, listener, stopping)?;
+    let ui = ui_listener.map(|l| spawn_ui(l, &config, shutdown.token()));
     let parent_gone = tokio::select! {
         _ = signal => false,
         _ = parent_exit(config.parent_pid) => true,
@@ -250,6 +262,10 @@ pub async fn serve(
         .await
     {
         tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
+    }
+    if let Some(ui) = ui {
+        // Past the grace period a download still in flight is cut off.
+        ui.abort();
     }
     for a in [Some(&addr), wandb_addr.as_ref()].into_iter().flatten() {
         if let ListenAddr::Unix(path) = a {
@@ -351,6 +367,28 @@ fn spawn_grpc(
             }
         }
     }))
+}
+
+/// Serves the web UI over the sidecar's data dir until shutdown; the task holds
+/// `token` until the UI has stopped.
+fn spawn_ui(
+    listener: TcpListener,
+    config: &ServeConfig,
+    token: crate::shutdown::ShutdownToken,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(url = %crate::ui::url(addr), "web UI serving");
+    }
+    let data_dir = config.data_dir.clone();
+    let auth = config.auth_token.clone();
+    tokio::spawn(async move {
+        let mut stop = token.clone();
+        let stopping = async move { stop.stopping().await };
+        if let Err(e) = crate::ui::serve(listener, data_dir, auth, stopping).await {
+            tracing::error!("web UI stopped: {e}");
+        }
+        drop(token);
+    })
 }
 
 /// tonic's graceful stop also waits for idle client connections to close, which

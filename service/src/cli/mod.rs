@@ -83,6 +83,9 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Serve the web UI over the local store: projects, runs tables, charts,
+    /// compare, live updates. Read-only; stops on SIGINT/SIGTERM.
+    Ui(Box<crate::ui::UiArgs>),
     /// Inspect runs in the local store.
     Runs {
         #[command(subcommand)]

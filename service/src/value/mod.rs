@@ -27,7 +27,7 @@ pub use self::validate::{check_key, check_value, ValueError, MAX_DEPTH};
 use crate::proto::v1::{value::Kind, MapValue, MediaKind, Value};
 
 /// Media values' W&B `_type` tag.
-fn media_type(kind: i32) -> &'static str {
+pub fn media_type(kind: i32) -> &'static str {
     match MediaKind::try_from(kind).unwrap_or(MediaKind::File) {
         MediaKind::Image => "image-file",
         MediaKind::Audio => "audio-file",
