@@ -36,6 +36,8 @@ pub const ENV_FILES_ROOT: &str = "RUNCORE_FILES_ROOT";
 pub const ENV_MAX_FILE_BYTES: &str = "RUNCORE_MAX_FILE_BYTES";
 pub const ENV_MAX_RUNS_PER_CLIENT: &str = "RUNCORE_MAX_RUNS_PER_CLIENT";
 pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
+pub const ENV_IDLE_TIMEOUT: &str = "RUNCORE_IDLE_TIMEOUT";
+pub const ENV_SHARED_DATA_DIR: &str = "RUNCORE_SHARED_DATA_DIR";
 /// MLflow's own client variables.
 pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
 pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
@@ -232,6 +234,16 @@ pub struct ServeArgs {
     /// Most runs one client process (its pid and host in Init) may have open at once.
     #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = 64)]
     pub max_runs_per_client: usize,
+    /// Seconds a connection may send nothing before it is closed. The sidecar
+    /// pings clients (HTTP/2 keepalive) every third of this, so a live client's
+    /// idle connection stays open; a dead or silent one is let go.
+    #[arg(long, env = ENV_IDLE_TIMEOUT, default_value_t = 300.0)]
+    pub idle_timeout: f64,
+    /// Share the data dir with other sidecars started with this flag (each run is
+    /// open in one of them at a time). Without it the data dir is locked to this
+    /// sidecar, and a second one exits naming the first.
+    #[arg(long, env = ENV_SHARED_DATA_DIR)]
+    pub shared_data_dir: bool,
 }
 
 /// Validated settings of a sidecar.
@@ -270,6 +282,10 @@ pub struct ServeConfig {
     pub files: FilesPolicy,
     /// Most open runs per client process.
     pub max_runs_per_client: usize,
+    /// How long a connection may stay silent (keepalive pings every third).
+    pub idle_timeout: Duration,
+    /// Whether other sidecars may share the data dir.
+    pub shared_data_dir: bool,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -307,13 +323,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("--shutdown-grace must be a number of seconds >= 0, got {0}")]
+    #[error("--shutdown-grace must be seconds in 0..={max}, got {0}", max = crate::limits::MAX_SECONDS)]
     Grace(f64),
     #[error("--max-message-bytes must be at least 1024, got {0}")]
     MessageSize(usize),
     #[error("--flush-interval must be seconds between 0.01 and 60, got {0}")]
     FlushInterval(f64),
-    #[error("--{0} must be a number of seconds > 0, got {1}")]
+    #[error("--{0} must be seconds > 0 and at most {max}, got {1}", max = crate::limits::MAX_SECONDS)]
     Seconds(&'static str, f64),
     #[error("--parent-pid {0}: no such process")]
     ParentPid(u32),
@@ -325,6 +341,30 @@ pub enum ConfigError {
     WandbBaseUrl(String),
     #[error("--backend wandb needs WANDB_API_KEY in the environment (your key from the W&B settings page)")]
     WandbApiKey,
+}
+
+/// Where SaveFiles may read from: anywhere over a unix socket; over TCP only
+/// under the given roots (default: the working directory), made absolute.
+fn files_roots(
+    listen: &ListenAddr,
+    given: Vec<PathBuf>,
+) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+    if matches!(listen, ListenAddr::Unix(_)) {
+        return Ok(None);
+    }
+    let given = if given.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        given
+    };
+    let mut roots = Vec::new();
+    for path in given {
+        let real = path
+            .canonicalize()
+            .map_err(|source| ConfigError::FilesRoot { path, source })?;
+        roots.push(real);
+    }
+    Ok(Some(roots))
 }
 
 impl ServeArgs {
@@ -343,42 +383,27 @@ impl ServeArgs {
         if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
             return Err(ConfigError::TlsOnUnix);
         }
-        let roots = match listen {
-            ListenAddr::Unix(_) => None,
-            ListenAddr::Tcp(_) => {
-                let given = if self.files_root.is_empty() {
-                    vec![PathBuf::from(".")]
-                } else {
-                    self.files_root
-                };
-                let mut roots = Vec::new();
-                for path in given {
-                    let real = path
-                        .canonicalize()
-                        .map_err(|source| ConfigError::FilesRoot { path, source })?;
-                    roots.push(real);
-                }
-                Some(roots)
-            }
-        };
-        if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
-            return Err(ConfigError::Grace(self.shutdown_grace));
-        }
+        let roots = files_roots(&listen, self.files_root)?;
+        let grace = Duration::try_from_secs_f64(self.shutdown_grace)
+            .ok()
+            .filter(|_| self.shutdown_grace <= crate::limits::MAX_SECONDS)
+            .ok_or(ConfigError::Grace(self.shutdown_grace))?;
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::MessageSize(self.max_message_bytes));
         }
         if !(0.01..=60.0).contains(&self.flush_interval) {
             return Err(ConfigError::FlushInterval(self.flush_interval));
         }
-        for (name, v) in [
-            ("client-timeout", self.client_timeout),
-            ("heartbeat-interval", self.heartbeat_interval),
-            ("finish-timeout", self.finish_timeout),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(ConfigError::Seconds(name, v));
-            }
-        }
+        let secs = |name: &'static str, v: f64| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero() && v <= crate::limits::MAX_SECONDS)
+                .ok_or(ConfigError::Seconds(name, v))
+        };
+        let client_timeout = secs("client-timeout", self.client_timeout)?;
+        let heartbeat_interval = secs("heartbeat-interval", self.heartbeat_interval)?;
+        let finish_timeout = secs("finish-timeout", self.finish_timeout)?;
+        let idle_timeout = secs("idle-timeout", self.idle_timeout)?;
         if let Some(pid) = self.parent_pid {
             if crate::liveness::Process::find(pid).is_none() {
                 return Err(ConfigError::ParentPid(pid));
@@ -390,14 +415,14 @@ impl ServeArgs {
             data_dir: self.data_dir,
             log_format: self.log_format,
             fsync: self.fsync,
-            shutdown_grace: Duration::from_secs_f64(self.shutdown_grace),
+            shutdown_grace: grace,
             max_message_bytes: self.max_message_bytes,
-            flush_interval: Duration::from_secs_f64(self.flush_interval),
-            client_timeout: Duration::from_secs_f64(self.client_timeout),
-            heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval),
+            flush_interval: crate::liveness::seconds(self.flush_interval),
+            client_timeout,
+            heartbeat_interval,
             parent_pid: self.parent_pid,
             backend: self.backend.settings()?,
-            finish_timeout: Duration::from_secs_f64(self.finish_timeout),
+            finish_timeout,
             auth_token,
             tls,
             socket_group: self.socket_group,
@@ -406,6 +431,8 @@ impl ServeArgs {
                 max_bytes: self.max_file_bytes,
             },
             max_runs_per_client: self.max_runs_per_client.max(1),
+            idle_timeout,
+            shared_data_dir: self.shared_data_dir,
         })
     }
 }
@@ -443,6 +470,8 @@ impl ServeConfig {
             socket_group: None,
             files: FilesPolicy::default(),
             max_runs_per_client: 64,
+            idle_timeout: Duration::from_secs(300),
+            shared_data_dir: false,
         }
     }
 }
@@ -496,6 +525,8 @@ mod tests {
             files_root: Vec::new(),
             max_file_bytes: 1 << 30,
             max_runs_per_client: 64,
+            idle_timeout: 300.0,
+            shared_data_dir: false,
         };
         let err = args.into_config().unwrap_err();
         assert!(err.to_string().contains("--auth-token"), "{err}");

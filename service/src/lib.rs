@@ -6,6 +6,9 @@
 //!
 //! # Layout
 //! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
+//! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes).
+//! - [`datadir`]: the data-dir lock (one sidecar per data dir, unless shared).
+//! - [`net`]: accepted connections: accept backoff, idle timeout.
 //! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
 //!   drains on shutdown. [`shutdown`] owns the stop signal and waits for tasks.
 //! - [`auth`]: the bearer-token layer in front of every service.
@@ -34,10 +37,13 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod h2front;
+pub mod limits;
 pub mod liveness;
 pub mod metadata;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod run;
 pub mod runs;

@@ -48,6 +48,11 @@ pub fn run_dir(data_dir: &Path, project: &str, id: &str) -> PathBuf {
 
 /// Finds the directory of run `id` in any project.
 pub fn find_run(data_dir: &Path, id: &str) -> Option<PathBuf> {
+    // An id is one plain path component (the API checks it; this keeps any
+    // other caller inside the data dir too).
+    if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\\', '\0']) {
+        return None;
+    }
     let projects = fs::read_dir(data_dir).ok()?;
     projects
         .flatten()
@@ -249,6 +254,38 @@ pub fn list_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Suffix of the line files a rebuild writes before they replace the store's.
+const REBUILD: &str = ".rebuild";
+
+/// Lines in a file (0 if it cannot be read).
+fn count_lines(path: &Path) -> usize {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0;
+    while let Ok(read) = f.read(&mut buf) {
+        if read == 0 {
+            break;
+        }
+        n += buf[..read].iter().filter(|b| **b == b'\n').count();
+    }
+    n
+}
+
+/// `<dir>/<prefix><unix time>`, with `.1`, `.2`... if that is taken.
+pub fn unused_name(dir: &Path, prefix: &str) -> PathBuf {
+    let base = dir.join(format!("{prefix}{}", crate::clock::now() as u64));
+    let mut path = base.clone();
+    let mut i = 0;
+    while fs::symlink_metadata(&path).is_ok() {
+        i += 1;
+        path = PathBuf::from(format!("{}.{i}", base.display()));
+    }
+    path
+}
+
 /// The writer of a run's store files. Line files are buffered and flushed by the
 /// run's periodic tick and at finish; a write error is kept for the run to report
 /// (the transaction log still holds the data).
@@ -265,9 +302,47 @@ impl StoreWriter {
     /// Opens the store files of a run directory. `fresh` truncates the line files
     /// (a new run, or a run whose files are rebuilt from its log).
     pub fn open(dir: &Path, fresh: bool) -> Result<Self, StoreError> {
+        Self::open_files(dir, "", fresh)
+    }
+
+    /// A writer that rebuilds the line files from the log into `<name>.rebuild`
+    /// files; [`StoreWriter::finish_rebuild`] puts them in place, so a rebuild
+    /// that fails (a full disk) leaves the store as it was.
+    pub fn rebuild(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_files(dir, REBUILD, true)
+    }
+
+    /// Syncs the rebuilt line files, moves them over the store's and reopens them
+    /// for appending. With `keep_longer`, an old history.jsonl with more rows than
+    /// the rebuilt one is not overwritten: it is kept as
+    /// `history.jsonl.before-recovery-<unix time>`, whose path is returned.
+    pub fn finish_rebuild(
+        mut self,
+        keep_longer: bool,
+    ) -> Result<(StoreWriter, Option<PathBuf>), StoreError> {
+        self.sync();
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        let dir = self.dir.clone();
+        drop(self);
+        let mut kept = None;
+        for name in [HISTORY_JSONL, EVENTS_JSONL, ALERTS_JSONL] {
+            let (old, new) = (dir.join(name), dir.join(format!("{name}{REBUILD}")));
+            if name == HISTORY_JSONL && keep_longer && count_lines(&old) > count_lines(&new) {
+                let to = unused_name(&dir, &format!("{name}.before-recovery-"));
+                fs::rename(&old, &to).map_err(io_err(&old))?;
+                kept = Some(to);
+            }
+            fs::rename(&new, &old).map_err(io_err(&old))?;
+        }
+        Ok((StoreWriter::open(&dir, false)?, kept))
+    }
+
+    fn open_files(dir: &Path, suffix: &str, fresh: bool) -> Result<Self, StoreError> {
         fs::create_dir_all(dir.join(FILES_DIR)).map_err(io_err(dir))?;
         let open = |name: &str| -> Result<BufWriter<File>, StoreError> {
-            let path = dir.join(name);
+            let path = dir.join(format!("{name}{suffix}"));
             let file = if fresh {
                 File::create(&path)
             } else {

@@ -43,8 +43,38 @@ impl Actor {
             }))
             .await?;
             self.flush(true).await;
+            if self.store_behind {
+                self.rebuild_store().await;
+            }
         }
         Ok(())
+    }
+
+    /// Writes config.json; a write the disk refused leaves the store behind the
+    /// log (which holds the config) until it is rebuilt.
+    fn write_config(&mut self) {
+        if let Err(e) = self.store.write_config(&self.state.config) {
+            self.store_behind = true;
+            tracing::error!(run = %self.state.info.id, "{e}");
+        }
+    }
+
+    /// Rebuilds the store's line files from the log (they missed writes the disk
+    /// refused); on failure they stay behind, and the next open rebuilds them.
+    pub(super) async fn rebuild_store(&mut self) {
+        let dir = self.store.dir().to_owned();
+        match tokio::task::spawn_blocking(move || super::open::rebuild_store(&dir)).await {
+            Ok(Ok(store)) => {
+                self.store = store;
+                self.store_behind = false;
+                self.write_config();
+                tracing::info!(run = %self.state.info.id, "store files rebuilt from the transaction log");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(run = %self.state.info.id, "store files not rebuilt: {e}")
+            }
+            Err(e) => tracing::error!(run = %self.state.info.id, "store files not rebuilt: {e}"),
+        }
     }
 
     pub(super) async fn stop(&mut self) -> Result<RunInfo, RunError> {
@@ -85,6 +115,7 @@ impl Actor {
                 dropped: Vec::new(),
             });
         }
+        self.check_limits(&batch)?;
         let mut media_dropped = Vec::new();
         let mut kept: Option<Vec<u32>> = None;
         if batch
@@ -144,6 +175,22 @@ impl Actor {
         })
     }
 
+    /// Refuses a batch past the run's largest step or its key limit.
+    fn check_limits(&self, batch: &LogBatch) -> Result<(), RunError> {
+        let id = || self.state.info.id.clone();
+        if self.state.at_step_limit() && !batch.rows.is_empty() {
+            return Err(RunError::StepLimit { id: id() });
+        }
+        if let Some(held) = self.state.keys_over_limit(batch) {
+            return Err(RunError::TooManyKeys {
+                id: id(),
+                what: "history keys",
+                held,
+            });
+        }
+        Ok(())
+    }
+
     /// Copies the batch's media into files/media/; returns the batch and the rows
     /// (by index) whose media could not be copied.
     pub(super) async fn copy_media(
@@ -176,6 +223,14 @@ impl Actor {
         req: DefineMetricRequest,
     ) -> Result<MetricDefinition, RunError> {
         self.ensure_open()?;
+        let held = self.state.metrics.all().len();
+        if held >= crate::limits::MAX_KEYS_PER_RUN {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "metric definitions",
+                held,
+            });
+        }
         match self.commit(Kind::DefineMetric(req)).await? {
             Outcome::Metric(def) => {
                 self.summary_dirty = true;
@@ -192,8 +247,15 @@ impl Actor {
         req: UpdateConfigRequest,
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
+        if let Some(held) = self.state.map_over_limit(false, req.config.keys()) {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "config keys",
+                held,
+            });
+        }
         self.commit(Kind::Config(req)).await?;
-        self.store.write_config(&self.state.config)?;
+        self.write_config();
         Ok(self.state.config.clone())
     }
 
@@ -202,9 +264,20 @@ impl Actor {
         req: UpdateSummaryRequest,
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
+        if let Some(held) = self.state.map_over_limit(true, req.summary.keys()) {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "summary keys",
+                held,
+            });
+        }
         self.commit(Kind::Summary(req)).await?;
         let summary = self.state.summary();
-        self.store.write_summary(&summary, false)?;
+        // The log holds the update; a store file the disk refused is rebuilt.
+        if let Err(e) = self.store.write_summary(&summary, false) {
+            self.store_behind = true;
+            tracing::error!(run = %self.state.info.id, "{e}");
+        }
         self.summary_dirty = false;
         Ok(summary)
     }
@@ -236,7 +309,7 @@ impl Actor {
                 let print = if SavePolicy::of(&f) == SavePolicy::End {
                     None
                 } else {
-                    files::copy_into(Path::new(&f.source), &files_dir.join(&f.name))?
+                    files::copy_admitted(&policy, Path::new(&f.source), &files_dir.join(&f.name))?
                 };
                 out.push((f, print));
             }
@@ -302,7 +375,7 @@ impl Actor {
         self.last_contact = crate::clock::instant();
         self.start_sampling();
         self.publish();
-        self.store.write_config(&self.state.config)?;
+        self.write_config();
         Ok(InitResponse {
             run: Some(self.state.info.clone()),
             resumed: true,

@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 
 use super::metrics::Metrics;
 use super::summary::{LastRow, Summary};
+use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
@@ -311,6 +312,10 @@ impl RunState {
         sink: &mut impl Sink,
     ) -> Option<DroppedRow> {
         let commit = match row.step {
+            None if self.info.step > MAX_STEP => {
+                return Some(self.past_max(self.info.step));
+            }
+            Some(step) if step > MAX_STEP => return Some(self.past_max(step)),
             None => row.commit.unwrap_or(true),
             Some(step) if step < self.info.step => {
                 return Some(DroppedRow {
@@ -381,8 +386,63 @@ impl RunState {
         }
         self.summary.set_last_row(last);
         self.pending.clear();
-        self.info.step += 1;
-        self.info.history_rows += 1;
+        // Saturating: a log written by another version must not wrap the step
+        // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
+        self.info.step = self.info.step.saturating_add(1);
+        self.info.history_rows = self.info.history_rows.saturating_add(1);
+    }
+
+    /// A row that would land past the largest step: dropped, and said so.
+    fn past_max(&self, step: i64) -> DroppedRow {
+        DroppedRow {
+            row_index: 0,
+            step,
+            current_step: self.info.step,
+            reason: format!(
+                "step {step} is past the largest step, {MAX_STEP}; the run takes no more rows"
+            ),
+        }
+    }
+
+    /// Whether the run's next row would be past the largest step.
+    pub fn at_step_limit(&self) -> bool {
+        self.info.step > MAX_STEP
+    }
+
+    /// The keys of `batch` the run does not hold yet, when taking them would put
+    /// it past [`MAX_KEYS_PER_RUN`] history keys; None when they fit.
+    pub fn keys_over_limit(&self, batch: &LogBatch) -> Option<usize> {
+        let mut new: HashSet<&str> = HashSet::new();
+        let names = batch.keys.iter().map(String::as_str).chain(
+            batch
+                .rows
+                .iter()
+                .flat_map(|r| r.values.keys().map(String::as_str)),
+        );
+        for k in names {
+            if !self.keys.contains(k) {
+                new.insert(k);
+            }
+        }
+        (self.keys.len() + new.len() > MAX_KEYS_PER_RUN).then_some(self.keys.len())
+    }
+
+    /// For a config (`summary` false) or explicit summary update adding `keys`:
+    /// what the run holds, when the new ones would put it past
+    /// [`MAX_KEYS_PER_RUN`]; None when they fit.
+    pub fn map_over_limit<'a>(
+        &self,
+        summary: bool,
+        keys: impl Iterator<Item = &'a String>,
+    ) -> Option<usize> {
+        let (held, new) = if summary {
+            let new = keys.filter(|k| !self.summary.is_explicit(k)).count();
+            (self.summary.explicit_len(), new)
+        } else {
+            let new = keys.filter(|k| !self.config.contains_key(*k)).count();
+            (self.config.len(), new)
+        };
+        (held + new > MAX_KEYS_PER_RUN).then_some(held)
     }
 
     /// Fills each synced step metric's last value into the pending row where a key
@@ -408,6 +468,11 @@ impl RunState {
 
     fn alert(&mut self, req: &AlertRequest, time: f64, sink: &mut impl Sink) -> AlertResponse {
         let wait = req.wait_duration.unwrap_or(DEFAULT_ALERT_WAIT);
+        if self.alerts_sent.len() >= MAX_KEYS_PER_RUN {
+            // Bounded memory: forget titles whose window (by this alert's
+            // wait) has passed.
+            self.alerts_sent.retain(|_, last| time < *last + wait);
+        }
         let reply = match self.alerts_sent.get(&req.title) {
             Some(&last) if time < last + wait => AlertResponse {
                 sent: false,
@@ -454,135 +519,5 @@ pub fn run_path(entity: &str, project: &str, id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Default)]
-    struct Collect(Vec<(i64, Vec<(String, f64)>)>);
-
-    impl Sink for Collect {
-        fn history(&mut self, row: &CommittedRow<'_>) {
-            self.0.push((
-                row.step,
-                row.values
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), value::as_f64(v).unwrap_or(f64::NAN)))
-                    .collect(),
-            ));
-        }
-    }
-
-    fn started() -> RunState {
-        let mut s = RunState::default();
-        let rec = Record {
-            time: 100.0,
-            kind: Some(Kind::Start(InitRequest {
-                id: "r".into(),
-                project: "p".into(),
-                ..Default::default()
-            })),
-        };
-        s.apply(&rec, &mut Collect::default());
-        s
-    }
-
-    fn log(
-        s: &mut RunState,
-        out: &mut Collect,
-        k: &str,
-        v: f64,
-        step: Option<i64>,
-        commit: Option<bool>,
-    ) -> Vec<DroppedRow> {
-        let batch = LogBatch {
-            keys: vec![k.into()],
-            rows: vec![Row {
-                scalar_keys: vec![0],
-                scalar_values: vec![v],
-                step,
-                commit,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let rec = Record {
-            time: 101.0,
-            kind: Some(Kind::Log(batch)),
-        };
-        match s.apply(&rec, out) {
-            Outcome::Log { dropped } => dropped,
-            other => panic!("unexpected outcome {other:?}"),
-        }
-    }
-
-    fn row(k: &str, v: f64) -> Vec<(String, f64)> {
-        vec![(k.to_owned(), v)]
-    }
-
-    #[test]
-    fn the_wandb_step_commit_table() {
-        let mut s = started();
-        let mut out = Collect::default();
-        log(&mut s, &mut out, "a", 1.0, None, None); // commits at 0
-        log(&mut s, &mut out, "b", 2.0, None, Some(false)); // pending at 1
-        log(&mut s, &mut out, "c", 3.0, None, None); // merges, commits at 1
-        log(&mut s, &mut out, "d", 4.0, Some(5), None); // jumps to 5, pending
-        log(&mut s, &mut out, "e", 5.0, Some(5), None); // merges at 5
-        log(&mut s, &mut out, "f", 6.0, Some(7), None); // flushes 5, pending at 7
-        let dropped = log(&mut s, &mut out, "g", 7.0, Some(3), None);
-        log(&mut s, &mut out, "h", 8.0, Some(7), Some(true)); // commits 7
-        assert_eq!(
-            out.0,
-            vec![
-                (0, row("a", 1.0)),
-                (1, vec![("b".into(), 2.0), ("c".into(), 3.0)]),
-                (5, vec![("d".into(), 4.0), ("e".into(), 5.0)]),
-                (7, vec![("f".into(), 6.0), ("h".into(), 8.0)]),
-            ]
-        );
-        assert_eq!(dropped.len(), 1);
-        assert_eq!((dropped[0].step, dropped[0].current_step), (3, 7));
-        assert_eq!(s.info.step, 8);
-        assert_eq!(s.info.history_rows, 4);
-    }
-
-    #[test]
-    fn finish_flushes_the_pending_row() {
-        let mut s = started();
-        let mut out = Collect::default();
-        log(&mut s, &mut out, "a", 1.0, Some(3), None);
-        assert!(out.0.is_empty());
-        let rec = Record {
-            time: 102.0,
-            kind: Some(Kind::State(StateChange {
-                state: State::Finished as i32,
-                exit_code: Some(0),
-            })),
-        };
-        s.apply(&rec, &mut out);
-        assert_eq!(out.0, vec![(3, row("a", 1.0))]);
-        assert_eq!(s.state(), State::Finished);
-        assert_eq!(s.info.end_time, 102.0);
-    }
-
-    #[test]
-    fn step_sync_fills_the_step_metric() {
-        let mut s = started();
-        let mut out = Collect::default();
-        s.metrics
-            .define(&crate::proto::v1::DefineMetricRequest {
-                name: "val/*".into(),
-                step_metric: "epoch".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        log(&mut s, &mut out, "epoch", 2.0, None, None);
-        log(&mut s, &mut out, "val/loss", 0.5, None, None);
-        log(&mut s, &mut out, "train/loss", 0.7, None, None);
-        assert_eq!(
-            out.0[1].1,
-            vec![("val/loss".into(), 0.5), ("epoch".into(), 2.0)]
-        );
-        assert_eq!(out.0[2].1, row("train/loss", 0.7));
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;
