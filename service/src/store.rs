@@ -339,6 +339,15 @@ impl StoreWriter {
         Ok((StoreWriter::open(&dir, false)?, kept))
     }
 
+    /// Drops a rebuild that cannot be finished, removing its files.
+    pub fn abandon(self) {
+        let dir = self.dir.clone();
+        drop(self);
+        for name in [HISTORY_JSONL, EVENTS_JSONL, ALERTS_JSONL] {
+            let _ = fs::remove_file(dir.join(format!("{name}{REBUILD}")));
+        }
+    }
+
     fn open_files(dir: &Path, suffix: &str, fresh: bool) -> Result<Self, StoreError> {
         fs::create_dir_all(dir.join(FILES_DIR)).map_err(io_err(dir))?;
         let open = |name: &str| -> Result<BufWriter<File>, StoreError> {

@@ -234,11 +234,11 @@ impl WalReader {
                 outcome => {
                     let next = self.resync(start + 1)?;
                     let end = next.unwrap_or(self.file_len);
-                    self.note_bad(BadStretch {
-                        start,
-                        end,
-                        torn: next.is_none() && matches!(outcome, Frame::Short),
-                    });
+                    // Torn: a write cut short, or the zeroes a crash can leave
+                    // past the last write; not a damaged record.
+                    let torn = next.is_none()
+                        && (matches!(outcome, Frame::Short) || self.all_zero(start, end)?);
+                    self.note_bad(BadStretch { start, end, torn });
                     match next {
                         Some(at) => self.seek(at)?,
                         None => self.done = true,
@@ -288,6 +288,20 @@ impl WalReader {
             Some(r) => Frame::Good(Box::new(r), self.pos + HEADER as u64 + u64::from(len)),
             None => Frame::Bad,
         })
+    }
+
+    /// Whether bytes `start..end` are all zero (at most 16 MiB looked at).
+    fn all_zero(&self, start: u64, end: u64) -> Result<bool, WalError> {
+        use std::os::unix::fs::FileExt;
+        if end - start > 16 * 1024 * 1024 {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; (end - start) as usize];
+        self.reader
+            .get_ref()
+            .read_exact_at(&mut buf, start)
+            .map_err(io_err(&self.path))?;
+        Ok(buf.iter().all(|b| *b == 0))
     }
 
     /// The first offset at or after `from` where a good frame starts.
@@ -572,6 +586,23 @@ mod tests {
         let w = WalWriter::open_compacted(WalLock::acquire(&path).unwrap(), r.good_ranges());
         assert_eq!(w.unwrap().len(), r.file_len() - (third - second));
         assert_eq!(read_all(&path).0, vec![rec(0), rec(2)]);
+    }
+
+    #[test]
+    fn zeroes_after_the_last_record_are_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.wal");
+        let mut w = WalWriter::create(&path).unwrap();
+        w.append(&rec(0)).unwrap();
+        drop(w);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0u8; 100]).unwrap();
+        drop(f);
+        let mut r = WalReader::open(&path).unwrap();
+        assert_eq!(r.next_record().unwrap(), Some(rec(0)));
+        assert_eq!(r.next_record().unwrap(), None);
+        assert!(!r.corrupt());
+        assert_eq!(r.torn_bytes(), 100);
     }
 
     #[test]

@@ -91,7 +91,13 @@ pub fn open(dir: &Path, heartbeat_interval: f64) -> Result<OpenedRun, RunError> 
     let path = dir.join(store::WAL);
     let lock = WalLock::acquire(&path)?;
     let mut rebuilt = StoreWriter::rebuild(dir)?;
-    let (mut state, reader) = replay_log(dir, &mut rebuilt)?;
+    let (mut state, reader) = match replay_log(dir, &mut rebuilt) {
+        Ok(r) => r,
+        Err(e) => {
+            rebuilt.abandon();
+            return Err(e);
+        }
+    };
     let problem = recovery::describe(&reader);
     let wal = match &problem {
         None => WalWriter::open_truncated(lock, reader.valid_len())?,
@@ -127,7 +133,10 @@ pub fn open(dir: &Path, heartbeat_interval: f64) -> Result<OpenedRun, RunError> 
 /// they may be behind it (a write the disk refused). Blocking.
 pub fn rebuild_store(dir: &Path) -> Result<StoreWriter, RunError> {
     let mut rebuilt = StoreWriter::rebuild(dir)?;
-    replay_log(dir, &mut rebuilt)?;
+    if let Err(e) = replay_log(dir, &mut rebuilt) {
+        rebuilt.abandon();
+        return Err(e);
+    }
     Ok(rebuilt.finish_rebuild(false)?.0)
 }
 

@@ -412,6 +412,11 @@ impl RunState {
     /// The keys of `batch` the run does not hold yet, when taking them would put
     /// it past [`MAX_KEYS_PER_RUN`] history keys; None when they fit.
     pub fn keys_over_limit(&self, batch: &LogBatch) -> Option<usize> {
+        let named: usize =
+            batch.keys.len() + batch.rows.iter().map(|r| r.values.len()).sum::<usize>();
+        if self.keys.len() + named <= MAX_KEYS_PER_RUN {
+            return None;
+        }
         let mut new: HashSet<&str> = HashSet::new();
         let names = batch.keys.iter().map(String::as_str).chain(
             batch
