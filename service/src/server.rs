@@ -122,7 +122,11 @@ async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, Ser
     }
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(bind_err)?;
-    let private = parent.join(format!(".rc{}", std::process::id()));
+    let private = parent.join(format!(
+        ".rc{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&private)
