@@ -38,6 +38,8 @@ pub const ENV_MAX_RUNS_PER_CLIENT: &str = "RUNCORE_MAX_RUNS_PER_CLIENT";
 pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
 pub const ENV_WANDB_LISTEN: &str = "RUNCORE_WANDB_LISTEN";
 pub const ENV_WANDB_PORT_FILE: &str = "RUNCORE_WANDB_PORT_FILE";
+pub const ENV_IDLE_TIMEOUT: &str = "RUNCORE_IDLE_TIMEOUT";
+pub const ENV_SHARED_DATA_DIR: &str = "RUNCORE_SHARED_DATA_DIR";
 /// MLflow's own client variables.
 pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
 pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
@@ -102,6 +104,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: f64 = 30.0;
 pub const DEFAULT_FINISH_TIMEOUT: f64 = 60.0;
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_RUNS_PER_CLIENT: usize = 64;
+pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
 
 /// Where runs go besides the local store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,6 +263,16 @@ pub struct ServeArgs {
     /// --auth-token, which the UI then asks for too.
     #[arg(long, env = crate::ui::config::ENV_UI_LISTEN)]
     pub ui_listen: Option<String>,
+    /// Seconds a connection may send nothing before it is closed. The sidecar
+    /// pings clients (HTTP/2 keepalive) every third of this, so a live client's
+    /// idle connection stays open; a dead or silent one is let go.
+    #[arg(long, env = ENV_IDLE_TIMEOUT, default_value_t = DEFAULT_IDLE_TIMEOUT)]
+    pub idle_timeout: f64,
+    /// Share the data dir with other sidecars started with this flag (each run is
+    /// open in one of them at a time). Without it the data dir is locked to this
+    /// sidecar, and a second one exits naming the first.
+    #[arg(long, env = ENV_SHARED_DATA_DIR)]
+    pub shared_data_dir: bool,
 }
 
 /// Validated settings of a sidecar.
@@ -304,6 +317,10 @@ pub struct ServeConfig {
     pub wandb_port_file: Option<PathBuf>,
     /// Where the web UI is served too, if anywhere.
     pub ui_listen: Option<SocketAddr>,
+    /// How long a connection may stay silent (keepalive pings every third).
+    pub idle_timeout: Duration,
+    /// Whether other sidecars may share the data dir.
+    pub shared_data_dir: bool,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -341,13 +358,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("--shutdown-grace must be a number of seconds >= 0, got {0}")]
+    #[error("--shutdown-grace must be seconds in 0..={max}, got {0}", max = crate::limits::MAX_SECONDS)]
     Grace(f64),
     #[error("--max-message-bytes must be at least 1024, got {0}")]
     MessageSize(usize),
     #[error("--flush-interval must be seconds between 0.01 and 60, got {0}")]
     FlushInterval(f64),
-    #[error("--{0} must be a number of seconds > 0, got {1}")]
+    #[error("--{0} must be seconds > 0 and at most {max}, got {1}", max = crate::limits::MAX_SECONDS)]
     Seconds(&'static str, f64),
     #[error("--parent-pid {0}: no such process")]
     ParentPid(u32),
@@ -412,24 +429,26 @@ impl ServeArgs {
             return Err(ConfigError::TlsOnUnix);
         }
         let roots = files_roots(&listen, self.files_root)?;
-        if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
-            return Err(ConfigError::Grace(self.shutdown_grace));
-        }
+        let grace = Duration::try_from_secs_f64(self.shutdown_grace)
+            .ok()
+            .filter(|_| self.shutdown_grace <= crate::limits::MAX_SECONDS)
+            .ok_or(ConfigError::Grace(self.shutdown_grace))?;
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::MessageSize(self.max_message_bytes));
         }
         if !(0.01..=60.0).contains(&self.flush_interval) {
             return Err(ConfigError::FlushInterval(self.flush_interval));
         }
-        for (name, v) in [
-            ("client-timeout", self.client_timeout),
-            ("heartbeat-interval", self.heartbeat_interval),
-            ("finish-timeout", self.finish_timeout),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(ConfigError::Seconds(name, v));
-            }
-        }
+        let secs = |name: &'static str, v: f64| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero() && v <= crate::limits::MAX_SECONDS)
+                .ok_or(ConfigError::Seconds(name, v))
+        };
+        let client_timeout = secs("client-timeout", self.client_timeout)?;
+        let heartbeat_interval = secs("heartbeat-interval", self.heartbeat_interval)?;
+        let finish_timeout = secs("finish-timeout", self.finish_timeout)?;
+        let idle_timeout = secs("idle-timeout", self.idle_timeout)?;
         let wandb_listen = wandb_listen(self.wandb_listen.as_deref())?;
         if let Some(pid) = self.parent_pid {
             if crate::liveness::Process::find(pid).is_none() {
@@ -442,14 +461,14 @@ impl ServeArgs {
             data_dir: self.data_dir,
             log_format: self.log_format,
             fsync: self.fsync,
-            shutdown_grace: Duration::from_secs_f64(self.shutdown_grace),
+            shutdown_grace: grace,
             max_message_bytes: self.max_message_bytes,
-            flush_interval: Duration::from_secs_f64(self.flush_interval),
-            client_timeout: Duration::from_secs_f64(self.client_timeout),
-            heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval),
+            flush_interval: crate::liveness::seconds(self.flush_interval),
+            client_timeout,
+            heartbeat_interval,
             parent_pid: self.parent_pid,
             backend: self.backend.settings()?,
-            finish_timeout: Duration::from_secs_f64(self.finish_timeout),
+            finish_timeout,
             auth_token,
             tls,
             socket_group: self.socket_group,
@@ -461,6 +480,8 @@ impl ServeArgs {
             wandb_listen,
             wandb_port_file: self.wandb_port_file,
             ui_listen,
+            idle_timeout,
+            shared_data_dir: self.shared_data_dir,
         })
     }
 }
@@ -519,71 +540,11 @@ impl ServeConfig {
             wandb_listen: None,
             wandb_port_file: None,
             ui_listen: None,
+            idle_timeout: Duration::from_secs_f64(DEFAULT_IDLE_TIMEOUT),
+            shared_data_dir: false,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_addresses_parse() {
-        assert_eq!(
-            "tcp://127.0.0.1:0".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Tcp("127.0.0.1:0".parse().unwrap())
-        );
-        assert_eq!(
-            "localhost:5".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Tcp("127.0.0.1:5".parse().unwrap())
-        );
-        assert_eq!(
-            "unix:///tmp/a.sock".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Unix("/tmp/a.sock".into())
-        );
-        assert!("unix://".parse::<ListenAddr>().is_err());
-        assert!("tcp://nowhere".parse::<ListenAddr>().is_err());
-    }
-
-    #[test]
-    fn non_loopback_tcp_is_refused() {
-        let args = ServeArgs {
-            listen: "tcp://0.0.0.0:1".into(),
-            port_file: None,
-            data_dir: "d".into(),
-            log_format: LogFormat::Text,
-            fsync: FsyncPolicy::Batch,
-            shutdown_grace: 1.0,
-            max_message_bytes: 4096,
-            flush_interval: 1.0,
-            client_timeout: 60.0,
-            heartbeat_interval: 30.0,
-            parent_pid: None,
-            backend: BackendArgs {
-                backend: BackendKind::Local,
-                mlflow_tracking_uri: None,
-                wandb_base_url: DEFAULT_WANDB_BASE_URL.into(),
-            },
-            finish_timeout: 60.0,
-            auth_token: None,
-            tls_cert: None,
-            tls_key: None,
-            socket_group: None,
-            files_root: Vec::new(),
-            max_file_bytes: 1 << 30,
-            max_runs_per_client: 64,
-            wandb_listen: None,
-            wandb_port_file: None,
-            ui_listen: None,
-        };
-        let ui_only = ServeArgs {
-            listen: "tcp://127.0.0.1:1".into(),
-            ui_listen: Some("http://0.0.0.0:6007".into()),
-            ..args.clone()
-        };
-        let err = args.into_config().unwrap_err();
-        assert!(err.to_string().contains("--auth-token"), "{err}");
-        let err = ui_only.into_config().unwrap_err();
-        assert!(err.to_string().contains("--ui-listen"), "{err}");
-    }
-}
+mod tests;

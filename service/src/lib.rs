@@ -9,6 +9,9 @@
 //! imports only modules below it):
 //! - [`cli`]: the commands besides `serve` (`runs ls|show|stop`, `sync`, `reap`,
 //!   `health`); [`client`]: connecting to a sidecar.
+//! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes).
+//! - [`datadir`]: the data-dir lock (one sidecar per data dir, unless shared).
+//! - [`net`]: accepted connections: accept backoff, idle timeout.
 //! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
 //!   drains on shutdown; [`h2front`] rewrites a unix client's socket-path
 //!   `:authority`; [`auth`] is the bearer-token layer; [`shutdown`] owns the stop
@@ -45,10 +48,13 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod h2front;
+pub mod limits;
 pub mod liveness;
 pub mod metadata;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod run;
 pub mod runs;

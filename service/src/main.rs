@@ -79,6 +79,9 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         serve(listener, config, stop_signal()).await?;
         Ok(())
     });
+    // serve kept to --shutdown-grace; a blocking task still running (a wedged
+    // disk) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -129,13 +132,19 @@ fn main() -> ExitCode {
                 Err(e) => report(Err(e)),
             }
         }
-        Command::Sync { dirs, backend } => {
+        Command::Sync {
+            dirs,
+            backend,
+            give_up_after,
+        } => {
             init_tracing(LogFormat::Text);
-            let result = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(cli::CliError::from)
-                .and_then(|rt| rt.block_on(cli::sync(&dirs, &backend, &mut out)));
+            let result = cli::parse_duration(&give_up_after).and_then(|give_up| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(cli::CliError::from)
+                    .and_then(|rt| rt.block_on(cli::sync(&dirs, &backend, give_up, &mut out)))
+            });
             report(result)
         }
         Command::Reap { backend, stale } => {

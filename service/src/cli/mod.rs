@@ -100,6 +100,11 @@ pub enum Command {
         dirs: Vec<PathBuf>,
         #[command(flatten)]
         backend: BackendArgs,
+        /// Give up when the backend has taken nothing for this long (it is down or
+        /// unreachable): 90s, 5m, 2h or seconds. What was delivered is kept; run
+        /// sync again later to go on.
+        #[arg(long, default_value = "2m")]
+        give_up_after: String,
     },
     /// Mark MLflow runs that runcore created, that are still RUNNING, and whose
     /// runcore.heartbeat tag is older than --stale, as FAILED with runcore.state=crashed.
@@ -187,10 +192,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, CliError> {
             )))
         }
     };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(CliError::Usage(format!("{text:?} is not a duration >= 0")));
+    let max = crate::limits::MAX_SECONDS;
+    if !(secs.is_finite() && secs >= 0.0 && secs <= max) {
+        return Err(CliError::Usage(format!(
+            "{text:?} is not a duration in 0..={max} seconds"
+        )));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    Ok(crate::liveness::seconds(secs))
 }
 
 /// `runcore health`: true when the sidecar answers SERVING.
@@ -232,6 +240,12 @@ pub fn format_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_refused() {
+        assert!(parse_duration("1e300s").is_err());
+        assert!(parse_duration("inf").is_err());
+    }
 
     #[test]
     fn durations_parse() {

@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 
 use super::metrics::Metrics;
 use super::summary::{LastRow, Summary};
+use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
@@ -331,6 +332,10 @@ impl RunState {
         sink: &mut impl Sink,
     ) -> Option<DroppedRow> {
         let commit = match row.step {
+            None if self.info.step > MAX_STEP => {
+                return Some(self.past_max(self.info.step));
+            }
+            Some(step) if step > MAX_STEP => return Some(self.past_max(step)),
             None => row.commit.unwrap_or(true),
             Some(step) if step < self.info.step => {
                 return Some(DroppedRow {
@@ -401,8 +406,68 @@ impl RunState {
         }
         self.summary.set_last_row(last);
         self.pending.clear();
-        self.info.step += 1;
-        self.info.history_rows += 1;
+        // Saturating: a log written by another version must not wrap the step
+        // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
+        self.info.step = self.info.step.saturating_add(1);
+        self.info.history_rows = self.info.history_rows.saturating_add(1);
+    }
+
+    /// A row that would land past the largest step: dropped, and said so.
+    fn past_max(&self, step: i64) -> DroppedRow {
+        DroppedRow {
+            row_index: 0,
+            step,
+            current_step: self.info.step,
+            reason: format!(
+                "step {step} is past the largest step, {MAX_STEP}; the run takes no more rows"
+            ),
+        }
+    }
+
+    /// Whether the run's next row would be past the largest step.
+    pub fn at_step_limit(&self) -> bool {
+        self.info.step > MAX_STEP
+    }
+
+    /// The keys of `batch` the run does not hold yet, when taking them would put
+    /// it past [`MAX_KEYS_PER_RUN`] history keys; None when they fit.
+    pub fn keys_over_limit(&self, batch: &LogBatch) -> Option<usize> {
+        let named: usize =
+            batch.keys.len() + batch.rows.iter().map(|r| r.values.len()).sum::<usize>();
+        if self.keys.len() + named <= MAX_KEYS_PER_RUN {
+            return None;
+        }
+        let mut new: HashSet<&str> = HashSet::new();
+        let names = batch.keys.iter().map(String::as_str).chain(
+            batch
+                .rows
+                .iter()
+                .flat_map(|r| r.values.keys().map(String::as_str)),
+        );
+        for k in names {
+            if !self.keys.contains(k) {
+                new.insert(k);
+            }
+        }
+        (self.keys.len() + new.len() > MAX_KEYS_PER_RUN).then_some(self.keys.len())
+    }
+
+    /// For a config (`summary` false) or explicit summary update adding `keys`:
+    /// what the run holds, when the new ones would put it past
+    /// [`MAX_KEYS_PER_RUN`]; None when they fit.
+    pub fn map_over_limit<'a>(
+        &self,
+        summary: bool,
+        keys: impl Iterator<Item = &'a String>,
+    ) -> Option<usize> {
+        let (held, new) = if summary {
+            let new = keys.filter(|k| !self.summary.is_explicit(k)).count();
+            (self.summary.explicit_len(), new)
+        } else {
+            let new = keys.filter(|k| !self.config.contains_key(*k)).count();
+            (self.config.len(), new)
+        };
+        (held + new > MAX_KEYS_PER_RUN).then_some(held)
     }
 
     /// Fills each synced step metric's last value into the pending row where a key
@@ -428,6 +493,11 @@ impl RunState {
 
     fn alert(&mut self, req: &AlertRequest, time: f64, sink: &mut impl Sink) -> AlertResponse {
         let wait = req.wait_duration.unwrap_or(DEFAULT_ALERT_WAIT);
+        if self.alerts_sent.len() >= MAX_KEYS_PER_RUN {
+            // Bounded memory: forget titles whose window (by this alert's
+            // wait) has passed.
+            self.alerts_sent.retain(|_, last| time < *last + wait);
+        }
         let reply = match self.alerts_sent.get(&req.title) {
             Some(&last) if time < last + wait => AlertResponse {
                 sent: false,

@@ -90,7 +90,7 @@ impl PendingLog {
         }
         match item_value(item) {
             Ok(mut v) => {
-                if let Err(e) = value::check_value(top, &v) {
+                if let Err(e) = value::check_value(top, &v, &mut 0) {
                     self.warn(top, &e.to_string());
                     return;
                 }

@@ -2,7 +2,6 @@
 //! run actor, the history rows and console text not yet sent to it, and the calls
 //! to the actor, each with a deadline.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use super::console::Console;
 use super::history::PendingLog;
 use super::map::StreamSettings;
 use crate::proto::v1::{FinishResponse, GetRunResponse, LogAck, RunState};
-use crate::run::{Command, LogReply, Reply, RunError, RunHandle};
+use crate::run::{Command, LogReply, Reply, RunError, RunHandle, StreamState};
 
 /// Longest wait for a run's actor to answer one call (Finish gets the backend's
 /// finish timeout on top): a stuck actor fails the call instead of hanging the SDK.
@@ -95,7 +94,7 @@ impl Stream {
         };
         // Each batch has its own failure flag: one failed batch does not refuse the
         // ones after it (the SDK has no way to resend).
-        let reply = LogReply::Stream(acks.clone(), Arc::new(AtomicU64::new(0)));
+        let reply = LogReply::Stream(acks.clone(), Arc::new(StreamState::default()));
         let cmd = Command::Log { batch, reply };
         if tokio::time::timeout(CALL_TIMEOUT, run.send(cmd))
             .await
