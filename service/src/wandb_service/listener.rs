@@ -92,8 +92,8 @@ where
     let (rd, wr) = tokio::io::split(io);
     let (reply_tx, reply_rx) = mpsc::channel(REPLY_BUFFER);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_BUFFER);
-    let writer = tokio::spawn(write_replies(wr, reply_rx));
-    let drain = tokio::spawn(drain_acks(ack_rx));
+    let mut writer = tokio::spawn(write_replies(wr, reply_rx));
+    let mut drain = tokio::spawn(drain_acks(ack_rx));
     let mut router = Router::new(runs, reply_tx, ack_tx, settings.finish_timeout);
     let mut frames = FrameReader::new(rd, settings.max_message_bytes);
     let mut beat = tokio::time::interval(settings.heartbeat);
@@ -129,8 +129,13 @@ where
     router.flush_logs().await;
     router.close().await;
     drop(router);
-    let _ = tokio::time::timeout(DRAIN, writer).await;
-    let _ = tokio::time::timeout(DRAIN, drain).await;
+    // Both end once the router (their senders) is gone; an SDK that stopped
+    // reading gets DRAIN to take its last replies.
+    for task in [&mut writer, &mut drain] {
+        if tokio::time::timeout(DRAIN, &mut *task).await.is_err() {
+            task.abort();
+        }
+    }
     drop(token);
 }
 
