@@ -22,7 +22,7 @@ pub enum FrameError {
 }
 
 /// Reads frames from a byte stream, buffering what arrived beyond the current one
-/// (the adapter batches history rows while more frames are already there).
+/// (one read may bring many small frames).
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
@@ -75,15 +75,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 };
             }
         }
-    }
-
-    /// Whether a whole frame is already buffered (the next `next` will not wait).
-    pub fn has_frame(&self) -> bool {
-        self.buf.len() >= HEADER_LEN
-            && self.buf.len()
-                >= HEADER_LEN
-                    + u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                        as usize
     }
 }
 

@@ -24,6 +24,12 @@ const REPLY_BUFFER: usize = 64;
 /// Row acknowledgements queued per connection before the run actors wait; the
 /// drain only logs dropped rows, so it never falls far behind.
 const ACK_BUFFER: usize = 64;
+/// How long logged rows may wait for more before they go to their run's actor:
+/// the SDK sends one frame per `run.log` and waits for none, so rows arriving
+/// within this window become one batch (one log record), as runcore's own client
+/// packs them. Anything the SDK waits on, any other record of the run, and the
+/// connection's end send them at once.
+const LINGER: Duration = Duration::from_millis(20);
 /// How long a closing connection waits for its replies and acks to drain.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -92,15 +98,29 @@ where
     let (rd, wr) = tokio::io::split(io);
     let (reply_tx, reply_rx) = mpsc::channel(REPLY_BUFFER);
     let (ack_tx, ack_rx) = mpsc::channel(ACK_BUFFER);
-    let writer = tokio::spawn(write_replies(wr, reply_rx));
-    let drain = tokio::spawn(drain_acks(ack_rx));
+    let mut writer = tokio::spawn(write_replies(wr, reply_rx));
+    let mut drain = tokio::spawn(drain_acks(ack_rx));
     let mut router = Router::new(runs, reply_tx, ack_tx, settings.finish_timeout);
     let mut frames = FrameReader::new(rd, settings.max_message_bytes);
     let mut beat = tokio::time::interval(settings.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When gathered rows go to their runs if no other frame sends them first.
+    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
+        let at = flush_at;
+        let linger = async move {
+            match at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let frame = tokio::select! {
             f = frames.next() => f,
+            _ = linger => {
+                router.flush_logs().await;
+                flush_at = None;
+                continue;
+            }
             _ = beat.tick() => {
                 router.heartbeat().await;
                 continue;
@@ -121,16 +141,22 @@ where
                 break;
             }
         }
-        // Rows gathered while frames were waiting go to their runs now.
-        if !frames.has_frame() {
-            router.flush_logs().await;
+        if router.has_rows() {
+            flush_at.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+        } else {
+            flush_at = None;
         }
     }
     router.flush_logs().await;
     router.close().await;
     drop(router);
-    let _ = tokio::time::timeout(DRAIN, writer).await;
-    let _ = tokio::time::timeout(DRAIN, drain).await;
+    // Both end once the router (their senders) is gone; an SDK that stopped
+    // reading gets DRAIN to take its last replies.
+    for task in [&mut writer, &mut drain] {
+        if tokio::time::timeout(DRAIN, &mut *task).await.is_err() {
+            task.abort();
+        }
+    }
     drop(token);
 }
 

@@ -6,8 +6,8 @@
 //! operation runcore's own RPCs perform, through the registry ([`crate::runs`]) and
 //! the same run actor, log and store.
 //!
-//! - [`listener`]: accepts connections; one task per connection reads frames,
-//!   one writes replies.
+//! - [`listener`]: accepts connections; one task per connection reads frames
+//!   (rows arriving within a short linger become one batch), one writes replies.
 //! - [`framing`]: `W` + u32 LE length + protobuf, both ways.
 //! - [`router`]: routes records to runs by stream id and answers every request
 //!   the SDK waits on; [`requests`] the questions (summary, step, exit polling).

@@ -47,13 +47,22 @@ impl Router {
         }
     }
 
-    /// Queues a reply; a full queue (the SDK is not reading) slows this reader.
+    /// Queues a reply; a full queue (the SDK is not reading) slows this reader, for
+    /// at most CALL_TIMEOUT per reply.
     async fn send(&self, request_id: String, kind: Resp) {
         let reply = wb::ServerResponse {
             request_id,
             kind: Some(kind),
         };
-        let _ = self.replies.send(reply).await;
+        if tokio::time::timeout(CALL_TIMEOUT, self.replies.send(reply))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the wandb SDK has not read its replies for {} s; one was dropped",
+                CALL_TIMEOUT.as_secs()
+            );
+        }
     }
 
     pub async fn handle(&mut self, req: wb::ServerRequest) {
@@ -110,7 +119,12 @@ impl Router {
         self.send(id, Resp::ErrorResponse(reply)).await;
     }
 
-    /// Sends every run's gathered rows to its actor (no more frames are waiting).
+    /// Whether any run has gathered rows not yet sent to its actor.
+    pub fn has_rows(&self) -> bool {
+        self.streams.values().any(|s| s.log.rows() > 0)
+    }
+
+    /// Sends every run's gathered rows to its actor.
     pub async fn flush_logs(&mut self) {
         for s in self.streams.values_mut() {
             s.flush_log(&self.acks).await;
@@ -236,9 +250,13 @@ impl Router {
         if let Err(e) = validate::init(&mut req) {
             return failed_run(e.to_string(), wb::ErrorCode::Usage);
         }
-        let reply = match self.runs.init(req).await {
-            Ok(r) => r,
-            Err(e) => return failed_run(e.to_string(), wb::ErrorCode::Usage),
+        let reply = match tokio::time::timeout(CALL_TIMEOUT, self.runs.init(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return failed_run(e.to_string(), wb::ErrorCode::Usage),
+            Err(_) => {
+                let why = format!("starting the run took over {} s", CALL_TIMEOUT.as_secs());
+                return failed_run(why, wb::ErrorCode::Communication);
+            }
         };
         let id = reply.run.as_ref().map(|r| r.id.clone()).unwrap_or_default();
         match self.runs.handle(&id) {
