@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests, the cross-language
-# conformance suite (tests/), the Python and Go clients' tests.
+# conformance suite (tests/), the Python and Go clients' tests, the web UI in a
+# browser (tests/ui; installs Debian's chromium when missing and run as root).
 # Installs what the tests need on first use (MLflow and the Python client's
 # packages, each in a cached, git-ignored venv).
 set -euo pipefail
@@ -21,6 +22,8 @@ RUNCORE_BIN="$target/debug/runcore" bash tests/run.sh
 echo "==> Python client"
 cargo build --quiet --bin runcore
 RUNCORE_BIN="$target/debug/runcore" bash clients/python/scripts/test.sh -q
+echo "==> Web UI in headless Chromium"
+RUNCORE_BIN="$target/debug/runcore" bash tests/ui/run.sh
 echo "==> Kubernetes manifests against the binary"
 RUNCORE_BIN="$target/debug/runcore" "$(bash clients/python/scripts/venv.sh | tail -n 1)/bin/python" -m pytest -q deploy/tests
 echo "==> Go client"

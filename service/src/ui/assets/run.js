@@ -105,7 +105,7 @@ class RunPage {
     fill(
       this.header,
       el("h1", {}, el("span", { id: "run-name", text: r.name }), " ", stateBadge(r.state)),
-      el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
+      el("dl", { class: "facts" }, facts.map(([k, v]) => el("div", {}, el("dt", { text: k }), el("dd", { text: v })))),
       r.tags.length ? el("div", { class: "tags" }, r.tags.map((t) => el("span", { class: "tag", text: t }))) : null,
       r.notes ? el("p", { class: "notes", text: r.notes }) : null,
     );
