@@ -83,6 +83,9 @@ pub fn projects(data_dir: &Path) -> Vec<ProjectRow> {
             continue;
         };
         let name = name.to_string_lossy().into_owned();
+        if check_name("project", &name).is_err() {
+            continue;
+        }
         let row = by_name.entry(name.clone()).or_insert(ProjectRow {
             name,
             runs: 0,
