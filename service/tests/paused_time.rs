@@ -159,7 +159,10 @@ async fn a_run_stuck_on_one_request_is_seen_as_busy_since_it_began() {
             .await
     });
     tokio::time::sleep(runcore::limits::WEDGED_AFTER + Duration::from_secs(1)).await;
-    assert!(!finish.is_finished(), "the finish waits on the stuck delivery");
+    assert!(
+        !finish.is_finished(),
+        "the finish waits on the stuck delivery"
+    );
     let since = handle.busy_since().expect("busy on the finish");
     assert!(since >= began && since.elapsed() > runcore::limits::WEDGED_AFTER);
     finish.abort();
