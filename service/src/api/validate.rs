@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use crate::proto::v1::{
-    AlertRequest, InitRequest, LogBatch, LogRequest, Row, SaveFilesRequest, Value,
+    AlertRequest, InitRequest, LogBatch, LogRequest, ReadFileRequest, Row, SaveFilesRequest,
+    ScanHistoryRequest, UpdateRunRequest, Value,
 };
 use crate::run::files::{self, FilesError};
 use crate::semantics::metrics::MetricError;
@@ -35,6 +36,10 @@ impl From<FilesError> for Invalid {
 
 const MAX_ID: usize = 64;
 const MAX_NAME: usize = 128;
+/// W&B's limit on a tag.
+const MAX_TAG: usize = 64;
+/// Most rows per ScanHistory message a client may ask for.
+const MAX_PAGE: u32 = 10_000;
 pub const MAX_ALERT_TITLE: usize = 64;
 
 pub fn run_id(id: &str) -> Result<(), Invalid> {
@@ -219,6 +224,71 @@ pub fn save(req: &SaveFilesRequest) -> Result<(), Invalid> {
     }
     if !req.working_dir.is_empty() && !Path::new(&req.working_dir).is_absolute() {
         return Err(FilesError::RelativeWorkingDir(req.working_dir.clone()).into());
+    }
+    Ok(())
+}
+
+/// Checks an edit; drops repeated tags (the first of each stays).
+pub fn update(req: &mut UpdateRunRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    if let Some(name) = &req.name {
+        let n = name.chars().count();
+        if n == 0 || n > MAX_NAME {
+            return Err(Invalid(format!(
+                "name must be 1..{MAX_NAME} characters, got {n}; leave it unset to keep the name"
+            )));
+        }
+    }
+    if let Some(tags) = &mut req.tags {
+        if let Some(t) = tags
+            .tags
+            .iter()
+            .find(|t| t.is_empty() || t.chars().count() > MAX_TAG)
+        {
+            return Err(Invalid(format!(
+                "tag {t:?} must be 1..{MAX_TAG} characters"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        tags.tags.retain(|t| seen.insert(t.clone()));
+    }
+    map(&mut req.config, "config")?;
+    map(&mut req.summary, "summary")?;
+    if req
+        .config_remove
+        .iter()
+        .chain(&req.summary_remove)
+        .any(String::is_empty)
+    {
+        return Err(Invalid("a key to remove is empty".into()));
+    }
+    Ok(())
+}
+
+/// Checks a ScanHistory request.
+pub fn scan(req: &ScanHistoryRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    if req.page_size > MAX_PAGE {
+        return Err(Invalid(format!(
+            "page_size {} is over {MAX_PAGE} rows",
+            req.page_size
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a ReadFile name: a relative path below files/, no "..".
+pub fn read_file(req: &ReadFileRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    let path = Path::new(&req.name);
+    let plain = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if req.name.is_empty() || !plain || req.name.contains('\0') {
+        return Err(Invalid(format!(
+            "file name {:?} must be a path relative to the run's files directory, without '..' (as ListFiles names it)",
+            req.name
+        )));
     }
     Ok(())
 }

@@ -169,7 +169,10 @@ impl Actor {
     async fn handle(&mut self, cmd: Command) -> bool {
         if !matches!(
             cmd,
-            Command::Get { .. } | Command::Stop { .. } | Command::End { .. }
+            Command::Get { .. }
+                | Command::Stop { .. }
+                | Command::End { .. }
+                | Command::Update { .. }
         ) {
             self.last_contact = Instant::now();
             if self.state.is_open() {
@@ -224,6 +227,10 @@ impl Actor {
             }
             Command::Stop { reply } => {
                 let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::Update { req, reply } => {
+                let r = self.update(req).await;
                 let _ = reply.send(r);
             }
             Command::End { state, reply } => {

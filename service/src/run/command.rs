@@ -11,7 +11,8 @@ use super::error::RunError;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, FinishResponse, GetRunResponse,
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
-    RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
+    RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateRunRequest, UpdateRunResponse,
+    UpdateSummaryRequest, Value,
 };
 
 /// Commands queued per run before senders wait: a burst of batches from several
@@ -75,6 +76,11 @@ pub enum Command {
     Stop {
         reply: Reply<RunInfo>,
     },
+    /// An edit (UpdateRun) of the run's identity, config or summary.
+    Update {
+        req: UpdateRunRequest,
+        reply: Reply<UpdateRunResponse>,
+    },
     /// Ends an open run without its client: crashed (or preempted, if it was
     /// preempting) when the client is gone, killed at shutdown.
     End {
@@ -118,5 +124,10 @@ impl RunHandle {
     /// Whether the actor has stopped (the run ended or the sidecar is stopping).
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Waits until the actor has stopped taking commands.
+    pub async fn closed(&self) {
+        self.tx.closed().await
     }
 }
