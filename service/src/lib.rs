@@ -11,7 +11,10 @@
 //! - [`auth`]: the bearer-token layer in front of every service.
 //! - [`api`]: gRPC handlers; [`api::validate`] checks requests, [`api::status`] is
 //!   the one place errors become gRPC statuses.
-//! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups.
+//! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups, reads
+//!   (GetRun, ListRuns, ScanHistory, ListFiles, ReadFile), edits and deletes of runs
+//!   without an actor (UpdateRun, DeleteRun; [`run::edit`] does them under the
+//!   run's log lock).
 //! - [`run`]: the per-run actor; [`run::state`] holds the log step/commit rules and
 //!   is a pure function of log records; [`run::summary`], [`run::metrics`]
 //!   (define_metric) and [`run::files`] (SaveFiles, media) are its parts.
