@@ -203,6 +203,10 @@ def test_update_persists_on_an_ended_run(sidecar: Sidecar) -> None:
     again.summary.update({"acc": 0.95})  # W&B's summary.update persists too
     assert runcore.Api(sidecar.address).run("upd").summary["acc"] == 0.95
     again.update()  # nothing changed: nothing sent
+    listed = api.runs("proj")[0]  # not read in full yet: the change must survive that
+    listed.notes = "from the list"
+    listed.update()
+    assert api.run("upd").notes == "from the list"
     with pytest.raises(ValueError, match="1..64"):
         again.tags = ["x" * 65]
         again.update()

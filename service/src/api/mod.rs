@@ -272,6 +272,7 @@ impl RunService for Api {
     ) -> Result<Response<Self::ScanHistoryStream>, Status> {
         let req = request.into_inner();
         validate::scan(&req)?;
+        // Four pages in flight: a client that reads slowly holds the replay back.
         let (tx, rx) = mpsc::channel(4);
         self.runs.scan(req, tx)?;
         let rows = ReceiverStream::new(rx).map(|chunk| {

@@ -404,7 +404,11 @@ class Run:
         ``job_type``, ``config`` and ``summary`` (only what changed is sent). Works
         on open and ended runs: the edit is a record in the run's log, and is
         forwarded to the sidecar's backend."""
+        # Reading the run for the first time must not undo changes made before.
+        mine = {a: getattr(self, a) for a in ("name", "notes", "group", "job_type", "tags")}
         self._loaded()
+        for a, v in mine.items():
+            setattr(self, a, v)
         info = self._info
         req = pb.UpdateRunRequest(run_id=self.id)
         for attr in ("name", "notes", "group", "job_type"):
