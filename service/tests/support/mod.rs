@@ -402,3 +402,4 @@ pub fn run_json_state(dir: &Path) -> String {
 }
 pub mod mlflow;
 pub mod wandb;
+pub mod wandb_sdk;

@@ -89,6 +89,7 @@ mod tests {
             Kind::State(StateChange {
                 state: State::Finished as i32,
                 exit_code: Some(0),
+                reason: String::new(),
             }),
         );
         s.config.insert("lr".into(), value::double(0.1));
