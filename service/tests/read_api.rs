@@ -119,7 +119,10 @@ async fn files_are_listed_and_read_in_chunks_inside_the_run_only() {
     std::fs::write(&outside, "secret").unwrap();
     let files_dir = s.run_dir("p", "files").join("files");
     std::os::unix::fs::symlink(&outside, files_dir.join("link.txt")).unwrap();
+    let long = "n/".repeat(2049);
     for (name, offset, code) in [
+        (long.as_str(), 0, Code::InvalidArgument),
+        ("a\0b", 0, Code::InvalidArgument),
         ("../run.json", 0, Code::InvalidArgument),
         ("/etc/passwd", 0, Code::InvalidArgument),
         ("", 0, Code::InvalidArgument),
@@ -132,6 +135,7 @@ async fn files_are_listed_and_read_in_chunks_inside_the_run_only() {
         let err = read_file(&mut c, "files", name, offset).await.unwrap_err();
         assert_eq!(err.code(), code, "{name:?} at {offset}: {}", err.message());
         assert!(!err.message().is_empty());
+        assert!(err.message().len() < 600, "input is quoted back bounded");
     }
     let err = read_file(&mut c, "ghost", "notes.txt", 0)
         .await

@@ -218,7 +218,7 @@ async fn edits_of_an_ended_run_racing_a_resume_are_all_kept() {
 async fn bad_edits_say_what_to_change() {
     let s = InProcess::start().await;
     let mut c = s.client().await;
-    start_run(&mut c, "bad").await;
+    let name = start_run(&mut c, "bad").await.run.unwrap().name;
     for (req, code, says) in [
         (
             UpdateRunRequest {
@@ -249,6 +249,64 @@ async fn bad_edits_say_what_to_change() {
         ),
         (
             UpdateRunRequest {
+                run_id: "bad".into(),
+                name: Some("two\nlines".into()),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "control character",
+        ),
+        (
+            UpdateRunRequest {
+                run_id: "bad".into(),
+                group: Some("g\u{7}".into()),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "control character",
+        ),
+        (
+            UpdateRunRequest {
+                run_id: "bad".into(),
+                tags: tags(&["ok", "t\tab"]),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "control character",
+        ),
+        (
+            UpdateRunRequest {
+                run_id: "bad".into(),
+                tags: Some(Tags {
+                    tags: (0..10_001).map(|i| format!("t{i}")).collect(),
+                }),
+                ..Default::default()
+            },
+            Code::ResourceExhausted,
+            "over the limit of 10000",
+        ),
+        (
+            UpdateRunRequest {
+                run_id: "bad".into(),
+                summary_remove: vec!["a\u{0}b".into()],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "control character",
+        ),
+        (
+            UpdateRunRequest {
+                run_id: "bad".into(),
+                config: (0..10_001)
+                    .map(|i| (format!("k{i}"), runcore::value::int(i)))
+                    .collect(),
+                ..Default::default()
+            },
+            Code::ResourceExhausted,
+            "over the limit of 10000",
+        ),
+        (
+            UpdateRunRequest {
                 run_id: "ghost".into(),
                 name: Some("x".into()),
                 ..Default::default()
@@ -261,5 +319,11 @@ async fn bad_edits_say_what_to_change() {
         assert_eq!(err.code(), code, "{}", err.message());
         assert!(err.message().contains(says), "{}", err.message());
     }
+    // Nothing of the refused edits was applied.
+    let run = get_run(&mut c, "bad").await;
+    let info = run.run.unwrap();
+    assert_eq!(info.name, name);
+    assert!(info.tags.is_empty() && info.group.is_empty(), "{info:?}");
+    assert!(run.config.is_empty(), "{:?}", run.config);
     s.stop().await;
 }
