@@ -185,6 +185,7 @@ fn make_batch(run_id: &str, seq: u64, keys: &[String], first: u64, rows: usize) 
                 }
             })
             .collect(),
+        writer_id: String::new(),
     }
 }
 
@@ -288,6 +289,7 @@ async fn ingest(address: &str, pid: Option<u32>, o: &Opts) -> Result<Figures, Bo
             .finish(FinishRequest {
                 run_id: run.id.clone(),
                 exit_code: Some(0),
+                ..Default::default()
             })
             .await?;
         wal_bytes += std::fs::metadata(run.dir.join("run.wal")).map_or(0, |m| m.len());
@@ -374,7 +376,7 @@ async fn idle(address: &str, o: &Opts) -> Result<(), BoxError> {
             _ = &mut eof => break,
             _ = beat.tick() => {
                 for run in &mut runs {
-                    run.client.heartbeat(HeartbeatRequest { run_id: run.id.clone() }).await?;
+                    run.client.heartbeat(HeartbeatRequest { run_id: run.id.clone(), ..Default::default() }).await?;
                 }
             }
         }
@@ -385,6 +387,7 @@ async fn idle(address: &str, o: &Opts) -> Result<(), BoxError> {
             .finish(FinishRequest {
                 run_id,
                 exit_code: Some(0),
+                ..Default::default()
             })
             .await?;
     }

@@ -291,6 +291,7 @@ mod tests {
             kind: Some(Kind::State(StateChange {
                 state: 1,
                 exit_code: Some(i),
+                ..Default::default()
             })),
         }
     }

@@ -195,9 +195,12 @@ impl RunService for Api {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let handle = self.handle(&request.into_inner().run_id)?;
+        let HeartbeatRequest { run_id, writer_id } = request.into_inner();
+        let handle = self.handle(&run_id)?;
         Ok(Response::new(
-            handle.call(|reply| Command::Heartbeat { reply }).await?,
+            handle
+                .call(|reply| Command::Heartbeat { writer_id, reply })
+                .await?,
         ))
     }
 
@@ -222,16 +225,22 @@ impl RunService for Api {
         match self.runs.handle(&req.run_id) {
             Ok(handle) => Ok(Response::new(
                 handle
-                    .call(|reply| Command::Finish { exit_code, reply })
+                    .call(|reply| Command::Finish {
+                        exit_code,
+                        writer_id: req.writer_id,
+                        reply,
+                    })
                     .await?,
             )),
             // Finish is idempotent: an ended run answers with how it ended.
             Err(RegistryError::Run(RunError::Ended { .. })) => {
                 let run = self.runs.get(&req.run_id).await?;
+                let writer = run.writers.into_iter().find(|w| w.id == req.writer_id);
                 Ok(Response::new(FinishResponse {
                     run: run.run,
                     summary: run.summary,
                     backends: run.backends,
+                    writer,
                 }))
             }
             Err(e) => Err(e.into()),

@@ -34,6 +34,9 @@ impl From<RunError> for Status {
             RunError::Closed => Status::unavailable(msg),
             RunError::Internal(_) => Status::internal(msg),
             RunError::StreamBroken { .. } => Status::aborted(msg),
+            RunError::WriterConflict { .. }
+            | RunError::WriterEnded { .. }
+            | RunError::UnknownWriter { .. } => Status::failed_precondition(msg),
             RunError::Metric(_) => Status::invalid_argument(msg),
             RunError::Files(FilesError::Copy { .. }) => Status::failed_precondition(msg),
             RunError::Files(FilesError::OutsideRoots { .. }) => Status::permission_denied(msg),

@@ -85,6 +85,7 @@ pub fn init(req: &mut InitRequest) -> Result<(), Invalid> {
             )));
         }
     }
+    crate::semantics::writers::check(req).map_err(Invalid)?;
     if let Some(sm) = &req.system_metrics {
         let i = sm.interval;
         if !(i.is_finite() && (i == 0.0 || i >= MIN_SAMPLE_INTERVAL)) {
@@ -176,6 +177,7 @@ pub fn log(req: LogRequest) -> Result<LogBatch, Invalid> {
         seq: req.seq,
         keys: Vec::new(),
         rows: vec![row],
+        writer_id: req.writer_id,
     })
 }
 

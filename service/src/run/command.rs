@@ -55,13 +55,17 @@ pub enum Command {
         reply: Reply<Vec<String>>,
     },
     Heartbeat {
+        writer_id: String,
         reply: Reply<HeartbeatResponse>,
     },
     MarkPreempting {
         reply: Reply<RunInfo>,
     },
+    /// Finishes the run, or only its writer `writer_id` (a shared run's writer
+    /// that does not decide the run's end).
     Finish {
         exit_code: i32,
+        writer_id: String,
         reply: Reply<FinishResponse>,
     },
     Get {
@@ -81,6 +85,20 @@ pub enum Command {
         state: State,
         reply: Reply<RunInfo>,
     },
+}
+
+impl Command {
+    /// The writer the command names (a sign of life from it).
+    pub fn writer(&self) -> Option<&str> {
+        match self {
+            Command::Log { batch, .. } => Some(&batch.writer_id),
+            Command::Heartbeat { writer_id, .. } | Command::Finish { writer_id, .. } => {
+                Some(writer_id)
+            }
+            Command::Resume { init, .. } => Some(&init.writer_id),
+            _ => None,
+        }
+    }
 }
 
 /// A handle on an open run's actor.

@@ -20,6 +20,7 @@ mod live_files;
 pub mod open;
 mod requests;
 pub mod settings;
+mod writers;
 
 pub use actor::spawn;
 pub use command::{Command, LogReply, Reply, RunHandle};

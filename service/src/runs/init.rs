@@ -134,6 +134,7 @@ impl Runs {
             req.name = random_name(dir.parent().map(count_runs).unwrap_or(0) + 1);
         }
         let hb = self.config.heartbeat_interval.as_secs_f64();
+        let writer_id = req.writer_id.clone();
         // Probing the hardware (NVML, statfs, /proc) blocks.
         let opened = tokio::task::spawn_blocking(move || {
             let metadata = metadata::collect(&req);
@@ -150,6 +151,7 @@ impl Runs {
             resumed: false,
             starting_step: 0,
             last_seq: 0,
+            writer_id,
         })
     }
 }

@@ -36,6 +36,7 @@ impl Runs {
                 metrics: state.metrics.all().iter().map(|d| d.to_proto()).collect(),
                 config: std::mem::take(&mut state.config),
                 files: store::list_files(&dir),
+                writers: state.writer_infos(),
                 run: Some(state.info),
             })
         })

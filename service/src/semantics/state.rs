@@ -16,7 +16,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::metrics::Metrics;
+use super::shared::OpenRows;
 use super::summary::{LastRow, Summary};
+use super::writers::{self, Writers};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
@@ -52,12 +54,34 @@ pub struct SystemEvent<'a> {
     pub sample: &'a SystemSample,
 }
 
+impl SystemEvent<'_> {
+    /// The sample's metrics, keyed as its writer's label says (`cpu/l:rank-3`).
+    pub fn metrics(&self) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, f64)> {
+        let label = self.sample.label.as_str();
+        self.sample
+            .keys
+            .iter()
+            .map(move |k| writers::labelled(k, label))
+            .zip(self.sample.values.iter().copied())
+    }
+}
+
+/// A writer joined the run, or ended while the run goes on.
+pub struct WriterEvent<'a> {
+    pub time: f64,
+    pub runtime: f64,
+    pub writer: &'a writers::Writer,
+    /// true: it joined (or re-joined); false: it ended.
+    pub joined: bool,
+}
+
 /// Where applied records' outputs go: the local store live and on recovery, a
 /// collector for ScanHistory, the forwarder's events.
 pub trait Sink {
     fn history(&mut self, row: &CommittedRow<'_>);
     fn alert(&mut self, _alert: &AlertEvent<'_>) {}
     fn system(&mut self, _sample: &SystemEvent<'_>) {}
+    fn writer(&mut self, _event: &WriterEvent<'_>) {}
 }
 
 /// What applying one record produced, for the reply to its request.
@@ -118,16 +142,19 @@ pub struct RunState {
     pub client: Option<ClientInfo>,
     /// How the run's system metrics are sampled (from Init).
     pub system_metrics: Option<SystemMetricsSettings>,
-    /// Highest LogBatch.seq applied: a batch at or below it is a duplicate.
-    pub last_seq: u64,
+    /// Everyone who wrote the run; seqs are per writer.
+    pub writers: Writers,
     /// Saved files by their name under files/.
     pub saved: IndexMap<String, SavedFile>,
     pub metrics: Metrics,
     summary: Summary,
     keys: HashSet<Arc<str>>,
-    pending: IndexMap<Arc<str>, Value>,
+    /// The row at the current step, not yet committed (a run with one writer).
+    pub(super) pending: IndexMap<Arc<str>, Value>,
     /// Time of the latest call merged into the pending row.
-    pending_time: f64,
+    pub(super) pending_time: f64,
+    /// A shared run's rows not yet committed, by step.
+    pub(super) open: OpenRows,
     /// Last committed value of each step metric, for step_sync.
     step_metric_last: HashMap<String, Value>,
     /// Title -> time of the last alert sent with it.
@@ -143,9 +170,9 @@ impl RunState {
         !is_terminal(self.state()) && self.state() != State::Unspecified
     }
 
-    /// Whether a batch with this seq was already applied.
-    pub fn is_duplicate(&self, seq: u64) -> bool {
-        seq != 0 && seq <= self.last_seq
+    /// Whether a batch with this seq of writer `writer` was already applied.
+    pub fn is_duplicate(&self, writer: &str, seq: u64) -> bool {
+        seq != 0 && seq <= self.writers.last_seq(writer)
     }
 
     pub fn summary(&mut self) -> BTreeMap<String, Value> {
@@ -157,11 +184,12 @@ impl RunState {
         match &record.kind {
             None => Outcome::Nothing,
             Some(Kind::Start(init)) => {
-                self.start(init, time);
+                self.start(init, time, sink);
                 Outcome::Nothing
             }
             Some(Kind::Resume(init)) => {
                 self.resume(init);
+                self.join(init, time, sink);
                 Outcome::Nothing
             }
             Some(Kind::Log(batch)) => self.log_batch(batch, time, sink),
@@ -213,10 +241,14 @@ impl RunState {
                 });
                 Outcome::Nothing
             }
+            Some(Kind::WriterEnd(end)) => {
+                self.writer_end(end, time, sink);
+                Outcome::Nothing
+            }
         }
     }
 
-    fn start(&mut self, init: &InitRequest, time: f64) {
+    fn start(&mut self, init: &InitRequest, time: f64, sink: &mut impl Sink) {
         let dir = std::mem::take(&mut self.info.dir);
         self.info = RunInfo {
             id: init.id.clone(),
@@ -239,6 +271,7 @@ impl RunState {
         self.working_dir = init.working_dir.clone();
         self.client = init.client.clone();
         self.system_metrics = init.system_metrics.clone();
+        self.join(init, time, sink);
     }
 
     fn resume(&mut self, init: &InitRequest) {
@@ -279,7 +312,7 @@ impl RunState {
         }
     }
 
-    fn intern(&mut self, key: &str) -> Arc<str> {
+    pub(super) fn intern(&mut self, key: &str) -> Arc<str> {
         match self.keys.get(key) {
             Some(k) => k.clone(),
             None => {
@@ -291,14 +324,24 @@ impl RunState {
     }
 
     fn log_batch(&mut self, batch: &LogBatch, time: f64, sink: &mut impl Sink) -> Outcome {
-        self.last_seq = self.last_seq.max(batch.seq);
+        let step = self.info.step;
+        let writer = self.writers.ensure(&batch.writer_id, time, step);
+        writer.last_seq = writer.last_seq.max(batch.seq);
         let keys: Vec<Arc<str>> = batch.keys.iter().map(|k| self.intern(k)).collect();
         let mut dropped = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
-            if let Some(mut d) = self.log_row(&keys, row, time, sink) {
+            let d = if self.info.shared {
+                self.shared_row(&batch.writer_id, &keys, row, time)
+            } else {
+                self.log_row(&keys, row, time, sink)
+            };
+            if let Some(mut d) = d {
                 d.row_index = i as u32;
                 dropped.push(d);
             }
+        }
+        if self.info.shared {
+            self.advance(sink);
         }
         Outcome::Log { dropped }
     }
@@ -357,15 +400,31 @@ impl RunState {
         if self.pending.is_empty() {
             return;
         }
+        // Taken and put back, so the row's allocation is reused.
+        let mut values = std::mem::take(&mut self.pending);
+        self.commit_values(self.info.step, &mut values, self.pending_time, sink);
+        values.clear();
+        self.pending = values;
+        self.info.step += 1;
+    }
+
+    /// Commits one history row: step_sync fills, the sink writes it, the summary
+    /// observes it.
+    pub(super) fn commit_values(
+        &mut self,
+        step: i64,
+        values: &mut IndexMap<Arc<str>, Value>,
+        timestamp: f64,
+        sink: &mut impl Sink,
+    ) {
         if self.metrics.has_step_metrics() {
-            self.sync_step_metrics();
+            self.sync_step_metrics(values);
         }
-        let timestamp = self.pending_time;
         let row = CommittedRow {
-            step: self.info.step,
+            step,
             runtime: (timestamp - self.info.start_time).max(0.0),
             timestamp,
-            values: &self.pending,
+            values,
         };
         sink.history(&row);
         let last = LastRow {
@@ -373,26 +432,24 @@ impl RunState {
             runtime: row.runtime,
             timestamp,
         };
-        for (k, v) in &self.pending {
+        for (k, v) in values.iter() {
             self.summary.observe(k, v);
             if self.metrics.has_step_metrics() && self.metrics.is_step_metric(k) {
                 self.step_metric_last.insert(k.to_string(), v.clone());
             }
         }
         self.summary.set_last_row(last);
-        self.pending.clear();
-        self.info.step += 1;
         self.info.history_rows += 1;
     }
 
-    /// Fills each synced step metric's last value into the pending row where a key
-    /// it governs is present and the step metric is not.
-    fn sync_step_metrics(&mut self) {
+    /// Fills each synced step metric's last value into a row where a key it
+    /// governs is present and the step metric is not.
+    fn sync_step_metrics(&mut self, values: &mut IndexMap<Arc<str>, Value>) {
         let mut fill: Vec<String> = Vec::new();
-        for k in self.pending.keys() {
+        for k in values.keys() {
             if let Some(def) = self.metrics.lookup(k) {
                 if let (true, Some(sm)) = (def.step_sync, &def.step_metric) {
-                    if !self.pending.contains_key(sm.as_str()) && !fill.contains(sm) {
+                    if !values.contains_key(sm.as_str()) && !fill.contains(sm) {
                         fill.push(sm.clone());
                     }
                 }
@@ -401,7 +458,7 @@ impl RunState {
         for sm in fill {
             if let Some(v) = self.step_metric_last.get(&sm).cloned() {
                 let key = self.intern(&sm);
-                self.pending.insert(key, v);
+                values.insert(key, v);
             }
         }
     }
@@ -437,8 +494,10 @@ impl RunState {
         let state = change.state();
         if is_terminal(state) {
             self.commit(sink);
+            self.commit_open(sink);
             self.info.end_time = time;
             self.info.exit_code = change.exit_code;
+            self.writers.end_all(state, change.exit_code, time);
         }
         self.info.set_state(state);
     }
@@ -454,135 +513,5 @@ pub fn run_path(entity: &str, project: &str, id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Default)]
-    struct Collect(Vec<(i64, Vec<(String, f64)>)>);
-
-    impl Sink for Collect {
-        fn history(&mut self, row: &CommittedRow<'_>) {
-            self.0.push((
-                row.step,
-                row.values
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), value::as_f64(v).unwrap_or(f64::NAN)))
-                    .collect(),
-            ));
-        }
-    }
-
-    fn started() -> RunState {
-        let mut s = RunState::default();
-        let rec = Record {
-            time: 100.0,
-            kind: Some(Kind::Start(InitRequest {
-                id: "r".into(),
-                project: "p".into(),
-                ..Default::default()
-            })),
-        };
-        s.apply(&rec, &mut Collect::default());
-        s
-    }
-
-    fn log(
-        s: &mut RunState,
-        out: &mut Collect,
-        k: &str,
-        v: f64,
-        step: Option<i64>,
-        commit: Option<bool>,
-    ) -> Vec<DroppedRow> {
-        let batch = LogBatch {
-            keys: vec![k.into()],
-            rows: vec![Row {
-                scalar_keys: vec![0],
-                scalar_values: vec![v],
-                step,
-                commit,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let rec = Record {
-            time: 101.0,
-            kind: Some(Kind::Log(batch)),
-        };
-        match s.apply(&rec, out) {
-            Outcome::Log { dropped } => dropped,
-            other => panic!("unexpected outcome {other:?}"),
-        }
-    }
-
-    fn row(k: &str, v: f64) -> Vec<(String, f64)> {
-        vec![(k.to_owned(), v)]
-    }
-
-    #[test]
-    fn the_wandb_step_commit_table() {
-        let mut s = started();
-        let mut out = Collect::default();
-        log(&mut s, &mut out, "a", 1.0, None, None); // commits at 0
-        log(&mut s, &mut out, "b", 2.0, None, Some(false)); // pending at 1
-        log(&mut s, &mut out, "c", 3.0, None, None); // merges, commits at 1
-        log(&mut s, &mut out, "d", 4.0, Some(5), None); // jumps to 5, pending
-        log(&mut s, &mut out, "e", 5.0, Some(5), None); // merges at 5
-        log(&mut s, &mut out, "f", 6.0, Some(7), None); // flushes 5, pending at 7
-        let dropped = log(&mut s, &mut out, "g", 7.0, Some(3), None);
-        log(&mut s, &mut out, "h", 8.0, Some(7), Some(true)); // commits 7
-        assert_eq!(
-            out.0,
-            vec![
-                (0, row("a", 1.0)),
-                (1, vec![("b".into(), 2.0), ("c".into(), 3.0)]),
-                (5, vec![("d".into(), 4.0), ("e".into(), 5.0)]),
-                (7, vec![("f".into(), 6.0), ("h".into(), 8.0)]),
-            ]
-        );
-        assert_eq!(dropped.len(), 1);
-        assert_eq!((dropped[0].step, dropped[0].current_step), (3, 7));
-        assert_eq!(s.info.step, 8);
-        assert_eq!(s.info.history_rows, 4);
-    }
-
-    #[test]
-    fn finish_flushes_the_pending_row() {
-        let mut s = started();
-        let mut out = Collect::default();
-        log(&mut s, &mut out, "a", 1.0, Some(3), None);
-        assert!(out.0.is_empty());
-        let rec = Record {
-            time: 102.0,
-            kind: Some(Kind::State(StateChange {
-                state: State::Finished as i32,
-                exit_code: Some(0),
-            })),
-        };
-        s.apply(&rec, &mut out);
-        assert_eq!(out.0, vec![(3, row("a", 1.0))]);
-        assert_eq!(s.state(), State::Finished);
-        assert_eq!(s.info.end_time, 102.0);
-    }
-
-    #[test]
-    fn step_sync_fills_the_step_metric() {
-        let mut s = started();
-        let mut out = Collect::default();
-        s.metrics
-            .define(&crate::proto::v1::DefineMetricRequest {
-                name: "val/*".into(),
-                step_metric: "epoch".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        log(&mut s, &mut out, "epoch", 2.0, None, None);
-        log(&mut s, &mut out, "val/loss", 0.5, None, None);
-        log(&mut s, &mut out, "train/loss", 0.7, None, None);
-        assert_eq!(
-            out.0[1].1,
-            vec![("val/loss".into(), 0.5), ("epoch".into(), 2.0)]
-        );
-        assert_eq!(out.0[2].1, row("train/loss", 0.7));
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;
