@@ -82,7 +82,8 @@ async fn a_killed_non_primary_writer_is_reported_and_the_run_goes_on() {
     let (got, w1) = crashed;
     assert_eq!(got.run.unwrap().state(), RunState::Running);
     assert!(w1.reason.contains("exited"), "{}", w1.reason);
-    let ended = writer_events(&s, "writer_ended");
+    // The line is in events.jsonl at the next flush.
+    let ended = wait_for(|| Some(writer_events(&s, "writer_ended")).filter(|e| !e.is_empty()));
     assert_eq!(ended.len(), 1);
     let who = as_map(get(&ended[0], "writer"));
     assert_eq!(
