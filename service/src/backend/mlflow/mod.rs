@@ -20,10 +20,11 @@ use serde_json::{json, Value as Json};
 
 mod batch;
 mod convert;
+mod run;
 
 use self::batch::Todo;
 pub use self::convert::ms;
-use self::convert::{key, truncate};
+use self::convert::truncate;
 use super::retry::{self, BackendError};
 use super::{http_client, Backend, Batch};
 use crate::proto::v1::RunInfo;
@@ -229,72 +230,6 @@ impl Mlflow {
         Err(BackendError::retryable(format!(
             "MLflow experiment {name:?} could not be got or created"
         )))
-    }
-
-    /// The MLflow run of `run`: found by its runcore id, else created.
-    async fn ensure_run(&mut self, run: &RunInfo) -> Result<(), BackendError> {
-        if !self.st.run_id.is_empty() {
-            return Ok(());
-        }
-        let exp = self.experiment(&run.project).await?;
-        let found = self
-            .call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/search",
-                &json!({
-                    "experiment_ids": [exp],
-                    "filter": format!("tags.`{TAG_RUN_ID}` = '{}'", run.id),
-                    "max_results": 1,
-                }),
-            )
-            .await?;
-        let info = if let Some(r) = found["runs"].as_array().and_then(|r| r.first()) {
-            r["info"].clone()
-        } else {
-            let mut tags = vec![
-                json!({"key": TAG_RUN_ID, "value": run.id}),
-                json!({"key": "mlflow.runName", "value": run.name}),
-                json!({"key": "mlflow.source.name", "value": "runcore"}),
-            ];
-            for (k, v) in [
-                ("runcore.entity", &run.entity),
-                ("runcore.group", &run.group),
-                ("runcore.job_type", &run.job_type),
-                ("mlflow.note.content", &run.notes),
-            ] {
-                if !v.is_empty() {
-                    tags.push(json!({"key": k, "value": truncate(v, MAX_TAG_VALUE)}));
-                }
-            }
-            if !run.tags.is_empty() {
-                tags.push(json!({"key": "runcore.tags", "value": truncate(&run.tags.join(","), MAX_TAG_VALUE)}));
-                for t in &run.tags {
-                    tags.push(json!({"key": format!("tag.{}", key(t)), "value": "true"}));
-                }
-            }
-            let created = self
-                .call(
-                    Method::POST,
-                    "/api/2.0/mlflow/runs/create",
-                    &json!({
-                        "experiment_id": exp,
-                        "run_name": run.name,
-                        "start_time": ms(run.start_time),
-                        "tags": tags,
-                    }),
-                )
-                .await?;
-            created["run"]["info"].clone()
-        };
-        let id = info["run_id"].as_str().unwrap_or_default().to_owned();
-        if id.is_empty() {
-            return Err(BackendError::retryable(
-                "MLflow returned a run without an id",
-            ));
-        }
-        self.st.run_id = id;
-        self.st.artifact_uri = info["artifact_uri"].as_str().unwrap_or_default().to_owned();
-        Ok(())
     }
 
     async fn log_batch(&self, b: &mut LogBatch) -> Result<(), BackendError> {
