@@ -120,10 +120,8 @@ impl Links {
 
     /// Why writer `w` counts as gone; None while it is there (or not watched here).
     fn gone_why(&self, w: &Writer, client_timeout: f64) -> Option<&'static str> {
-        self.links
-            .get(&w.id)?
-            .watch
-            .gone_why(self.links[&w.id].last_contact, client_timeout)
+        let link = self.links.get(&w.id)?;
+        link.watch.gone_why(link.last_contact, client_timeout)
     }
 
     /// The attached writers that are gone, and why.

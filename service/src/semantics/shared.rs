@@ -33,7 +33,13 @@ pub const MAX_OPEN_STEPS: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct OpenRows {
     rows: BTreeMap<i64, OpenRow>,
+    /// Emptied rows kept for reuse, so a steady stream of steps does not allocate
+    /// a map per step.
+    spare: Vec<IndexMap<Arc<str>, Value>>,
 }
+
+/// Emptied rows kept at most.
+const SPARE_ROWS: usize = 64;
 
 #[derive(Debug, Default)]
 struct OpenRow {
@@ -50,6 +56,23 @@ impl OpenRows {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// The open row of `step`, made (from a spare) if there is none.
+    fn at(&mut self, step: i64) -> &mut OpenRow {
+        let spare = &mut self.spare;
+        self.rows.entry(step).or_insert_with(|| OpenRow {
+            values: spare.pop().unwrap_or_default(),
+            time: 0.0,
+        })
+    }
+
+    /// Keeps a written row's map for reuse.
+    fn recycle(&mut self, mut values: IndexMap<Arc<str>, Value>) {
+        if self.spare.len() < SPARE_ROWS {
+            values.clear();
+            self.spare.push(values);
+        }
     }
 }
 
@@ -141,23 +164,24 @@ impl RunState {
             Some(s) => (s, row.commit.unwrap_or(false)),
         };
         w.step = if commit { step + 1 } else { step };
-        let mut open = self.open.rows.remove(&step).unwrap_or_default();
+        let values: Vec<(Arc<str>, Value)> = row
+            .values
+            .iter()
+            .map(|(k, v)| (self.intern(k), v.clone()))
+            .collect();
+        let open = self.open.at(step);
         for (k, v) in row.scalar_keys.iter().zip(&row.scalar_values) {
             // Indices were checked against the key table before the append.
             if let Some(key) = keys.get(*k as usize) {
                 open.values.insert(key.clone(), value::double(*v));
             }
         }
-        for (k, v) in &row.values {
-            let key = self.intern(k);
-            open.values.insert(key, v.clone());
-        }
+        open.values.extend(values);
         open.time = if row.timestamp > 0.0 {
             row.timestamp
         } else {
             time
         };
-        self.open.rows.insert(step, open);
         None
     }
 
@@ -174,6 +198,7 @@ impl RunState {
                 break;
             };
             self.commit_values(step, &mut row.values, row.time, sink);
+            self.open.recycle(row.values);
             self.info.step = self.info.step.max(step + 1);
         }
         if let Some(l) = limit {

@@ -1177,7 +1177,8 @@ type RunInfo struct {
 	EndTime float64 `protobuf:"fixed64,13,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Set once the run has ended.
 	ExitCode *int32 `protobuf:"varint,14,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
-	// The step the next committed row gets.
+	// The step the next committed row gets; in a shared run, the lowest step not yet
+	// written to history.
 	Step int64 `protobuf:"varint,15,opt,name=step,proto3" json:"step,omitempty"`
 	// Committed history rows.
 	HistoryRows int64 `protobuf:"varint,16,opt,name=history_rows,json=historyRows,proto3" json:"history_rows,omitempty"`
@@ -1708,7 +1709,7 @@ func (x *DroppedRow) GetReason() string {
 
 type LogResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The step the next committed row gets.
+	// The step the next committed row gets (in a shared run: this writer's step).
 	Step          int64         `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
 	Dropped       []*DroppedRow `protobuf:"bytes,2,rep,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1845,7 +1846,8 @@ type LogAck struct {
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The run already held this seq; nothing was applied again.
-	Duplicate     bool          `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// The step the next committed row gets (in a shared run: this writer's step).
 	Step          int64         `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`
 	Dropped       []*DroppedRow `protobuf:"bytes,5,rep,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
