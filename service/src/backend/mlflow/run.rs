@@ -2,12 +2,14 @@
 //! created, so a retried create never makes two.
 //!
 //! A shared run may be forwarded by several sidecars (one per host) at once, and
-//! two of them may both find nothing and create. So a shared run is created with
-//! the server's clock as its start time, and after creating, the sidecar looks
-//! again: every run with the tag, oldest first; the oldest is the run, and a
-//! sidecar whose own run is not it deletes its own and uses the oldest. Each
-//! sidecar sees at least its own run and every run created before it, so all
-//! settle on the same one (two creates in the same millisecond could still split).
+//! two of them may both find nothing and create. So a shared run's MLflow start
+//! time is the moment it is created (not the local run's start, which another
+//! host's sidecar may have earlier but create later), and after creating, the
+//! sidecar looks again: every run with the tag, oldest first; the oldest is the
+//! run, and a sidecar whose own run is not it deletes its own and uses the oldest.
+//! A sidecar sees its own run and every run created before it, so all settle on
+//! the same one, as long as the hosts' clocks agree to better than the time
+//! between two creates (two creates in the same millisecond could still split).
 
 use reqwest::Method;
 use serde_json::{json, Value as Json};
@@ -82,8 +84,8 @@ impl Mlflow {
         Ok(first)
     }
 
-    /// Creates the MLflow run, with its tags. A shared run's start time is the
-    /// server's (see the module doc).
+    /// Creates the MLflow run, with its tags. A shared run's start time is now
+    /// (see the module doc).
     async fn create(&self, exp: &str, run: &RunInfo) -> Result<Json, BackendError> {
         let mut tags = vec![
             json!({"key": TAG_RUN_ID, "value": run.id}),
@@ -106,10 +108,12 @@ impl Mlflow {
                 tags.push(json!({"key": format!("tag.{}", key(t)), "value": "true"}));
             }
         }
-        let mut body = json!({"experiment_id": exp, "run_name": run.name, "tags": tags});
-        if !run.shared {
-            body["start_time"] = json!(ms(run.start_time));
-        }
+        let start = if run.shared {
+            crate::clock::now()
+        } else {
+            run.start_time
+        };
+        let body = json!({"experiment_id": exp, "run_name": run.name, "start_time": ms(start), "tags": tags});
         let created = self
             .call(Method::POST, "/api/2.0/mlflow/runs/create", &body)
             .await?;
