@@ -9,6 +9,9 @@
 //! imports only modules below it):
 //! - [`cli`]: the commands besides `serve` (`runs ls|show|stop`, `sync`, `reap`,
 //!   `health`); [`client`]: connecting to a sidecar.
+//! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes).
+//! - [`datadir`]: the data-dir lock (one sidecar per data dir, unless shared).
+//! - [`net`]: accepted connections: accept backoff, idle timeout.
 //! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
 //!   drains on shutdown; [`h2front`] rewrites a unix client's socket-path
 //!   `:authority`; [`auth`] is the bearer-token layer; [`shutdown`] owns the stop
@@ -31,6 +34,11 @@
 //!   histogram binning, the store's JSON), [`liveness`] (is a client still there),
 //!   [`monitor`] (system metrics on their own thread), [`metadata`], [`clock`] (all
 //!   time), [`proto`] (generated).
+//! - [`wandb_service`]: the W&B service protocol (`--wandb-listen`), an adapter
+//!   that lets the unchanged `wandb` SDK log into the same runs through the
+//!   registry (above [`runs`]).
+//! - [`ui`]: the web UI (`runcore ui`, `serve --ui-listen`): charts and tables
+//!   over the local store, with its chart index and downsampler (above [`runs`]).
 
 #![forbid(unsafe_code)]
 
@@ -41,10 +49,13 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod h2front;
+pub mod limits;
 pub mod liveness;
 pub mod metadata;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod run;
 pub mod runs;
@@ -52,5 +63,7 @@ pub mod semantics;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod ui;
 pub mod value;
 pub mod wal;
+pub mod wandb_service;

@@ -1,8 +1,9 @@
 //! Shared runs, in-process: seqs are per writer (two writers numbering their
 //! batches alike both land), a second writer that did not ask to share is refused
 //! by name, rows of one step from several writers merge into one history row (the
-//! store and ScanHistory agree), and rows after the run or the writer ended are
-//! refused with an error, never dropped silently.
+//! store and ScanHistory agree), rows after the run or the writer ended are
+//! refused with an error, never dropped silently; a shared writer joins without
+//! resume, and every RPC naming a writer checks its id.
 
 mod support;
 
@@ -10,8 +11,8 @@ use std::collections::BTreeMap;
 
 use runcore::proto::v1::run_service_client::RunServiceClient;
 use runcore::proto::v1::{
-    FinishRequest, GetRunRequest, InitRequest, LogBatch, LogRequest, Resume, Row, RunState,
-    ScanHistoryRequest, Value, WriterSettings,
+    FinishRequest, GetRunRequest, HeartbeatRequest, InitRequest, LogBatch, LogRequest, Resume, Row,
+    RunState, ScanHistoryRequest, Value, WriterSettings,
 };
 use support::*;
 use tonic::transport::Channel;
@@ -266,4 +267,69 @@ async fn a_writer_that_may_not_end_the_run_finishes_alone() {
     // Sharing needs a writer id.
     let err = c.init(writer("r", "", "x", false)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn shared_writers_join_without_resume_and_every_rpc_checks_the_writer_id() {
+    let s = InProcess::start().await;
+    let mut c = s.client().await;
+    let never = |w: &str, primary: bool| InitRequest {
+        resume: Resume::Never as i32,
+        ..writer("r", w, w, primary)
+    };
+    c.init(never("p0", true)).await.unwrap();
+    let joined = c.init(never("w1", false)).await.unwrap().into_inner();
+    assert!(joined.resumed);
+    // Without shared mode, resume never still refuses an existing id.
+    let plain = InitRequest {
+        id: "r".into(),
+        project: "p".into(),
+        ..Default::default()
+    };
+    assert_eq!(c.init(plain).await.unwrap_err().code(), Code::AlreadyExists);
+    let long = "w".repeat(129);
+    for bad in ["w\n1", long.as_str()] {
+        let err = c.log(log_from("r", bad, "a", 1.0)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+        assert!(err.message().contains("writer_id"), "{}", err.message());
+        let hb = HeartbeatRequest {
+            run_id: "r".into(),
+            writer_id: bad.into(),
+        };
+        assert_eq!(
+            c.heartbeat(hb).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        let fin = FinishRequest {
+            run_id: "r".into(),
+            writer_id: bad.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.finish(fin).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        let mut acks = c
+            .log_stream(tokio_stream::iter(batches("r", bad, "a", 1, 1)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            acks.message().await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+    // None of it touched the run: both writers are still attached.
+    let got = c
+        .get_run(GetRunRequest { run_id: "r".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let running = got
+        .writers
+        .iter()
+        .filter(|w| w.state() == RunState::Running)
+        .count();
+    assert_eq!(running, 2);
+    assert_eq!(got.run.unwrap().state(), RunState::Running);
 }

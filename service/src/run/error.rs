@@ -27,6 +27,20 @@ pub enum RunError {
     },
     #[error("run {id:?} has no writer {writer:?}: Init the run with this writer_id before logging with it")]
     UnknownWriter { id: String, writer: String },
+    /// A stream's client let its acknowledgements pile up: the stream is ended,
+    /// the run goes on.
+    #[error("this stream's client did not read its acknowledgements ({0} waiting), so the stream was ended; the run goes on: read acks as they come, open a new stream and resend from the first unacknowledged batch")]
+    AcksNotRead(usize),
+    #[error("run {id:?} reached the largest step, {max}; it takes no more rows (start a new run)", max = crate::limits::MAX_STEP)]
+    StepLimit { id: String },
+    #[error("run {id:?} holds {held} {what}, and this request would put it past the limit of {limit}; reuse keys (nest related values under one key) or start a new run", limit = crate::limits::MAX_KEYS_PER_RUN)]
+    TooManyKeys {
+        id: String,
+        what: &'static str,
+        held: usize,
+    },
+    #[error("run {id:?} has had {held} writers, the limit of {limit}; reuse writer ids (one per process, kept across its Inits) or start a new run", limit = crate::limits::MAX_WRITERS_PER_RUN)]
+    TooManyWriters { id: String, held: usize },
     /// A blocking task crashed or the actor reached a state it never should: a bug,
     /// not something a retry fixes.
     #[error("internal error in the sidecar: {0}")]
@@ -45,5 +59,19 @@ impl RunError {
     /// A blocking task that panicked or was cancelled.
     pub fn crashed_task(what: &str, e: tokio::task::JoinError) -> Self {
         RunError::Internal(format!("{what}: {e}"))
+    }
+
+    /// Whether the disk is full (or over quota): the client can only wait.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            RunError::Wal(WalError::Io { source, .. }) => source,
+            RunError::Store(StoreError::Io { source, .. }) => source,
+            RunError::Files(FilesError::Copy { source, .. }) => source,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
     }
 }

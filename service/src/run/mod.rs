@@ -12,19 +12,22 @@
 
 mod actor;
 pub mod command;
+mod confine;
 pub mod delivery;
 mod durable;
 pub mod error;
 pub mod files;
+mod glob;
 mod live_files;
 pub mod open;
+pub mod recovery;
 mod requests;
 pub mod settings;
 mod writers;
 
 pub use actor::spawn;
-pub use command::{Command, LogReply, Reply, RunHandle};
+pub use command::{Busy, Command, LogReply, Reply, RunHandle, StreamState};
 pub use delivery::Delivery;
 pub use error::RunError;
-pub use open::{create, open, replay, OpenedRun};
+pub use open::{create, open, rebuild_store, replay, replay_log, OpenedRun};
 pub use settings::RunSettings;

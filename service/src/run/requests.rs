@@ -13,7 +13,7 @@ use crate::proto::v1::{
     InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
     SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, SavedFiles, StateChange, StopRequest};
+use crate::proto::wal::{record::Kind, ConsoleOutput, SavedFiles, StateChange, StopRequest};
 use crate::semantics::state::{self, Outcome};
 use crate::store;
 use crate::value;
@@ -21,8 +21,8 @@ use crate::value;
 impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
     /// live and end files are copied, the state change is logged and synced.
-    pub(super) async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
-        self.close(state, None, false).await?;
+    pub(super) async fn end(&mut self, state: State, reason: String) -> Result<RunInfo, RunError> {
+        self.close(state, None, reason, false).await?;
         Ok(self.state.info.clone())
     }
 
@@ -34,6 +34,7 @@ impl Actor {
         &mut self,
         state: State,
         exit_code: Option<i32>,
+        reason: String,
         local_only: bool,
     ) -> Result<(), RunError> {
         self.links.clear();
@@ -42,12 +43,46 @@ impl Actor {
             self.commit(Kind::State(StateChange {
                 state: state as i32,
                 exit_code,
+                reason,
                 local_only,
             }))
             .await?;
             self.flush(true).await;
+            if self.store_behind {
+                self.rebuild_store().await;
+            }
         }
         Ok(())
+    }
+
+    /// Writes config.json; a write the disk refused leaves the store behind the
+    /// log (which holds the config) until it is rebuilt.
+    /// Rewrites config.json on a blocking thread. The log holds the change; a
+    /// store file the disk refused is rebuilt from it.
+    async fn write_config(&mut self) {
+        let text = value::map_to_json(&self.state.config);
+        if let Err(e) = self.rewrite(store::CONFIG_JSON, text).await {
+            self.store_behind = true;
+            tracing::error!(run = %self.state.info.id, "{e}");
+        }
+    }
+
+    /// Rebuilds the store's line files from the log (they missed writes the disk
+    /// refused); on failure they stay behind, and the next open rebuilds them.
+    pub(super) async fn rebuild_store(&mut self) {
+        let dir = self.store.dir().to_owned();
+        match tokio::task::spawn_blocking(move || super::open::rebuild_store(&dir)).await {
+            Ok(Ok(store)) => {
+                self.store = store;
+                self.store_behind = false;
+                self.write_config().await;
+                tracing::info!(run = %self.state.info.id, "store files rebuilt from the transaction log");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(run = %self.state.info.id, "store files not rebuilt: {e}")
+            }
+            Err(e) => tracing::error!(run = %self.state.info.id, "store files not rebuilt: {e}"),
+        }
     }
 
     pub(super) async fn stop(&mut self) -> Result<RunInfo, RunError> {
@@ -89,6 +124,7 @@ impl Actor {
                 dropped: Vec::new(),
             });
         }
+        self.check_limits(&batch)?;
         let mut media_dropped = Vec::new();
         let mut kept: Option<Vec<u32>> = None;
         if batch
@@ -149,6 +185,22 @@ impl Actor {
         })
     }
 
+    /// Refuses a batch past the run's largest step or its key limit.
+    fn check_limits(&self, batch: &LogBatch) -> Result<(), RunError> {
+        let id = || self.state.info.id.clone();
+        if self.state.at_step_limit(&batch.writer_id) && !batch.rows.is_empty() {
+            return Err(RunError::StepLimit { id: id() });
+        }
+        if let Some(held) = self.state.keys_over_limit(batch) {
+            return Err(RunError::TooManyKeys {
+                id: id(),
+                what: "history keys",
+                held,
+            });
+        }
+        Ok(())
+    }
+
     /// Copies the batch's media into files/media/; returns the batch and the rows
     /// (by index) whose media could not be copied.
     pub(super) async fn copy_media(
@@ -181,6 +233,14 @@ impl Actor {
         req: DefineMetricRequest,
     ) -> Result<MetricDefinition, RunError> {
         self.ensure_open()?;
+        let held = self.state.metrics.all().len();
+        if held >= crate::limits::MAX_KEYS_PER_RUN {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "metric definitions",
+                held,
+            });
+        }
         self.state.metrics.check(&req)?;
         match self.commit(Kind::DefineMetric(req)).await? {
             Outcome::Metric(def) => {
@@ -198,9 +258,15 @@ impl Actor {
         req: UpdateConfigRequest,
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
+        if let Some(held) = self.state.map_over_limit(false, req.config.keys()) {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "config keys",
+                held,
+            });
+        }
         self.commit(Kind::Config(req)).await?;
-        self.rewrite(store::CONFIG_JSON, value::map_to_json(&self.state.config))
-            .await?;
+        self.write_config().await;
         Ok(self.state.config.clone())
     }
 
@@ -209,10 +275,23 @@ impl Actor {
         req: UpdateSummaryRequest,
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
+        if let Some(held) = self.state.map_over_limit(true, req.summary.keys()) {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "summary keys",
+                held,
+            });
+        }
         self.commit(Kind::Summary(req)).await?;
         let summary = self.state.summary();
-        self.rewrite(store::SUMMARY_JSON, value::map_to_json(&summary))
-            .await?;
+        // The log holds the update; a store file the disk refused is rebuilt.
+        if let Err(e) = self
+            .rewrite(store::SUMMARY_JSON, value::map_to_json(&summary))
+            .await
+        {
+            self.store_behind = true;
+            tracing::error!(run = %self.state.info.id, "{e}");
+        }
         self.summary_dirty = false;
         Ok(summary)
     }
@@ -244,7 +323,7 @@ impl Actor {
                 let print = if SavePolicy::of(&f) == SavePolicy::End {
                     None
                 } else {
-                    files::copy_into(Path::new(&f.source), &files_dir.join(&f.name))?
+                    files::copy_admitted(&policy, Path::new(&f.source), &files_dir.join(&f.name))?
                 };
                 out.push((f, print));
             }
@@ -272,12 +351,21 @@ impl Actor {
         Ok(names)
     }
 
+    /// Appends console lines (output.log).
+    pub(super) async fn output(&mut self, lines: Vec<String>) -> Result<(), RunError> {
+        self.ensure_open()?;
+        if !lines.is_empty() {
+            self.commit(Kind::Output(ConsoleOutput { lines })).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn mark_preempting(&mut self) -> Result<RunInfo, RunError> {
         self.ensure_open()?;
         self.commit(Kind::State(StateChange {
             state: State::Preempting as i32,
             exit_code: None,
-            local_only: false,
+            ..Default::default()
         }))
         .await?;
         self.publish();
@@ -301,7 +389,8 @@ impl Actor {
         let writer = self.state.writers.get(writer_id);
         let alone = self.state.info.shared && writer.is_some_and(|w| !w.decides());
         if !alone {
-            self.close(state, Some(exit_code), false).await?;
+            self.close(state, Some(exit_code), String::new(), false)
+                .await?;
         } else if writer.is_some_and(|w| w.is_attached()) && self.state.is_open() {
             self.end_writer(writer_id, state, Some(exit_code), "")
                 .await?;
@@ -325,6 +414,15 @@ impl Actor {
     /// Init of the open run: its writer joins, unless another live writer has the
     /// run and this one did not ask to share it.
     pub(super) async fn resume(&mut self, init: InitRequest) -> Result<InitResponse, RunError> {
+        let held = self.state.writers.len();
+        if held >= crate::limits::MAX_WRITERS_PER_RUN
+            && self.state.writers.get(&init.writer_id).is_none()
+        {
+            return Err(RunError::TooManyWriters {
+                id: self.state.info.id.clone(),
+                held,
+            });
+        }
         if self.state.is_open() {
             self.admit(&init).await?;
         }
@@ -333,8 +431,7 @@ impl Actor {
         self.links
             .link(&self.state, &writer_id, self.monitor.as_ref());
         self.publish();
-        self.rewrite(store::CONFIG_JSON, value::map_to_json(&self.state.config))
-            .await?;
+        self.write_config().await;
         let writer = self.state.writer_info(&writer_id).unwrap_or_default();
         Ok(InitResponse {
             run: Some(self.state.info.clone()),

@@ -15,7 +15,7 @@ use super::error::RunError;
 use crate::clock::now;
 use crate::liveness::{self, ClientWatch};
 use crate::monitor::{Monitor, Sample, Watch, WatchGuard};
-use crate::proto::v1::{InitRequest, RunState as State};
+use crate::proto::v1::{InitRequest, RunInfo, RunState as State};
 use crate::proto::wal::{record::Kind, Record, SystemSample, WriterEnd};
 use crate::semantics::state::{self, RunState};
 use crate::semantics::writers::{self, Writer};
@@ -210,7 +210,7 @@ impl Actor {
             let decides = self.state.writers.get(&id).is_none_or(Writer::decides);
             if !self.state.info.shared || decides {
                 tracing::warn!(run = %self.state.info.id, writer = %id, "run {}: {why}", state::state_name(run_state));
-                self.end(run_state).await?;
+                self.end(run_state, String::new()).await?;
                 return Ok(true);
             }
             tracing::warn!(run = %self.state.info.id, writer = %id, "writer crashed, the run goes on: {why}");
@@ -220,6 +220,28 @@ impl Actor {
             }
         }
         Ok(false)
+    }
+
+    /// Ends the run without its client (`end`); or only writer `writer_id`, when
+    /// it is a shared run's writer that does not decide the run's end (its
+    /// connection closed without an exit: crashed, the run goes on).
+    pub(super) async fn end_as(
+        &mut self,
+        state: State,
+        reason: String,
+        writer_id: &str,
+    ) -> Result<RunInfo, RunError> {
+        let writer = self.state.writers.get(writer_id);
+        let alone =
+            !writer_id.is_empty() && self.state.info.shared && writer.is_some_and(|w| !w.decides());
+        if !alone {
+            return self.end(state, reason).await;
+        }
+        if writer.is_some_and(Writer::is_attached) && self.state.is_open() {
+            self.end_writer(writer_id, state, None, &reason).await?;
+            self.flush(false).await;
+        }
+        Ok(self.state.info.clone())
     }
 
     /// One writer ends while the run goes on. When it was the last attached one
@@ -241,7 +263,7 @@ impl Actor {
         .await?;
         self.links.unlink(id);
         if self.state.writers.attached().next().is_none() {
-            self.close(state, exit_code, true).await?;
+            self.close(state, exit_code, String::new(), true).await?;
         }
         self.publish();
         Ok(())

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::state::{RunState, Sink, WriterEvent};
+use crate::limits::MAX_STEP;
 use crate::proto::v1::{DroppedRow, InitRequest, Row, RunState as State, Value};
 use crate::proto::wal::WriterEnd;
 use crate::value;
@@ -149,6 +150,11 @@ impl RunState {
         let frontier = self.info.step;
         let w = self.writers.ensure(writer, time, frontier);
         let (step, commit) = match row.step {
+            None if w.step > MAX_STEP => {
+                let s = w.step;
+                return Some(self.past_max(s));
+            }
+            Some(s) if s > MAX_STEP => return Some(self.past_max(s)),
             None => (w.step, row.commit.unwrap_or(true)),
             Some(s) if s < w.step => {
                 return Some(DroppedRow {

@@ -19,6 +19,7 @@ use super::metrics::Metrics;
 use super::shared::OpenRows;
 use super::summary::{LastRow, Summary};
 use super::writers::{self, Writers};
+use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
@@ -75,12 +76,20 @@ pub struct WriterEvent<'a> {
     pub joined: bool,
 }
 
+/// Lines the client's console printed, as handed to a [`Sink`].
+pub struct OutputEvent<'a> {
+    pub time: f64,
+    pub runtime: f64,
+    pub lines: &'a [String],
+}
+
 /// Where applied records' outputs go: the local store live and on recovery, a
 /// collector for ScanHistory, the forwarder's events.
 pub trait Sink {
     fn history(&mut self, row: &CommittedRow<'_>);
     fn alert(&mut self, _alert: &AlertEvent<'_>) {}
     fn system(&mut self, _sample: &SystemEvent<'_>) {}
+    fn output(&mut self, _output: &OutputEvent<'_>) {}
     fn writer(&mut self, _event: &WriterEvent<'_>) {}
 }
 
@@ -147,6 +156,9 @@ pub struct RunState {
     /// Saved files by their name under files/.
     pub saved: IndexMap<String, SavedFile>,
     pub metrics: Metrics,
+    /// Why the run ended without its client (the last console lines of a W&B SDK
+    /// script whose connection closed without an exit); empty otherwise.
+    pub end_reason: String,
     summary: Summary,
     keys: HashSet<Arc<str>>,
     /// The row at the current step, not yet committed (a run with one writer).
@@ -241,6 +253,14 @@ impl RunState {
                 });
                 Outcome::Nothing
             }
+            Some(Kind::Output(out)) => {
+                sink.output(&OutputEvent {
+                    time,
+                    runtime: (time - self.info.start_time).max(0.0),
+                    lines: &out.lines,
+                });
+                Outcome::Nothing
+            }
             Some(Kind::WriterEnd(end)) => {
                 self.writer_end(end, time, sink);
                 Outcome::Nothing
@@ -309,6 +329,7 @@ impl RunState {
             info.set_state(State::Running);
             info.end_time = 0.0;
             info.exit_code = None;
+            self.end_reason.clear();
         }
     }
 
@@ -354,6 +375,10 @@ impl RunState {
         sink: &mut impl Sink,
     ) -> Option<DroppedRow> {
         let commit = match row.step {
+            None if self.info.step > MAX_STEP => {
+                return Some(self.past_max(self.info.step));
+            }
+            Some(step) if step > MAX_STEP => return Some(self.past_max(step)),
             None => row.commit.unwrap_or(true),
             Some(step) if step < self.info.step => {
                 return Some(DroppedRow {
@@ -405,7 +430,9 @@ impl RunState {
         self.commit_values(self.info.step, &mut values, self.pending_time, sink);
         values.clear();
         self.pending = values;
-        self.info.step += 1;
+        // Saturating: a log written by another version must not wrap the step
+        // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
+        self.info.step = self.info.step.saturating_add(1);
     }
 
     /// Commits one history row: step_sync fills, the sink writes it, the summary
@@ -439,7 +466,7 @@ impl RunState {
             }
         }
         self.summary.set_last_row(last);
-        self.info.history_rows += 1;
+        self.info.history_rows = self.info.history_rows.saturating_add(1);
     }
 
     /// Fills each synced step metric's last value into a row where a key it
@@ -465,6 +492,11 @@ impl RunState {
 
     fn alert(&mut self, req: &AlertRequest, time: f64, sink: &mut impl Sink) -> AlertResponse {
         let wait = req.wait_duration.unwrap_or(DEFAULT_ALERT_WAIT);
+        if self.alerts_sent.len() >= MAX_KEYS_PER_RUN {
+            // Bounded memory: forget titles whose window (by this alert's
+            // wait) has passed.
+            self.alerts_sent.retain(|_, last| time < *last + wait);
+        }
         let reply = match self.alerts_sent.get(&req.title) {
             Some(&last) if time < last + wait => AlertResponse {
                 sent: false,
@@ -498,6 +530,7 @@ impl RunState {
             self.info.end_time = time;
             self.info.exit_code = change.exit_code;
             self.writers.end_all(state, change.exit_code, time);
+            self.end_reason.clone_from(&change.reason);
         }
         self.info.set_state(state);
     }
@@ -512,6 +545,7 @@ pub fn run_path(entity: &str, project: &str, id: &str) -> String {
     }
 }
 
+mod limits;
+
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -138,6 +138,15 @@ pub struct Writers {
 }
 
 impl Writers {
+    /// Writers the run has had, attached or ended.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     pub fn get(&self, id: &str) -> Option<&Writer> {
         self.list.get(id)
     }
@@ -236,16 +245,21 @@ pub fn check(init: &InitRequest) -> Result<(), String> {
     if shared && init.writer_id.is_empty() {
         return Err("a shared writer needs a writer_id: any string unique to the writing process (a random UUID will do)".into());
     }
-    let label = init.writer.as_ref().map_or("", |w| w.label.as_str());
-    for (what, text) in [
-        ("writer_id", init.writer_id.as_str()),
-        ("writer.label", label),
-    ] {
-        if text.chars().count() > MAX_WRITER_ID || text.chars().any(char::is_control) {
-            return Err(format!(
-                "{what} {text:?} must be at most {MAX_WRITER_ID} characters, without control characters"
-            ));
-        }
+    check_text(&init.writer_id, "writer_id")?;
+    check_text(
+        init.writer.as_ref().map_or("", |w| w.label.as_str()),
+        "writer.label",
+    )
+}
+
+/// Checks a writer id or label as every request naming one does: at most
+/// [`MAX_WRITER_ID`] characters, no control characters.
+pub fn check_text(text: &str, what: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_WRITER_ID || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} {} must be at most {MAX_WRITER_ID} characters, without control characters",
+            crate::limits::quote(text)
+        ));
     }
     Ok(())
 }

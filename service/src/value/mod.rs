@@ -23,11 +23,11 @@ pub use self::json::{
 };
 use self::parse::kind;
 pub use self::parse::{parse_json, parse_json_map, JsonError};
-pub use self::validate::{check_key, check_value, ValueError, MAX_DEPTH};
+pub use self::validate::{check_key, check_name, check_value, ValueError, MAX_DEPTH};
 use crate::proto::v1::{value::Kind, MapValue, MediaKind, Value};
 
 /// Media values' W&B `_type` tag.
-fn media_type(kind: i32) -> &'static str {
+pub fn media_type(kind: i32) -> &'static str {
     match MediaKind::try_from(kind).unwrap_or(MediaKind::File) {
         MediaKind::Image => "image-file",
         MediaKind::Audio => "audio-file",
@@ -167,11 +167,11 @@ mod tests {
             ..Default::default()
         }));
         assert!(matches!(
-            check_value("h", &bad),
+            check_value("h", &bad, &mut 0),
             Err(ValueError::Histogram { .. })
         ));
         assert!(matches!(
-            check_value("e", &Value { kind: None }),
+            check_value("e", &Value { kind: None }, &mut 0),
             Err(ValueError::Empty { .. })
         ));
     }

@@ -863,7 +863,8 @@ type WriterSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Write the run together with other writers (W&B's settings.mode="shared"): each
 	// writer has its own step counter, and rows of one step merge into one history
-	// row (README "Distributed training").
+	// row (README "Distributed training"). A shared writer's Init of an existing
+	// run needs no resume: RESUME_NEVER and unspecified count as RESUME_ALLOW.
 	Shared bool `protobuf:"varint,1,opt,name=shared,proto3" json:"shared,omitempty"`
 	// W&B's x_label: names this writer; its system metrics are keyed
 	// "system.<key>/l:<label>".

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::super::Event;
 use crate::proto::wal::{record::Kind, Record};
-use crate::semantics::state::{AlertEvent, CommittedRow, RunState, Sink, SystemEvent};
+use crate::semantics::state::{AlertEvent, CommittedRow, OutputEvent, RunState, Sink, SystemEvent};
 use crate::wal::{WalError, WalReader};
 
 /// Turns applied records into events.
@@ -32,6 +32,13 @@ impl Sink for EventSink {
         self.events.push(Event::System {
             timestamp: e.time,
             metrics: e.metrics().map(|(k, v)| (k.into_owned(), v)).collect(),
+        });
+    }
+
+    fn output(&mut self, o: &OutputEvent<'_>) {
+        self.events.push(Event::Output {
+            timestamp: o.time,
+            lines: o.lines.to_vec(),
         });
     }
 
