@@ -274,6 +274,18 @@ impl Router {
         }
     }
 
+    /// A shared-mode writer that may not set the run's final state finishing
+    /// (wandb before 0.31 sends no exit record for it): Finish of its writer, exit
+    /// code 0, as an exit record would.
+    pub(super) async fn finish_without_exit(&mut self, stream_id: &str) {
+        let timeout = CALL_TIMEOUT + self.finish_timeout;
+        if let Some(stream) = self.streams.get_mut(stream_id) {
+            if stream.run.is_some() && !stream.exited {
+                exit(stream, 0, &self.acks, timeout).await;
+            }
+        }
+    }
+
     /// The connection closed: runs without an exit record crashed.
     pub async fn close(&mut self) {
         for s in self.streams.values_mut() {
