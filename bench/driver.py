@@ -1207,10 +1207,19 @@ def main() -> None:
     else:
         out = b.repo / "docs" / "BENCHMARKS.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(Report(b).render())
+    text = Report(b).render()
+    # Sections measured by other benchmarks (cargo bench --bench ui) follow this
+    # marker in the report; a new report keeps them.
+    if out.exists() and KEEP_MARKER in out.read_text():
+        old = out.read_text()
+        text = text.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARKER):]
+    out.write_text(text)
     shutil.rmtree(b.tmp_root, ignore_errors=True)
     log(f"raw results: {raw}")
     log(f"wrote {out}")
+
+
+KEEP_MARKER = "<!-- Sections below are not written by bench/run.sh, which keeps them. -->"
 
 
 if __name__ == "__main__":

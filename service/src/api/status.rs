@@ -9,10 +9,10 @@ use crate::runs::RegistryError;
 
 impl From<Invalid> for Status {
     fn from(e: Invalid) -> Self {
-        if e.too_large {
-            Status::resource_exhausted(e.message)
+        if e.too_large() {
+            Status::resource_exhausted(e.to_string())
         } else {
-            Status::invalid_argument(e.message)
+            Status::invalid_argument(e.to_string())
         }
     }
 }
@@ -25,6 +25,12 @@ impl From<RegistryError> for Status {
             RegistryError::AlreadyExists { .. } => Status::already_exists(msg),
             RegistryError::ProjectMismatch { .. } => Status::failed_precondition(msg),
             RegistryError::TooManyRuns(_) => Status::resource_exhausted(msg),
+            RegistryError::Open { .. } | RegistryError::Delivering { .. } => {
+                Status::failed_precondition(msg)
+            }
+            RegistryError::NoSuchFile { .. } => Status::not_found(msg),
+            RegistryError::FileOutsideRun { .. } => Status::permission_denied(msg),
+            RegistryError::PastEnd { .. } => Status::invalid_argument(msg),
             RegistryError::Run(e) => e.into(),
         }
     }

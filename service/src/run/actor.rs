@@ -161,10 +161,7 @@ impl Actor {
 
     /// Handles one command; true when the actor should stop (the run ended).
     async fn handle(&mut self, cmd: Command) -> bool {
-        if !matches!(
-            cmd,
-            Command::Get { .. } | Command::Stop { .. } | Command::End { .. }
-        ) {
+        if cmd.is_sign_of_life() {
             self.links.touch(cmd.writer());
             if self.state.is_open() {
                 self.state.info.last_heartbeat = now();
@@ -219,6 +216,10 @@ impl Actor {
             }
             Command::Stop { reply } => {
                 let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::Update { req, reply } => {
+                let r = self.update(req).await;
                 let _ = reply.send(r);
             }
             Command::Output { lines, reply } => {

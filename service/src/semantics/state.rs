@@ -28,6 +28,8 @@ use crate::proto::v1::{
 use crate::proto::wal::{record::Kind, Record, SavedFile, StateChange, SystemSample};
 use crate::value;
 
+mod edit;
+
 /// Default alert throttle window, seconds (W&B's).
 pub const DEFAULT_ALERT_WAIT: f64 = 60.0;
 
@@ -93,6 +95,13 @@ pub trait Sink {
     fn writer(&mut self, _event: &WriterEvent<'_>) {}
 }
 
+/// A sink that keeps nothing: for replays that want only the state.
+pub struct NoSink;
+
+impl Sink for NoSink {
+    fn history(&mut self, _row: &CommittedRow<'_>) {}
+}
+
 /// What applying one record produced, for the reply to its request.
 #[derive(Debug, Default)]
 pub enum Outcome {
@@ -156,6 +165,9 @@ pub struct RunState {
     /// Saved files by their name under files/.
     pub saved: IndexMap<String, SavedFile>,
     pub metrics: Metrics,
+    /// The latest system-metrics sample and its time of each writer label (one
+    /// entry without labelled writers), for W&B's `run.system_metrics`.
+    pub last_system: IndexMap<String, (f64, SystemSample)>,
     /// Why the run ended without its client (the last console lines of a W&B SDK
     /// script whose connection closed without an exit); empty otherwise.
     pub end_reason: String,
@@ -246,11 +258,11 @@ impl RunState {
                 Outcome::Nothing
             }
             Some(Kind::System(sample)) => {
-                sink.system(&SystemEvent {
-                    time,
-                    runtime: (time - self.info.start_time).max(0.0),
-                    sample,
-                });
+                self.system(sample, time, sink);
+                Outcome::Nothing
+            }
+            Some(Kind::Edit(edit)) => {
+                self.edit(edit);
                 Outcome::Nothing
             }
             Some(Kind::Output(out)) => {
@@ -266,6 +278,17 @@ impl RunState {
                 Outcome::Nothing
             }
         }
+    }
+
+    /// A system-metrics sample: to the sink, and kept as its label's latest.
+    fn system(&mut self, sample: &SystemSample, time: f64, sink: &mut impl Sink) {
+        sink.system(&SystemEvent {
+            time,
+            runtime: (time - self.info.start_time).max(0.0),
+            sample,
+        });
+        self.last_system
+            .insert(sample.label.clone(), (time, sample.clone()));
     }
 
     fn start(&mut self, init: &InitRequest, time: f64, sink: &mut impl Sink) {

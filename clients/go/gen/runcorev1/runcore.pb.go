@@ -3180,8 +3180,11 @@ type GetRunResponse struct {
 	// Paths relative to files/.
 	Files    []string         `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
 	Backends []*BackendStatus `protobuf:"bytes,6,rep,name=backends,proto3" json:"backends,omitempty"`
+	// The run's latest system-metrics sample (W&B's `run.system_metrics`): keys with
+	// their "system." prefix, plus _runtime and _timestamp; empty before the first.
+	SystemMetrics map[string]float64 `protobuf:"bytes,7,rep,name=system_metrics,json=systemMetrics,proto3" json:"system_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Everyone who wrote the run, in the order they first joined.
-	Writers       []*WriterInfo `protobuf:"bytes,7,rep,name=writers,proto3" json:"writers,omitempty"`
+	Writers       []*WriterInfo `protobuf:"bytes,8,rep,name=writers,proto3" json:"writers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3254,6 +3257,13 @@ func (x *GetRunResponse) GetFiles() []string {
 func (x *GetRunResponse) GetBackends() []*BackendStatus {
 	if x != nil {
 		return x.Backends
+	}
+	return nil
+}
+
+func (x *GetRunResponse) GetSystemMetrics() map[string]float64 {
+	if x != nil {
+		return x.SystemMetrics
 	}
 	return nil
 }
@@ -3362,7 +3372,9 @@ type ScanHistoryRequest struct {
 	Keys    []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	MinStep *int64   `protobuf:"varint,3,opt,name=min_step,json=minStep,proto3,oneof" json:"min_step,omitempty"`
 	// Exclusive.
-	MaxStep       *int64 `protobuf:"varint,4,opt,name=max_step,json=maxStep,proto3,oneof" json:"max_step,omitempty"`
+	MaxStep *int64 `protobuf:"varint,4,opt,name=max_step,json=maxStep,proto3,oneof" json:"max_step,omitempty"`
+	// Rows per ScanHistoryResponse at most; 0 means 256. At most 10000.
+	PageSize      uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3421,6 +3433,13 @@ func (x *ScanHistoryRequest) GetMinStep() int64 {
 func (x *ScanHistoryRequest) GetMaxStep() int64 {
 	if x != nil && x.MaxStep != nil {
 		return *x.MaxStep
+	}
+	return 0
+}
+
+func (x *ScanHistoryRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
 	}
 	return 0
 }
@@ -3519,6 +3538,600 @@ func (x *ScanHistoryResponse) GetRows() []*HistoryRow {
 		return x.Rows
 	}
 	return nil
+}
+
+// A replacement list of tags (a message, so that "not given" and "no tags" differ).
+type Tags struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tags          []string               `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tags) Reset() {
+	*x = Tags{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tags) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tags) ProtoMessage() {}
+
+func (x *Tags) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tags.ProtoReflect.Descriptor instead.
+func (*Tags) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Tags) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+// What to change in a run; fields left unset stay as they are. Works on open and
+// ended runs alike.
+type UpdateRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// 1..128 characters.
+	Name  *string `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Notes *string `protobuf:"bytes,3,opt,name=notes,proto3,oneof" json:"notes,omitempty"`
+	// Replaces the run's tags (each 1..64 characters).
+	Tags    *Tags   `protobuf:"bytes,4,opt,name=tags,proto3" json:"tags,omitempty"`
+	Group   *string `protobuf:"bytes,5,opt,name=group,proto3,oneof" json:"group,omitempty"`
+	JobType *string `protobuf:"bytes,6,opt,name=job_type,json=jobType,proto3,oneof" json:"job_type,omitempty"`
+	// Merged into the config at the top level, after `config_remove`.
+	Config map[string]*Value `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Top-level config keys to remove.
+	ConfigRemove []string `protobuf:"bytes,8,rep,name=config_remove,json=configRemove,proto3" json:"config_remove,omitempty"`
+	// Set explicitly in the summary (an explicit value wins over aggregation), after
+	// `summary_remove`.
+	Summary       map[string]*Value `protobuf:"bytes,9,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SummaryRemove []string          `protobuf:"bytes,10,rep,name=summary_remove,json=summaryRemove,proto3" json:"summary_remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRunRequest) Reset() {
+	*x = UpdateRunRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRunRequest) ProtoMessage() {}
+
+func (x *UpdateRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRunRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRunRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *UpdateRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetNotes() string {
+	if x != nil && x.Notes != nil {
+		return *x.Notes
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetTags() *Tags {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetGroup() string {
+	if x != nil && x.Group != nil {
+		return *x.Group
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetJobType() string {
+	if x != nil && x.JobType != nil {
+		return *x.JobType
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetConfig() map[string]*Value {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetConfigRemove() []string {
+	if x != nil {
+		return x.ConfigRemove
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetSummary() map[string]*Value {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetSummaryRemove() []string {
+	if x != nil {
+		return x.SummaryRemove
+	}
+	return nil
+}
+
+type UpdateRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *RunInfo               `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Config        map[string]*Value      `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Summary       map[string]*Value      `protobuf:"bytes,3,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRunResponse) Reset() {
+	*x = UpdateRunResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRunResponse) ProtoMessage() {}
+
+func (x *UpdateRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRunResponse.ProtoReflect.Descriptor instead.
+func (*UpdateRunResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *UpdateRunResponse) GetRun() *RunInfo {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *UpdateRunResponse) GetConfig() map[string]*Value {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateRunResponse) GetSummary() map[string]*Value {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+type DeleteRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Accepted for W&B's `run.delete(delete_artifacts=...)`; runcore keeps no
+	// artifacts yet, so it changes nothing.
+	DeleteArtifacts bool `protobuf:"varint,2,opt,name=delete_artifacts,json=deleteArtifacts,proto3" json:"delete_artifacts,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteRunRequest) Reset() {
+	*x = DeleteRunRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRunRequest) ProtoMessage() {}
+
+func (x *DeleteRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRunRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRunRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *DeleteRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *DeleteRunRequest) GetDeleteArtifacts() bool {
+	if x != nil {
+		return x.DeleteArtifacts
+	}
+	return false
+}
+
+type DeleteRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRunResponse) Reset() {
+	*x = DeleteRunResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRunResponse) ProtoMessage() {}
+
+func (x *DeleteRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRunResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRunResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{49}
+}
+
+type ListFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFilesRequest) Reset() {
+	*x = ListFilesRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFilesRequest) ProtoMessage() {}
+
+func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFilesRequest.ProtoReflect.Descriptor instead.
+func (*ListFilesRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListFilesRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type FileInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path relative to the run's files/ directory.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Unix seconds of the last change.
+	UpdatedAt     float64 `protobuf:"fixed64,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileInfo) Reset() {
+	*x = FileInfo{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileInfo) ProtoMessage() {}
+
+func (x *FileInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
+func (*FileInfo) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *FileInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileInfo) GetUpdatedAt() float64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+type ListFilesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*FileInfo            `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFilesResponse) Reset() {
+	*x = ListFilesResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFilesResponse) ProtoMessage() {}
+
+func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFilesResponse.ProtoReflect.Descriptor instead.
+func (*ListFilesResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListFilesResponse) GetFiles() []*FileInfo {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type ReadFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// A name ListFiles returned: relative to files/, no "..".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Start reading at this byte (to continue an interrupted read).
+	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadFileRequest) Reset() {
+	*x = ReadFileRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadFileRequest) ProtoMessage() {}
+
+func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
+func (*ReadFileRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ReadFileRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReadFileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReadFileRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+type ReadFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the file; the stream ends after the last chunk.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Where `data` starts in the file.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The file's size when the read started.
+	Size          uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadFileResponse) Reset() {
+	*x = ReadFileResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadFileResponse) ProtoMessage() {}
+
+func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
+func (*ReadFileResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ReadFileResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadFileResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadFileResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 var File_runcore_v1_runcore_proto protoreflect.FileDescriptor
@@ -3803,30 +4416,35 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x0fStopRunResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\x8e\x04\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xa6\x05\n" +
 	"\x0eGetRunResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12>\n" +
 	"\x06config\x18\x02 \x03(\v2&.runcore.v1.GetRunResponse.ConfigEntryR\x06config\x12A\n" +
 	"\asummary\x18\x03 \x03(\v2'.runcore.v1.GetRunResponse.SummaryEntryR\asummary\x126\n" +
 	"\ametrics\x18\x04 \x03(\v2\x1c.runcore.v1.MetricDefinitionR\ametrics\x12\x14\n" +
 	"\x05files\x18\x05 \x03(\tR\x05files\x125\n" +
-	"\bbackends\x18\x06 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x120\n" +
-	"\awriters\x18\a \x03(\v2\x16.runcore.v1.WriterInfoR\awriters\x1aL\n" +
+	"\bbackends\x18\x06 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x12T\n" +
+	"\x0esystem_metrics\x18\a \x03(\v2-.runcore.v1.GetRunResponse.SystemMetricsEntryR\rsystemMetrics\x120\n" +
+	"\awriters\x18\b \x03(\v2\x16.runcore.v1.WriterInfoR\awriters\x1aL\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
 	"\fSummaryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
-	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"+\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1a@\n" +
+	"\x12SystemMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"+\n" +
 	"\x0fListRunsRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\";\n" +
 	"\x10ListRunsResponse\x12'\n" +
-	"\x04runs\x18\x01 \x03(\v2\x13.runcore.v1.RunInfoR\x04runs\"\x99\x01\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.runcore.v1.RunInfoR\x04runs\"\xb6\x01\n" +
 	"\x12ScanHistoryRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x1e\n" +
 	"\bmin_step\x18\x03 \x01(\x03H\x00R\aminStep\x88\x01\x01\x12\x1e\n" +
-	"\bmax_step\x18\x04 \x01(\x03H\x01R\amaxStep\x88\x01\x01B\v\n" +
+	"\bmax_step\x18\x04 \x01(\x03H\x01R\amaxStep\x88\x01\x01\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSizeB\v\n" +
 	"\t_min_stepB\v\n" +
 	"\t_max_step\"\xaa\x01\n" +
 	"\n" +
@@ -3837,7 +4455,62 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"A\n" +
 	"\x13ScanHistoryResponse\x12*\n" +
-	"\x04rows\x18\x01 \x03(\v2\x16.runcore.v1.HistoryRowR\x04rows*~\n" +
+	"\x04rows\x18\x01 \x03(\v2\x16.runcore.v1.HistoryRowR\x04rows\"\x1a\n" +
+	"\x04Tags\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\"\xd8\x04\n" +
+	"\x10UpdateRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12\x19\n" +
+	"\x05notes\x18\x03 \x01(\tH\x01R\x05notes\x88\x01\x01\x12$\n" +
+	"\x04tags\x18\x04 \x01(\v2\x10.runcore.v1.TagsR\x04tags\x12\x19\n" +
+	"\x05group\x18\x05 \x01(\tH\x02R\x05group\x88\x01\x01\x12\x1e\n" +
+	"\bjob_type\x18\x06 \x01(\tH\x03R\ajobType\x88\x01\x01\x12@\n" +
+	"\x06config\x18\a \x03(\v2(.runcore.v1.UpdateRunRequest.ConfigEntryR\x06config\x12#\n" +
+	"\rconfig_remove\x18\b \x03(\tR\fconfigRemove\x12C\n" +
+	"\asummary\x18\t \x03(\v2).runcore.v1.UpdateRunRequest.SummaryEntryR\asummary\x12%\n" +
+	"\x0esummary_remove\x18\n" +
+	" \x03(\tR\rsummaryRemove\x1aL\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
+	"\fSummaryEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01B\a\n" +
+	"\x05_nameB\b\n" +
+	"\x06_notesB\b\n" +
+	"\x06_groupB\v\n" +
+	"\t_job_type\"\xe0\x02\n" +
+	"\x11UpdateRunResponse\x12%\n" +
+	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12A\n" +
+	"\x06config\x18\x02 \x03(\v2).runcore.v1.UpdateRunResponse.ConfigEntryR\x06config\x12D\n" +
+	"\asummary\x18\x03 \x03(\v2*.runcore.v1.UpdateRunResponse.SummaryEntryR\asummary\x1aL\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
+	"\fSummaryEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"T\n" +
+	"\x10DeleteRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12)\n" +
+	"\x10delete_artifacts\x18\x02 \x01(\bR\x0fdeleteArtifacts\"\x13\n" +
+	"\x11DeleteRunResponse\")\n" +
+	"\x10ListFilesRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"Q\n" +
+	"\bFileInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\x01R\tupdatedAt\"?\n" +
+	"\x11ListFilesResponse\x12*\n" +
+	"\x05files\x18\x01 \x03(\v2\x14.runcore.v1.FileInfoR\x05files\"T\n" +
+	"\x0fReadFileRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\"R\n" +
+	"\x10ReadFileResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size*~\n" +
 	"\tMediaKind\x12\x1a\n" +
 	"\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MEDIA_KIND_IMAGE\x10\x01\x12\x14\n" +
@@ -3857,7 +4530,8 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x12RESUME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fRESUME_NEVER\x10\x01\x12\x10\n" +
 	"\fRESUME_ALLOW\x10\x02\x12\x0f\n" +
-	"\vRESUME_MUST\x10\x032\xc0\b\n" +
+	"\vRESUME_MUST\x10\x032\xe7\n" +
+	"\n" +
 	"\n" +
 	"RunService\x129\n" +
 	"\x04Init\x12\x17.runcore.v1.InitRequest\x1a\x18.runcore.v1.InitResponse\x126\n" +
@@ -3874,7 +4548,11 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\aStopRun\x12\x1a.runcore.v1.StopRunRequest\x1a\x1b.runcore.v1.StopRunResponse\x12?\n" +
 	"\x06GetRun\x12\x19.runcore.v1.GetRunRequest\x1a\x1a.runcore.v1.GetRunResponse\x12E\n" +
 	"\bListRuns\x12\x1b.runcore.v1.ListRunsRequest\x1a\x1c.runcore.v1.ListRunsResponse\x12P\n" +
-	"\vScanHistory\x12\x1e.runcore.v1.ScanHistoryRequest\x1a\x1f.runcore.v1.ScanHistoryResponse0\x01B?Z=github.com/runcore/runcore/clients/go/gen/runcorev1;runcorev1b\x06proto3"
+	"\vScanHistory\x12\x1e.runcore.v1.ScanHistoryRequest\x1a\x1f.runcore.v1.ScanHistoryResponse0\x01\x12H\n" +
+	"\tUpdateRun\x12\x1c.runcore.v1.UpdateRunRequest\x1a\x1d.runcore.v1.UpdateRunResponse\x12H\n" +
+	"\tDeleteRun\x12\x1c.runcore.v1.DeleteRunRequest\x1a\x1d.runcore.v1.DeleteRunResponse\x12H\n" +
+	"\tListFiles\x12\x1c.runcore.v1.ListFilesRequest\x1a\x1d.runcore.v1.ListFilesResponse\x12G\n" +
+	"\bReadFile\x12\x1b.runcore.v1.ReadFileRequest\x1a\x1c.runcore.v1.ReadFileResponse0\x01B?Z=github.com/runcore/runcore/clients/go/gen/runcorev1;runcorev1b\x06proto3"
 
 var (
 	file_runcore_v1_runcore_proto_rawDescOnce sync.Once
@@ -3889,7 +4567,7 @@ func file_runcore_v1_runcore_proto_rawDescGZIP() []byte {
 }
 
 var file_runcore_v1_runcore_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_runcore_v1_runcore_proto_goTypes = []any{
 	(MediaKind)(0),                 // 0: runcore.v1.MediaKind
 	(RunState)(0),                  // 1: runcore.v1.RunState
@@ -3939,28 +4617,43 @@ var file_runcore_v1_runcore_proto_goTypes = []any{
 	(*ScanHistoryRequest)(nil),     // 45: runcore.v1.ScanHistoryRequest
 	(*HistoryRow)(nil),             // 46: runcore.v1.HistoryRow
 	(*ScanHistoryResponse)(nil),    // 47: runcore.v1.ScanHistoryResponse
-	nil,                            // 48: runcore.v1.MapValue.FieldsEntry
-	nil,                            // 49: runcore.v1.InitRequest.ConfigEntry
-	nil,                            // 50: runcore.v1.Row.ValuesEntry
-	nil,                            // 51: runcore.v1.LogRequest.DataEntry
-	nil,                            // 52: runcore.v1.UpdateConfigRequest.ConfigEntry
-	nil,                            // 53: runcore.v1.UpdateConfigResponse.ConfigEntry
-	nil,                            // 54: runcore.v1.UpdateSummaryRequest.SummaryEntry
-	nil,                            // 55: runcore.v1.UpdateSummaryResponse.SummaryEntry
-	nil,                            // 56: runcore.v1.FinishResponse.SummaryEntry
-	nil,                            // 57: runcore.v1.GetRunResponse.ConfigEntry
-	nil,                            // 58: runcore.v1.GetRunResponse.SummaryEntry
-	nil,                            // 59: runcore.v1.HistoryRow.ValuesEntry
+	(*Tags)(nil),                   // 48: runcore.v1.Tags
+	(*UpdateRunRequest)(nil),       // 49: runcore.v1.UpdateRunRequest
+	(*UpdateRunResponse)(nil),      // 50: runcore.v1.UpdateRunResponse
+	(*DeleteRunRequest)(nil),       // 51: runcore.v1.DeleteRunRequest
+	(*DeleteRunResponse)(nil),      // 52: runcore.v1.DeleteRunResponse
+	(*ListFilesRequest)(nil),       // 53: runcore.v1.ListFilesRequest
+	(*FileInfo)(nil),               // 54: runcore.v1.FileInfo
+	(*ListFilesResponse)(nil),      // 55: runcore.v1.ListFilesResponse
+	(*ReadFileRequest)(nil),        // 56: runcore.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),       // 57: runcore.v1.ReadFileResponse
+	nil,                            // 58: runcore.v1.MapValue.FieldsEntry
+	nil,                            // 59: runcore.v1.InitRequest.ConfigEntry
+	nil,                            // 60: runcore.v1.Row.ValuesEntry
+	nil,                            // 61: runcore.v1.LogRequest.DataEntry
+	nil,                            // 62: runcore.v1.UpdateConfigRequest.ConfigEntry
+	nil,                            // 63: runcore.v1.UpdateConfigResponse.ConfigEntry
+	nil,                            // 64: runcore.v1.UpdateSummaryRequest.SummaryEntry
+	nil,                            // 65: runcore.v1.UpdateSummaryResponse.SummaryEntry
+	nil,                            // 66: runcore.v1.FinishResponse.SummaryEntry
+	nil,                            // 67: runcore.v1.GetRunResponse.ConfigEntry
+	nil,                            // 68: runcore.v1.GetRunResponse.SummaryEntry
+	nil,                            // 69: runcore.v1.GetRunResponse.SystemMetricsEntry
+	nil,                            // 70: runcore.v1.HistoryRow.ValuesEntry
+	nil,                            // 71: runcore.v1.UpdateRunRequest.ConfigEntry
+	nil,                            // 72: runcore.v1.UpdateRunRequest.SummaryEntry
+	nil,                            // 73: runcore.v1.UpdateRunResponse.ConfigEntry
+	nil,                            // 74: runcore.v1.UpdateRunResponse.SummaryEntry
 }
 var file_runcore_v1_runcore_proto_depIdxs = []int32{
 	4,  // 0: runcore.v1.Value.map_value:type_name -> runcore.v1.MapValue
 	5,  // 1: runcore.v1.Value.list_value:type_name -> runcore.v1.ListValue
 	6,  // 2: runcore.v1.Value.histogram:type_name -> runcore.v1.Histogram
 	7,  // 3: runcore.v1.Value.media:type_name -> runcore.v1.Media
-	48, // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
+	58, // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
 	3,  // 5: runcore.v1.ListValue.values:type_name -> runcore.v1.Value
 	0,  // 6: runcore.v1.Media.kind:type_name -> runcore.v1.MediaKind
-	49, // 7: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
+	59, // 7: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
 	2,  // 8: runcore.v1.InitRequest.resume:type_name -> runcore.v1.Resume
 	8,  // 9: runcore.v1.InitRequest.client:type_name -> runcore.v1.ClientInfo
 	12, // 10: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
@@ -3969,79 +4662,99 @@ var file_runcore_v1_runcore_proto_depIdxs = []int32{
 	1,  // 13: runcore.v1.WriterInfo.state:type_name -> runcore.v1.RunState
 	1,  // 14: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
 	13, // 15: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
-	50, // 16: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
-	51, // 17: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
+	60, // 16: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
+	61, // 17: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
 	17, // 18: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
 	15, // 19: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
 	17, // 20: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
 	22, // 21: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
-	52, // 22: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
-	53, // 23: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
-	54, // 24: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
-	55, // 25: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
+	62, // 22: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
+	63, // 23: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
+	64, // 24: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
+	65, // 25: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
 	1,  // 26: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
 	13, // 27: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
 	13, // 28: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
-	56, // 29: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
+	66, // 29: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
 	38, // 30: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
 	11, // 31: runcore.v1.FinishResponse.writer:type_name -> runcore.v1.WriterInfo
 	13, // 32: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
 	13, // 33: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
-	57, // 34: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
-	58, // 35: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
+	67, // 34: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
+	68, // 35: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
 	22, // 36: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
 	38, // 37: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
-	11, // 38: runcore.v1.GetRunResponse.writers:type_name -> runcore.v1.WriterInfo
-	13, // 39: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
-	59, // 40: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
-	46, // 41: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
-	3,  // 42: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
-	3,  // 43: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 44: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 45: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
-	3,  // 46: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 47: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 48: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 49: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 50: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 51: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 52: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 53: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
-	9,  // 54: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
-	16, // 55: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
-	19, // 56: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
-	21, // 57: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
-	24, // 58: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
-	26, // 59: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
-	28, // 60: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
-	30, // 61: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
-	32, // 62: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
-	34, // 63: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
-	36, // 64: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
-	39, // 65: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
-	41, // 66: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
-	43, // 67: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
-	45, // 68: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
-	14, // 69: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
-	18, // 70: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
-	20, // 71: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
-	23, // 72: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
-	25, // 73: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
-	27, // 74: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
-	29, // 75: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
-	31, // 76: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
-	33, // 77: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
-	35, // 78: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
-	37, // 79: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
-	40, // 80: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
-	42, // 81: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
-	44, // 82: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
-	47, // 83: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
-	69, // [69:84] is the sub-list for method output_type
-	54, // [54:69] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	69, // 38: runcore.v1.GetRunResponse.system_metrics:type_name -> runcore.v1.GetRunResponse.SystemMetricsEntry
+	11, // 39: runcore.v1.GetRunResponse.writers:type_name -> runcore.v1.WriterInfo
+	13, // 40: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
+	70, // 41: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
+	46, // 42: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
+	48, // 43: runcore.v1.UpdateRunRequest.tags:type_name -> runcore.v1.Tags
+	71, // 44: runcore.v1.UpdateRunRequest.config:type_name -> runcore.v1.UpdateRunRequest.ConfigEntry
+	72, // 45: runcore.v1.UpdateRunRequest.summary:type_name -> runcore.v1.UpdateRunRequest.SummaryEntry
+	13, // 46: runcore.v1.UpdateRunResponse.run:type_name -> runcore.v1.RunInfo
+	73, // 47: runcore.v1.UpdateRunResponse.config:type_name -> runcore.v1.UpdateRunResponse.ConfigEntry
+	74, // 48: runcore.v1.UpdateRunResponse.summary:type_name -> runcore.v1.UpdateRunResponse.SummaryEntry
+	54, // 49: runcore.v1.ListFilesResponse.files:type_name -> runcore.v1.FileInfo
+	3,  // 50: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
+	3,  // 51: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 52: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,  // 53: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
+	3,  // 54: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 55: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 56: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 57: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 58: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 59: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 60: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 61: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,  // 62: runcore.v1.UpdateRunRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 63: runcore.v1.UpdateRunRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 64: runcore.v1.UpdateRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 65: runcore.v1.UpdateRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	9,  // 66: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
+	16, // 67: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
+	19, // 68: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
+	21, // 69: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
+	24, // 70: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
+	26, // 71: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
+	28, // 72: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
+	30, // 73: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
+	32, // 74: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
+	34, // 75: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
+	36, // 76: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
+	39, // 77: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
+	41, // 78: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
+	43, // 79: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
+	45, // 80: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
+	49, // 81: runcore.v1.RunService.UpdateRun:input_type -> runcore.v1.UpdateRunRequest
+	51, // 82: runcore.v1.RunService.DeleteRun:input_type -> runcore.v1.DeleteRunRequest
+	53, // 83: runcore.v1.RunService.ListFiles:input_type -> runcore.v1.ListFilesRequest
+	56, // 84: runcore.v1.RunService.ReadFile:input_type -> runcore.v1.ReadFileRequest
+	14, // 85: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
+	18, // 86: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
+	20, // 87: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
+	23, // 88: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
+	25, // 89: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
+	27, // 90: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
+	29, // 91: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
+	31, // 92: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
+	33, // 93: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
+	35, // 94: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
+	37, // 95: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
+	40, // 96: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
+	42, // 97: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
+	44, // 98: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
+	47, // 99: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
+	50, // 100: runcore.v1.RunService.UpdateRun:output_type -> runcore.v1.UpdateRunResponse
+	52, // 101: runcore.v1.RunService.DeleteRun:output_type -> runcore.v1.DeleteRunResponse
+	55, // 102: runcore.v1.RunService.ListFiles:output_type -> runcore.v1.ListFilesResponse
+	57, // 103: runcore.v1.RunService.ReadFile:output_type -> runcore.v1.ReadFileResponse
+	85, // [85:104] is the sub-list for method output_type
+	66, // [66:85] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_runcore_v1_runcore_proto_init() }
@@ -4070,13 +4783,14 @@ func file_runcore_v1_runcore_proto_init() {
 	file_runcore_v1_runcore_proto_msgTypes[25].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[33].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[42].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runcore_v1_runcore_proto_rawDesc), len(file_runcore_v1_runcore_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   57,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

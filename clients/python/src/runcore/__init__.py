@@ -18,7 +18,9 @@ summary), ``_sender`` (the LogStream sender; it knows its run only through a
 ``RunLink``), ``_steps`` (the client's mirror of the step rules), ``_contract``
 (what a failed call means: retry, re-Init, run ended, ...), ``_sidecar`` (finding,
 spawning and reconnecting to the sidecar), ``_values`` (values and data types),
-``_settings``, ``_errors``, ``_proto`` (generated stubs).
+``_settings``, ``_errors``, ``_proto`` (generated stubs); ``public`` (``runcore.Api``:
+W&B's public read API, reading and editing runs) with ``_query`` (its filters,
+ordering and history downsampling).
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ from ._errors import (
 from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summary
 from ._settings import Settings
 from ._values import Audio, Histogram, Image, Video
+from .public import Api
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Api",
     "Audio",
     "AlertLevel",
     "AlertResult",

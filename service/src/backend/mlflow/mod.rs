@@ -9,7 +9,9 @@
 //! `alerts.jsonl` artifact and a tag; console lines -> `output.log` artifact (at
 //! most every 10 s, and at the end); saved files -> artifacts (proxied artifact
 //! API); end -> status FINISHED / FAILED / KILLED plus tag `runcore.state`;
-//! heartbeats -> tag `runcore.heartbeat`. Requests respect log-batch's limits.
+//! heartbeats -> tag `runcore.heartbeat`; an edit (UpdateRun) -> the run renamed
+//! (`runs/update` run_name), its identity tags set again and dropped `tag.<t>`
+//! deleted. Requests respect log-batch's limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,6 +23,7 @@ use serde_json::{json, Value as Json};
 
 mod batch;
 mod convert;
+mod identity;
 mod run;
 
 use self::batch::Todo;
@@ -83,6 +86,10 @@ struct State {
     /// Keys already warned about (non-numeric metrics, changed params).
     warned: BTreeSet<String>,
     system_step: i64,
+    /// The run's tags as MLflow has them (`tag.<t>`), so an edit can remove the
+    /// ones it dropped.
+    #[serde(default)]
+    tags: Vec<String>,
     #[serde(skip)]
     last_summary_upload: f64,
     /// Console lines came since output.log was last uploaded.

@@ -14,7 +14,8 @@
 use reqwest::Method;
 use serde_json::{json, Value as Json};
 
-use super::convert::{key, ms, truncate};
+use super::convert::{ms, truncate};
+use super::identity::identity_tags;
 use super::{Mlflow, MAX_TAG_VALUE, TAG_RUN_ID};
 use crate::backend::retry::BackendError;
 use crate::proto::v1::RunInfo;
@@ -44,6 +45,7 @@ impl Mlflow {
             ));
         }
         self.st.run_id = id;
+        self.st.tags.clone_from(&run.tags);
         self.st.artifact_uri = info["artifact_uri"].as_str().unwrap_or_default().to_owned();
         Ok(())
     }
@@ -89,24 +91,18 @@ impl Mlflow {
     async fn create(&self, exp: &str, run: &RunInfo) -> Result<Json, BackendError> {
         let mut tags = vec![
             json!({"key": TAG_RUN_ID, "value": run.id}),
-            json!({"key": "mlflow.runName", "value": run.name}),
             json!({"key": "mlflow.source.name", "value": "runcore"}),
         ];
-        for (k, v) in [
-            ("runcore.entity", &run.entity),
-            ("runcore.group", &run.group),
-            ("runcore.job_type", &run.job_type),
-            ("mlflow.note.content", &run.notes),
-        ] {
-            if !v.is_empty() {
-                tags.push(json!({"key": k, "value": truncate(v, MAX_TAG_VALUE)}));
-            }
+        if !run.entity.is_empty() {
+            tags.push(
+                json!({"key": "runcore.entity", "value": truncate(&run.entity, MAX_TAG_VALUE)}),
+            );
         }
-        if !run.tags.is_empty() {
-            tags.push(json!({"key": "runcore.tags", "value": truncate(&run.tags.join(","), MAX_TAG_VALUE)}));
-            for t in &run.tags {
-                tags.push(json!({"key": format!("tag.{}", key(t)), "value": "true"}));
-            }
+        for (k, v) in identity_tags(run)
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+        {
+            tags.push(json!({"key": k, "value": truncate(&v, MAX_TAG_VALUE)}));
         }
         let start = if run.shared {
             crate::clock::now()

@@ -1,4 +1,4 @@
-//! The step/commit table and its neighbours, on `RunState::apply` directly.
+//! The step/commit table, finish and step_sync, applied record by record.
 
 use super::*;
 
@@ -17,7 +17,7 @@ impl Sink for Collect {
     }
 }
 
-fn started() -> RunState {
+pub(super) fn started() -> RunState {
     let mut s = RunState::default();
     let rec = Record {
         time: 100.0,
@@ -130,4 +130,27 @@ fn step_sync_fills_the_step_metric() {
         vec![("val/loss".into(), 0.5), ("epoch".into(), 2.0)]
     );
     assert_eq!(out.0[2].1, row("train/loss", 0.7));
+}
+
+#[test]
+fn system_metrics_keep_each_writer_labels_latest_sample() {
+    let mut s = started();
+    let mut out = Collect::default();
+    let sample = |time: f64, label: &str, cpu: f64| Record {
+        time,
+        kind: Some(Kind::System(SystemSample {
+            keys: vec!["cpu".into()],
+            values: vec![cpu],
+            label: label.into(),
+            ..Default::default()
+        })),
+    };
+    s.apply(&sample(101.0, "rank-0", 10.0), &mut out);
+    s.apply(&sample(102.0, "rank-1", 20.0), &mut out);
+    s.apply(&sample(103.0, "rank-0", 30.0), &mut out);
+    let got = s.system_metrics();
+    assert_eq!(got["system.cpu/l:rank-0"], 30.0);
+    assert_eq!(got["system.cpu/l:rank-1"], 20.0);
+    assert_eq!((got["_timestamp"], got["_runtime"]), (103.0, 3.0));
+    assert_eq!(got.len(), 4);
 }
