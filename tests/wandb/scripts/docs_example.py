@@ -13,6 +13,7 @@ client: `SDK=wandb python docs_example.py SCENARIO RUN_ID` imports `wandb`,
   shared     W&B's shared mode: process $RANK writes the run as writer rank-$RANK;
              rank 0 is the primary, prints "ready" after its rows and finishes once
              the file $RELEASE exists
+  rename     sets run.name, run.tags and run.notes after init
 """
 
 import os
@@ -134,4 +135,13 @@ def shared():
     run.finish()
 
 
-{"shared": shared, "nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()
+def rename():
+    with wandb.init(project=PROJECT, id=run_id, name="first", tags=["a"]) as run:
+        run.log({"loss": 1.0})
+        run.name = "renamed"
+        run.tags = ("b", "c")
+        run.notes = "changed from the script"
+        run.log({"loss": 0.5})
+
+
+{"shared": shared, "rename": rename, "nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()
