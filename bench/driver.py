@@ -82,15 +82,18 @@ QUICK = Plan(
     profile_idle_s=5.0,
 )
 
-# Raw ingest configurations: name -> (runs, transport, fsync, batches in flight).
+# Raw ingest configurations: name -> (runs, transport, fsync, batches in flight,
+# shared: the runs are writers of one shared run).
 INGEST = {
-    "tcp-1": (1, "tcp", "batch", 32),
-    "tcp-16": (16, "tcp", "batch", 32),
-    "tcp-1-always": (1, "tcp", "always", 32),
-    "tcp-16-always": (16, "tcp", "always", 32),
-    "unix-1": (1, "unix", "batch", 32),
-    "tcp-1-if4": (1, "tcp", "batch", 4),
-    "unix-1-if4": (1, "unix", "batch", 4),
+    "tcp-1": (1, "tcp", "batch", 32, False),
+    "tcp-16": (16, "tcp", "batch", 32, False),
+    "tcp-1-always": (1, "tcp", "always", 32, False),
+    "tcp-16-always": (16, "tcp", "always", 32, False),
+    "unix-1": (1, "unix", "batch", 32, False),
+    "tcp-1-if4": (1, "tcp", "batch", 4, False),
+    "unix-1-if4": (1, "unix", "batch", 4, False),
+    "tcp-8": (8, "tcp", "batch", 32, False),
+    "tcp-8-shared": (8, "tcp", "batch", 32, True),
 }
 
 
@@ -378,10 +381,12 @@ class Bench:
         self.results[name] = {"reps": runs, "rows": rows, "keys": keys,
                               "cmd": self.worker_cmd("log", "{runcore|wandb|wandb-runcore}", Path("TMPDIR"), *extra, rel=True)}
 
-    def ingest_cmd(self, address: str, pid: Any, runs: int, in_flight: int, points: int, rel: bool = False) -> List[str]:
+    def ingest_cmd(self, address: str, pid: Any, runs: int, in_flight: int, points: int, rel: bool = False,
+                   shared: bool = False) -> List[str]:
         exe = self.rel(self.bin / "ingest") if rel else str(self.bin / "ingest")
         return [exe, "--address", address, "--sidecar-pid", str(pid), "--runs", str(runs),
-                "--points", str(points), "--keys", "10", "--rows-per-batch", "1000", "--in-flight", str(in_flight), "--json"]
+                "--points", str(points), "--keys", "10", "--rows-per-batch", "1000", "--in-flight", str(in_flight),
+                *(["--shared"] if shared else []), "--json"]
 
     def ingest(self) -> None:
         reps, points = self.plan.reps, self.plan.ingest_points
@@ -390,12 +395,12 @@ class Bench:
         names = list(INGEST)
         for rep in range(reps):
             for name in (names if rep % 2 == 0 else names[::-1]):
-                runs, transport, fsync, in_flight = INGEST[name]
+                runs, transport, fsync, in_flight, shared = INGEST[name]
                 tmp = self.tmp(f"ingest-{name}")
                 self.load(f"ingest {name} {rep}")
                 sc = Sidecar(self.bin / "runcore", tmp, fsync=fsync, transport=transport)
                 try:
-                    r, _ = self.run_json(self.ingest_cmd(sc.address, sc.pid, runs, in_flight, points))
+                    r, _ = self.run_json(self.ingest_cmd(sc.address, sc.pid, runs, in_flight, points, shared=shared))
                 finally:
                     sc.stop()
                 out[name].append(r)
@@ -915,6 +920,16 @@ class Report:
             if name in s:
                 self.w(row(name, label, base))
         self.w("")
+        self.w("## Shared runs (8 writers of one run vs 8 runs)", "",
+               "The same ingest from 8 streams: 8 separate runs, then 8 writers of one shared run (W&B's "
+               "mode=\"shared\"; each writer its own keys, its own seqs, rows of one step merged into one history "
+               "row). The same points in both.", "")
+        self.w(head, "|---|---|---|---|---|---|---|---|")
+        for name, label, base in [("tcp-8", "8 runs, TCP, `--fsync batch`", None),
+                                  ("tcp-8-shared", "8 writers of 1 shared run, TCP, `--fsync batch`", "tcp-8")]:
+            if name in s:
+                self.w(row(name, label, base))
+        self.w("", "`cargo bench --bench ingest -- --writers 8` runs the same comparison on its own sidecars.", "")
         note = self.b.repo / "bench" / "notes" / "ingest-tcp.md"
         if note.exists():
             self.w(note.read_text().strip(), "")

@@ -1,6 +1,10 @@
 package runcore
 
-import "google.golang.org/grpc/codes"
+import (
+	"google.golang.org/grpc/codes"
+
+	pb "github.com/runcore/runcore/clients/go/gen/runcorev1"
+)
 
 // SidecarPID is the pid of the sidecar this process spawned for r, or 0 when r logs
 // to a sidecar it did not spawn (for tests that kill it).
@@ -56,3 +60,7 @@ const (
 // Actions are the contract's action names.
 var Actions = []string{string(actNone), string(actRetry), string(actRetryLimited), string(actReinit),
 	string(actEnded), string(actDropBatch), string(actFail), string(actStop)}
+
+// ToValue is the Value the client sends for a Go value (shared vectors use plain
+// stubs).
+func ToValue(v any) (*pb.Value, error) { return toValue(v) }

@@ -133,6 +133,9 @@ type FinishResult struct {
 	// waits for them at most the sidecar's --finish-timeout, and what is pending
 	// then is still delivered later. Empty with only the local store.
 	Backends []BackendStatus
+	// Writer is how this process's writer ended: the run's state, or, in a shared
+	// run whose end this writer does not decide, its own (the run goes on).
+	Writer State
 }
 
 // BackendStatus is how far a remote backend (W&B, MLflow) has received a run.

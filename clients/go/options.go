@@ -1,6 +1,8 @@
 package runcore
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"google.golang.org/grpc"
@@ -65,6 +67,26 @@ type Options struct {
 	// SystemMetrics asks the sidecar how to sample system metrics for the run.
 	SystemMetrics *SystemMetrics
 
+	// Shared joins a run that other processes write too (W&B's
+	// settings.mode="shared"): each process has its own step counter, rows of one
+	// step merge into one history row, and a second process may join. Without it,
+	// Init of a run another live process has open fails (FAILED_PRECONDITION).
+	Shared bool
+	// Label names this process among the run's writers (W&B's x_label, e.g.
+	// "rank-3"); its system metrics are keyed "system.<key>/l:<label>".
+	Label string
+	// Primary (W&B's x_primary; true when nil): this process's Finish, or its
+	// death, ends the run for every writer.
+	Primary *bool
+	// UpdateFinishState (W&B's x_update_finish_state; true when nil): this
+	// process's Finish sets the run's final state. With Primary and
+	// UpdateFinishState both false, Finish ends only this writer.
+	UpdateFinishState *bool
+	// WriterID names this process as a writer of the run (its batch numbers,
+	// liveness and system metrics are its own); random when empty. The same id
+	// again resumes the same writer.
+	WriterID string
+
 	// BatchRows is the most rows per LogStream batch (1024 when 0).
 	BatchRows int
 	// BatchInterval is the longest a logged row waits before it is sent (20 ms when 0).
@@ -121,6 +143,9 @@ const (
 )
 
 func (o *Options) withDefaults() {
+	if o.WriterID == "" {
+		o.WriterID = randomWriterID()
+	}
 	if o.InitTimeout <= 0 {
 		o.InitTimeout = defaultInitTimeout
 	}
@@ -159,4 +184,21 @@ func (r Resume) proto() (pb.Resume, bool) {
 		return pb.Resume_RESUME_MUST, true
 	}
 	return pb.Resume_RESUME_UNSPECIFIED, false
+}
+
+// randomWriterID is 16 random bytes in hex: unique to this process's run object.
+func randomWriterID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// writerSettings is how this process takes part in the run.
+func (o *Options) writerSettings() *pb.WriterSettings {
+	return &pb.WriterSettings{
+		Shared:            o.Shared,
+		Label:             o.Label,
+		Primary:           o.Primary,
+		UpdateFinishState: o.UpdateFinishState,
+	}
 }

@@ -114,6 +114,8 @@ func Init(ctx context.Context, opts Options) (*Run, error) {
 		Resume:     resume,
 		Client:     clientInfo(),
 		WorkingDir: wd,
+		WriterId:   opts.WriterID,
+		Writer:     opts.writerSettings(),
 	}
 	if opts.ClientTimeout > 0 {
 		req.ClientTimeout = proto.Float64(opts.ClientTimeout.Seconds())
@@ -690,7 +692,7 @@ func (r *Run) heartbeat(interval time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), max(2*interval, 5*time.Second))
 		var resp *pb.HeartbeatResponse
 		err := r.callNow(ctx, "Heartbeat", func(ctx context.Context) (err error) {
-			resp, err = r.sc.client.Heartbeat(ctx, &pb.HeartbeatRequest{RunId: r.id})
+			resp, err = r.sc.client.Heartbeat(ctx, &pb.HeartbeatRequest{RunId: r.id, WriterId: r.opts.WriterID})
 			return err
 		})
 		cancel()
@@ -980,7 +982,7 @@ func (r *Run) Finish(ctx context.Context, exitCode int) (*FinishResult, error) {
 	logErr := r.snd.takeErrs()
 	r.stopHeartbeat()
 	code := int32(exitCode)
-	req := &pb.FinishRequest{RunId: r.id, ExitCode: &code}
+	req := &pb.FinishRequest{RunId: r.id, ExitCode: &code, WriterId: r.opts.WriterID}
 	var resp *pb.FinishResponse
 	err := r.callNow(ctx, "Finish", func(ctx context.Context) (err error) {
 		resp, err = r.sc.client.Finish(ctx, req)
@@ -999,10 +1001,13 @@ func (r *Run) Finish(ctx context.Context, exitCode int) (*FinishResult, error) {
 		Run:      infoOf(resp.GetRun()),
 		Summary:  fromValueMap(resp.GetSummary()),
 		Backends: backendsOf(resp.GetBackends()),
+		Writer:   stateOf(resp.GetWriter().GetState()),
 	}
 	r.state.Store(r.finishRes.Run.State)
 	r.cancel(nil)
-	if st := r.finishRes.Run.State; st != StateFinished && st != StateFailed {
+	// A shared run's writer that may not end the run finished alone.
+	alone := resp.GetWriter() != nil && (r.finishRes.Run.State == StateRunning || r.finishRes.Run.State == StatePreempting)
+	if st := r.finishRes.Run.State; !alone && st != StateFinished && st != StateFailed {
 		// The sidecar had ended the run (this client stalled past its client
 		// timeout, or the sidecar shut down): say how; it is not resumed.
 		ended := r.markEnded("Finish", st)

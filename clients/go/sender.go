@@ -209,7 +209,7 @@ func (s *sender) seal() {
 		s.builder.reset()
 		return
 	}
-	msg := &pb.LogBatch{RunId: s.run.id, Seq: s.nextSeq, Keys: s.builder.keys, Rows: s.builder.rows}
+	msg := &pb.LogBatch{RunId: s.run.id, Seq: s.nextSeq, Keys: s.builder.keys, Rows: s.builder.rows, WriterId: s.run.opts.WriterID}
 	s.nextSeq++
 	s.window = append(s.window, &batch{msg: msg, rows: len(msg.Rows)})
 	s.builder.reset()

@@ -85,6 +85,7 @@ fn batch(rows: usize, nkeys: usize) -> LogBatch {
                 ..Default::default()
             })
             .collect(),
+        writer_id: String::new(),
     }
 }
 

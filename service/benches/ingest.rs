@@ -11,7 +11,13 @@
 //! cargo bench --bench ingest -- --address tcp://127.0.0.1:PORT --sidecar-pid PID \
 //!     [--runs 1] [--points 5000000] [--keys 10] [--rows-per-batch 1000] [--in-flight 8] [--json]
 //! cargo bench --bench ingest -- --address ADDR --idle --runs 100   # open runs, wait for stdin EOF
+//! cargo bench --bench ingest -- --writers 8 [--points 2000000]      # 8 runs vs 8 writers of one run
 //! ```
+//!
+//! `--shared` makes the `--runs` streams writers of one shared run (W&B's
+//! mode="shared": writer 0 primary, each writer its own keys) instead of separate
+//! runs. `--writers N` starts its own sidecar twice and compares N separate runs
+//! with N writers of one shared run, the same points in all.
 //!
 //! Each run gets its own connection and one stream of numbered batches (rows of
 //! `--keys` float scalars in the packed fields, the key table once per batch), with
@@ -49,6 +55,10 @@ struct Opts {
     in_flight: usize,
     idle: bool,
     json: bool,
+    /// The streams are writers of one shared run.
+    shared: bool,
+    /// Compare this many separate runs with as many writers of one run.
+    writers: Option<usize>,
 }
 
 impl Default for Opts {
@@ -63,6 +73,8 @@ impl Default for Opts {
             in_flight: 8,
             idle: false,
             json: false,
+            shared: false,
+            writers: None,
         }
     }
 }
@@ -85,6 +97,8 @@ fn parse_args() -> Result<Opts, String> {
             "--in-flight" => o.in_flight = num(val("--in-flight")?)?.max(1) as usize,
             "--idle" => o.idle = true,
             "--json" => o.json = true,
+            "--shared" => o.shared = true,
+            "--writers" => o.writers = Some(num(val("--writers")?)?.max(1) as usize),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -129,14 +143,30 @@ async fn connect(address: &str) -> Result<RunServiceClient<Channel>, BoxError> {
 struct OpenRun {
     client: RunServiceClient<Channel>,
     id: String,
+    /// Its writer id (a writer of a shared run), and the prefix of its keys.
+    writer: String,
     /// The run's directory (parent of its files/ dir): run.wal is there.
     dir: PathBuf,
 }
 
-async fn open_run(address: &str, i: usize) -> Result<OpenRun, BoxError> {
+async fn open_run(address: &str, i: usize, shared: bool) -> Result<OpenRun, BoxError> {
     let mut client = connect(address).await?;
+    let (id, writer) = if shared {
+        ("shared-bench".to_owned(), format!("w{i}"))
+    } else {
+        (String::new(), String::new())
+    };
     let reply = client
         .init(InitRequest {
+            id,
+            resume: runcore::proto::v1::Resume::Allow as i32,
+            writer_id: writer.clone(),
+            writer: shared.then(|| runcore::proto::v1::WriterSettings {
+                shared: true,
+                label: format!("rank-{i}"),
+                primary: Some(i == 0),
+                update_finish_state: Some(i == 0),
+            }),
             project: "bench".into(),
             name: format!("ingest-{i}"),
             client: Some(ClientInfo {
@@ -162,12 +192,14 @@ async fn open_run(address: &str, i: usize) -> Result<OpenRun, BoxError> {
     Ok(OpenRun {
         client,
         id: run.id,
+        writer,
         dir,
     })
 }
 
 /// One batch of `rows` rows starting at row `first`.
-fn make_batch(run_id: &str, seq: u64, keys: &[String], first: u64, rows: usize) -> LogBatch {
+fn make_batch(run: (&str, &str), seq: u64, keys: &[String], first: u64, rows: usize) -> LogBatch {
+    let (run_id, writer) = run;
     let key_ids: Vec<u32> = (0..keys.len() as u32).collect();
     let ts = runcore::clock::now();
     LogBatch {
@@ -185,20 +217,26 @@ fn make_batch(run_id: &str, seq: u64, keys: &[String], first: u64, rows: usize) 
                 }
             })
             .collect(),
+        writer_id: writer.to_owned(),
     }
 }
 
 /// Streams `rows` rows into a run; returns the number of rows acknowledged.
 async fn stream_rows(run: &mut OpenRun, rows: u64, o: &Opts) -> Result<u64, BoxError> {
-    let keys: Arc<Vec<String>> = Arc::new((0..o.keys).map(|k| format!("metric_{k}")).collect());
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..o.keys)
+            .map(|k| format!("{}metric_{k}", run.writer))
+            .collect(),
+    );
     let batches = rows.div_ceil(o.rows_per_batch as u64);
     let (tx, rx) = mpsc::channel::<LogBatch>(o.in_flight);
     let window = Arc::new(Semaphore::new(o.in_flight));
     let producer = {
-        let (window, keys, id, per) = (
+        let (window, keys, id, writer, per) = (
             window.clone(),
             keys.clone(),
             run.id.clone(),
+            run.writer.clone(),
             o.rows_per_batch,
         );
         tokio::spawn(async move {
@@ -210,7 +248,7 @@ async fn stream_rows(run: &mut OpenRun, rows: u64, o: &Opts) -> Result<u64, BoxE
                 let first = b * per as u64;
                 let n = (rows - first).min(per as u64) as usize;
                 if tx
-                    .send(make_batch(&id, b + 1, &keys, first, n))
+                    .send(make_batch((&id, &writer), b + 1, &keys, first, n))
                     .await
                     .is_err()
                 {
@@ -256,7 +294,7 @@ struct Figures {
 async fn ingest(address: &str, pid: Option<u32>, o: &Opts) -> Result<Figures, BoxError> {
     let mut runs = Vec::with_capacity(o.runs);
     for i in 0..o.runs {
-        runs.push(open_run(address, i).await?);
+        runs.push(open_run(address, i, o.shared).await?);
     }
     let rows_per_run = (o.points / o.runs as u64).div_ceil(o.keys as u64);
     let (cpu0, own0) = (pid.and_then(process_cpu_s), self_cpu_s());
@@ -283,14 +321,20 @@ async fn ingest(address: &str, pid: Option<u32>, o: &Opts) -> Result<Figures, Bo
     let (cpu1, own1) = (pid.and_then(process_cpu_s), self_cpu_s());
     let t1 = Instant::now();
     let mut wal_bytes = 0;
-    for run in &mut done {
+    // A shared run's primary (writer 0) finishes last.
+    for run in done.iter_mut().rev() {
         run.client
             .finish(FinishRequest {
                 run_id: run.id.clone(),
                 exit_code: Some(0),
+                writer_id: run.writer.clone(),
             })
             .await?;
-        wal_bytes += std::fs::metadata(run.dir.join("run.wal")).map_or(0, |m| m.len());
+    }
+    let mut dirs: Vec<&PathBuf> = done.iter().map(|r| &r.dir).collect();
+    dirs.dedup();
+    for dir in dirs {
+        wal_bytes += std::fs::metadata(dir.join("run.wal")).map_or(0, |m| m.len());
     }
     let finish_s = t1.elapsed().as_secs_f64();
     Ok(Figures {
@@ -313,6 +357,7 @@ fn report(f: &Figures, o: &Opts) {
         let v = serde_json::json!({
             "mode": "ingest",
             "runs": o.runs,
+            "shared": o.shared,
             "keys": o.keys,
             "rows_per_batch": o.rows_per_batch,
             "in_flight": o.in_flight,
@@ -331,8 +376,13 @@ fn report(f: &Figures, o: &Opts) {
         println!("{v}");
     } else {
         let opt = |x: Option<f64>, unit: &str| x.map_or("n/a".into(), |v| format!("{v:.3} {unit}"));
+        let what = if o.shared {
+            "writer(s) of 1 run"
+        } else {
+            "run(s)"
+        };
         println!(
-            "{:>2} run(s) x {} keys, {} rows/batch: {:>10.0} points/s  ({} points in {:.2} s)  \
+            "{:>2} {what} x {} keys, {} rows/batch: {:>10.0} points/s  ({} points in {:.2} s)  \
              sidecar CPU {} ({} per point), peak RSS {}  client CPU {:.2} s  finish {:.3} s  WAL {:.1} B/point",
             o.runs,
             o.keys,
@@ -356,7 +406,7 @@ fn report(f: &Figures, o: &Opts) {
 async fn idle(address: &str, o: &Opts) -> Result<(), BoxError> {
     let mut runs = Vec::with_capacity(o.runs);
     for i in 0..o.runs {
-        runs.push(open_run(address, i).await?);
+        runs.push(open_run(address, i, false).await?);
     }
     println!(
         "{}",
@@ -374,7 +424,7 @@ async fn idle(address: &str, o: &Opts) -> Result<(), BoxError> {
             _ = &mut eof => break,
             _ = beat.tick() => {
                 for run in &mut runs {
-                    run.client.heartbeat(HeartbeatRequest { run_id: run.id.clone() }).await?;
+                    run.client.heartbeat(HeartbeatRequest { run_id: run.id.clone(), ..Default::default() }).await?;
                 }
             }
         }
@@ -385,6 +435,7 @@ async fn idle(address: &str, o: &Opts) -> Result<(), BoxError> {
             .finish(FinishRequest {
                 run_id,
                 exit_code: Some(0),
+                ..Default::default()
             })
             .await?;
     }
@@ -450,6 +501,21 @@ async fn main() -> Result<(), BoxError> {
         Some(address) => {
             let f = ingest(&address, o.sidecar_pid, &o).await?;
             report(&f, &o);
+            Ok(())
+        }
+        None if o.writers.is_some() => {
+            // N separate runs, then N writers of one shared run, each on a fresh
+            // sidecar of this build.
+            for shared in [false, true] {
+                let sidecar = OwnSidecar::start()?;
+                let o = Opts {
+                    runs: o.writers.unwrap_or(8),
+                    shared,
+                    ..o.clone()
+                };
+                let f = ingest(&sidecar.address, Some(sidecar.child.id()), &o).await?;
+                report(&f, &o);
+            }
             Ok(())
         }
         None => {

@@ -92,6 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             seq: epoch as u64 + 1,
             keys: vec!["train/loss".into(), "lr".into()],
             rows,
+            ..Default::default()
         });
     }
     let mut acks = c
@@ -149,6 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .finish(FinishRequest {
             run_id: id.clone(),
             exit_code: Some(0),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -29,8 +29,9 @@
 //!   media rules); it sees a forwarder only as a [`run::Delivery`].
 //! - [`store`]: the local store's files, all derived from the log.
 //! - [`semantics`]: W&B's `Run` rules as a pure function of log records
-//!   ([`semantics::state::RunState::apply`]), with [`semantics::summary`] and
-//!   [`semantics::metrics`] (define_metric).
+//!   ([`semantics::state::RunState::apply`]), with [`semantics::summary`],
+//!   [`semantics::metrics`] (define_metric), [`semantics::writers`] (the processes
+//!   writing a run) and [`semantics::shared`] (a shared run's steps).
 //! - Leaves: [`wal`] (the CRC-framed transaction log), [`value`] (value checks,
 //!   histogram binning, the store's JSON), [`liveness`] (is a client still there),
 //!   [`monitor`] (system metrics on their own thread), [`metadata`], [`clock`] (all

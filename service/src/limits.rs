@@ -58,6 +58,14 @@ pub const MAX_NESTED_ENTRIES: usize = 100_000;
 /// its config keys, its explicit summary keys and its metric definitions.
 pub const MAX_KEYS_PER_RUN: usize = 10_000;
 
+/// Writers one run may have had (a shared run's processes, each Init with a new
+/// `writer_id`; one that ended still counts).
+pub const MAX_WRITERS_PER_RUN: usize = 4_096;
+
+/// Writers listed in one GetRun reply (the attached ones first; the rest are
+/// counted, not listed).
+pub const GET_RUN_MAX_WRITERS: usize = 1_000;
+
 /// Directory entries one SaveFiles glob may look at.
 pub const GLOB_MAX_ENTRIES: usize = 100_000;
 

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::v1::{ClientInfo, FileInfo, RunInfo, Value};
 use crate::semantics::state::{
-    state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink, SystemEvent,
+    state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink,
+    SystemEvent, WriterEvent,
 };
 use crate::value::{self, write_json_f64, write_json_str};
 
@@ -512,12 +513,8 @@ impl Sink for StoreWriter {
 
     fn system(&mut self, e: &SystemEvent<'_>) {
         self.line.clear();
-        let metrics = e
-            .sample
-            .keys
-            .iter()
-            .map(String::as_str)
-            .zip(e.sample.values.iter().copied());
+        let metrics: Vec<_> = e.metrics().collect();
+        let metrics = metrics.iter().map(|(k, v)| (k.as_ref(), *v));
         value::write_events_line(&mut self.line, metrics, "", e.runtime, e.time);
         self.line.push('\n');
         let r = self.events.write_all(self.line.as_bytes());
@@ -532,6 +529,13 @@ impl Sink for StoreWriter {
                 .and_then(|()| self.output.write_all(b"\n"));
             self.keep(r, OUTPUT_LOG);
         }
+    }
+
+    fn writer(&mut self, e: &WriterEvent<'_>) {
+        self.line.clear();
+        writer_line(&mut self.line, e);
+        let r = self.events.write_all(self.line.as_bytes());
+        self.keep(r, EVENTS_JSONL);
     }
 
     fn alert(&mut self, a: &AlertEvent<'_>) {
@@ -562,4 +566,32 @@ impl Sink for StoreWriter {
         let r = self.alerts.write_all(self.line.as_bytes());
         self.keep(r, ALERTS_JSONL);
     }
+}
+
+/// The events.jsonl line of a shared run's writer joining or ending:
+/// `{"_event":"writer_ended","writer":{"id":..,"label":..,"state":..,"exit_code":..,"reason":..},"_runtime":..,"_timestamp":..}`.
+fn writer_line(line: &mut String, e: &WriterEvent<'_>) {
+    let w = e.writer;
+    line.push_str(if e.joined {
+        "{\"_event\":\"writer_joined\",\"writer\":{\"id\":"
+    } else {
+        "{\"_event\":\"writer_ended\",\"writer\":{\"id\":"
+    });
+    write_json_str(line, &w.id);
+    line.push_str(",\"label\":");
+    write_json_str(line, &w.label);
+    line.push_str(",\"primary\":");
+    line.push_str(if w.primary { "true" } else { "false" });
+    line.push_str(",\"state\":");
+    write_json_str(line, state_name(w.state));
+    if let Some(code) = w.exit_code {
+        line.push_str(&format!(",\"exit_code\":{code}"));
+    }
+    line.push_str(",\"reason\":");
+    write_json_str(line, &w.reason);
+    line.push_str("},\"_runtime\":");
+    write_json_f64(line, e.runtime);
+    line.push_str(",\"_timestamp\":");
+    write_json_f64(line, e.time);
+    line.push_str("}\n");
 }

@@ -7,9 +7,9 @@ fn rec(i: i32) -> Record {
     Record {
         time: f64::from(i),
         kind: Some(Kind::State(StateChange {
-            reason: String::new(),
             state: 1,
             exit_code: Some(i),
+            ..Default::default()
         })),
     }
 }

@@ -155,6 +155,7 @@ async fn the_step_counter_stops_at_its_maximum() {
         .finish(FinishRequest {
             run_id: "edge".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -358,6 +359,7 @@ async fn a_value_at_the_nesting_limit_is_read_back_and_one_deeper_is_refused() {
     c.finish(FinishRequest {
         run_id: "deep".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -397,6 +399,7 @@ async fn every_rpc_checks_its_run_id_as_init_does() {
     c.finish(FinishRequest {
         run_id: "inside".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -437,6 +440,7 @@ async fn every_rpc_checks_its_run_id_as_init_does() {
             .finish(FinishRequest {
                 run_id: id.clone(),
                 exit_code: None,
+                ..Default::default()
             })
             .await
             .map(drop));
@@ -445,7 +449,10 @@ async fn every_rpc_checks_its_run_id_as_init_does() {
             .await
             .map(drop));
         bad(c
-            .heartbeat(HeartbeatRequest { run_id: id.clone() })
+            .heartbeat(HeartbeatRequest {
+                run_id: id.clone(),
+                ..Default::default()
+            })
             .await
             .map(drop));
         bad(c

@@ -40,6 +40,7 @@ fn batch(run: &str, seq: u64) -> LogBatch {
             scalar_values: vec![seq as f64],
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 

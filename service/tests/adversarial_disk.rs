@@ -86,6 +86,7 @@ async fn a_corrupt_record_mid_log_is_kept_reported_and_what_follows_recovered() 
         .finish(FinishRequest {
             run_id: "c".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -137,6 +138,7 @@ async fn store_files_the_disk_refused_are_rebuilt_from_the_log() {
     c.finish(FinishRequest {
         run_id: "c".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

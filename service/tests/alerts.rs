@@ -58,6 +58,7 @@ async fn same_title_inside_the_window_is_throttled() {
     c.finish(FinishRequest {
         run_id: "al".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -229,6 +229,7 @@ async fn each_bad_request_names_its_fix() {
     c.finish(FinishRequest {
         run_id: "b".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -261,6 +262,7 @@ async fn bad_stream_batches_end_the_stream_with_the_reason() {
             scalar_values: vec![1.0],
             ..Default::default()
         }],
+        ..Default::default()
     };
     let out_of_range = LogBatch {
         seq: 2,
@@ -338,6 +340,7 @@ async fn oversized_messages_are_resource_exhausted() {
                 ..Default::default()
             })
             .collect(),
+        ..Default::default()
     };
     let mut acks = c
         .log_stream(tokio_stream::iter(vec![batch]))
@@ -413,6 +416,7 @@ async fn unreadable_media_drops_only_its_row_in_a_stream() {
                 ..Default::default()
             },
         ],
+        ..Default::default()
     };
     let mut acks = c
         .log_stream(tokio_stream::iter(vec![batch]))
@@ -429,6 +433,7 @@ async fn unreadable_media_drops_only_its_row_in_a_stream() {
     c.finish(FinishRequest {
         run_id: "md".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -446,6 +451,7 @@ async fn after_a_failed_batch_a_stream_applies_nothing_more() {
     c.finish(FinishRequest {
         run_id: "ended".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -458,6 +464,7 @@ async fn after_a_failed_batch_a_stream_applies_nothing_more() {
             scalar_values: vec![1.0],
             ..Default::default()
         }],
+        ..Default::default()
     };
     // The first batch fails in its run (ended); the stream's later batch for another
     // run must not be applied behind the client's back.

@@ -27,6 +27,7 @@ fn batch(seq: u64) -> LogBatch {
                 ..Default::default()
             })
             .collect(),
+        writer_id: String::new(),
     }
 }
 
@@ -138,6 +139,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_row() {
         .finish(FinishRequest {
             run_id: "crash".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -195,6 +197,7 @@ async fn a_torn_log_tail_is_cut_and_the_run_goes_on() {
     c.finish(FinishRequest {
         run_id: "torn".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

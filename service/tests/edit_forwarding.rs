@@ -18,6 +18,7 @@ fn finish(id: &str) -> FinishRequest {
     FinishRequest {
         run_id: id.into(),
         exit_code: None,
+        ..Default::default()
     }
 }
 

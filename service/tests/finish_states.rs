@@ -21,6 +21,7 @@ async fn exit_codes_give_finished_or_failed() {
         .finish(FinishRequest {
             run_id: "ok".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -38,6 +39,7 @@ async fn exit_codes_give_finished_or_failed() {
         .finish(FinishRequest {
             run_id: "bad".into(),
             exit_code: Some(3),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -49,6 +51,7 @@ async fn exit_codes_give_finished_or_failed() {
         .finish(FinishRequest {
             run_id: "ok".into(),
             exit_code: Some(1),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -148,6 +151,7 @@ async fn runs_ls_and_show_read_the_store() {
     c.finish(FinishRequest {
         run_id: "cli1".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -97,6 +97,7 @@ async fn resume_modes() {
     c.finish(FinishRequest {
         run_id: "res".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -121,6 +122,7 @@ async fn resume_modes() {
     c.finish(FinishRequest {
         run_id: "res".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -112,7 +112,10 @@ async fn a_quiet_remote_client_crashes_its_run_after_its_timeout() {
     let mut last = 0.0;
     while start.elapsed() < Duration::from_millis(1500) {
         let hb = c
-            .heartbeat(HeartbeatRequest { run_id: "q".into() })
+            .heartbeat(HeartbeatRequest {
+                run_id: "q".into(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -185,6 +188,7 @@ async fn heartbeat_says_should_stop_after_runs_stop() {
     let hb = c
         .heartbeat(HeartbeatRequest {
             run_id: "st".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -216,6 +220,7 @@ async fn heartbeat_says_should_stop_after_runs_stop() {
         .finish(FinishRequest {
             run_id: "st".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -281,6 +286,7 @@ async fn after_a_sidecar_kill_a_dead_client_crashes_and_a_live_one_goes_on() {
     c.finish(FinishRequest {
         run_id: "live".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -336,6 +342,7 @@ async fn sigterm_waits_for_clients_then_kills_open_runs() {
         .finish(FinishRequest {
             run_id: "finishes".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()

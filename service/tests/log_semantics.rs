@@ -42,6 +42,7 @@ async fn the_wandb_step_commit_table_over_unary_log() {
     c.finish(runcore::proto::v1::FinishRequest {
         run_id: "r".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -76,6 +77,7 @@ fn batch(run: &str, seq: u64, first_step: i64, n: usize) -> LogBatch {
                 ..Default::default()
             })
             .collect(),
+        writer_id: String::new(),
     }
 }
 
@@ -249,6 +251,7 @@ async fn value_kinds_round_trip_to_history() {
     c.finish(runcore::proto::v1::FinishRequest {
         run_id: "v".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -101,6 +101,7 @@ async fn a_whole_run_reaches_mlflow_as_the_local_store_has_it() {
         .finish(FinishRequest {
             run_id: "full".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -255,6 +256,7 @@ async fn an_mlflow_outage_mid_run_loses_and_duplicates_nothing() {
         .finish(FinishRequest {
             run_id: "outage".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -305,6 +307,7 @@ async fn sync_delivers_an_offline_run_once() {
     c.finish(FinishRequest {
         run_id: "offline".into(),
         exit_code: Some(2),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -413,6 +416,7 @@ async fn turning_a_backend_on_does_not_upload_old_runs() {
     c.finish(FinishRequest {
         run_id: "old".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -99,7 +99,10 @@ async fn a_client_silent_past_its_timeout_crashes_the_run() {
     assert_eq!(state(&handle).await, RunState::Running);
     // A heartbeat is a sign of life: the timeout counts again from it.
     handle
-        .call(|reply| Command::Heartbeat { reply })
+        .call(|reply| Command::Heartbeat {
+            writer_id: String::new(),
+            reply,
+        })
         .await
         .expect("heartbeat");
     tokio::time::advance(Duration::from_secs(25)).await;
@@ -154,6 +157,7 @@ async fn a_run_stuck_on_one_request_is_seen_as_busy_since_it_began() {
         finishing
             .call(|reply| Command::Finish {
                 exit_code: 0,
+                writer_id: String::new(),
                 reply,
             })
             .await

@@ -128,6 +128,7 @@ fn log_request() -> impl Strategy<Value = LogRequest> {
             commit,
             seq,
             timestamp,
+            writer_id: String::new(),
         })
 }
 
@@ -174,6 +175,7 @@ proptest! {
             rows: rows.into_iter().map(|(scalar_keys, scalar_values, values, step)| Row {
                 scalar_keys, scalar_values, values, step, ..Default::default()
             }).collect(),
+            writer_id: String::new(),
         };
         if validate::batch(&mut batch).is_ok() {
             round_trips(batch);
@@ -361,8 +363,7 @@ proptest! {
         state.apply(&Record {
             time: 3.0,
             kind: Some(RecordKind::State(StateChange {
-                reason: String::new(),
-                state: State::Finished as i32, exit_code: Some(0),
+                state: State::Finished as i32, exit_code: Some(0), ..Default::default()
             })),
         }, &mut out);
         // Steps of committed rows strictly increase and stay in range.

@@ -44,6 +44,7 @@ async fn finish(c: &mut RunServiceClient<Channel>, run: &str) {
     c.finish(FinishRequest {
         run_id: run.into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -26,6 +26,7 @@ async fn finish(c: &mut RunServiceClient<Channel>, id: &str) {
     c.finish(FinishRequest {
         run_id: id.into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -125,6 +125,7 @@ async fn policies_now_live_and_end() {
     c.finish(FinishRequest {
         run_id: "sf".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -155,6 +156,7 @@ async fn end_files_of_a_recovered_run_are_copied_at_finish() {
     c.finish(FinishRequest {
         run_id: "sf".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

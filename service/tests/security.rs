@@ -257,6 +257,7 @@ async fn over_tcp_saves_stay_under_the_files_root() {
     c.finish(FinishRequest {
         run_id: "conf".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -327,6 +328,7 @@ async fn one_client_process_may_hold_only_so_many_open_runs() {
     c.finish(FinishRequest {
         run_id: "r1".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

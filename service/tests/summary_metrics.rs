@@ -66,6 +66,7 @@ async fn summary_options_and_nan() {
         .finish(FinishRequest {
             run_id: "sm".into(),
             exit_code: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -196,6 +197,7 @@ async fn step_metric_sync_hidden_and_overwrite() {
     c.finish(FinishRequest {
         run_id: "sy".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -156,6 +156,7 @@ async fn samples_go_through_the_log_and_stop_at_finish() {
     c.finish(FinishRequest {
         run_id: "logged".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -195,6 +196,7 @@ async fn sampling_can_be_turned_off_and_bad_intervals_are_refused() {
     c.finish(FinishRequest {
         run_id: "quiet".into(),
         exit_code: None,
+        ..Default::default()
     })
     .await
     .unwrap();

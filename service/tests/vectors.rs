@@ -2,17 +2,19 @@
 //! Rust, Python and Go suites) against the sidecar: each case on a fresh run, every
 //! call through the gRPC API (validation, the run actor, the semantics), then the
 //! committed rows, dropped rows, steps, summary and metric definitions compared
-//! with what the case expects. The format is tests/vectors/README.md.
+//! with what the case expects; shared_steps.json the same with several writers of
+//! one run. The format is tests/vectors/README.md.
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use runcore::proto::v1::run_service_client::RunServiceClient;
 use runcore::proto::v1::{
     value::Kind, DefineMetricRequest, FinishRequest, GetRunRequest, GetRunResponse, InitRequest,
-    ListValue, LogRequest, MapValue, ScanHistoryRequest, UpdateSummaryRequest, Value,
+    ListValue, LogRequest, MapValue, Resume, ScanHistoryRequest, UpdateSummaryRequest, Value,
+    WriterSettings,
 };
 use serde_json::Value as Json;
 use support::InProcess;
@@ -20,6 +22,8 @@ use tonic::transport::Channel;
 
 const FORMAT: &str = "runcore.vectors.semantics/1";
 const FILES: [&str; 3] = ["log_steps.json", "summary.json", "define_metric.json"];
+const SHARED_FORMAT: &str = "runcore.vectors.shared/1";
+const SHARED_FILE: &str = "shared_steps.json";
 
 fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
@@ -131,6 +135,7 @@ async fn call(
                 commit: call.get("commit").and_then(Json::as_bool),
                 seq: *logs,
                 timestamp: 0.0,
+                ..Default::default()
             })
             .await
             .map_err(code)?
@@ -169,6 +174,7 @@ async fn call(
         c.finish(FinishRequest {
             run_id: id.into(),
             exit_code: f.get("exit_code").and_then(Json::as_i64).map(|e| e as i32),
+            ..Default::default()
         })
         .await
         .map_err(code)?;
@@ -320,5 +326,165 @@ async fn every_semantics_vector_holds_on_the_sidecar() {
         }
     }
     assert!(cases >= 30, "only {cases} cases found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A writer joining a shared case's run: the first of the case is primary, the
+/// others may not end the run (README: shared_steps.json).
+fn writer_init(id: &str, writer: &str, primary: bool) -> InitRequest {
+    InitRequest {
+        id: id.into(),
+        project: "vectors".into(),
+        resume: Resume::Allow as i32,
+        writer_id: writer.into(),
+        writer: Some(WriterSettings {
+            shared: true,
+            label: writer.into(),
+            primary: Some(primary),
+            update_finish_state: Some(primary),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Applies one call of a shared case; Err(code name) when the sidecar refused it.
+async fn shared_call(
+    c: &mut RunServiceClient<Channel>,
+    id: &str,
+    index: usize,
+    logs: &mut HashMap<String, u64>,
+    call: &Json,
+    seen: &mut Seen,
+) -> Result<(), String> {
+    let code = |s: tonic::Status| code_name(s.code());
+    let writer = call["writer"].as_str().expect("writer").to_owned();
+    if call.get("join").is_some() {
+        c.init(writer_init(id, &writer, false))
+            .await
+            .map_err(code)?;
+    } else if let Some(data) = call.get("log") {
+        let seq = logs.entry(writer.clone()).or_default();
+        *seq += 1;
+        let reply = c
+            .log(LogRequest {
+                run_id: id.into(),
+                data: to_map(data),
+                step: call.get("step").and_then(Json::as_i64),
+                commit: call.get("commit").and_then(Json::as_bool),
+                seq: *seq,
+                writer_id: writer,
+                ..Default::default()
+            })
+            .await
+            .map_err(code)?
+            .into_inner();
+        for d in reply.dropped {
+            seen.dropped.push((index, d.step, d.current_step));
+        }
+    } else if let Some(f) = call.get("finish") {
+        c.finish(FinishRequest {
+            run_id: id.into(),
+            exit_code: f.get("exit_code").and_then(Json::as_i64).map(|e| e as i32),
+            writer_id: writer,
+        })
+        .await
+        .map_err(code)?;
+    } else {
+        panic!("unknown shared call {call}");
+    }
+    Ok(())
+}
+
+/// Runs one shared case on a fresh run; returns what differs from its expectation.
+async fn run_shared_case(c: &mut RunServiceClient<Channel>, case: &Json) -> Vec<String> {
+    let id = run_id(case["name"].as_str().expect("name"));
+    for (i, w) in case["writers"]
+        .as_array()
+        .expect("writers")
+        .iter()
+        .enumerate()
+    {
+        c.init(writer_init(&id, w.as_str().expect("writer name"), i == 0))
+            .await
+            .expect("init");
+    }
+    let mut seen = Seen::default();
+    let mut logs = HashMap::new();
+    let mut problems = Vec::new();
+    for (i, step) in case["calls"].as_array().expect("calls").iter().enumerate() {
+        let result = shared_call(c, &id, i, &mut logs, step, &mut seen).await;
+        let want = step.get("error").and_then(Json::as_str).map(str::to_owned);
+        if result.clone().err() != want {
+            problems.push(format!("call {i}: got {result:?}, expected error {want:?}"));
+        }
+        seen.steps.push(get(c, &id).await.run.expect("run").step);
+    }
+    let expect = &case["expect"];
+    problems.extend(compare(c, &id, expect, &seen).await);
+    problems.extend(compare_writers(c, &id, expect).await);
+    problems
+}
+
+/// The run's state and each writer's step and state (README: shared_steps.json).
+async fn compare_writers(
+    c: &mut RunServiceClient<Channel>,
+    id: &str,
+    expect: &Json,
+) -> Vec<String> {
+    let got = get(c, id).await;
+    let name = |s: i32| {
+        runcore::semantics::state::state_name(
+            runcore::proto::v1::RunState::try_from(s).unwrap_or_default(),
+        )
+    };
+    let mut problems = Vec::new();
+    if let Some(state) = expect.get("state").and_then(Json::as_str) {
+        let have = name(got.run.as_ref().expect("run").state);
+        if have != state {
+            problems.push(format!("state {have}, expected {state}"));
+        }
+    }
+    for (field, key) in [("writer_steps", "step"), ("writer_states", "state")] {
+        for (writer, want) in expect
+            .get(field)
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let Some(w) = got.writers.iter().find(|w| &w.id == writer) else {
+                problems.push(format!("no writer {writer}"));
+                continue;
+            };
+            let have = match key {
+                "step" => Json::from(w.step),
+                _ => Json::from(name(w.state)),
+            };
+            if &have != want {
+                problems.push(format!("writer {writer} {key} {have}, expected {want}"));
+            }
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_shared_vector_holds_on_the_sidecar() {
+    let s = InProcess::start().await;
+    let mut c = s.client().await;
+    let path = vectors_dir().join(SHARED_FILE);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let doc: Json = serde_json::from_str(&text).expect("vector JSON");
+    assert_eq!(
+        doc["format"], SHARED_FORMAT,
+        "{SHARED_FILE}: unknown format"
+    );
+    let mut failures = Vec::new();
+    let cases = doc["cases"].as_array().expect("cases");
+    for case in cases {
+        for p in run_shared_case(&mut c, case).await {
+            failures.push(format!("{SHARED_FILE} {}: {p}", case["name"]));
+        }
+    }
+    assert!(cases.len() >= 8, "only {} cases found", cases.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -42,6 +42,7 @@ fn finish_req(run: &str, exit_code: Option<i32>) -> FinishRequest {
     FinishRequest {
         run_id: run.into(),
         exit_code,
+        ..Default::default()
     }
 }
 
@@ -56,11 +57,14 @@ fn alert(run: &str, title: &str, text: &str, level: &str) -> AlertRequest {
 }
 
 async fn should_stop(c: &mut RunServiceClient<Channel>, run: &str) -> bool {
-    c.heartbeat(HeartbeatRequest { run_id: run.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .should_stop
+    c.heartbeat(HeartbeatRequest {
+        run_id: run.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .should_stop
 }
 
 /// Every file under `dir`, recursively.
@@ -604,6 +608,7 @@ async fn a_sigkill_mid_upload_resumes_from_the_cursor() {
                 ..Default::default()
             })
             .collect(),
+        ..Default::default()
     };
     let mut acks = c
         .log_stream(tokio_stream::iter(vec![batch]))

@@ -201,6 +201,39 @@ def test_online_mode_pointed_at_nothing_still_logs_into_runcore(sidecar, tmp_pat
     assert read_json(sidecar.run_dir(run_id) / "run.json")["state"] == "finished"
 
 
+def test_shared_mode_makes_each_process_a_writer_of_one_run(sidecar, tmp_path):
+    """settings=wandb.Settings(mode="shared", x_label=..., x_primary=...): two
+    processes write one run id, each as its own labelled writer; the non-primary's
+    finish ends only itself, the primary's ends the run; every row lands once."""
+    run_id = f"shared-{TAG}"
+    release = tmp_path / "release"
+    # Shared mode is an online mode to the SDK: a dummy key, W&B's URL a closed port.
+    extra = dict(RELEASE=str(release), WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="x" * 40)
+    work0 = tmp_path / "rank0"
+    work0.mkdir()
+    primary = subprocess.Popen([python_for("wandb"), str(SCRIPT), "shared", run_id], cwd=work0,
+                               env=sdk_env(sidecar, "wandb", work0, RANK="0", **extra),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d = sidecar.run_dir(run_id)
+    try:
+        wait_for(lambda: "ready" in (primary.stdout.readline() or "EOF"), "the primary to log", SCRIPT_TIMEOUT)
+        ok(run_script("wandb", "shared", run_id, tmp_path / "rank1", sidecar, RANK="1", **extra))
+        assert read_json(d / "run.json")["state"] == "running"
+        release.touch()
+        out, _ = primary.communicate(timeout=SCRIPT_TIMEOUT)
+        assert primary.returncode == 0, out
+    finally:
+        if primary.poll() is None:
+            primary.kill()
+    assert read_json(d / "run.json")["state"] == "finished"
+    history = read_lines(d / "history.jsonl")
+    for rank in (0, 1):
+        got = sorted(r[f"rank{rank}/loss"] for r in history if f"rank{rank}/loss" in r)
+        assert got == sorted(1 / (i + 1) for i in range(10)), (rank, history)
+    ended = [e["writer"] for e in read_lines(d / "events.jsonl") if e.get("_event") == "writer_ended"]
+    assert [(w["label"], w["primary"], w["state"]) for w in ended] == [("rank-1", False, "finished")]
+
+
 def test_runcore_exec_runs_a_script_and_returns_its_code(tmp_path):
     data = tmp_path / "data"
     # The environment of a plain wandb script: exec adds WANDB_SERVICE and WANDB_MODE.

@@ -125,14 +125,17 @@ def test_resume_continues_the_run(sidecar: Sidecar) -> None:
         runcore.init(project="p", id="bad id!", settings=sidecar.settings())
 
 
-def test_a_resumed_run_continues_the_batch_numbers(sidecar: Sidecar) -> None:
+def test_batch_numbers_are_per_writer(sidecar: Sidecar) -> None:
     run = runcore.init(project="p", id="seqs", settings=sidecar.settings())
     for i in range(10):
         run.log({"x": i})
         run._flush()  # one batch each
     run.finish()
+    # A new process (a new writer) numbers its own batches from 1: the sidecar
+    # deduplicates per writer, so none of its rows is taken for an old one.
     again = runcore.init(project="p", id="seqs", resume="must", settings=sidecar.settings())
-    assert again._sender._next_seq == 11
+    assert again._sender._next_seq == 1
+    assert again._writer_id != run._writer_id
     again.log({"x": 10})
     again.finish()
     assert [r["x"] for r in sidecar.history("seqs", "p")] == list(range(11))

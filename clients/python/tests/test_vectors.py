@@ -9,6 +9,9 @@
   The client computes neither summaries nor definitions itself: those are the
   sidecar's.
 - ``status_contract.json`` runs against ``runcore._contract.classify``.
+- ``shared_steps.json`` (several writers of one run) runs against the real sidecar
+  through plain stubs: one Python process is one writer, and these cases need
+  several. Every field of every case.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from conftest import REPO, Sidecar
 from runcore import _values
 from runcore._contract import RETRY_LIMITED_ATTEMPTS, Action, Kind, classify
 from runcore._proto import runcore_pb2 as pb
+from runcore._proto import runcore_pb2_grpc as pbg
 from runcore._steps import StepMirror
 
 VECTORS = REPO / "tests" / "vectors"
@@ -231,6 +235,87 @@ def test_sidecar(shared_sidecar: Sidecar, case: dict[str, Any]) -> None:
             check(expect["metrics"], metrics, "metrics")
     finally:
         run.finish()
+
+
+# -- shared runs: several writers, plain stubs -------------------------------------------
+
+SHARED = load("shared_steps.json")
+assert SHARED["format"] == "runcore.vectors.shared/1", f"shared_steps.json: unknown format {SHARED['format']!r}"
+STATE_NAMES = {v: k.removeprefix("RUN_STATE_").lower() for k, v in pb.RunState.items()}
+
+
+def writer_init(run_id: str, writer: str, primary: bool) -> pb.InitRequest:
+    """A writer of a shared case: the first is primary, the others may not end the run."""
+    return pb.InitRequest(
+        id=run_id,
+        project="vectors",
+        resume=pb.RESUME_ALLOW,
+        writer_id=writer,
+        writer=pb.WriterSettings(shared=True, label=writer, primary=primary, update_finish_state=primary),
+    )
+
+
+def shared_call(stub: pbg.RunServiceStub, run_id: str, i: int, call: dict[str, Any], seqs: dict[str, int], dropped: list[dict[str, int]]) -> None:
+    writer = call["writer"]
+    ops = [k for k in ("join", "log", "finish") if k in call]
+    assert len(ops) == 1 and set(call) <= {"writer", "join", "log", "finish", "step", "commit", "error"}, call
+    if ops[0] == "join":
+        stub.Init(writer_init(run_id, writer, False), timeout=30)
+    elif ops[0] == "log":
+        seqs[writer] = seqs.get(writer, 0) + 1
+        req = pb.LogRequest(run_id=run_id, writer_id=writer, seq=seqs[writer])
+        _values.map_to_proto(req.data, decode(call["log"]), "log")
+        if "step" in call:
+            req.step = call["step"]
+        if "commit" in call:
+            req.commit = call["commit"]
+        for d in stub.Log(req, timeout=30).dropped:
+            dropped.append({"call": i, "step": d.step, "current_step": d.current_step})
+    else:
+        finish = pb.FinishRequest(run_id=run_id, writer_id=writer)
+        if "exit_code" in call["finish"]:
+            finish.exit_code = call["finish"]["exit_code"]
+        stub.Finish(finish, timeout=30)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["name"]) for c in SHARED["cases"]])
+def test_shared_sidecar(shared_sidecar: Sidecar, case: dict[str, Any]) -> None:
+    stub = pbg.RunServiceStub(grpc.insecure_channel(shared_sidecar.address))
+    run_id = case["name"][:60]
+    for n, writer in enumerate(case["writers"]):
+        stub.Init(writer_init(run_id, writer, n == 0), timeout=30)
+    seqs: dict[str, int] = {}
+    steps: list[int] = []
+    dropped: list[dict[str, int]] = []
+    for i, call in enumerate(case["calls"]):
+        if "error" in call:
+            with pytest.raises(grpc.RpcError) as refused:
+                shared_call(stub, run_id, i, call, seqs, dropped)
+            assert refused.value.code().name == call["error"]
+        else:
+            shared_call(stub, run_id, i, call, seqs, dropped)
+        steps.append(stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=30).run.step)
+    expect = case["expect"]
+    got = stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=30)
+    if "steps" in expect:
+        assert steps == expect["steps"]
+    assert got.run.step == expect["step"]
+    assert dropped == expect["dropped"]
+    rows = []
+    for resp in stub.ScanHistory(pb.ScanHistoryRequest(run_id=run_id), timeout=30):
+        for r in resp.rows:
+            values = _values.map_from_proto(r.values)
+            for k in ("_step", *TIME_KEYS):
+                values.pop(k, None)
+            rows.append({"step": r.step, "values": values})
+    check(expect["rows"], rows, "rows")
+    if "state" in expect:
+        assert STATE_NAMES[got.run.state] == expect["state"]
+    writers = {w.id: w for w in got.writers}
+    for w, step in expect.get("writer_steps", {}).items():
+        assert writers[w].step == step, f"writer {w} step"
+    for w, state in expect.get("writer_states", {}).items():
+        assert STATE_NAMES[writers[w].state] == state, f"writer {w} state"
 
 
 # -- the status contract --------------------------------------------------------------

@@ -170,9 +170,13 @@ impl RunService for Api {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let handle = self.handle(&request.into_inner().run_id)?;
+        let HeartbeatRequest { run_id, writer_id } = request.into_inner();
+        validate::writer_id(&writer_id)?;
+        let handle = self.handle(&run_id)?;
         Ok(Response::new(
-            handle.call(|reply| Command::Heartbeat { reply }).await?,
+            handle
+                .call(|reply| Command::Heartbeat { writer_id, reply })
+                .await?,
         ))
     }
 
@@ -193,20 +197,27 @@ impl RunService for Api {
     ) -> Result<Response<FinishResponse>, Status> {
         let req = request.into_inner();
         validate::run_id(&req.run_id)?;
+        validate::writer_id(&req.writer_id)?;
         let exit_code = req.exit_code.unwrap_or(0);
         match self.runs.handle(&req.run_id) {
             Ok(handle) => Ok(Response::new(
                 handle
-                    .call(|reply| Command::Finish { exit_code, reply })
+                    .call(|reply| Command::Finish {
+                        exit_code,
+                        writer_id: req.writer_id,
+                        reply,
+                    })
                     .await?,
             )),
             // Finish is idempotent: an ended run answers with how it ended.
             Err(RegistryError::Run(RunError::Ended { .. })) => {
                 let run = self.runs.get(&req.run_id).await?;
+                let writer = run.writers.into_iter().find(|w| w.id == req.writer_id);
                 Ok(Response::new(FinishResponse {
                     run: run.run,
                     summary: run.summary,
                     backends: run.backends,
+                    writer,
                 }))
             }
             Err(e) => Err(e.into()),

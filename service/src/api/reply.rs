@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use prost::Message;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
-use crate::limits::{GET_RUN_MAX_FILES, GET_RUN_REPLY_BYTES};
-use crate::proto::v1::{GetRunResponse, UpdateRunResponse, Value};
+use crate::limits::{GET_RUN_MAX_FILES, GET_RUN_MAX_WRITERS, GET_RUN_REPLY_BYTES};
+use crate::proto::v1::{GetRunResponse, RunState, UpdateRunResponse, Value};
 
 /// Metadata key naming what a GetRun reply left out.
 pub const OMITTED: &str = "runcore-omitted";
@@ -19,7 +19,8 @@ pub const PROBLEMS: &str = "runcore-problems";
 const MAX_METADATA: usize = 4096;
 
 /// Trims a GetRun reply to fit [`GET_RUN_REPLY_BYTES`]: files past
-/// [`GET_RUN_MAX_FILES`] are counted, not listed, and the largest config and
+/// [`GET_RUN_MAX_FILES`] and writers past [`GET_RUN_MAX_WRITERS`] (ended ones
+/// first) are counted, not listed, and the largest config and
 /// summary values are left out (they are in the run's config.json and
 /// summary.json). Returns what was left out.
 pub fn fit_get_run(reply: &mut GetRunResponse) -> Vec<String> {
@@ -31,6 +32,18 @@ pub fn fit_get_run(reply: &mut GetRunResponse) -> Vec<String> {
             reply.files.len()
         ));
         reply.files.truncate(GET_RUN_MAX_FILES);
+    }
+    if reply.writers.len() > GET_RUN_MAX_WRITERS {
+        omitted.push(format!(
+            "writers ({} of {} listed)",
+            GET_RUN_MAX_WRITERS,
+            reply.writers.len()
+        ));
+        // Attached writers first; a stable sort keeps each group's join order.
+        reply
+            .writers
+            .sort_by_key(|w| w.state != RunState::Running as i32);
+        reply.writers.truncate(GET_RUN_MAX_WRITERS);
     }
     let size = reply.encoded_len();
     omitted.extend(fit_values(size, &mut reply.config, &mut reply.summary));
@@ -131,6 +144,38 @@ mod tests {
         assert_eq!(reply.files.len(), GET_RUN_MAX_FILES);
         assert!(omitted[0].starts_with("files (1000 of 2000"), "{omitted:?}");
         assert_eq!(omitted.len(), 4, "{omitted:?}");
+    }
+
+    #[test]
+    fn writers_past_the_listing_limit_are_counted_attached_first() {
+        use crate::proto::v1::WriterInfo;
+        let writers = (0..1500)
+            .map(|i| WriterInfo {
+                id: format!("w{i}"),
+                // Every third writer is still attached.
+                state: if i % 3 == 0 {
+                    RunState::Running
+                } else {
+                    RunState::Crashed
+                } as i32,
+                ..Default::default()
+            })
+            .collect();
+        let mut reply = GetRunResponse {
+            writers,
+            ..Default::default()
+        };
+        let omitted = fit_get_run(&mut reply);
+        assert_eq!(reply.writers.len(), GET_RUN_MAX_WRITERS);
+        assert_eq!(omitted, vec!["writers (1000 of 1500 listed)".to_owned()]);
+        let attached = reply
+            .writers
+            .iter()
+            .take_while(|w| w.state == RunState::Running as i32)
+            .count();
+        assert_eq!(attached, 500);
+        assert_eq!(reply.writers[0].id, "w0");
+        assert_eq!(reply.writers[500].id, "w1");
     }
 
     #[test]

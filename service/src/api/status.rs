@@ -46,13 +46,16 @@ impl From<RunError> for Status {
         }
         match e {
             RunError::Ended { .. } => Status::failed_precondition(msg),
-            RunError::AcksNotRead(_) | RunError::TooManyKeys { .. } => {
-                Status::resource_exhausted(msg)
-            }
+            RunError::AcksNotRead(_)
+            | RunError::TooManyKeys { .. }
+            | RunError::TooManyWriters { .. } => Status::resource_exhausted(msg),
             RunError::StepLimit { .. } => Status::invalid_argument(msg),
             RunError::Closed => Status::unavailable(msg),
             RunError::Internal(_) => Status::internal(msg),
             RunError::StreamBroken { .. } => Status::aborted(msg),
+            RunError::WriterConflict { .. }
+            | RunError::WriterEnded { .. }
+            | RunError::UnknownWriter { .. } => Status::failed_precondition(msg),
             RunError::Metric(_) => Status::invalid_argument(msg),
             RunError::Files(FilesError::Copy { .. }) => Status::failed_precondition(msg),
             RunError::Files(FilesError::OutsideRoots { .. }) => Status::permission_denied(msg),

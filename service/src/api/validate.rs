@@ -131,6 +131,11 @@ fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks a writer id (Log, LogStream, Heartbeat, Finish) as Init does.
+pub fn writer_id(id: &str) -> Result<(), Invalid> {
+    crate::semantics::writers::check_text(id, "writer_id").map_err(invalid)
+}
+
 /// Checks a project or entity: it names a directory (project) or a path part.
 pub fn project(name: &str, what: &str) -> Result<(), Invalid> {
     if name.chars().count() > MAX_NAME
@@ -195,6 +200,7 @@ pub fn init(req: &mut InitRequest) -> Result<(), Invalid> {
     if let Some(t) = req.client_timeout {
         seconds(t, "client_timeout", true)?;
     }
+    crate::semantics::writers::check(req).map_err(invalid)?;
     if let Some(sm) = &req.system_metrics {
         let i = sm.interval;
         if !(i.is_finite() && (i == 0.0 || i >= MIN_SAMPLE_INTERVAL) && i <= MAX_SECONDS) {
@@ -280,6 +286,7 @@ fn seq(seq: u64) -> Result<(), Invalid> {
 /// Checks a LogStream batch and bins its raw histograms.
 pub fn batch(batch: &mut LogBatch) -> Result<(), Invalid> {
     run_id(&batch.run_id)?;
+    writer_id(&batch.writer_id)?;
     let n = batch.seq;
     seq(n)?;
     for k in &batch.keys {
@@ -332,8 +339,10 @@ pub fn log(req: LogRequest) -> Result<LogBatch, Invalid> {
             timestamp: req.timestamp,
             ..Default::default()
         }],
+        writer_id: req.writer_id,
     };
     run_id(&batch.run_id)?;
+    writer_id(&batch.writer_id)?;
     seq(batch.seq)?;
     let row = &mut batch.rows[0];
     if row.values.len() > MAX_KEYS_PER_BATCH {

@@ -16,12 +16,12 @@ use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
 use super::open::OpenedRun;
 use super::settings::RunSettings;
+use super::writers::Links;
 use crate::clock::now;
-use crate::liveness::{self, ClientWatch};
-use crate::monitor::{Monitor, Sample, Watch, WatchGuard};
-use crate::proto::v1::{HeartbeatResponse, RunInfo, RunState as State};
-use crate::proto::wal::{record::Kind, Record, SystemSample};
-use crate::semantics::state::{self, RunState};
+use crate::liveness;
+use crate::monitor::Monitor;
+use crate::proto::v1::{HeartbeatResponse, RunInfo};
+use crate::semantics::state::RunState;
 use crate::shutdown::ShutdownToken;
 use crate::store::{self, StoreWriter};
 use crate::wal::WalWriter;
@@ -63,19 +63,17 @@ pub fn spawn(
         })
         .collect();
     let sync_file = opened.wal.try_clone_file();
-    let watch = ClientWatch::of(opened.state.client.as_ref());
+    let links = Links::of(&opened.state, monitor.as_ref());
     let client = opened
         .state
         .client
         .as_ref()
         .filter(|c| c.pid > 0)
         .map(|c| (c.hostname.clone(), c.pid));
-    let mut actor = Actor {
+    let actor = Actor {
         forward,
         monitor,
-        sampling: None,
-        watch,
-        last_contact: Instant::now(),
+        links,
         files_dir: opened.store.dir().join(store::FILES_DIR),
         state: opened.state,
         wal: opened.wal,
@@ -89,7 +87,6 @@ pub fn spawn(
         store_behind: false,
         busy: busy.clone(),
     };
-    actor.start_sampling();
     tokio::spawn(actor.run(rx, token));
     RunHandle {
         tx,
@@ -112,33 +109,17 @@ pub(super) struct Actor {
     /// run.json as last written, to skip unchanged rewrites.
     pub(super) written: Option<RunInfo>,
     pub(super) live: HashMap<String, LiveFile>,
-    pub(super) watch: ClientWatch,
-    /// The client's last sign of life.
-    pub(super) last_contact: Instant,
+    /// Each attached writer's liveness and system-metrics sampling.
+    pub(super) links: Links,
     /// The forwarder to the remote backend, if one is configured.
     pub(super) forward: Option<Box<dyn Delivery>>,
     /// The sidecar's system-metrics sampler.
     pub(super) monitor: Option<Monitor>,
-    /// This run's samples while it is open; dropping the guard stops them.
-    pub(super) sampling: Option<(WatchGuard, mpsc::Receiver<Sample>)>,
     /// A store write failed (a full disk): the store files may be behind the
     /// log, and are rebuilt from it when the run ends.
     pub(super) store_behind: bool,
     /// When the actor took up the command it is on.
     pub(super) busy: Arc<Busy>,
-}
-
-/// Samples queued per run before the sampler drops one (it never waits).
-const SAMPLE_BUFFER: usize = 16;
-
-/// The next sample, or never without sampling.
-async fn next_sample(
-    sampling: &mut Option<(WatchGuard, mpsc::Receiver<Sample>)>,
-) -> Option<Sample> {
-    match sampling {
-        Some((_, rx)) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Actor {
@@ -163,14 +144,11 @@ impl Actor {
                 },
                 _ = tick.tick() => self.tick().await,
                 _ = check.tick() => {
-                    if self.check_client().await {
+                    if self.check_writers().await {
                         break true;
                     }
                 }
-                sample = next_sample(&mut self.sampling) => match sample {
-                    Some(sample) => self.record_sample(sample).await,
-                    None => self.sampling = None,
-                },
+                (writer, sample) = self.links.next_sample() => self.record_sample(writer, sample).await,
                 _ = token.stopping() => break false,
             }
         };
@@ -184,7 +162,7 @@ impl Actor {
     /// Handles one command; true when the actor should stop (the run ended).
     async fn handle(&mut self, cmd: Command) -> bool {
         if cmd.is_sign_of_life() {
-            self.last_contact = Instant::now();
+            self.links.touch(cmd.writer());
             if self.state.is_open() {
                 self.state.info.last_heartbeat = now();
             }
@@ -211,20 +189,21 @@ impl Actor {
                 let r = self.save_files(req).await;
                 let _ = reply.send(r);
             }
-            Command::Heartbeat { reply } => {
-                let backend_stop = self.forward.as_ref().is_some_and(|f| f.stop_requested());
-                let _ = reply.send(Ok(HeartbeatResponse {
-                    state: self.state.info.state,
-                    should_stop: self.state.info.stop_requested || backend_stop,
-                }));
+            Command::Heartbeat { reply, .. } => {
+                let _ = reply.send(Ok(self.heartbeat()));
             }
             Command::MarkPreempting { reply } => {
                 let r = self.mark_preempting().await;
                 let _ = reply.send(r);
             }
-            Command::Finish { exit_code, reply } => {
-                let r = self.finish(exit_code).await;
-                let ended = r.is_ok();
+            Command::Finish {
+                exit_code,
+                writer_id,
+                reply,
+            } => {
+                let r = self.finish(exit_code, &writer_id).await;
+                // A writer of a shared run may end alone: the run goes on.
+                let ended = r.is_ok() && !self.state.is_open();
                 let _ = reply.send(r);
                 return ended;
             }
@@ -250,15 +229,25 @@ impl Actor {
             Command::End {
                 state,
                 reason,
+                writer_id,
                 reply,
             } => {
-                let r = self.end(state, reason).await;
-                let ended = r.is_ok();
+                let r = self.end_as(state, reason, &writer_id).await;
+                let ended = r.is_ok() && !self.state.is_open();
                 let _ = reply.send(r);
                 return ended;
             }
         }
         false
+    }
+
+    /// The run's state, and whether an operator or the backend asked it to stop.
+    fn heartbeat(&self) -> HeartbeatResponse {
+        let backend_stop = self.forward.as_ref().is_some_and(|f| f.stop_requested());
+        HeartbeatResponse {
+            state: self.state.info.state,
+            should_stop: self.state.info.stop_requested || backend_stop,
+        }
     }
 
     /// Logs a batch and sends its acknowledgement where it goes.
@@ -296,79 +285,6 @@ impl Actor {
                     stream.overflowed.store(true, Ordering::Release);
                     stream.ended.notify_one();
                 }
-            }
-        }
-    }
-
-    /// Starts (or restarts, for a new client) sampling system metrics for the run,
-    /// unless Init turned them off.
-    pub(super) fn start_sampling(&mut self) {
-        self.sampling = None;
-        let Some(monitor) = &self.monitor else { return };
-        let settings = self.state.system_metrics.clone().unwrap_or_default();
-        if settings.disabled || !self.state.is_open() {
-            return;
-        }
-        let interval = if settings.interval > 0.0 {
-            liveness::seconds(settings.interval)
-        } else {
-            crate::monitor::DEFAULT_INTERVAL
-        };
-        let pid = self.watch.pid();
-        let (tx, rx) = mpsc::channel(SAMPLE_BUFFER);
-        let watch = Watch {
-            pid,
-            interval,
-            per_cpu: settings.per_cpu,
-            disk_paths: settings.disk_paths.iter().map(PathBuf::from).collect(),
-        };
-        self.sampling = Some((monitor.watch(watch, tx), rx));
-    }
-
-    /// Logs a system-metrics sample (through the log, like every record).
-    async fn record_sample(&mut self, sample: Sample) {
-        if !self.state.is_open() || sample.metrics.is_empty() {
-            return;
-        }
-        let (keys, values) = sample.metrics.into_iter().unzip();
-        let record = Record {
-            time: sample.time,
-            kind: Some(Kind::System(SystemSample { keys, values })),
-        };
-        if let Err(e) = self.append(&record).await {
-            tracing::error!(run = %self.state.info.id, "system-metrics sample not recorded: {e}");
-            return;
-        }
-        self.state.apply(&record, &mut self.store);
-    }
-
-    /// Checks that the client is still there; ends the run (true) when it is not.
-    /// While it is, records a heartbeat at least every heartbeat interval.
-    async fn check_client(&mut self) -> bool {
-        if !self.state.is_open() {
-            return false;
-        }
-        let Some(why) = self
-            .watch
-            .gone_why(self.last_contact, self.state.info.client_timeout)
-        else {
-            let t = now();
-            if t - self.state.info.last_heartbeat >= self.config.heartbeat_interval.as_secs_f64() {
-                self.state.info.last_heartbeat = t;
-            }
-            return false;
-        };
-        let state = if self.state.state() == State::Preempting {
-            State::Preempted
-        } else {
-            State::Crashed
-        };
-        tracing::warn!(run = %self.state.info.id, "run {}: {why}", state::state_name(state));
-        match self.end(state, String::new()).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(run = %self.state.info.id, "could not end the run: {e}");
-                false
             }
         }
     }

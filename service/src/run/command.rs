@@ -88,13 +88,17 @@ pub enum Command {
         reply: Reply<Vec<String>>,
     },
     Heartbeat {
+        writer_id: String,
         reply: Reply<HeartbeatResponse>,
     },
     MarkPreempting {
         reply: Reply<RunInfo>,
     },
+    /// Finishes the run, or only its writer `writer_id` (a shared run's writer
+    /// that does not decide the run's end).
     Finish {
         exit_code: i32,
+        writer_id: String,
         reply: Reply<FinishResponse>,
     },
     Get {
@@ -116,9 +120,12 @@ pub enum Command {
     /// Ends an open run without its client: crashed (or preempted, if it was
     /// preempting) when the client is gone, killed at shutdown. `reason` (may be
     /// empty) is kept with the run for the user.
+    /// Ends the run without its client; or, for `writer_id` a shared run's
+    /// writer that does not decide the run's end, only that writer (empty: the run).
     End {
         state: State,
         reason: String,
+        writer_id: String,
         reply: Reply<RunInfo>,
     },
     /// Complete lines the client's console printed, for output.log.
@@ -129,6 +136,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The writer the command names (a sign of life from it).
+    pub fn writer(&self) -> Option<&str> {
+        match self {
+            Command::Log { batch, .. } => Some(&batch.writer_id),
+            Command::Heartbeat { writer_id, .. } | Command::Finish { writer_id, .. } => {
+                Some(writer_id)
+            }
+            Command::Resume { init, .. } => Some(&init.writer_id),
+            _ => None,
+        }
+    }
+
     /// Whether the command is a sign of life from the run's client (reads, edits,
     /// stops and ends come from elsewhere).
     pub(super) fn is_sign_of_life(&self) -> bool {

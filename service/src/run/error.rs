@@ -15,6 +15,18 @@ pub enum RunError {
     Closed,
     #[error("not applied: batch {seq} of this stream failed; open a new stream and resend from batch {seq}")]
     StreamBroken { seq: u64 },
+    /// Another live writer has the run open, and this one did not ask to share it.
+    #[error("run {id:?} is open by another live writer, {other}; two processes write one run only in shared mode: Init with settings mode=\"shared\" (WriterSettings.shared) in every process, or a run per process (group them with `group`)")]
+    WriterConflict { id: String, other: String },
+    /// The writer's rows come after it ended (its Finish, or it was found dead).
+    #[error("run {id:?}: {writer} has ended ({state}); its rows are not recorded. Init the run again (resume=\"allow\") to write more")]
+    WriterEnded {
+        id: String,
+        writer: String,
+        state: &'static str,
+    },
+    #[error("run {id:?} has no writer {writer:?}: Init the run with this writer_id before logging with it")]
+    UnknownWriter { id: String, writer: String },
     /// A stream's client let its acknowledgements pile up: the stream is ended,
     /// the run goes on.
     #[error("this stream's client did not read its acknowledgements ({0} waiting), so the stream was ended; the run goes on: read acks as they come, open a new stream and resend from the first unacknowledged batch")]
@@ -27,6 +39,8 @@ pub enum RunError {
         what: &'static str,
         held: usize,
     },
+    #[error("run {id:?} has had {held} writers, the limit of {limit}; reuse writer ids (one per process, kept across its Inits) or start a new run", limit = crate::limits::MAX_WRITERS_PER_RUN)]
+    TooManyWriters { id: String, held: usize },
     /// A blocking task crashed or the actor reached a state it never should: a bug,
     /// not something a retry fixes.
     #[error("internal error in the sidecar: {0}")]

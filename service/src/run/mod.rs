@@ -24,6 +24,7 @@ pub mod open;
 pub mod recovery;
 mod requests;
 pub mod settings;
+mod writers;
 
 pub use actor::spawn;
 pub use command::{Busy, Command, LogReply, Reply, RunHandle, StreamState};

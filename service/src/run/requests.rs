@@ -8,7 +8,6 @@ use super::actor::Actor;
 use super::actor::LiveFile;
 use super::error::RunError;
 use super::files::{self, FilesError, SavePolicy};
-use crate::liveness::ClientWatch;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, DroppedRow, FinishResponse, GetRunResponse,
     InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
@@ -23,26 +22,29 @@ impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
     /// live and end files are copied, the state change is logged and synced.
     pub(super) async fn end(&mut self, state: State, reason: String) -> Result<RunInfo, RunError> {
-        self.close(state, None, reason).await?;
+        self.close(state, None, reason, false).await?;
         Ok(self.state.info.clone())
     }
 
     /// Ends an open run (finish, or without its client): sampling stops, the live
     /// and end files are copied, the state change (which commits the pending row)
     /// is logged, and everything is flushed and synced. Nothing for an ended run.
+    /// `local_only`: the run ends on this sidecar only (see `StateChange`).
     pub(super) async fn close(
         &mut self,
         state: State,
         exit_code: Option<i32>,
         reason: String,
+        local_only: bool,
     ) -> Result<(), RunError> {
-        self.sampling = None;
+        self.links.clear();
         if self.state.is_open() {
             self.copy_final_files().await;
             self.commit(Kind::State(StateChange {
                 state: state as i32,
                 exit_code,
                 reason,
+                local_only,
             }))
             .await?;
             self.flush(true).await;
@@ -111,13 +113,14 @@ impl Actor {
         per_row: bool,
     ) -> Result<LogAck, RunError> {
         self.ensure_open()?;
+        self.ensure_writer(&batch.writer_id)?;
         let seq = batch.seq;
-        if self.state.is_duplicate(seq) {
+        if self.state.is_duplicate(&batch.writer_id, seq) {
             return Ok(LogAck {
                 run_id: self.state.info.id.clone(),
                 seq,
                 duplicate: true,
-                step: self.state.info.step,
+                step: self.state.step_of(&batch.writer_id),
                 dropped: Vec::new(),
             });
         }
@@ -159,6 +162,7 @@ impl Actor {
                     .collect();
             }
         }
+        let writer_id = batch.writer_id.clone();
         let outcome = self.commit(Kind::Log(batch)).await?;
         self.summary_dirty = true;
         let mut dropped = match outcome {
@@ -176,7 +180,7 @@ impl Actor {
             run_id: self.state.info.id.clone(),
             seq,
             duplicate: false,
-            step: self.state.info.step,
+            step: self.state.step_of(&writer_id),
             dropped,
         })
     }
@@ -184,7 +188,7 @@ impl Actor {
     /// Refuses a batch past the run's largest step or its key limit.
     fn check_limits(&self, batch: &LogBatch) -> Result<(), RunError> {
         let id = || self.state.info.id.clone();
-        if self.state.at_step_limit() && !batch.rows.is_empty() {
+        if self.state.at_step_limit(&batch.writer_id) && !batch.rows.is_empty() {
             return Err(RunError::StepLimit { id: id() });
         }
         if let Some(held) = self.state.keys_over_limit(batch) {
@@ -361,20 +365,37 @@ impl Actor {
         self.commit(Kind::State(StateChange {
             state: State::Preempting as i32,
             exit_code: None,
-            reason: String::new(),
+            ..Default::default()
         }))
         .await?;
         self.publish();
         Ok(self.state.info.clone())
     }
 
-    pub(super) async fn finish(&mut self, exit_code: i32) -> Result<FinishResponse, RunError> {
+    /// Finishes the run; in a shared run, a writer that does not decide the run's
+    /// end (W&B's x_primary and x_update_finish_state both false) ends only
+    /// itself. Finish without a writer id, or of a writer the run never had, ends
+    /// the run.
+    pub(super) async fn finish(
+        &mut self,
+        exit_code: i32,
+        writer_id: &str,
+    ) -> Result<FinishResponse, RunError> {
         let state = if exit_code == 0 {
             State::Finished
         } else {
             State::Failed
         };
-        self.close(state, Some(exit_code), String::new()).await?;
+        let writer = self.state.writers.get(writer_id);
+        let alone = self.state.info.shared && writer.is_some_and(|w| !w.decides());
+        if !alone {
+            self.close(state, Some(exit_code), String::new(), false)
+                .await?;
+        } else if writer.is_some_and(|w| w.is_attached()) && self.state.is_open() {
+            self.end_writer(writer_id, state, Some(exit_code), "")
+                .await?;
+            self.flush(false).await;
+        }
         let backends = match self.forward.as_mut() {
             Some(f) => vec![
                 f.wait_delivered(self.wal.len(), self.config.finish_timeout)
@@ -386,21 +407,38 @@ impl Actor {
             run: Some(self.state.info.clone()),
             summary: self.state.summary(),
             backends,
+            writer: self.state.writer_info(writer_id),
         })
     }
 
+    /// Init of the open run: its writer joins, unless another live writer has the
+    /// run and this one did not ask to share it.
     pub(super) async fn resume(&mut self, init: InitRequest) -> Result<InitResponse, RunError> {
+        let held = self.state.writers.len();
+        if held >= crate::limits::MAX_WRITERS_PER_RUN
+            && self.state.writers.get(&init.writer_id).is_none()
+        {
+            return Err(RunError::TooManyWriters {
+                id: self.state.info.id.clone(),
+                held,
+            });
+        }
+        if self.state.is_open() {
+            self.admit(&init).await?;
+        }
+        let writer_id = init.writer_id.clone();
         self.commit(Kind::Resume(init)).await?;
-        self.watch = ClientWatch::of(self.state.client.as_ref());
-        self.last_contact = crate::clock::instant();
-        self.start_sampling();
+        self.links
+            .link(&self.state, &writer_id, self.monitor.as_ref());
         self.publish();
         self.write_config().await;
+        let writer = self.state.writer_info(&writer_id).unwrap_or_default();
         Ok(InitResponse {
             run: Some(self.state.info.clone()),
             resumed: true,
-            starting_step: self.state.info.step,
-            last_seq: self.state.last_seq,
+            starting_step: writer.step,
+            last_seq: writer.last_seq,
+            writer_id,
         })
     }
 
@@ -423,6 +461,7 @@ impl Actor {
             files,
             backends: self.forward.iter().map(|f| f.status()).collect(),
             system_metrics: self.state.system_metrics(),
+            writers: self.state.writer_infos(),
         }
     }
 }

@@ -16,7 +16,11 @@ impl Runs {
     /// Starts or resumes a run. Fields were validated by the API layer.
     pub async fn init(&self, mut req: InitRequest) -> Result<InitResponse, RegistryError> {
         let _guard = self.init_lock.lock().await;
+        let shared = req.writer.as_ref().is_some_and(|w| w.shared);
         let resume = match req.resume() {
+            // W&B's shared mode: every process Inits the one run id, whichever
+            // came first made it.
+            Resume::Unspecified | Resume::Never if shared => Resume::Allow,
             Resume::Unspecified => Resume::Never,
             r => r,
         };
@@ -135,6 +139,7 @@ impl Runs {
             req.name = random_name(dir.parent().map(count_runs).unwrap_or(0) + 1);
         }
         let hb = self.config.heartbeat_interval.as_secs_f64();
+        let writer_id = req.writer_id.clone();
         // Probing the hardware (NVML, statfs, /proc) blocks.
         let (id, project) = (req.id.clone(), req.project.clone());
         let opened = tokio::task::spawn_blocking(move || {
@@ -161,6 +166,7 @@ impl Runs {
             resumed: false,
             starting_step: 0,
             last_seq: 0,
+            writer_id,
         })
     }
 }

@@ -270,6 +270,7 @@ impl Runs {
                 let call = h.call(|reply| Command::End {
                     state,
                     reason: String::new(),
+                    writer_id: String::new(),
                     reply,
                 });
                 match tokio::time::timeout_at(deadline, call).await {

@@ -57,6 +57,7 @@ impl Runs {
                 config: std::mem::take(&mut state.config),
                 files: store::list_files(&dir),
                 system_metrics: state.system_metrics(),
+                writers: state.writer_infos(),
                 run: Some(state.info),
             };
             Ok((reply, problems))

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::metrics::Metrics;
+use super::shared::OpenRows;
 use super::summary::{LastRow, Summary};
+use super::writers::{self, Writers};
 use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
@@ -55,6 +57,27 @@ pub struct SystemEvent<'a> {
     pub sample: &'a SystemSample,
 }
 
+impl SystemEvent<'_> {
+    /// The sample's metrics, keyed as its writer's label says (`cpu/l:rank-3`).
+    pub fn metrics(&self) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, f64)> {
+        let label = self.sample.label.as_str();
+        self.sample
+            .keys
+            .iter()
+            .map(move |k| writers::labelled(k, label))
+            .zip(self.sample.values.iter().copied())
+    }
+}
+
+/// A writer joined the run, or ended while the run goes on.
+pub struct WriterEvent<'a> {
+    pub time: f64,
+    pub runtime: f64,
+    pub writer: &'a writers::Writer,
+    /// true: it joined (or re-joined); false: it ended.
+    pub joined: bool,
+}
+
 /// Lines the client's console printed, as handed to a [`Sink`].
 pub struct OutputEvent<'a> {
     pub time: f64,
@@ -69,6 +92,7 @@ pub trait Sink {
     fn alert(&mut self, _alert: &AlertEvent<'_>) {}
     fn system(&mut self, _sample: &SystemEvent<'_>) {}
     fn output(&mut self, _output: &OutputEvent<'_>) {}
+    fn writer(&mut self, _event: &WriterEvent<'_>) {}
 }
 
 /// A sink that keeps nothing: for replays that want only the state.
@@ -136,21 +160,25 @@ pub struct RunState {
     pub client: Option<ClientInfo>,
     /// How the run's system metrics are sampled (from Init).
     pub system_metrics: Option<SystemMetricsSettings>,
-    /// Highest LogBatch.seq applied: a batch at or below it is a duplicate.
-    pub last_seq: u64,
+    /// Everyone who wrote the run; seqs are per writer.
+    pub writers: Writers,
     /// Saved files by their name under files/.
     pub saved: IndexMap<String, SavedFile>,
     pub metrics: Metrics,
-    /// The latest system-metrics sample and its time (W&B's `run.system_metrics`).
-    pub last_system: Option<(f64, SystemSample)>,
+    /// The latest system-metrics sample and its time of each writer label (one
+    /// entry without labelled writers), for W&B's `run.system_metrics`.
+    pub last_system: IndexMap<String, (f64, SystemSample)>,
     /// Why the run ended without its client (the last console lines of a W&B SDK
     /// script whose connection closed without an exit); empty otherwise.
     pub end_reason: String,
     summary: Summary,
     keys: HashSet<Arc<str>>,
-    pending: IndexMap<Arc<str>, Value>,
+    /// The row at the current step, not yet committed (a run with one writer).
+    pub(super) pending: IndexMap<Arc<str>, Value>,
     /// Time of the latest call merged into the pending row.
-    pending_time: f64,
+    pub(super) pending_time: f64,
+    /// A shared run's rows not yet committed, by step.
+    pub(super) open: OpenRows,
     /// Last committed value of each step metric, for step_sync.
     step_metric_last: HashMap<String, Value>,
     /// Title -> time of the last alert sent with it.
@@ -166,9 +194,9 @@ impl RunState {
         !is_terminal(self.state()) && self.state() != State::Unspecified
     }
 
-    /// Whether a batch with this seq was already applied.
-    pub fn is_duplicate(&self, seq: u64) -> bool {
-        seq != 0 && seq <= self.last_seq
+    /// Whether a batch with this seq of writer `writer` was already applied.
+    pub fn is_duplicate(&self, writer: &str, seq: u64) -> bool {
+        seq != 0 && seq <= self.writers.last_seq(writer)
     }
 
     pub fn summary(&mut self) -> BTreeMap<String, Value> {
@@ -180,11 +208,12 @@ impl RunState {
         match &record.kind {
             None => Outcome::Nothing,
             Some(Kind::Start(init)) => {
-                self.start(init, time);
+                self.start(init, time, sink);
                 Outcome::Nothing
             }
             Some(Kind::Resume(init)) => {
                 self.resume(init);
+                self.join(init, time, sink);
                 Outcome::Nothing
             }
             Some(Kind::Log(batch)) => self.log_batch(batch, time, sink),
@@ -229,12 +258,7 @@ impl RunState {
                 Outcome::Nothing
             }
             Some(Kind::System(sample)) => {
-                sink.system(&SystemEvent {
-                    time,
-                    runtime: (time - self.info.start_time).max(0.0),
-                    sample,
-                });
-                self.last_system = Some((time, sample.clone()));
+                self.system(sample, time, sink);
                 Outcome::Nothing
             }
             Some(Kind::Edit(edit)) => {
@@ -249,10 +273,25 @@ impl RunState {
                 });
                 Outcome::Nothing
             }
+            Some(Kind::WriterEnd(end)) => {
+                self.writer_end(end, time, sink);
+                Outcome::Nothing
+            }
         }
     }
 
-    fn start(&mut self, init: &InitRequest, time: f64) {
+    /// A system-metrics sample: to the sink, and kept as its label's latest.
+    fn system(&mut self, sample: &SystemSample, time: f64, sink: &mut impl Sink) {
+        sink.system(&SystemEvent {
+            time,
+            runtime: (time - self.info.start_time).max(0.0),
+            sample,
+        });
+        self.last_system
+            .insert(sample.label.clone(), (time, sample.clone()));
+    }
+
+    fn start(&mut self, init: &InitRequest, time: f64, sink: &mut impl Sink) {
         let dir = std::mem::take(&mut self.info.dir);
         self.info = RunInfo {
             id: init.id.clone(),
@@ -275,6 +314,7 @@ impl RunState {
         self.working_dir = init.working_dir.clone();
         self.client = init.client.clone();
         self.system_metrics = init.system_metrics.clone();
+        self.join(init, time, sink);
     }
 
     fn resume(&mut self, init: &InitRequest) {
@@ -316,7 +356,7 @@ impl RunState {
         }
     }
 
-    fn intern(&mut self, key: &str) -> Arc<str> {
+    pub(super) fn intern(&mut self, key: &str) -> Arc<str> {
         match self.keys.get(key) {
             Some(k) => k.clone(),
             None => {
@@ -328,14 +368,24 @@ impl RunState {
     }
 
     fn log_batch(&mut self, batch: &LogBatch, time: f64, sink: &mut impl Sink) -> Outcome {
-        self.last_seq = self.last_seq.max(batch.seq);
+        let step = self.info.step;
+        let writer = self.writers.ensure(&batch.writer_id, time, step);
+        writer.last_seq = writer.last_seq.max(batch.seq);
         let keys: Vec<Arc<str>> = batch.keys.iter().map(|k| self.intern(k)).collect();
         let mut dropped = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
-            if let Some(mut d) = self.log_row(&keys, row, time, sink) {
+            let d = if self.info.shared {
+                self.shared_row(&batch.writer_id, &keys, row, time)
+            } else {
+                self.log_row(&keys, row, time, sink)
+            };
+            if let Some(mut d) = d {
                 d.row_index = i as u32;
                 dropped.push(d);
             }
+        }
+        if self.info.shared {
+            self.advance(sink);
         }
         Outcome::Log { dropped }
     }
@@ -398,15 +448,33 @@ impl RunState {
         if self.pending.is_empty() {
             return;
         }
+        // Taken and put back, so the row's allocation is reused.
+        let mut values = std::mem::take(&mut self.pending);
+        self.commit_values(self.info.step, &mut values, self.pending_time, sink);
+        values.clear();
+        self.pending = values;
+        // Saturating: a log written by another version must not wrap the step
+        // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
+        self.info.step = self.info.step.saturating_add(1);
+    }
+
+    /// Commits one history row: step_sync fills, the sink writes it, the summary
+    /// observes it.
+    pub(super) fn commit_values(
+        &mut self,
+        step: i64,
+        values: &mut IndexMap<Arc<str>, Value>,
+        timestamp: f64,
+        sink: &mut impl Sink,
+    ) {
         if self.metrics.has_step_metrics() {
-            self.sync_step_metrics();
+            self.sync_step_metrics(values);
         }
-        let timestamp = self.pending_time;
         let row = CommittedRow {
-            step: self.info.step,
+            step,
             runtime: (timestamp - self.info.start_time).max(0.0),
             timestamp,
-            values: &self.pending,
+            values,
         };
         sink.history(&row);
         let last = LastRow {
@@ -414,86 +482,24 @@ impl RunState {
             runtime: row.runtime,
             timestamp,
         };
-        for (k, v) in &self.pending {
+        for (k, v) in values.iter() {
             self.summary.observe(k, v);
             if self.metrics.has_step_metrics() && self.metrics.is_step_metric(k) {
                 self.step_metric_last.insert(k.to_string(), v.clone());
             }
         }
         self.summary.set_last_row(last);
-        self.pending.clear();
-        // Saturating: a log written by another version must not wrap the step
-        // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
-        self.info.step = self.info.step.saturating_add(1);
         self.info.history_rows = self.info.history_rows.saturating_add(1);
     }
 
-    /// A row that would land past the largest step: dropped, and said so.
-    fn past_max(&self, step: i64) -> DroppedRow {
-        DroppedRow {
-            row_index: 0,
-            step,
-            current_step: self.info.step,
-            reason: format!(
-                "step {step} is past the largest step, {MAX_STEP}; the run takes no more rows"
-            ),
-        }
-    }
-
-    /// Whether the run's next row would be past the largest step.
-    pub fn at_step_limit(&self) -> bool {
-        self.info.step > MAX_STEP
-    }
-
-    /// The keys of `batch` the run does not hold yet, when taking them would put
-    /// it past [`MAX_KEYS_PER_RUN`] history keys; None when they fit.
-    pub fn keys_over_limit(&self, batch: &LogBatch) -> Option<usize> {
-        let named: usize =
-            batch.keys.len() + batch.rows.iter().map(|r| r.values.len()).sum::<usize>();
-        if self.keys.len() + named <= MAX_KEYS_PER_RUN {
-            return None;
-        }
-        let mut new: HashSet<&str> = HashSet::new();
-        let names = batch.keys.iter().map(String::as_str).chain(
-            batch
-                .rows
-                .iter()
-                .flat_map(|r| r.values.keys().map(String::as_str)),
-        );
-        for k in names {
-            if !self.keys.contains(k) {
-                new.insert(k);
-            }
-        }
-        (self.keys.len() + new.len() > MAX_KEYS_PER_RUN).then_some(self.keys.len())
-    }
-
-    /// For a config (`summary` false) or explicit summary update adding `keys`:
-    /// what the run holds, when the new ones would put it past
-    /// [`MAX_KEYS_PER_RUN`]; None when they fit.
-    pub fn map_over_limit<'a>(
-        &self,
-        summary: bool,
-        keys: impl Iterator<Item = &'a String>,
-    ) -> Option<usize> {
-        let (held, new) = if summary {
-            let new = keys.filter(|k| !self.summary.is_explicit(k)).count();
-            (self.summary.explicit_len(), new)
-        } else {
-            let new = keys.filter(|k| !self.config.contains_key(*k)).count();
-            (self.config.len(), new)
-        };
-        (held + new > MAX_KEYS_PER_RUN).then_some(held)
-    }
-
-    /// Fills each synced step metric's last value into the pending row where a key
-    /// it governs is present and the step metric is not.
-    fn sync_step_metrics(&mut self) {
+    /// Fills each synced step metric's last value into a row where a key it
+    /// governs is present and the step metric is not.
+    fn sync_step_metrics(&mut self, values: &mut IndexMap<Arc<str>, Value>) {
         let mut fill: Vec<String> = Vec::new();
-        for k in self.pending.keys() {
+        for k in values.keys() {
             if let Some(def) = self.metrics.lookup(k) {
                 if let (true, Some(sm)) = (def.step_sync, &def.step_metric) {
-                    if !self.pending.contains_key(sm.as_str()) && !fill.contains(sm) {
+                    if !values.contains_key(sm.as_str()) && !fill.contains(sm) {
                         fill.push(sm.clone());
                     }
                 }
@@ -502,7 +508,7 @@ impl RunState {
         for sm in fill {
             if let Some(v) = self.step_metric_last.get(&sm).cloned() {
                 let key = self.intern(&sm);
-                self.pending.insert(key, v);
+                values.insert(key, v);
             }
         }
     }
@@ -543,8 +549,10 @@ impl RunState {
         let state = change.state();
         if is_terminal(state) {
             self.commit(sink);
+            self.commit_open(sink);
             self.info.end_time = time;
             self.info.exit_code = change.exit_code;
+            self.writers.end_all(state, change.exit_code, time);
             self.end_reason.clone_from(&change.reason);
         }
         self.info.set_state(state);
@@ -559,6 +567,8 @@ pub fn run_path(entity: &str, project: &str, id: &str) -> String {
         format!("{entity}/{project}/{id}")
     }
 }
+
+mod limits;
 
 #[cfg(test)]
 mod tests;

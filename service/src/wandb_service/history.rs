@@ -21,10 +21,12 @@ pub struct PendingLog {
 }
 
 impl PendingLog {
-    pub fn new(run_id: &str) -> Self {
+    /// Rows of run `run_id` from writer `writer_id` (empty: the anonymous writer).
+    pub fn new(run_id: &str, writer_id: &str) -> Self {
         PendingLog {
             batch: LogBatch {
                 run_id: run_id.to_owned(),
+                writer_id: writer_id.to_owned(),
                 ..Default::default()
             },
             index: HashMap::new(),
@@ -43,10 +45,12 @@ impl PendingLog {
         }
         self.index.clear();
         let run_id = self.batch.run_id.clone();
+        let writer_id = self.batch.writer_id.clone();
         Some(std::mem::replace(
             &mut self.batch,
             LogBatch {
                 run_id,
+                writer_id,
                 ..Default::default()
             },
         ))
@@ -155,7 +159,7 @@ mod tests {
 
     #[test]
     fn rows_pack_floats_keep_ints_and_drop_reserved_keys() {
-        let mut log = PendingLog::new("r");
+        let mut log = PendingLog::new("r", "");
         let items = [
             item("loss", "0.5"),
             item("epoch", "3"),

@@ -7,7 +7,7 @@ use crate::liveness::local_host;
 use crate::proto::v1::{
     value::Kind, AlertRequest, ClientInfo, DefineMetricRequest, InitRequest, InitResponse,
     MapValue, Resume, RunInfo, SaveFilesRequest, SystemMetricsSettings, Tags, UpdateRunRequest,
-    Value,
+    Value, WriterSettings,
 };
 use crate::proto::wandb as wb;
 use crate::value::{self, parse_json};
@@ -23,6 +23,10 @@ pub struct StreamSettings {
     pub mode: String,
     pub disable_stats: bool,
     pub sampling_interval: f64,
+    /// Shared mode's `x_label`, `x_primary` and `x_update_finish_state`.
+    pub label: String,
+    pub primary: Option<bool>,
+    pub update_finish_state: Option<bool>,
 }
 
 impl StreamSettings {
@@ -39,6 +43,9 @@ impl StreamSettings {
             mode: text(&s.mode).unwrap_or_default(),
             disable_stats: s.disable_stats.as_ref().is_some_and(|b| b.value),
             sampling_interval: s.stats_sampling_interval.as_ref().map_or(0.0, |d| d.value),
+            label: text(&s.label).unwrap_or_default(),
+            primary: s.primary.as_ref().map(|b| b.value),
+            update_finish_state: s.update_finish_state.as_ref().map(|b| b.value),
         }
     }
 }
@@ -48,8 +55,6 @@ impl StreamSettings {
 pub enum MapError {
     #[error("value of {key:?} is not valid JSON: {problem}")]
     Json { key: String, problem: String },
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// An item's key path: its key, or its nested key.
@@ -232,13 +237,14 @@ pub fn is_nested(items: &wb::ItemUpdate) -> bool {
         .any(|i| i.nested_key.len() > 1)
 }
 
-/// Init for a run record.
-pub fn init_request(run: &wb::Run, s: &StreamSettings) -> Result<InitRequest, MapError> {
-    if s.mode == "shared" {
-        return Err(MapError::Unsupported(
-            "mode=\"shared\" is not supported by runcore's W&B adapter yet; log from one process per run, or group runs with group=".into(),
-        ));
-    }
+/// Init for a run record. In shared mode (`mode="shared"`) the SDK's process is a
+/// writer of the run: `writer_id` names it, and its label, x_primary and
+/// x_update_finish_state become its WriterSettings.
+pub fn init_request(
+    run: &wb::Run,
+    s: &StreamSettings,
+    writer_id: &str,
+) -> Result<InitRequest, MapError> {
     let (config, _) = match &run.config {
         Some(c) => update(c, &BTreeMap::new())?,
         None => Default::default(),
@@ -276,6 +282,15 @@ pub fn init_request(run: &wb::Run, s: &StreamSettings) -> Result<InitRequest, Ma
         }),
         ..Default::default()
     };
+    if s.mode == "shared" {
+        req.writer_id = writer_id.to_owned();
+        req.writer = Some(WriterSettings {
+            shared: true,
+            label: s.label.clone(),
+            primary: s.primary,
+            update_finish_state: s.update_finish_state,
+        });
+    }
     req.set_resume(resume);
     Ok(req)
 }

@@ -57,6 +57,10 @@ impl Router {
             Ask::Status(_) => Answer::StatusResponse(empty),
             Ask::ServerInfo(_) => Answer::ServerInfoResponse(empty),
             Ask::Operations(_) => Answer::OperationsResponse(empty),
+            Ask::FinishWithoutExit(_) => {
+                self.finish_without_exit(stream_id).await;
+                Answer::FinishWithoutExitResponse(empty)
+            }
             Ask::PartialHistory(_) => return None,
         })
     }

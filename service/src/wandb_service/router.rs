@@ -90,7 +90,7 @@ impl Router {
                 }
             }
             Some(Req::InformAttach(_)) => {
-                self.error(id, "runcore's W&B adapter does not support attaching to a run from another process (wandb.attach, or runs shared with multiprocessing); init the run in each process, grouped with group=").await;
+                self.error(id, "runcore's W&B adapter does not support attaching to a run from another process (wandb.attach, or runs shared with multiprocessing); init the run in each process, with settings=wandb.Settings(mode=\"shared\") to write one run, or grouped with group=").await;
             }
             Some(Req::InformDetach(_)) if !id.is_empty() => {
                 self.send(id, Resp::InformDetachResponse(wb::Empty {}))
@@ -260,10 +260,13 @@ impl Router {
             };
             return ok_run(map::run_reply(&reply));
         }
-        let mut req = match map::init_request(&run, &stream.settings) {
+        // Used in shared mode only: this process as one writer of the run.
+        let writer_id = format!("wandb-{}-{}", stream.settings.pid, crate::runs::random_id());
+        let mut req = match map::init_request(&run, &stream.settings, &writer_id) {
             Ok(r) => r,
-            Err(e) => return failed_run(e.to_string(), wb::ErrorCode::Unsupported),
+            Err(e) => return failed_run(e.to_string(), wb::ErrorCode::Usage),
         };
+        let writer_id = req.writer_id.clone();
         if let Err(e) = validate::init(&mut req) {
             return failed_run(e.to_string(), wb::ErrorCode::Usage);
         }
@@ -280,10 +283,23 @@ impl Router {
             Ok(h) => {
                 stream.run = Some(h);
                 stream.run_id = id.clone();
-                stream.log = super::history::PendingLog::new(&id);
+                stream.log = super::history::PendingLog::new(&id, &writer_id);
+                stream.writer_id = writer_id;
                 ok_run(map::run_reply(&reply))
             }
             Err(e) => failed_run(e.to_string(), wb::ErrorCode::Unknown),
+        }
+    }
+
+    /// A shared-mode writer that may not set the run's final state finishing
+    /// (wandb before 0.31 sends no exit record for it): Finish of its writer, exit
+    /// code 0, as an exit record would.
+    pub(super) async fn finish_without_exit(&mut self, stream_id: &str) {
+        let timeout = CALL_TIMEOUT + self.finish_timeout;
+        if let Some(stream) = self.streams.get_mut(stream_id) {
+            if stream.run.is_some() && !stream.exited {
+                exit(stream, 0, &self.acks, timeout).await;
+            }
         }
     }
 
@@ -301,8 +317,12 @@ impl Router {
             if s.run.is_none() || s.exited {
                 continue;
             }
+            let writer_id = s.writer_id.clone();
             if let Ok(h) = s
-                .call(CALL_TIMEOUT, |reply| Command::Heartbeat { reply })
+                .call(CALL_TIMEOUT, |reply| Command::Heartbeat {
+                    writer_id,
+                    reply,
+                })
                 .await
             {
                 s.should_stop = h.should_stop;
@@ -442,9 +462,11 @@ async fn exit(
         stream.output(vec![line]).await;
     }
     stream.flush_log(acks).await;
+    let writer_id = stream.writer_id.clone();
     let r = stream
         .call(timeout, |reply| Command::Finish {
             exit_code: code,
+            writer_id,
             reply,
         })
         .await;

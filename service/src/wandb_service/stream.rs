@@ -25,6 +25,9 @@ pub struct Stream {
     /// The run's actor, once the run record made it.
     pub run: Option<RunHandle>,
     pub run_id: String,
+    /// This process as a writer of a shared run (empty otherwise): its rows,
+    /// heartbeats, exit and crash are its own.
+    pub writer_id: String,
     pub log: PendingLog,
     pub console: Console,
     /// The SDK sent its exit record: the run is finished, not crashed, when the
@@ -43,7 +46,8 @@ impl Stream {
             settings,
             run: None,
             run_id: id.to_owned(),
-            log: PendingLog::new(id),
+            writer_id: String::new(),
+            log: PendingLog::new(id, ""),
             console: Console::default(),
             exited: false,
             should_stop: false,
@@ -144,10 +148,12 @@ impl Stream {
         } else {
             RunState::Crashed
         };
+        let writer_id = self.writer_id.clone();
         match self
             .call(CALL_TIMEOUT, |reply| Command::End {
                 state,
                 reason,
+                writer_id,
                 reply,
             })
             .await

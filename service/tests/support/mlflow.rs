@@ -167,6 +167,18 @@ impl Rest {
 
     /// The MLflow run that runcore made for `run_id` in `experiment`.
     pub async fn find_run(&self, experiment: &str, run_id: &str) -> Option<Json> {
+        let runs = self.tagged_runs(experiment, run_id).await?;
+        assert!(
+            runs.len() <= 1,
+            "{} MLflow runs for one runcore run",
+            runs.len()
+        );
+        runs.first().cloned()
+    }
+
+    /// Every live MLflow run tagged with runcore id `run_id` in `experiment` (None
+    /// while the experiment does not exist).
+    pub async fn tagged_runs(&self, experiment: &str, run_id: &str) -> Option<Vec<Json>> {
         let exp = self
             .http
             .get(format!(
@@ -188,13 +200,7 @@ impl Rest {
                 json!({"experiment_ids": [id], "filter": format!("tags.`runcore.run_id` = '{run_id}'")}),
             )
             .await;
-        let runs = found["runs"].as_array()?;
-        assert!(
-            runs.len() <= 1,
-            "{} MLflow runs for one runcore run",
-            runs.len()
-        );
-        runs.first().cloned()
+        Some(found["runs"].as_array().cloned().unwrap_or_default())
     }
 
     /// Every (step, value) of a metric, in the order MLflow returns them.

@@ -330,6 +330,7 @@ pub fn log_req(
         commit,
         seq: 0,
         timestamp: 0.0,
+        writer_id: String::new(),
     }
 }
 

@@ -76,6 +76,10 @@ pub struct RunView {
     pub exitcode: Option<i64>,
     /// file_stream requests with nothing in them.
     pub heartbeats: usize,
+    /// file_stream requests with and without `X-WANDB-USE-ASYNC-FILESTREAM: true`
+    /// (the W&B SDK's shared mode: lines are appended, offsets not checked).
+    pub async_requests: usize,
+    pub sync_requests: usize,
     /// Uploaded content by name, and the names in PUT order.
     pub files: BTreeMap<String, Vec<u8>>,
     pub puts: Vec<String>,
@@ -410,8 +414,13 @@ async fn route(shared: &Shared, r: &Arrived, rec: &mut Recorded) -> (u16, Json) 
                 shared.release.notified().await;
                 return (503, json!({"error": "released"}));
             }
+            let async_mode = r
+                .headers
+                .get("x-wandb-use-async-filestream")
+                .and_then(|v| v.to_str().ok())
+                == Some("true");
             let mut i = shared.lock();
-            file_stream(&mut i, entity, project, run, &rec.body)
+            file_stream(&mut i, (entity, project, run), &rec.body, async_mode)
         }
         ("PUT", ["storage", entity, project, run, name @ ..]) => {
             rec.op = "upload".into();
@@ -741,7 +750,14 @@ fn check_line(file: &str, line: &Json) -> Result<(), String> {
     Ok(())
 }
 
-fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Json) -> (u16, Json) {
+/// A file_stream request; `async_mode` (the shared-mode header): lines are appended
+/// whatever their offsets, as several writers of one run send them.
+fn file_stream(
+    i: &mut Inner,
+    (entity, project, run): (&str, &str, &str),
+    body: &Json,
+    async_mode: bool,
+) -> (u16, Json) {
     let bad = |i: &mut Inner, why: String| {
         i.violations
             .push(format!("file_stream {entity}/{project}/{run}: {why}"));
@@ -820,7 +836,7 @@ fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Jso
                 ),
             );
         }
-        if (file == HISTORY || file == EVENTS || file == OUTPUT) && offset != have {
+        if (file == HISTORY || file == EVENTS || file == OUTPUT) && offset != have && !async_mode {
             let kind = if offset < have {
                 "repeats lines"
             } else {
@@ -885,6 +901,11 @@ fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Jso
             }
             _ => continue,
         };
+        let offset = if async_mode {
+            target.len() as u64
+        } else {
+            offset
+        };
         for (k, line) in lines.into_iter().enumerate() {
             let at = offset as usize + k;
             if at < target.len() {
@@ -901,6 +922,11 @@ fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Jso
         && obj.get("preempting").is_none()
     {
         view.heartbeats += 1;
+    }
+    if async_mode {
+        view.async_requests += 1;
+    } else {
+        view.sync_requests += 1;
     }
     view.reported.extend(uploaded);
     if obj.get("preempting") == Some(&json!(true)) {

@@ -10,6 +10,9 @@ client: `SDK=wandb python docs_example.py SCENARIO RUN_ID` imports `wandb`,
   sigkill    logs, prints "ready", and waits to be killed
   nan        a metric with min/max/mean summaries that logs NaN (where runcore and
              wandb-core differ on purpose)
+  shared     W&B's shared mode: process $RANK writes the run as writer rank-$RANK;
+             rank 0 is the primary, prints "ready" after its rows and finishes once
+             the file $RELEASE exists
   rename     sets run.name, run.tags and run.notes after init
 """
 
@@ -114,6 +117,24 @@ def nan():
             run.log({"loss": v})
 
 
+def shared():
+    rank = int(os.environ["RANK"])
+    primary = rank == 0
+    settings = wandb.Settings(mode="shared", x_label=f"rank-{rank}", x_primary=primary,
+                              x_update_finish_state=primary)
+    run = wandb.init(project=PROJECT, id=run_id, settings=settings)
+    for i in range(10):
+        run.log({f"rank{rank}/loss": 1 / (i + 1)})
+    if primary:
+        # A question the SDK waits on: everything before it has reached the core.
+        _ = run.summary.get("rank0/loss")
+        print("ready", flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.environ["RELEASE"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    run.finish()
+
+
 def rename():
     with wandb.init(project=PROJECT, id=run_id, name="first", tags=["a"]) as run:
         run.log({"loss": 1.0})
@@ -123,4 +144,4 @@ def rename():
         run.log({"loss": 0.5})
 
 
-{"rename": rename, "nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()
+{"shared": shared, "rename": rename, "nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()

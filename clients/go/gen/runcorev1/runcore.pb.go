@@ -703,6 +703,13 @@ type InitRequest struct {
 	// crashed; the sidecar's --client-timeout when absent.
 	ClientTimeout *float64               `protobuf:"fixed64,13,opt,name=client_timeout,json=clientTimeout,proto3,oneof" json:"client_timeout,omitempty"`
 	SystemMetrics *SystemMetricsSettings `protobuf:"bytes,14,opt,name=system_metrics,json=systemMetrics,proto3" json:"system_metrics,omitempty"`
+	// Who is writing: any string unique to the writing process (the clients use a
+	// random one per run object and keep it across reconnects). LogStream seqs,
+	// deduplication and liveness are per writer. Empty: the run's anonymous writer
+	// (one process at a time, told apart by `client`). Needed with `writer.shared`.
+	WriterId string `protobuf:"bytes,15,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
+	// Joining a run that other processes write too (W&B's settings.mode="shared").
+	Writer        *WriterSettings `protobuf:"bytes,16,opt,name=writer,proto3" json:"writer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +842,249 @@ func (x *InitRequest) GetSystemMetrics() *SystemMetricsSettings {
 	return nil
 }
 
+func (x *InitRequest) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
+func (x *InitRequest) GetWriter() *WriterSettings {
+	if x != nil {
+		return x.Writer
+	}
+	return nil
+}
+
+// How one writer takes part in a run. Without `shared`, Init of a run that another
+// live writer has open is refused (FAILED_PRECONDITION naming its host and pid); a
+// writer whose process is gone, or the same writer_id again, resumes as usual.
+type WriterSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Write the run together with other writers (W&B's settings.mode="shared"): each
+	// writer has its own step counter, and rows of one step merge into one history
+	// row (README "Distributed training"). A shared writer's Init of an existing
+	// run needs no resume: RESUME_NEVER and unspecified count as RESUME_ALLOW.
+	Shared bool `protobuf:"varint,1,opt,name=shared,proto3" json:"shared,omitempty"`
+	// W&B's x_label: names this writer; its system metrics are keyed
+	// "system.<key>/l:<label>".
+	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	// W&B's x_primary (default true): a primary writer's Finish (or death) ends the
+	// run for every writer.
+	Primary *bool `protobuf:"varint,3,opt,name=primary,proto3,oneof" json:"primary,omitempty"`
+	// W&B's x_update_finish_state (default true): this writer's Finish (or death)
+	// sets the run's final state. A writer that is neither primary nor allowed to
+	// update the finish state only ends itself.
+	UpdateFinishState *bool `protobuf:"varint,4,opt,name=update_finish_state,json=updateFinishState,proto3,oneof" json:"update_finish_state,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *WriterSettings) Reset() {
+	*x = WriterSettings{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriterSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriterSettings) ProtoMessage() {}
+
+func (x *WriterSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriterSettings.ProtoReflect.Descriptor instead.
+func (*WriterSettings) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WriterSettings) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *WriterSettings) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *WriterSettings) GetPrimary() bool {
+	if x != nil && x.Primary != nil {
+		return *x.Primary
+	}
+	return false
+}
+
+func (x *WriterSettings) GetUpdateFinishState() bool {
+	if x != nil && x.UpdateFinishState != nil {
+		return *x.UpdateFinishState
+	}
+	return false
+}
+
+// One writer of a run, as GetRun reports it.
+type WriterInfo struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Label             string                 `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	Shared            bool                   `protobuf:"varint,3,opt,name=shared,proto3" json:"shared,omitempty"`
+	Primary           bool                   `protobuf:"varint,4,opt,name=primary,proto3" json:"primary,omitempty"`
+	UpdateFinishState bool                   `protobuf:"varint,5,opt,name=update_finish_state,json=updateFinishState,proto3" json:"update_finish_state,omitempty"`
+	Client            *ClientInfo            `protobuf:"bytes,6,opt,name=client,proto3" json:"client,omitempty"`
+	// RUNNING while attached; FINISHED or FAILED after its Finish; CRASHED when its
+	// process died or went quiet; or the run's state when the run ended.
+	State    RunState `protobuf:"varint,7,opt,name=state,proto3,enum=runcore.v1.RunState" json:"state,omitempty"`
+	ExitCode *int32   `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	// Why it ended, when it did not Finish itself.
+	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The highest LogBatch.seq of this writer the run holds.
+	LastSeq uint64 `protobuf:"varint,10,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// The step this writer's next row without an explicit step goes to.
+	Step int64 `protobuf:"varint,11,opt,name=step,proto3" json:"step,omitempty"`
+	// Unix seconds it joined (last Init), and ended (0 while attached).
+	Joined        float64 `protobuf:"fixed64,12,opt,name=joined,proto3" json:"joined,omitempty"`
+	Ended         float64 `protobuf:"fixed64,13,opt,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriterInfo) Reset() {
+	*x = WriterInfo{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriterInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriterInfo) ProtoMessage() {}
+
+func (x *WriterInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriterInfo.ProtoReflect.Descriptor instead.
+func (*WriterInfo) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WriterInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WriterInfo) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *WriterInfo) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *WriterInfo) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+func (x *WriterInfo) GetUpdateFinishState() bool {
+	if x != nil {
+		return x.UpdateFinishState
+	}
+	return false
+}
+
+func (x *WriterInfo) GetClient() *ClientInfo {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *WriterInfo) GetState() RunState {
+	if x != nil {
+		return x.State
+	}
+	return RunState_RUN_STATE_UNSPECIFIED
+}
+
+func (x *WriterInfo) GetExitCode() int32 {
+	if x != nil && x.ExitCode != nil {
+		return *x.ExitCode
+	}
+	return 0
+}
+
+func (x *WriterInfo) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WriterInfo) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *WriterInfo) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *WriterInfo) GetJoined() float64 {
+	if x != nil {
+		return x.Joined
+	}
+	return 0
+}
+
+func (x *WriterInfo) GetEnded() float64 {
+	if x != nil {
+		return x.Ended
+	}
+	return 0
+}
+
 // How the sidecar samples system metrics for a run.
 type SystemMetricsSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -851,7 +1101,7 @@ type SystemMetricsSettings struct {
 
 func (x *SystemMetricsSettings) Reset() {
 	*x = SystemMetricsSettings{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[7]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1113,7 @@ func (x *SystemMetricsSettings) String() string {
 func (*SystemMetricsSettings) ProtoMessage() {}
 
 func (x *SystemMetricsSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[7]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1126,7 @@ func (x *SystemMetricsSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemMetricsSettings.ProtoReflect.Descriptor instead.
 func (*SystemMetricsSettings) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{7}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SystemMetricsSettings) GetInterval() float64 {
@@ -928,7 +1178,8 @@ type RunInfo struct {
 	EndTime float64 `protobuf:"fixed64,13,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Set once the run has ended.
 	ExitCode *int32 `protobuf:"varint,14,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
-	// The step the next committed row gets.
+	// The step the next committed row gets; in a shared run, the lowest step not yet
+	// written to history.
 	Step int64 `protobuf:"varint,15,opt,name=step,proto3" json:"step,omitempty"`
 	// Committed history rows.
 	HistoryRows int64 `protobuf:"varint,16,opt,name=history_rows,json=historyRows,proto3" json:"history_rows,omitempty"`
@@ -940,13 +1191,15 @@ type RunInfo struct {
 	ClientTimeout float64 `protobuf:"fixed64,19,opt,name=client_timeout,json=clientTimeout,proto3" json:"client_timeout,omitempty"`
 	// An operator asked the run to stop (StopRun).
 	StopRequested bool `protobuf:"varint,20,opt,name=stop_requested,json=stopRequested,proto3" json:"stop_requested,omitempty"`
+	// Written by several writers (a writer joined with WriterSettings.shared).
+	Shared        bool `protobuf:"varint,21,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunInfo) Reset() {
 	*x = RunInfo{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[8]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1211,7 @@ func (x *RunInfo) String() string {
 func (*RunInfo) ProtoMessage() {}
 
 func (x *RunInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[8]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1224,7 @@ func (x *RunInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunInfo.ProtoReflect.Descriptor instead.
 func (*RunInfo) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{8}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunInfo) GetId() string {
@@ -1114,21 +1367,31 @@ func (x *RunInfo) GetStopRequested() bool {
 	return false
 }
 
+func (x *RunInfo) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
 type InitResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Run     *RunInfo               `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	Resumed bool                   `protobuf:"varint,2,opt,name=resumed,proto3" json:"resumed,omitempty"`
 	// The step logging continues at (0 for a new run, last step + 1 on resume).
 	StartingStep int64 `protobuf:"varint,3,opt,name=starting_step,json=startingStep,proto3" json:"starting_step,omitempty"`
-	// The highest LogBatch.seq the run holds: a resuming client continues after it.
-	LastSeq       uint64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// The highest LogBatch.seq the run holds from this writer: a resuming client
+	// continues after it.
+	LastSeq uint64 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// The writer this Init made or resumed (InitRequest.writer_id).
+	WriterId      string `protobuf:"bytes,5,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[9]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1403,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[9]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1416,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{9}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InitResponse) GetRun() *RunInfo {
@@ -1184,6 +1447,13 @@ func (x *InitResponse) GetLastSeq() uint64 {
 	return 0
 }
 
+func (x *InitResponse) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
 // One row of a log call. Numeric scalars go in the packed scalar fields, keyed by
 // index into the enclosing batch's `keys`; anything else goes in `values`.
 type Row struct {
@@ -1203,7 +1473,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[10]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1485,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[10]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1498,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{10}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Row) GetScalarKeys() []uint32 {
@@ -1282,14 +1552,16 @@ type LogRequest struct {
 	// Optional idempotency number shared with LogStream batches; 0 = none.
 	Seq uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Client time of the call in unix seconds; the sidecar's clock when 0.
-	Timestamp     float64 `protobuf:"fixed64,6,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Timestamp float64 `protobuf:"fixed64,6,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// The writer (InitRequest.writer_id); empty: the anonymous writer.
+	WriterId      string `protobuf:"bytes,7,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[11]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1573,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[11]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1586,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{11}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogRequest) GetRunId() string {
@@ -1359,6 +1631,13 @@ func (x *LogRequest) GetTimestamp() float64 {
 	return 0
 }
 
+func (x *LogRequest) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
 // A row the sidecar did not apply, and why.
 type DroppedRow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1373,7 +1652,7 @@ type DroppedRow struct {
 
 func (x *DroppedRow) Reset() {
 	*x = DroppedRow{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[12]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1664,7 @@ func (x *DroppedRow) String() string {
 func (*DroppedRow) ProtoMessage() {}
 
 func (x *DroppedRow) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[12]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1677,7 @@ func (x *DroppedRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroppedRow.ProtoReflect.Descriptor instead.
 func (*DroppedRow) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{12}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DroppedRow) GetRowIndex() uint32 {
@@ -1431,7 +1710,7 @@ func (x *DroppedRow) GetReason() string {
 
 type LogResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The step the next committed row gets.
+	// The step the next committed row gets (in a shared run: this writer's step).
 	Step          int64         `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
 	Dropped       []*DroppedRow `protobuf:"bytes,2,rep,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1440,7 +1719,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[13]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1731,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[13]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1744,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{13}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogResponse) GetStep() int64 {
@@ -1486,18 +1765,21 @@ type LogBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every batch names its run, so one stream may carry several runs.
 	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// Per-run batch number, increasing; 0 turns deduplication off for this batch.
+	// Per-writer batch number, increasing; 0 turns deduplication off for this batch.
 	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// Key table for this batch's rows' scalar_keys.
-	Keys          []string `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
-	Rows          []*Row   `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	Keys []string `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	Rows []*Row   `protobuf:"bytes,4,rep,name=rows,proto3" json:"rows,omitempty"`
+	// The writer (InitRequest.writer_id) whose seq this is; empty: the anonymous
+	// writer.
+	WriterId      string `protobuf:"bytes,5,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[14]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1791,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[14]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1804,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{14}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LogBatch) GetRunId() string {
@@ -1553,12 +1835,20 @@ func (x *LogBatch) GetRows() []*Row {
 	return nil
 }
 
+func (x *LogBatch) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
 type LogAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	Seq   uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The run already held this seq; nothing was applied again.
-	Duplicate     bool          `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// The step the next committed row gets (in a shared run: this writer's step).
 	Step          int64         `protobuf:"varint,4,opt,name=step,proto3" json:"step,omitempty"`
 	Dropped       []*DroppedRow `protobuf:"bytes,5,rep,name=dropped,proto3" json:"dropped,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1567,7 +1857,7 @@ type LogAck struct {
 
 func (x *LogAck) Reset() {
 	*x = LogAck{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[15]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1869,7 @@ func (x *LogAck) String() string {
 func (*LogAck) ProtoMessage() {}
 
 func (x *LogAck) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[15]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1882,7 @@ func (x *LogAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAck.ProtoReflect.Descriptor instead.
 func (*LogAck) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{15}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogAck) GetRunId() string {
@@ -1652,7 +1942,7 @@ type DefineMetricRequest struct {
 
 func (x *DefineMetricRequest) Reset() {
 	*x = DefineMetricRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[16]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1954,7 @@ func (x *DefineMetricRequest) String() string {
 func (*DefineMetricRequest) ProtoMessage() {}
 
 func (x *DefineMetricRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[16]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1967,7 @@ func (x *DefineMetricRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineMetricRequest.ProtoReflect.Descriptor instead.
 func (*DefineMetricRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{16}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DefineMetricRequest) GetRunId() string {
@@ -1750,7 +2040,7 @@ type MetricDefinition struct {
 
 func (x *MetricDefinition) Reset() {
 	*x = MetricDefinition{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[17]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +2052,7 @@ func (x *MetricDefinition) String() string {
 func (*MetricDefinition) ProtoMessage() {}
 
 func (x *MetricDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[17]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +2065,7 @@ func (x *MetricDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricDefinition.ProtoReflect.Descriptor instead.
 func (*MetricDefinition) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{17}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MetricDefinition) GetName() string {
@@ -1829,7 +2119,7 @@ type DefineMetricResponse struct {
 
 func (x *DefineMetricResponse) Reset() {
 	*x = DefineMetricResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[18]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +2131,7 @@ func (x *DefineMetricResponse) String() string {
 func (*DefineMetricResponse) ProtoMessage() {}
 
 func (x *DefineMetricResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[18]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2144,7 @@ func (x *DefineMetricResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DefineMetricResponse.ProtoReflect.Descriptor instead.
 func (*DefineMetricResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{18}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DefineMetricResponse) GetMetric() *MetricDefinition {
@@ -1877,7 +2167,7 @@ type UpdateConfigRequest struct {
 
 func (x *UpdateConfigRequest) Reset() {
 	*x = UpdateConfigRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[19]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2179,7 @@ func (x *UpdateConfigRequest) String() string {
 func (*UpdateConfigRequest) ProtoMessage() {}
 
 func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[19]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2192,7 @@ func (x *UpdateConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConfigRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{19}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateConfigRequest) GetRunId() string {
@@ -1935,7 +2225,7 @@ type UpdateConfigResponse struct {
 
 func (x *UpdateConfigResponse) Reset() {
 	*x = UpdateConfigResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[20]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2237,7 @@ func (x *UpdateConfigResponse) String() string {
 func (*UpdateConfigResponse) ProtoMessage() {}
 
 func (x *UpdateConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[20]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2250,7 @@ func (x *UpdateConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateConfigResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{20}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateConfigResponse) GetConfig() map[string]*Value {
@@ -1982,7 +2272,7 @@ type UpdateSummaryRequest struct {
 
 func (x *UpdateSummaryRequest) Reset() {
 	*x = UpdateSummaryRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[21]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2284,7 @@ func (x *UpdateSummaryRequest) String() string {
 func (*UpdateSummaryRequest) ProtoMessage() {}
 
 func (x *UpdateSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[21]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2297,7 @@ func (x *UpdateSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSummaryRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{21}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateSummaryRequest) GetRunId() string {
@@ -2040,7 +2330,7 @@ type UpdateSummaryResponse struct {
 
 func (x *UpdateSummaryResponse) Reset() {
 	*x = UpdateSummaryResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[22]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2342,7 @@ func (x *UpdateSummaryResponse) String() string {
 func (*UpdateSummaryResponse) ProtoMessage() {}
 
 func (x *UpdateSummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[22]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2355,7 @@ func (x *UpdateSummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSummaryResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSummaryResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{22}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateSummaryResponse) GetSummary() map[string]*Value {
@@ -2091,7 +2381,7 @@ type AlertRequest struct {
 
 func (x *AlertRequest) Reset() {
 	*x = AlertRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[23]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2393,7 @@ func (x *AlertRequest) String() string {
 func (*AlertRequest) ProtoMessage() {}
 
 func (x *AlertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[23]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2406,7 @@ func (x *AlertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRequest.ProtoReflect.Descriptor instead.
 func (*AlertRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{23}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AlertRequest) GetRunId() string {
@@ -2166,7 +2456,7 @@ type AlertResponse struct {
 
 func (x *AlertResponse) Reset() {
 	*x = AlertResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[24]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2468,7 @@ func (x *AlertResponse) String() string {
 func (*AlertResponse) ProtoMessage() {}
 
 func (x *AlertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[24]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2481,7 @@ func (x *AlertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertResponse.ProtoReflect.Descriptor instead.
 func (*AlertResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{24}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AlertResponse) GetSent() bool {
@@ -2232,7 +2522,7 @@ type SaveFilesRequest struct {
 
 func (x *SaveFilesRequest) Reset() {
 	*x = SaveFilesRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[25]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2534,7 @@ func (x *SaveFilesRequest) String() string {
 func (*SaveFilesRequest) ProtoMessage() {}
 
 func (x *SaveFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[25]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2547,7 @@ func (x *SaveFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveFilesRequest.ProtoReflect.Descriptor instead.
 func (*SaveFilesRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{25}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SaveFilesRequest) GetRunId() string {
@@ -2305,7 +2595,7 @@ type SaveFilesResponse struct {
 
 func (x *SaveFilesResponse) Reset() {
 	*x = SaveFilesResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[26]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2607,7 @@ func (x *SaveFilesResponse) String() string {
 func (*SaveFilesResponse) ProtoMessage() {}
 
 func (x *SaveFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[26]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2620,7 @@ func (x *SaveFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveFilesResponse.ProtoReflect.Descriptor instead.
 func (*SaveFilesResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{26}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SaveFilesResponse) GetSaved() []string {
@@ -2341,15 +2631,17 @@ func (x *SaveFilesResponse) GetSaved() []string {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The writer that is alive (InitRequest.writer_id).
+	WriterId      string `protobuf:"bytes,2,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[27]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2653,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[27]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,12 +2666,19 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{27}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HeartbeatRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
 	}
 	return ""
 }
@@ -2395,7 +2694,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[28]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2706,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[28]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2719,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{28}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HeartbeatResponse) GetState() RunState {
@@ -2446,7 +2745,7 @@ type MarkPreemptingRequest struct {
 
 func (x *MarkPreemptingRequest) Reset() {
 	*x = MarkPreemptingRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[29]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2757,7 @@ func (x *MarkPreemptingRequest) String() string {
 func (*MarkPreemptingRequest) ProtoMessage() {}
 
 func (x *MarkPreemptingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[29]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2770,7 @@ func (x *MarkPreemptingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkPreemptingRequest.ProtoReflect.Descriptor instead.
 func (*MarkPreemptingRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{29}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MarkPreemptingRequest) GetRunId() string {
@@ -2490,7 +2789,7 @@ type MarkPreemptingResponse struct {
 
 func (x *MarkPreemptingResponse) Reset() {
 	*x = MarkPreemptingResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[30]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2801,7 @@ func (x *MarkPreemptingResponse) String() string {
 func (*MarkPreemptingResponse) ProtoMessage() {}
 
 func (x *MarkPreemptingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[30]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2814,7 @@ func (x *MarkPreemptingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkPreemptingResponse.ProtoReflect.Descriptor instead.
 func (*MarkPreemptingResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{30}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MarkPreemptingResponse) GetRun() *RunInfo {
@@ -2529,14 +2828,18 @@ type FinishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	// 0 (default) -> finished, anything else -> failed.
-	ExitCode      *int32 `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	ExitCode *int32 `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3,oneof" json:"exit_code,omitempty"`
+	// The writer that finishes (InitRequest.writer_id). In a shared run a writer
+	// that is neither primary nor allowed to update the finish state ends only
+	// itself; the run goes on.
+	WriterId      string `protobuf:"bytes,3,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FinishRequest) Reset() {
 	*x = FinishRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[31]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2851,7 @@ func (x *FinishRequest) String() string {
 func (*FinishRequest) ProtoMessage() {}
 
 func (x *FinishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[31]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2864,7 @@ func (x *FinishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishRequest.ProtoReflect.Descriptor instead.
 func (*FinishRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{31}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FinishRequest) GetRunId() string {
@@ -2578,20 +2881,29 @@ func (x *FinishRequest) GetExitCode() int32 {
 	return 0
 }
 
+func (x *FinishRequest) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
 type FinishResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Run     *RunInfo               `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	Summary map[string]*Value      `protobuf:"bytes,2,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Delivery to remote backends: Finish waits for it at most --finish-timeout;
 	// whatever is pending then is still delivered later.
-	Backends      []*BackendStatus `protobuf:"bytes,3,rep,name=backends,proto3" json:"backends,omitempty"`
+	Backends []*BackendStatus `protobuf:"bytes,3,rep,name=backends,proto3" json:"backends,omitempty"`
+	// The finishing writer as it ended (its state is the run's when it ended the run).
+	Writer        *WriterInfo `protobuf:"bytes,4,opt,name=writer,proto3" json:"writer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FinishResponse) Reset() {
 	*x = FinishResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[32]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2915,7 @@ func (x *FinishResponse) String() string {
 func (*FinishResponse) ProtoMessage() {}
 
 func (x *FinishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[32]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2928,7 @@ func (x *FinishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishResponse.ProtoReflect.Descriptor instead.
 func (*FinishResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{32}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FinishResponse) GetRun() *RunInfo {
@@ -2640,6 +2952,13 @@ func (x *FinishResponse) GetBackends() []*BackendStatus {
 	return nil
 }
 
+func (x *FinishResponse) GetWriter() *WriterInfo {
+	if x != nil {
+		return x.Writer
+	}
+	return nil
+}
+
 // How far a remote backend has received a run.
 type BackendStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2657,7 +2976,7 @@ type BackendStatus struct {
 
 func (x *BackendStatus) Reset() {
 	*x = BackendStatus{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[33]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2988,7 @@ func (x *BackendStatus) String() string {
 func (*BackendStatus) ProtoMessage() {}
 
 func (x *BackendStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[33]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +3001,7 @@ func (x *BackendStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendStatus.ProtoReflect.Descriptor instead.
 func (*BackendStatus) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{33}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BackendStatus) GetBackend() string {
@@ -2729,7 +3048,7 @@ type StopRunRequest struct {
 
 func (x *StopRunRequest) Reset() {
 	*x = StopRunRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[34]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +3060,7 @@ func (x *StopRunRequest) String() string {
 func (*StopRunRequest) ProtoMessage() {}
 
 func (x *StopRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[34]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +3073,7 @@ func (x *StopRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRunRequest.ProtoReflect.Descriptor instead.
 func (*StopRunRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{34}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StopRunRequest) GetRunId() string {
@@ -2773,7 +3092,7 @@ type StopRunResponse struct {
 
 func (x *StopRunResponse) Reset() {
 	*x = StopRunResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[35]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +3104,7 @@ func (x *StopRunResponse) String() string {
 func (*StopRunResponse) ProtoMessage() {}
 
 func (x *StopRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[35]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +3117,7 @@ func (x *StopRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRunResponse.ProtoReflect.Descriptor instead.
 func (*StopRunResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{35}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StopRunResponse) GetRun() *RunInfo {
@@ -2817,7 +3136,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[36]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +3148,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[36]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +3161,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{36}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2864,13 +3183,15 @@ type GetRunResponse struct {
 	// The run's latest system-metrics sample (W&B's `run.system_metrics`): keys with
 	// their "system." prefix, plus _runtime and _timestamp; empty before the first.
 	SystemMetrics map[string]float64 `protobuf:"bytes,7,rep,name=system_metrics,json=systemMetrics,proto3" json:"system_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Everyone who wrote the run, in the order they first joined.
+	Writers       []*WriterInfo `protobuf:"bytes,8,rep,name=writers,proto3" json:"writers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[37]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3203,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[37]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3216,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{37}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetRunResponse) GetRun() *RunInfo {
@@ -2947,6 +3268,13 @@ func (x *GetRunResponse) GetSystemMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *GetRunResponse) GetWriters() []*WriterInfo {
+	if x != nil {
+		return x.Writers
+	}
+	return nil
+}
+
 type ListRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty lists every project.
@@ -2957,7 +3285,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[38]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3297,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[38]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3310,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{38}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListRunsRequest) GetProject() string {
@@ -3001,7 +3329,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[39]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3341,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[39]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3354,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{39}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRunsResponse) GetRuns() []*RunInfo {
@@ -3053,7 +3381,7 @@ type ScanHistoryRequest struct {
 
 func (x *ScanHistoryRequest) Reset() {
 	*x = ScanHistoryRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[40]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3393,7 @@ func (x *ScanHistoryRequest) String() string {
 func (*ScanHistoryRequest) ProtoMessage() {}
 
 func (x *ScanHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[40]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3406,7 @@ func (x *ScanHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ScanHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{40}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ScanHistoryRequest) GetRunId() string {
@@ -3126,7 +3454,7 @@ type HistoryRow struct {
 
 func (x *HistoryRow) Reset() {
 	*x = HistoryRow{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[41]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3466,7 @@ func (x *HistoryRow) String() string {
 func (*HistoryRow) ProtoMessage() {}
 
 func (x *HistoryRow) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[41]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3479,7 @@ func (x *HistoryRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRow.ProtoReflect.Descriptor instead.
 func (*HistoryRow) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{41}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HistoryRow) GetStep() int64 {
@@ -3177,7 +3505,7 @@ type ScanHistoryResponse struct {
 
 func (x *ScanHistoryResponse) Reset() {
 	*x = ScanHistoryResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[42]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3517,7 @@ func (x *ScanHistoryResponse) String() string {
 func (*ScanHistoryResponse) ProtoMessage() {}
 
 func (x *ScanHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[42]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3530,7 @@ func (x *ScanHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ScanHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{42}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ScanHistoryResponse) GetRows() []*HistoryRow {
@@ -3222,7 +3550,7 @@ type Tags struct {
 
 func (x *Tags) Reset() {
 	*x = Tags{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3562,7 @@ func (x *Tags) String() string {
 func (*Tags) ProtoMessage() {}
 
 func (x *Tags) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3575,7 @@ func (x *Tags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tags.ProtoReflect.Descriptor instead.
 func (*Tags) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{43}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Tags) GetTags() []string {
@@ -3283,7 +3611,7 @@ type UpdateRunRequest struct {
 
 func (x *UpdateRunRequest) Reset() {
 	*x = UpdateRunRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3623,7 @@ func (x *UpdateRunRequest) String() string {
 func (*UpdateRunRequest) ProtoMessage() {}
 
 func (x *UpdateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3636,7 @@ func (x *UpdateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRunRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRunRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{44}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateRunRequest) GetRunId() string {
@@ -3392,7 +3720,7 @@ type UpdateRunResponse struct {
 
 func (x *UpdateRunResponse) Reset() {
 	*x = UpdateRunResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3732,7 @@ func (x *UpdateRunResponse) String() string {
 func (*UpdateRunResponse) ProtoMessage() {}
 
 func (x *UpdateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3745,7 @@ func (x *UpdateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRunResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRunResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{45}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateRunResponse) GetRun() *RunInfo {
@@ -3453,7 +3781,7 @@ type DeleteRunRequest struct {
 
 func (x *DeleteRunRequest) Reset() {
 	*x = DeleteRunRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3793,7 @@ func (x *DeleteRunRequest) String() string {
 func (*DeleteRunRequest) ProtoMessage() {}
 
 func (x *DeleteRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3806,7 @@ func (x *DeleteRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRunRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRunRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{46}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteRunRequest) GetRunId() string {
@@ -3503,7 +3831,7 @@ type DeleteRunResponse struct {
 
 func (x *DeleteRunResponse) Reset() {
 	*x = DeleteRunResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3843,7 @@ func (x *DeleteRunResponse) String() string {
 func (*DeleteRunResponse) ProtoMessage() {}
 
 func (x *DeleteRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3856,7 @@ func (x *DeleteRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRunResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRunResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{47}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{49}
 }
 
 type ListFilesRequest struct {
@@ -3540,7 +3868,7 @@ type ListFilesRequest struct {
 
 func (x *ListFilesRequest) Reset() {
 	*x = ListFilesRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3552,7 +3880,7 @@ func (x *ListFilesRequest) String() string {
 func (*ListFilesRequest) ProtoMessage() {}
 
 func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3565,7 +3893,7 @@ func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFilesRequest.ProtoReflect.Descriptor instead.
 func (*ListFilesRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{48}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListFilesRequest) GetRunId() string {
@@ -3588,7 +3916,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3600,7 +3928,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3613,7 +3941,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{49}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FileInfo) GetName() string {
@@ -3646,7 +3974,7 @@ type ListFilesResponse struct {
 
 func (x *ListFilesResponse) Reset() {
 	*x = ListFilesResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +3986,7 @@ func (x *ListFilesResponse) String() string {
 func (*ListFilesResponse) ProtoMessage() {}
 
 func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +3999,7 @@ func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFilesResponse.ProtoReflect.Descriptor instead.
 func (*ListFilesResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{50}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListFilesResponse) GetFiles() []*FileInfo {
@@ -3694,7 +4022,7 @@ type ReadFileRequest struct {
 
 func (x *ReadFileRequest) Reset() {
 	*x = ReadFileRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +4034,7 @@ func (x *ReadFileRequest) String() string {
 func (*ReadFileRequest) ProtoMessage() {}
 
 func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +4047,7 @@ func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
 func (*ReadFileRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{51}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReadFileRequest) GetRunId() string {
@@ -3757,7 +4085,7 @@ type ReadFileResponse struct {
 
 func (x *ReadFileResponse) Reset() {
 	*x = ReadFileResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +4097,7 @@ func (x *ReadFileResponse) String() string {
 func (*ReadFileResponse) ProtoMessage() {}
 
 func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +4110,7 @@ func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
 func (*ReadFileResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{52}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReadFileResponse) GetData() []byte {
@@ -3846,7 +4174,7 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"ClientInfo\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x17\n" +
-	"\aboot_id\x18\x03 \x01(\tR\x06bootId\"\xcf\x04\n" +
+	"\aboot_id\x18\x03 \x01(\tR\x06bootId\"\xa0\x05\n" +
 	"\vInitRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -3863,17 +4191,45 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\vworking_dir\x18\f \x01(\tR\n" +
 	"workingDir\x12*\n" +
 	"\x0eclient_timeout\x18\r \x01(\x01H\x00R\rclientTimeout\x88\x01\x01\x12H\n" +
-	"\x0esystem_metrics\x18\x0e \x01(\v2!.runcore.v1.SystemMetricsSettingsR\rsystemMetrics\x1aL\n" +
+	"\x0esystem_metrics\x18\x0e \x01(\v2!.runcore.v1.SystemMetricsSettingsR\rsystemMetrics\x12\x1b\n" +
+	"\twriter_id\x18\x0f \x01(\tR\bwriterId\x122\n" +
+	"\x06writer\x18\x10 \x01(\v2\x1a.runcore.v1.WriterSettingsR\x06writer\x1aL\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01B\x11\n" +
-	"\x0f_client_timeout\"\x87\x01\n" +
+	"\x0f_client_timeout\"\xb6\x01\n" +
+	"\x0eWriterSettings\x12\x16\n" +
+	"\x06shared\x18\x01 \x01(\bR\x06shared\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12\x1d\n" +
+	"\aprimary\x18\x03 \x01(\bH\x00R\aprimary\x88\x01\x01\x123\n" +
+	"\x13update_finish_state\x18\x04 \x01(\bH\x01R\x11updateFinishState\x88\x01\x01B\n" +
+	"\n" +
+	"\b_primaryB\x16\n" +
+	"\x14_update_finish_state\"\x95\x03\n" +
+	"\n" +
+	"WriterInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12\x16\n" +
+	"\x06shared\x18\x03 \x01(\bR\x06shared\x12\x18\n" +
+	"\aprimary\x18\x04 \x01(\bR\aprimary\x12.\n" +
+	"\x13update_finish_state\x18\x05 \x01(\bR\x11updateFinishState\x12.\n" +
+	"\x06client\x18\x06 \x01(\v2\x16.runcore.v1.ClientInfoR\x06client\x12*\n" +
+	"\x05state\x18\a \x01(\x0e2\x14.runcore.v1.RunStateR\x05state\x12 \n" +
+	"\texit_code\x18\b \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x19\n" +
+	"\blast_seq\x18\n" +
+	" \x01(\x04R\alastSeq\x12\x12\n" +
+	"\x04step\x18\v \x01(\x03R\x04step\x12\x16\n" +
+	"\x06joined\x18\f \x01(\x01R\x06joined\x12\x14\n" +
+	"\x05ended\x18\r \x01(\x01R\x05endedB\f\n" +
+	"\n" +
+	"_exit_code\"\x87\x01\n" +
 	"\x15SystemMetricsSettings\x12\x1a\n" +
 	"\binterval\x18\x01 \x01(\x01R\binterval\x12\x1a\n" +
 	"\bdisabled\x18\x02 \x01(\bR\bdisabled\x12\x17\n" +
 	"\aper_cpu\x18\x03 \x01(\bR\x06perCpu\x12\x1d\n" +
 	"\n" +
-	"disk_paths\x18\x04 \x03(\tR\tdiskPaths\"\xbc\x04\n" +
+	"disk_paths\x18\x04 \x03(\tR\tdiskPaths\"\xd4\x04\n" +
 	"\aRunInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -3896,14 +4252,16 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x0elast_heartbeat\x18\x11 \x01(\x01R\rlastHeartbeat\x12\x18\n" +
 	"\aresumed\x18\x12 \x01(\bR\aresumed\x12%\n" +
 	"\x0eclient_timeout\x18\x13 \x01(\x01R\rclientTimeout\x12%\n" +
-	"\x0estop_requested\x18\x14 \x01(\bR\rstopRequestedB\f\n" +
+	"\x0estop_requested\x18\x14 \x01(\bR\rstopRequested\x12\x16\n" +
+	"\x06shared\x18\x15 \x01(\bR\x06sharedB\f\n" +
 	"\n" +
-	"_exit_code\"\x8f\x01\n" +
+	"_exit_code\"\xac\x01\n" +
 	"\fInitResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12\x18\n" +
 	"\aresumed\x18\x02 \x01(\bR\aresumed\x12#\n" +
 	"\rstarting_step\x18\x03 \x01(\x03R\fstartingStep\x12\x19\n" +
-	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\"\xb6\x02\n" +
+	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\x12\x1b\n" +
+	"\twriter_id\x18\x05 \x01(\tR\bwriterId\"\xb6\x02\n" +
 	"\x03Row\x12\x1f\n" +
 	"\vscalar_keys\x18\x01 \x03(\rR\n" +
 	"scalarKeys\x12#\n" +
@@ -3916,7 +4274,7 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01B\a\n" +
 	"\x05_stepB\t\n" +
-	"\a_commit\"\x9f\x02\n" +
+	"\a_commit\"\xbc\x02\n" +
 	"\n" +
 	"LogRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x124\n" +
@@ -3924,7 +4282,8 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x04step\x18\x03 \x01(\x03H\x00R\x04step\x88\x01\x01\x12\x1b\n" +
 	"\x06commit\x18\x04 \x01(\bH\x01R\x06commit\x88\x01\x01\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x1c\n" +
-	"\ttimestamp\x18\x06 \x01(\x01R\ttimestamp\x1aJ\n" +
+	"\ttimestamp\x18\x06 \x01(\x01R\ttimestamp\x12\x1b\n" +
+	"\twriter_id\x18\a \x01(\tR\bwriterId\x1aJ\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01B\a\n" +
@@ -3938,12 +4297,13 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"S\n" +
 	"\vLogResponse\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x120\n" +
-	"\adropped\x18\x02 \x03(\v2\x16.runcore.v1.DroppedRowR\adropped\"l\n" +
+	"\adropped\x18\x02 \x03(\v2\x16.runcore.v1.DroppedRowR\adropped\"\x89\x01\n" +
 	"\bLogBatch\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04keys\x18\x03 \x03(\tR\x04keys\x12#\n" +
-	"\x04rows\x18\x04 \x03(\v2\x0f.runcore.v1.RowR\x04rows\"\x95\x01\n" +
+	"\x04rows\x18\x04 \x03(\v2\x0f.runcore.v1.RowR\x04rows\x12\x1b\n" +
+	"\twriter_id\x18\x05 \x01(\tR\bwriterId\"\x95\x01\n" +
 	"\x06LogAck\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
@@ -4018,9 +4378,10 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\")\n" +
 	"\x11SaveFilesResponse\x12\x14\n" +
-	"\x05saved\x18\x01 \x03(\tR\x05saved\")\n" +
+	"\x05saved\x18\x01 \x03(\tR\x05saved\"F\n" +
 	"\x10HeartbeatRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"`\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n" +
+	"\twriter_id\x18\x02 \x01(\tR\bwriterId\"`\n" +
 	"\x11HeartbeatResponse\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.runcore.v1.RunStateR\x05state\x12\x1f\n" +
 	"\vshould_stop\x18\x02 \x01(\bR\n" +
@@ -4028,16 +4389,18 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x15MarkPreemptingRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"?\n" +
 	"\x16MarkPreemptingResponse\x12%\n" +
-	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\"V\n" +
+	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\"s\n" +
 	"\rFinishRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12 \n" +
-	"\texit_code\x18\x02 \x01(\x05H\x00R\bexitCode\x88\x01\x01B\f\n" +
+	"\texit_code\x18\x02 \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x1b\n" +
+	"\twriter_id\x18\x03 \x01(\tR\bwriterIdB\f\n" +
 	"\n" +
-	"_exit_code\"\x80\x02\n" +
+	"_exit_code\"\xb0\x02\n" +
 	"\x0eFinishResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12A\n" +
 	"\asummary\x18\x02 \x03(\v2'.runcore.v1.FinishResponse.SummaryEntryR\asummary\x125\n" +
-	"\bbackends\x18\x03 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x1aM\n" +
+	"\bbackends\x18\x03 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x12.\n" +
+	"\x06writer\x18\x04 \x01(\v2\x16.runcore.v1.WriterInfoR\x06writer\x1aM\n" +
 	"\fSummaryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"\xb9\x01\n" +
@@ -4053,7 +4416,7 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x0fStopRunResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xf4\x04\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xa6\x05\n" +
 	"\x0eGetRunResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12>\n" +
 	"\x06config\x18\x02 \x03(\v2&.runcore.v1.GetRunResponse.ConfigEntryR\x06config\x12A\n" +
@@ -4061,7 +4424,8 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\ametrics\x18\x04 \x03(\v2\x1c.runcore.v1.MetricDefinitionR\ametrics\x12\x14\n" +
 	"\x05files\x18\x05 \x03(\tR\x05files\x125\n" +
 	"\bbackends\x18\x06 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x12T\n" +
-	"\x0esystem_metrics\x18\a \x03(\v2-.runcore.v1.GetRunResponse.SystemMetricsEntryR\rsystemMetrics\x1aL\n" +
+	"\x0esystem_metrics\x18\a \x03(\v2-.runcore.v1.GetRunResponse.SystemMetricsEntryR\rsystemMetrics\x120\n" +
+	"\awriters\x18\b \x03(\v2\x16.runcore.v1.WriterInfoR\awriters\x1aL\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
@@ -4203,7 +4567,7 @@ func file_runcore_v1_runcore_proto_rawDescGZIP() []byte {
 }
 
 var file_runcore_v1_runcore_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_runcore_v1_runcore_proto_goTypes = []any{
 	(MediaKind)(0),                 // 0: runcore.v1.MediaKind
 	(RunState)(0),                  // 1: runcore.v1.RunState
@@ -4215,175 +4579,182 @@ var file_runcore_v1_runcore_proto_goTypes = []any{
 	(*Media)(nil),                  // 7: runcore.v1.Media
 	(*ClientInfo)(nil),             // 8: runcore.v1.ClientInfo
 	(*InitRequest)(nil),            // 9: runcore.v1.InitRequest
-	(*SystemMetricsSettings)(nil),  // 10: runcore.v1.SystemMetricsSettings
-	(*RunInfo)(nil),                // 11: runcore.v1.RunInfo
-	(*InitResponse)(nil),           // 12: runcore.v1.InitResponse
-	(*Row)(nil),                    // 13: runcore.v1.Row
-	(*LogRequest)(nil),             // 14: runcore.v1.LogRequest
-	(*DroppedRow)(nil),             // 15: runcore.v1.DroppedRow
-	(*LogResponse)(nil),            // 16: runcore.v1.LogResponse
-	(*LogBatch)(nil),               // 17: runcore.v1.LogBatch
-	(*LogAck)(nil),                 // 18: runcore.v1.LogAck
-	(*DefineMetricRequest)(nil),    // 19: runcore.v1.DefineMetricRequest
-	(*MetricDefinition)(nil),       // 20: runcore.v1.MetricDefinition
-	(*DefineMetricResponse)(nil),   // 21: runcore.v1.DefineMetricResponse
-	(*UpdateConfigRequest)(nil),    // 22: runcore.v1.UpdateConfigRequest
-	(*UpdateConfigResponse)(nil),   // 23: runcore.v1.UpdateConfigResponse
-	(*UpdateSummaryRequest)(nil),   // 24: runcore.v1.UpdateSummaryRequest
-	(*UpdateSummaryResponse)(nil),  // 25: runcore.v1.UpdateSummaryResponse
-	(*AlertRequest)(nil),           // 26: runcore.v1.AlertRequest
-	(*AlertResponse)(nil),          // 27: runcore.v1.AlertResponse
-	(*SaveFilesRequest)(nil),       // 28: runcore.v1.SaveFilesRequest
-	(*SaveFilesResponse)(nil),      // 29: runcore.v1.SaveFilesResponse
-	(*HeartbeatRequest)(nil),       // 30: runcore.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 31: runcore.v1.HeartbeatResponse
-	(*MarkPreemptingRequest)(nil),  // 32: runcore.v1.MarkPreemptingRequest
-	(*MarkPreemptingResponse)(nil), // 33: runcore.v1.MarkPreemptingResponse
-	(*FinishRequest)(nil),          // 34: runcore.v1.FinishRequest
-	(*FinishResponse)(nil),         // 35: runcore.v1.FinishResponse
-	(*BackendStatus)(nil),          // 36: runcore.v1.BackendStatus
-	(*StopRunRequest)(nil),         // 37: runcore.v1.StopRunRequest
-	(*StopRunResponse)(nil),        // 38: runcore.v1.StopRunResponse
-	(*GetRunRequest)(nil),          // 39: runcore.v1.GetRunRequest
-	(*GetRunResponse)(nil),         // 40: runcore.v1.GetRunResponse
-	(*ListRunsRequest)(nil),        // 41: runcore.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 42: runcore.v1.ListRunsResponse
-	(*ScanHistoryRequest)(nil),     // 43: runcore.v1.ScanHistoryRequest
-	(*HistoryRow)(nil),             // 44: runcore.v1.HistoryRow
-	(*ScanHistoryResponse)(nil),    // 45: runcore.v1.ScanHistoryResponse
-	(*Tags)(nil),                   // 46: runcore.v1.Tags
-	(*UpdateRunRequest)(nil),       // 47: runcore.v1.UpdateRunRequest
-	(*UpdateRunResponse)(nil),      // 48: runcore.v1.UpdateRunResponse
-	(*DeleteRunRequest)(nil),       // 49: runcore.v1.DeleteRunRequest
-	(*DeleteRunResponse)(nil),      // 50: runcore.v1.DeleteRunResponse
-	(*ListFilesRequest)(nil),       // 51: runcore.v1.ListFilesRequest
-	(*FileInfo)(nil),               // 52: runcore.v1.FileInfo
-	(*ListFilesResponse)(nil),      // 53: runcore.v1.ListFilesResponse
-	(*ReadFileRequest)(nil),        // 54: runcore.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),       // 55: runcore.v1.ReadFileResponse
-	nil,                            // 56: runcore.v1.MapValue.FieldsEntry
-	nil,                            // 57: runcore.v1.InitRequest.ConfigEntry
-	nil,                            // 58: runcore.v1.Row.ValuesEntry
-	nil,                            // 59: runcore.v1.LogRequest.DataEntry
-	nil,                            // 60: runcore.v1.UpdateConfigRequest.ConfigEntry
-	nil,                            // 61: runcore.v1.UpdateConfigResponse.ConfigEntry
-	nil,                            // 62: runcore.v1.UpdateSummaryRequest.SummaryEntry
-	nil,                            // 63: runcore.v1.UpdateSummaryResponse.SummaryEntry
-	nil,                            // 64: runcore.v1.FinishResponse.SummaryEntry
-	nil,                            // 65: runcore.v1.GetRunResponse.ConfigEntry
-	nil,                            // 66: runcore.v1.GetRunResponse.SummaryEntry
-	nil,                            // 67: runcore.v1.GetRunResponse.SystemMetricsEntry
-	nil,                            // 68: runcore.v1.HistoryRow.ValuesEntry
-	nil,                            // 69: runcore.v1.UpdateRunRequest.ConfigEntry
-	nil,                            // 70: runcore.v1.UpdateRunRequest.SummaryEntry
-	nil,                            // 71: runcore.v1.UpdateRunResponse.ConfigEntry
-	nil,                            // 72: runcore.v1.UpdateRunResponse.SummaryEntry
+	(*WriterSettings)(nil),         // 10: runcore.v1.WriterSettings
+	(*WriterInfo)(nil),             // 11: runcore.v1.WriterInfo
+	(*SystemMetricsSettings)(nil),  // 12: runcore.v1.SystemMetricsSettings
+	(*RunInfo)(nil),                // 13: runcore.v1.RunInfo
+	(*InitResponse)(nil),           // 14: runcore.v1.InitResponse
+	(*Row)(nil),                    // 15: runcore.v1.Row
+	(*LogRequest)(nil),             // 16: runcore.v1.LogRequest
+	(*DroppedRow)(nil),             // 17: runcore.v1.DroppedRow
+	(*LogResponse)(nil),            // 18: runcore.v1.LogResponse
+	(*LogBatch)(nil),               // 19: runcore.v1.LogBatch
+	(*LogAck)(nil),                 // 20: runcore.v1.LogAck
+	(*DefineMetricRequest)(nil),    // 21: runcore.v1.DefineMetricRequest
+	(*MetricDefinition)(nil),       // 22: runcore.v1.MetricDefinition
+	(*DefineMetricResponse)(nil),   // 23: runcore.v1.DefineMetricResponse
+	(*UpdateConfigRequest)(nil),    // 24: runcore.v1.UpdateConfigRequest
+	(*UpdateConfigResponse)(nil),   // 25: runcore.v1.UpdateConfigResponse
+	(*UpdateSummaryRequest)(nil),   // 26: runcore.v1.UpdateSummaryRequest
+	(*UpdateSummaryResponse)(nil),  // 27: runcore.v1.UpdateSummaryResponse
+	(*AlertRequest)(nil),           // 28: runcore.v1.AlertRequest
+	(*AlertResponse)(nil),          // 29: runcore.v1.AlertResponse
+	(*SaveFilesRequest)(nil),       // 30: runcore.v1.SaveFilesRequest
+	(*SaveFilesResponse)(nil),      // 31: runcore.v1.SaveFilesResponse
+	(*HeartbeatRequest)(nil),       // 32: runcore.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 33: runcore.v1.HeartbeatResponse
+	(*MarkPreemptingRequest)(nil),  // 34: runcore.v1.MarkPreemptingRequest
+	(*MarkPreemptingResponse)(nil), // 35: runcore.v1.MarkPreemptingResponse
+	(*FinishRequest)(nil),          // 36: runcore.v1.FinishRequest
+	(*FinishResponse)(nil),         // 37: runcore.v1.FinishResponse
+	(*BackendStatus)(nil),          // 38: runcore.v1.BackendStatus
+	(*StopRunRequest)(nil),         // 39: runcore.v1.StopRunRequest
+	(*StopRunResponse)(nil),        // 40: runcore.v1.StopRunResponse
+	(*GetRunRequest)(nil),          // 41: runcore.v1.GetRunRequest
+	(*GetRunResponse)(nil),         // 42: runcore.v1.GetRunResponse
+	(*ListRunsRequest)(nil),        // 43: runcore.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),       // 44: runcore.v1.ListRunsResponse
+	(*ScanHistoryRequest)(nil),     // 45: runcore.v1.ScanHistoryRequest
+	(*HistoryRow)(nil),             // 46: runcore.v1.HistoryRow
+	(*ScanHistoryResponse)(nil),    // 47: runcore.v1.ScanHistoryResponse
+	(*Tags)(nil),                   // 48: runcore.v1.Tags
+	(*UpdateRunRequest)(nil),       // 49: runcore.v1.UpdateRunRequest
+	(*UpdateRunResponse)(nil),      // 50: runcore.v1.UpdateRunResponse
+	(*DeleteRunRequest)(nil),       // 51: runcore.v1.DeleteRunRequest
+	(*DeleteRunResponse)(nil),      // 52: runcore.v1.DeleteRunResponse
+	(*ListFilesRequest)(nil),       // 53: runcore.v1.ListFilesRequest
+	(*FileInfo)(nil),               // 54: runcore.v1.FileInfo
+	(*ListFilesResponse)(nil),      // 55: runcore.v1.ListFilesResponse
+	(*ReadFileRequest)(nil),        // 56: runcore.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),       // 57: runcore.v1.ReadFileResponse
+	nil,                            // 58: runcore.v1.MapValue.FieldsEntry
+	nil,                            // 59: runcore.v1.InitRequest.ConfigEntry
+	nil,                            // 60: runcore.v1.Row.ValuesEntry
+	nil,                            // 61: runcore.v1.LogRequest.DataEntry
+	nil,                            // 62: runcore.v1.UpdateConfigRequest.ConfigEntry
+	nil,                            // 63: runcore.v1.UpdateConfigResponse.ConfigEntry
+	nil,                            // 64: runcore.v1.UpdateSummaryRequest.SummaryEntry
+	nil,                            // 65: runcore.v1.UpdateSummaryResponse.SummaryEntry
+	nil,                            // 66: runcore.v1.FinishResponse.SummaryEntry
+	nil,                            // 67: runcore.v1.GetRunResponse.ConfigEntry
+	nil,                            // 68: runcore.v1.GetRunResponse.SummaryEntry
+	nil,                            // 69: runcore.v1.GetRunResponse.SystemMetricsEntry
+	nil,                            // 70: runcore.v1.HistoryRow.ValuesEntry
+	nil,                            // 71: runcore.v1.UpdateRunRequest.ConfigEntry
+	nil,                            // 72: runcore.v1.UpdateRunRequest.SummaryEntry
+	nil,                            // 73: runcore.v1.UpdateRunResponse.ConfigEntry
+	nil,                            // 74: runcore.v1.UpdateRunResponse.SummaryEntry
 }
 var file_runcore_v1_runcore_proto_depIdxs = []int32{
 	4,  // 0: runcore.v1.Value.map_value:type_name -> runcore.v1.MapValue
 	5,  // 1: runcore.v1.Value.list_value:type_name -> runcore.v1.ListValue
 	6,  // 2: runcore.v1.Value.histogram:type_name -> runcore.v1.Histogram
 	7,  // 3: runcore.v1.Value.media:type_name -> runcore.v1.Media
-	56, // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
+	58, // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
 	3,  // 5: runcore.v1.ListValue.values:type_name -> runcore.v1.Value
 	0,  // 6: runcore.v1.Media.kind:type_name -> runcore.v1.MediaKind
-	57, // 7: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
+	59, // 7: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
 	2,  // 8: runcore.v1.InitRequest.resume:type_name -> runcore.v1.Resume
 	8,  // 9: runcore.v1.InitRequest.client:type_name -> runcore.v1.ClientInfo
-	10, // 10: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
-	1,  // 11: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
-	11, // 12: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
-	58, // 13: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
-	59, // 14: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
-	15, // 15: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
-	13, // 16: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
-	15, // 17: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
-	20, // 18: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
-	60, // 19: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
-	61, // 20: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
-	62, // 21: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
-	63, // 22: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
-	1,  // 23: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
-	11, // 24: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
-	11, // 25: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
-	64, // 26: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
-	36, // 27: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
-	11, // 28: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
-	11, // 29: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
-	65, // 30: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
-	66, // 31: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
-	20, // 32: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
-	36, // 33: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
-	67, // 34: runcore.v1.GetRunResponse.system_metrics:type_name -> runcore.v1.GetRunResponse.SystemMetricsEntry
-	11, // 35: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
-	68, // 36: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
-	44, // 37: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
-	46, // 38: runcore.v1.UpdateRunRequest.tags:type_name -> runcore.v1.Tags
-	69, // 39: runcore.v1.UpdateRunRequest.config:type_name -> runcore.v1.UpdateRunRequest.ConfigEntry
-	70, // 40: runcore.v1.UpdateRunRequest.summary:type_name -> runcore.v1.UpdateRunRequest.SummaryEntry
-	11, // 41: runcore.v1.UpdateRunResponse.run:type_name -> runcore.v1.RunInfo
-	71, // 42: runcore.v1.UpdateRunResponse.config:type_name -> runcore.v1.UpdateRunResponse.ConfigEntry
-	72, // 43: runcore.v1.UpdateRunResponse.summary:type_name -> runcore.v1.UpdateRunResponse.SummaryEntry
-	52, // 44: runcore.v1.ListFilesResponse.files:type_name -> runcore.v1.FileInfo
-	3,  // 45: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
-	3,  // 46: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 47: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 48: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
-	3,  // 49: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 50: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 51: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 52: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 53: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 54: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 55: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 56: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 57: runcore.v1.UpdateRunRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 58: runcore.v1.UpdateRunRequest.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 59: runcore.v1.UpdateRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 60: runcore.v1.UpdateRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	9,  // 61: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
-	14, // 62: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
-	17, // 63: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
-	19, // 64: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
-	22, // 65: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
-	24, // 66: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
-	26, // 67: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
-	28, // 68: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
-	30, // 69: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
-	32, // 70: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
-	34, // 71: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
-	37, // 72: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
-	39, // 73: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
-	41, // 74: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
-	43, // 75: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
-	47, // 76: runcore.v1.RunService.UpdateRun:input_type -> runcore.v1.UpdateRunRequest
-	49, // 77: runcore.v1.RunService.DeleteRun:input_type -> runcore.v1.DeleteRunRequest
-	51, // 78: runcore.v1.RunService.ListFiles:input_type -> runcore.v1.ListFilesRequest
-	54, // 79: runcore.v1.RunService.ReadFile:input_type -> runcore.v1.ReadFileRequest
-	12, // 80: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
-	16, // 81: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
-	18, // 82: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
-	21, // 83: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
-	23, // 84: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
-	25, // 85: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
-	27, // 86: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
-	29, // 87: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
-	31, // 88: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
-	33, // 89: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
-	35, // 90: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
-	38, // 91: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
-	40, // 92: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
-	42, // 93: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
-	45, // 94: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
-	48, // 95: runcore.v1.RunService.UpdateRun:output_type -> runcore.v1.UpdateRunResponse
-	50, // 96: runcore.v1.RunService.DeleteRun:output_type -> runcore.v1.DeleteRunResponse
-	53, // 97: runcore.v1.RunService.ListFiles:output_type -> runcore.v1.ListFilesResponse
-	55, // 98: runcore.v1.RunService.ReadFile:output_type -> runcore.v1.ReadFileResponse
-	80, // [80:99] is the sub-list for method output_type
-	61, // [61:80] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	12, // 10: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
+	10, // 11: runcore.v1.InitRequest.writer:type_name -> runcore.v1.WriterSettings
+	8,  // 12: runcore.v1.WriterInfo.client:type_name -> runcore.v1.ClientInfo
+	1,  // 13: runcore.v1.WriterInfo.state:type_name -> runcore.v1.RunState
+	1,  // 14: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
+	13, // 15: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
+	60, // 16: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
+	61, // 17: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
+	17, // 18: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
+	15, // 19: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
+	17, // 20: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
+	22, // 21: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
+	62, // 22: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
+	63, // 23: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
+	64, // 24: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
+	65, // 25: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
+	1,  // 26: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
+	13, // 27: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
+	13, // 28: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
+	66, // 29: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
+	38, // 30: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
+	11, // 31: runcore.v1.FinishResponse.writer:type_name -> runcore.v1.WriterInfo
+	13, // 32: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
+	13, // 33: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
+	67, // 34: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
+	68, // 35: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
+	22, // 36: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
+	38, // 37: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
+	69, // 38: runcore.v1.GetRunResponse.system_metrics:type_name -> runcore.v1.GetRunResponse.SystemMetricsEntry
+	11, // 39: runcore.v1.GetRunResponse.writers:type_name -> runcore.v1.WriterInfo
+	13, // 40: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
+	70, // 41: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
+	46, // 42: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
+	48, // 43: runcore.v1.UpdateRunRequest.tags:type_name -> runcore.v1.Tags
+	71, // 44: runcore.v1.UpdateRunRequest.config:type_name -> runcore.v1.UpdateRunRequest.ConfigEntry
+	72, // 45: runcore.v1.UpdateRunRequest.summary:type_name -> runcore.v1.UpdateRunRequest.SummaryEntry
+	13, // 46: runcore.v1.UpdateRunResponse.run:type_name -> runcore.v1.RunInfo
+	73, // 47: runcore.v1.UpdateRunResponse.config:type_name -> runcore.v1.UpdateRunResponse.ConfigEntry
+	74, // 48: runcore.v1.UpdateRunResponse.summary:type_name -> runcore.v1.UpdateRunResponse.SummaryEntry
+	54, // 49: runcore.v1.ListFilesResponse.files:type_name -> runcore.v1.FileInfo
+	3,  // 50: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
+	3,  // 51: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 52: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,  // 53: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
+	3,  // 54: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 55: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 56: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 57: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 58: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 59: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 60: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 61: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,  // 62: runcore.v1.UpdateRunRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 63: runcore.v1.UpdateRunRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,  // 64: runcore.v1.UpdateRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,  // 65: runcore.v1.UpdateRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	9,  // 66: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
+	16, // 67: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
+	19, // 68: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
+	21, // 69: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
+	24, // 70: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
+	26, // 71: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
+	28, // 72: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
+	30, // 73: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
+	32, // 74: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
+	34, // 75: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
+	36, // 76: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
+	39, // 77: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
+	41, // 78: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
+	43, // 79: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
+	45, // 80: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
+	49, // 81: runcore.v1.RunService.UpdateRun:input_type -> runcore.v1.UpdateRunRequest
+	51, // 82: runcore.v1.RunService.DeleteRun:input_type -> runcore.v1.DeleteRunRequest
+	53, // 83: runcore.v1.RunService.ListFiles:input_type -> runcore.v1.ListFilesRequest
+	56, // 84: runcore.v1.RunService.ReadFile:input_type -> runcore.v1.ReadFileRequest
+	14, // 85: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
+	18, // 86: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
+	20, // 87: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
+	23, // 88: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
+	25, // 89: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
+	27, // 90: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
+	29, // 91: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
+	31, // 92: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
+	33, // 93: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
+	35, // 94: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
+	37, // 95: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
+	40, // 96: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
+	42, // 97: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
+	44, // 98: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
+	47, // 99: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
+	50, // 100: runcore.v1.RunService.UpdateRun:output_type -> runcore.v1.UpdateRunResponse
+	52, // 101: runcore.v1.RunService.DeleteRun:output_type -> runcore.v1.DeleteRunResponse
+	55, // 102: runcore.v1.RunService.ListFiles:output_type -> runcore.v1.ListFilesResponse
+	57, // 103: runcore.v1.RunService.ReadFile:output_type -> runcore.v1.ReadFileResponse
+	85, // [85:104] is the sub-list for method output_type
+	66, // [66:85] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_runcore_v1_runcore_proto_init() }
@@ -4403,21 +4774,23 @@ func file_runcore_v1_runcore_proto_init() {
 		(*Value_NullValue)(nil),
 	}
 	file_runcore_v1_runcore_proto_msgTypes[6].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[7].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[8].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[10].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[11].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[16].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[23].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[31].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[40].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[44].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[12].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[13].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[18].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[25].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[33].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[42].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runcore_v1_runcore_proto_rawDesc), len(file_runcore_v1_runcore_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   70,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

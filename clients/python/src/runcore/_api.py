@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import grpc
@@ -127,6 +128,15 @@ def init(
             resume=_RESUME[resume],
             client=_client_info(),
             working_dir=os.getcwd(),
+            # This process writes the run: its seqs, liveness and system metrics are
+            # its own, and a re-attach after a sidecar restart resumes it.
+            writer_id=uuid.uuid4().hex,
+            writer=pb.WriterSettings(
+                shared=s.mode == "shared",
+                label=s.x_label or "",
+                primary=s.x_primary,
+                update_finish_state=s.x_update_finish_state,
+            ),
         )
         _values.map_to_proto(req.config, cfg, "config")
         if s.client_timeout is not None:

@@ -364,6 +364,8 @@ class Run:
         self.start_time: float = info.start_time
         self.starting_step: int = int(resp.starting_step)
         self.resumed: bool = bool(resp.resumed)
+        #: This process as a writer of the run (its batch seqs are its own).
+        self._writer_id: str = resp.writer_id or init_request.writer_id
         self.offline: bool = settings.mode in ("offline", "dryrun")
         self.disabled = False
         self.sweep_id: Optional[str] = None
@@ -673,7 +675,7 @@ class Run:
         sidecar = self._sidecar
         try:
             resp = sidecar.stub.Heartbeat(
-                pb.HeartbeatRequest(run_id=self.id), metadata=sidecar.metadata, timeout=10
+                pb.HeartbeatRequest(run_id=self.id, writer_id=self._writer_id), metadata=sidecar.metadata, timeout=10
             )
         except grpc.RpcError as e:
             # An idle run learns here that the sidecar ended it (or lost it); a
@@ -906,7 +908,9 @@ class Run:
                 )
             try:
                 # Finish of a run the sidecar ended answers with how it ended.
-                resp = self._call("finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code))
+                resp = self._call(
+                    "finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code, writer_id=self._writer_id)
+                )
             except RunEndedError as e:
                 # Found ended after a reconnect: reported by _mark_ended already.
                 self._final_state = e.state
@@ -918,7 +922,11 @@ class Run:
             self._final_info = resp.run
             self._final_state = state_name(resp.run.state)
             self._final_summary = _values.map_from_proto(resp.summary)
-            if resp.run.state not in (pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED) or self._ended is not None:
+            alone = resp.HasField("writer") and resp.run.state in _OPEN_STATES
+            if alone:
+                # A shared run's writer that does not end the run finished alone.
+                self._final_state = state_name(resp.writer.state)
+            elif resp.run.state not in (pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED) or self._ended is not None:
                 # The sidecar had ended it (e.g. this client stalled past its client
                 # timeout): report how, and do not resume it.
                 self._mark_ended(self._final_state)
@@ -960,6 +968,10 @@ class _Link:
     @property
     def run_id(self) -> str:
         return self._run.id
+
+    @property
+    def writer_id(self) -> str:
+        return self._run._writer_id
 
     def attach(self, force: bool) -> None:
         self._run._attach(force)

@@ -52,6 +52,11 @@ class RunLink(Protocol):
     @property
     def run_id(self) -> str: ...
 
+    @property
+    def writer_id(self) -> str:
+        """This process's writer id for the run (batch seqs are per writer)."""
+        ...
+
     def attach(self, force: bool) -> None:
         """Makes sure the run is open on the sidecar: after a reconnect (or always,
         with ``force``) asks the sidecar, re-Inits a run it does not know, and
@@ -146,6 +151,7 @@ class Sender:
         self._sidecar = sidecar
         self._settings = settings
         self._run_id = link.run_id
+        self._writer_id = link.writer_id
         self._interval = float(s.batch_interval)
         self._batch_rows = int(s.batch_rows)
         self._max_queue = int(s.queue_size)
@@ -294,7 +300,7 @@ class Sender:
             self._stream.send(batch)
 
     def _build(self, rows: list[Row]) -> pb.LogBatch:
-        batch = pb.LogBatch(run_id=self._run_id)
+        batch = pb.LogBatch(run_id=self._run_id, writer_id=self._writer_id)
         keys: dict[str, int] = {}
         index = keys.setdefault
         add = batch.rows.add

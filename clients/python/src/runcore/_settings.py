@@ -79,6 +79,15 @@ class Settings:
     #: why; "warn" only warns (``run.status().should_stop`` turns True). When
     #: None: $RUNCORE_ON_STOP, else "interrupt".
     on_stop: Optional[str] = None
+    #: W&B's shared mode (``mode="shared"``): this process's label, shown on its
+    #: system metrics (``system.cpu/l:<label>``); e.g. "rank-3".
+    x_label: Optional[str] = None
+    #: Shared mode: whether this process's finish (or death) ends the run for every
+    #: writer (W&B's x_primary).
+    x_primary: bool = True
+    #: Shared mode: whether this process's finish sets the run's final state
+    #: (W&B's x_update_finish_state). A writer with both False ends only itself.
+    x_update_finish_state: bool = True
     #: Everything else passed (W&B settings runcore does not use).
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -123,6 +132,11 @@ class Settings:
     def _check(self) -> None:
         if self.mode not in ("online", "offline", "disabled", "run", "dryrun", "shared"):
             raise ValueError(f"settings mode {self.mode!r} is not one of online, offline, disabled")
+        if self.x_label is not None and not isinstance(self.x_label, str):
+            raise ValueError(f"settings x_label must be a str, got {self.x_label!r}")
+        for name in ("x_primary", "x_update_finish_state"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"settings {name} must be True or False, got {getattr(self, name)!r}")
         if self.on_stop is not None and self.on_stop not in ON_STOP:
             raise ValueError(f"settings on_stop {self.on_stop!r} is not one of {', '.join(ON_STOP)}")
         for name in ("init_timeout", "rpc_timeout", "reconnect_timeout", "batch_interval", "heartbeat_interval"):

@@ -31,13 +31,7 @@ impl Sink for EventSink {
     fn system(&mut self, e: &SystemEvent<'_>) {
         self.events.push(Event::System {
             timestamp: e.time,
-            metrics: e
-                .sample
-                .keys
-                .iter()
-                .cloned()
-                .zip(e.sample.values.iter().copied())
-                .collect(),
+            metrics: e.metrics().map(|(k, v)| (k.into_owned(), v)).collect(),
         });
     }
 
@@ -94,6 +88,8 @@ pub(super) fn events_of(mirror: &mut RunState, records: &[Record]) -> Vec<Event>
                 summary = true
             }
             Some(Kind::SavedFiles(f)) => sink.events.push(Event::Files(f.files.clone())),
+            // Ended on this sidecar only: the backend's run goes on.
+            Some(Kind::State(change)) if change.local_only => summary = true,
             Some(Kind::Edit(e)) => {
                 sink.events.push(Event::Edit);
                 config |= !e.config.is_empty() || !e.config_remove.is_empty();

@@ -24,11 +24,11 @@ use serde_json::{json, Value as Json};
 mod batch;
 mod convert;
 mod identity;
+mod run;
 
 use self::batch::Todo;
 pub use self::convert::ms;
 use self::convert::truncate;
-use self::identity::identity_tags;
 use super::retry::{self, BackendError};
 use super::{http_client, Backend, Batch};
 use crate::proto::v1::RunInfo;
@@ -243,67 +243,6 @@ impl Mlflow {
         Err(BackendError::retryable(format!(
             "MLflow experiment {name:?} could not be got or created"
         )))
-    }
-
-    /// The MLflow run of `run`: found by its runcore id, else created.
-    async fn ensure_run(&mut self, run: &RunInfo) -> Result<(), BackendError> {
-        if !self.st.run_id.is_empty() {
-            return Ok(());
-        }
-        let exp = self.experiment(&run.project).await?;
-        let found = self
-            .call(
-                Method::POST,
-                "/api/2.0/mlflow/runs/search",
-                &json!({
-                    "experiment_ids": [exp],
-                    "filter": format!("tags.`{TAG_RUN_ID}` = '{}'", run.id),
-                    "max_results": 1,
-                }),
-            )
-            .await?;
-        let info = if let Some(r) = found["runs"].as_array().and_then(|r| r.first()) {
-            r["info"].clone()
-        } else {
-            let mut tags = vec![
-                json!({"key": TAG_RUN_ID, "value": run.id}),
-                json!({"key": "mlflow.source.name", "value": "runcore"}),
-            ];
-            if !run.entity.is_empty() {
-                tags.push(
-                    json!({"key": "runcore.entity", "value": truncate(&run.entity, MAX_TAG_VALUE)}),
-                );
-            }
-            for (k, v) in identity_tags(run)
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-            {
-                tags.push(json!({"key": k, "value": truncate(&v, MAX_TAG_VALUE)}));
-            }
-            let created = self
-                .call(
-                    Method::POST,
-                    "/api/2.0/mlflow/runs/create",
-                    &json!({
-                        "experiment_id": exp,
-                        "run_name": run.name,
-                        "start_time": ms(run.start_time),
-                        "tags": tags,
-                    }),
-                )
-                .await?;
-            created["run"]["info"].clone()
-        };
-        let id = info["run_id"].as_str().unwrap_or_default().to_owned();
-        if id.is_empty() {
-            return Err(BackendError::retryable(
-                "MLflow returned a run without an id",
-            ));
-        }
-        self.st.run_id = id;
-        self.st.tags.clone_from(&run.tags);
-        self.st.artifact_uri = info["artifact_uri"].as_str().unwrap_or_default().to_owned();
-        Ok(())
     }
 
     async fn log_batch(&self, b: &mut LogBatch) -> Result<(), BackendError> {

@@ -81,7 +81,7 @@ impl Wandb {
             &run.id,
             "file_stream",
         ])?;
-        let reply = self.post(url, body).await?;
+        let reply = self.post_as(url, body, run.shared).await?;
         self.st.streamed = true;
         Ok(reply)
     }

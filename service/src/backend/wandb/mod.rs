@@ -21,6 +21,12 @@
 //! file_stream's `uploaded`; alerts -> `NotifyScriptableRunAlert` (runcore has
 //! throttled them already).
 //!
+//! A shared run (several writers, maybe through several sidecars): file_stream
+//! requests carry `X-WANDB-USE-ASYNC-FILESTREAM: true`, as the W&B SDK's shared
+//! mode sends them; each writer's system metrics are keyed with its label
+//! (`system.cpu/l:rank-3`); a sidecar whose writers may not end the run (a
+//! `local_only` end) sends no `complete`.
+//!
 //! Exactly once: each history line, events line and alert has a number, its
 //! position in the run. The state saved with the forwarder's cursor says which
 //! numbers the server has, and is checkpointed after every acknowledged request,
@@ -53,6 +59,8 @@ pub const HISTORY_FILE: &str = "wandb-history.jsonl";
 pub const EVENTS_FILE: &str = "wandb-events.jsonl";
 pub const SUMMARY_FILE: &str = "wandb-summary.json";
 pub const OUTPUT_FILE: &str = "output.log";
+/// The header the W&B SDK's shared mode sends on file_stream requests.
+pub const ASYNC_FILESTREAM_HEADER: &str = "X-WANDB-USE-ASYNC-FILESTREAM";
 
 /// Lines in one file_stream request at most.
 const MAX_LINES: usize = 1000;
@@ -167,10 +175,26 @@ impl Wandb {
 
     /// POSTs JSON with the API key; the JSON reply (Null when empty).
     async fn post(&self, url: reqwest::Url, body: &Json) -> Result<Json, BackendError> {
-        let resp = self
+        self.post_as(url, body, false).await
+    }
+
+    /// [`Wandb::post`]; `shared`: a file_stream request of a run several processes
+    /// write, as the W&B SDK's shared mode sends it (the server appends each
+    /// writer's lines instead of expecting one writer's offsets).
+    async fn post_as(
+        &self,
+        url: reqwest::Url,
+        body: &Json,
+        shared: bool,
+    ) -> Result<Json, BackendError> {
+        let mut req = self
             .http
             .post(url)
-            .basic_auth("api", Some(&self.settings.api_key))
+            .basic_auth("api", Some(&self.settings.api_key));
+        if shared {
+            req = req.header(ASYNC_FILESTREAM_HEADER, "true");
+        }
+        let resp = req
             .json(body)
             .send()
             .await

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::RunState;
 use crate::proto::v1::UpdateRunRequest;
+use crate::semantics::writers;
 
 impl RunState {
     pub(super) fn edit(&mut self, e: &UpdateRunRequest) {
@@ -39,19 +40,22 @@ impl RunState {
     }
 
     /// The latest system-metrics sample as W&B shows it: `system.<key>`, plus
-    /// `_runtime` and `_timestamp`; empty before the first sample.
+    /// `_runtime` and `_timestamp`; empty before the first sample. A shared run's
+    /// labelled writers each add their latest, keyed `system.<key>/l:<label>`, and
+    /// the times are the latest one's.
     pub fn system_metrics(&self) -> BTreeMap<String, f64> {
-        let Some((time, sample)) = &self.last_system else {
+        let Some(time) = self.last_system.values().map(|(t, _)| *t).reduce(f64::max) else {
             return BTreeMap::new();
         };
-        let mut out: BTreeMap<String, f64> = sample
-            .keys
-            .iter()
-            .zip(&sample.values)
-            .map(|(k, v)| (format!("system.{k}"), *v))
-            .collect();
+        let mut out = BTreeMap::new();
+        for (_, sample) in self.last_system.values() {
+            for (k, v) in sample.keys.iter().zip(&sample.values) {
+                let key = writers::labelled(k, &sample.label);
+                out.insert(format!("system.{key}"), *v);
+            }
+        }
         out.insert("_runtime".into(), (time - self.info.start_time).max(0.0));
-        out.insert("_timestamp".into(), *time);
+        out.insert("_timestamp".into(), time);
         out
     }
 }
@@ -89,7 +93,7 @@ mod tests {
             Kind::State(StateChange {
                 state: State::Finished as i32,
                 exit_code: Some(0),
-                reason: String::new(),
+                ..Default::default()
             }),
         );
         s.config.insert("lr".into(), value::double(0.1));

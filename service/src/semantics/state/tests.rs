@@ -100,9 +100,9 @@ fn finish_flushes_the_pending_row() {
     let rec = Record {
         time: 102.0,
         kind: Some(Kind::State(StateChange {
-            reason: String::new(),
             state: State::Finished as i32,
             exit_code: Some(0),
+            ..Default::default()
         })),
     };
     s.apply(&rec, &mut out);
@@ -130,4 +130,27 @@ fn step_sync_fills_the_step_metric() {
         vec![("val/loss".into(), 0.5), ("epoch".into(), 2.0)]
     );
     assert_eq!(out.0[2].1, row("train/loss", 0.7));
+}
+
+#[test]
+fn system_metrics_keep_each_writer_labels_latest_sample() {
+    let mut s = started();
+    let mut out = Collect::default();
+    let sample = |time: f64, label: &str, cpu: f64| Record {
+        time,
+        kind: Some(Kind::System(SystemSample {
+            keys: vec!["cpu".into()],
+            values: vec![cpu],
+            label: label.into(),
+            ..Default::default()
+        })),
+    };
+    s.apply(&sample(101.0, "rank-0", 10.0), &mut out);
+    s.apply(&sample(102.0, "rank-1", 20.0), &mut out);
+    s.apply(&sample(103.0, "rank-0", 30.0), &mut out);
+    let got = s.system_metrics();
+    assert_eq!(got["system.cpu/l:rank-0"], 30.0);
+    assert_eq!(got["system.cpu/l:rank-1"], 20.0);
+    assert_eq!((got["_timestamp"], got["_runtime"]), (103.0, 3.0));
+    assert_eq!(got.len(), 4);
 }

@@ -156,11 +156,32 @@ fn settings_find_the_files_dir_in_old_and_new_sdks() {
         (s.files_dir.as_str(), s.resume.as_str(), s.pid),
         ("/b/files", "allow", 12)
     );
-    let shared = StreamSettings {
-        mode: "shared".into(),
+}
+
+#[test]
+fn shared_mode_makes_the_process_a_writer_with_its_label_and_role() {
+    let settings = wb::Settings {
+        mode: Some(wb::StringValue {
+            value: "shared".into(),
+        }),
+        label: Some(wb::StringValue {
+            value: "rank-3".into(),
+        }),
+        primary: Some(wb::BoolValue { value: false }),
         ..Default::default()
     };
-    assert!(init_request(&wb::Run::default(), &shared).is_err());
+    let s = StreamSettings::of(&settings);
+    let req = init_request(&wb::Run::default(), &s, "wandb-7-abc").unwrap();
+    assert_eq!(req.writer_id, "wandb-7-abc");
+    let w = req.writer.unwrap();
+    assert!(w.shared);
+    assert_eq!(
+        (w.label.as_str(), w.primary, w.update_finish_state),
+        ("rank-3", Some(false), None)
+    );
+    // Any other mode: the anonymous writer, as before.
+    let plain = init_request(&wb::Run::default(), &StreamSettings::default(), "x").unwrap();
+    assert!(plain.writer_id.is_empty() && plain.writer.is_none());
 }
 
 #[test]
@@ -177,7 +198,10 @@ fn a_later_run_record_edits_only_what_it_changes() {
         tags: vec!["a".into()],
         ..Default::default()
     };
-    assert!(run_edit(&now, &same).is_none(), "empty fields keep the run's");
+    assert!(
+        run_edit(&now, &same).is_none(),
+        "empty fields keep the run's"
+    );
     let renamed = wb::Run {
         display_name: "second".into(),
         tags: vec!["b".into()],

@@ -124,7 +124,7 @@ class ClientInfo(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., hostname: _Optional[str] = ..., boot_id: _Optional[str] = ...) -> None: ...
 
 class InitRequest(_message.Message):
-    __slots__ = ("id", "name", "entity", "project", "group", "job_type", "tags", "notes", "config", "resume", "client", "working_dir", "client_timeout", "system_metrics")
+    __slots__ = ("id", "name", "entity", "project", "group", "job_type", "tags", "notes", "config", "resume", "client", "working_dir", "client_timeout", "system_metrics", "writer_id", "writer")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +146,8 @@ class InitRequest(_message.Message):
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_METRICS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     entity: str
@@ -160,7 +162,51 @@ class InitRequest(_message.Message):
     working_dir: str
     client_timeout: float
     system_metrics: SystemMetricsSettings
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entity: _Optional[str] = ..., project: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., notes: _Optional[str] = ..., config: _Optional[_Mapping[str, Value]] = ..., resume: _Optional[_Union[Resume, str]] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ..., working_dir: _Optional[str] = ..., client_timeout: _Optional[float] = ..., system_metrics: _Optional[_Union[SystemMetricsSettings, _Mapping]] = ...) -> None: ...
+    writer_id: str
+    writer: WriterSettings
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entity: _Optional[str] = ..., project: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., notes: _Optional[str] = ..., config: _Optional[_Mapping[str, Value]] = ..., resume: _Optional[_Union[Resume, str]] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ..., working_dir: _Optional[str] = ..., client_timeout: _Optional[float] = ..., system_metrics: _Optional[_Union[SystemMetricsSettings, _Mapping]] = ..., writer_id: _Optional[str] = ..., writer: _Optional[_Union[WriterSettings, _Mapping]] = ...) -> None: ...
+
+class WriterSettings(_message.Message):
+    __slots__ = ("shared", "label", "primary", "update_finish_state")
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FINISH_STATE_FIELD_NUMBER: _ClassVar[int]
+    shared: bool
+    label: str
+    primary: bool
+    update_finish_state: bool
+    def __init__(self, shared: _Optional[bool] = ..., label: _Optional[str] = ..., primary: _Optional[bool] = ..., update_finish_state: _Optional[bool] = ...) -> None: ...
+
+class WriterInfo(_message.Message):
+    __slots__ = ("id", "label", "shared", "primary", "update_finish_state", "client", "state", "exit_code", "reason", "last_seq", "step", "joined", "ended")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FINISH_STATE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    label: str
+    shared: bool
+    primary: bool
+    update_finish_state: bool
+    client: ClientInfo
+    state: RunState
+    exit_code: int
+    reason: str
+    last_seq: int
+    step: int
+    joined: float
+    ended: float
+    def __init__(self, id: _Optional[str] = ..., label: _Optional[str] = ..., shared: _Optional[bool] = ..., primary: _Optional[bool] = ..., update_finish_state: _Optional[bool] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., last_seq: _Optional[int] = ..., step: _Optional[int] = ..., joined: _Optional[float] = ..., ended: _Optional[float] = ...) -> None: ...
 
 class SystemMetricsSettings(_message.Message):
     __slots__ = ("interval", "disabled", "per_cpu", "disk_paths")
@@ -175,7 +221,7 @@ class SystemMetricsSettings(_message.Message):
     def __init__(self, interval: _Optional[float] = ..., disabled: _Optional[bool] = ..., per_cpu: _Optional[bool] = ..., disk_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("id", "name", "entity", "project", "group", "job_type", "tags", "notes", "state", "path", "dir", "start_time", "end_time", "exit_code", "step", "history_rows", "last_heartbeat", "resumed", "client_timeout", "stop_requested")
+    __slots__ = ("id", "name", "entity", "project", "group", "job_type", "tags", "notes", "state", "path", "dir", "start_time", "end_time", "exit_code", "step", "history_rows", "last_heartbeat", "resumed", "client_timeout", "stop_requested", "shared")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +242,7 @@ class RunInfo(_message.Message):
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     STOP_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     entity: str
@@ -216,19 +263,22 @@ class RunInfo(_message.Message):
     resumed: bool
     client_timeout: float
     stop_requested: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entity: _Optional[str] = ..., project: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., notes: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., path: _Optional[str] = ..., dir: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., exit_code: _Optional[int] = ..., step: _Optional[int] = ..., history_rows: _Optional[int] = ..., last_heartbeat: _Optional[float] = ..., resumed: _Optional[bool] = ..., client_timeout: _Optional[float] = ..., stop_requested: _Optional[bool] = ...) -> None: ...
+    shared: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., entity: _Optional[str] = ..., project: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., notes: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., path: _Optional[str] = ..., dir: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., exit_code: _Optional[int] = ..., step: _Optional[int] = ..., history_rows: _Optional[int] = ..., last_heartbeat: _Optional[float] = ..., resumed: _Optional[bool] = ..., client_timeout: _Optional[float] = ..., stop_requested: _Optional[bool] = ..., shared: _Optional[bool] = ...) -> None: ...
 
 class InitResponse(_message.Message):
-    __slots__ = ("run", "resumed", "starting_step", "last_seq")
+    __slots__ = ("run", "resumed", "starting_step", "last_seq", "writer_id")
     RUN_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     STARTING_STEP_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     run: RunInfo
     resumed: bool
     starting_step: int
     last_seq: int
-    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., resumed: _Optional[bool] = ..., starting_step: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    writer_id: str
+    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., resumed: _Optional[bool] = ..., starting_step: _Optional[int] = ..., last_seq: _Optional[int] = ..., writer_id: _Optional[str] = ...) -> None: ...
 
 class Row(_message.Message):
     __slots__ = ("scalar_keys", "scalar_values", "values", "step", "commit", "timestamp")
@@ -254,7 +304,7 @@ class Row(_message.Message):
     def __init__(self, scalar_keys: _Optional[_Iterable[int]] = ..., scalar_values: _Optional[_Iterable[float]] = ..., values: _Optional[_Mapping[str, Value]] = ..., step: _Optional[int] = ..., commit: _Optional[bool] = ..., timestamp: _Optional[float] = ...) -> None: ...
 
 class LogRequest(_message.Message):
-    __slots__ = ("run_id", "data", "step", "commit", "seq", "timestamp")
+    __slots__ = ("run_id", "data", "step", "commit", "seq", "timestamp", "writer_id")
     class DataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -268,13 +318,15 @@ class LogRequest(_message.Message):
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     data: _containers.MessageMap[str, Value]
     step: int
     commit: bool
     seq: int
     timestamp: float
-    def __init__(self, run_id: _Optional[str] = ..., data: _Optional[_Mapping[str, Value]] = ..., step: _Optional[int] = ..., commit: _Optional[bool] = ..., seq: _Optional[int] = ..., timestamp: _Optional[float] = ...) -> None: ...
+    writer_id: str
+    def __init__(self, run_id: _Optional[str] = ..., data: _Optional[_Mapping[str, Value]] = ..., step: _Optional[int] = ..., commit: _Optional[bool] = ..., seq: _Optional[int] = ..., timestamp: _Optional[float] = ..., writer_id: _Optional[str] = ...) -> None: ...
 
 class DroppedRow(_message.Message):
     __slots__ = ("row_index", "step", "current_step", "reason")
@@ -297,16 +349,18 @@ class LogResponse(_message.Message):
     def __init__(self, step: _Optional[int] = ..., dropped: _Optional[_Iterable[_Union[DroppedRow, _Mapping]]] = ...) -> None: ...
 
 class LogBatch(_message.Message):
-    __slots__ = ("run_id", "seq", "keys", "rows")
+    __slots__ = ("run_id", "seq", "keys", "rows", "writer_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     seq: int
     keys: _containers.RepeatedScalarFieldContainer[str]
     rows: _containers.RepeatedCompositeFieldContainer[Row]
-    def __init__(self, run_id: _Optional[str] = ..., seq: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ...) -> None: ...
+    writer_id: str
+    def __init__(self, run_id: _Optional[str] = ..., seq: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., writer_id: _Optional[str] = ...) -> None: ...
 
 class LogAck(_message.Message):
     __slots__ = ("run_id", "seq", "duplicate", "step", "dropped")
@@ -469,10 +523,12 @@ class SaveFilesResponse(_message.Message):
     def __init__(self, saved: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "writer_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    writer_id: str
+    def __init__(self, run_id: _Optional[str] = ..., writer_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("state", "should_stop")
@@ -495,15 +551,17 @@ class MarkPreemptingResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ...) -> None: ...
 
 class FinishRequest(_message.Message):
-    __slots__ = ("run_id", "exit_code")
+    __slots__ = ("run_id", "exit_code", "writer_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    WRITER_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     exit_code: int
-    def __init__(self, run_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    writer_id: str
+    def __init__(self, run_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., writer_id: _Optional[str] = ...) -> None: ...
 
 class FinishResponse(_message.Message):
-    __slots__ = ("run", "summary", "backends")
+    __slots__ = ("run", "summary", "backends", "writer")
     class SummaryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -514,10 +572,12 @@ class FinishResponse(_message.Message):
     RUN_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
     run: RunInfo
     summary: _containers.MessageMap[str, Value]
     backends: _containers.RepeatedCompositeFieldContainer[BackendStatus]
-    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ...) -> None: ...
+    writer: WriterInfo
+    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., writer: _Optional[_Union[WriterInfo, _Mapping]] = ...) -> None: ...
 
 class BackendStatus(_message.Message):
     __slots__ = ("backend", "pending_records", "pending_bytes", "last_error", "last_success")
@@ -552,7 +612,7 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class GetRunResponse(_message.Message):
-    __slots__ = ("run", "config", "summary", "metrics", "files", "backends", "system_metrics")
+    __slots__ = ("run", "config", "summary", "metrics", "files", "backends", "system_metrics", "writers")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -581,6 +641,7 @@ class GetRunResponse(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_METRICS_FIELD_NUMBER: _ClassVar[int]
+    WRITERS_FIELD_NUMBER: _ClassVar[int]
     run: RunInfo
     config: _containers.MessageMap[str, Value]
     summary: _containers.MessageMap[str, Value]
@@ -588,7 +649,8 @@ class GetRunResponse(_message.Message):
     files: _containers.RepeatedScalarFieldContainer[str]
     backends: _containers.RepeatedCompositeFieldContainer[BackendStatus]
     system_metrics: _containers.ScalarMap[str, float]
-    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., config: _Optional[_Mapping[str, Value]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., metrics: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., files: _Optional[_Iterable[str]] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., system_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    writers: _containers.RepeatedCompositeFieldContainer[WriterInfo]
+    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., config: _Optional[_Mapping[str, Value]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., metrics: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., files: _Optional[_Iterable[str]] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., system_metrics: _Optional[_Mapping[str, float]] = ..., writers: _Optional[_Iterable[_Union[WriterInfo, _Mapping]]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("project",)

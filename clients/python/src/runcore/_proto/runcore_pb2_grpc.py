@@ -95,9 +95,11 @@ class RunServiceStub:
     file too large, --max-runs-per-client
     FAILED_PRECONDITION  fail   ended          ended          the run has ended (after Finish, or the
     sidecar ended it: crashed, killed,
-    preempted); Init in another project; a
-    run held by another sidecar; a saved
-    file that could not be copied
+    preempted), or the writer has; Init in
+    another project; Init of a run another
+    live writer has open, without shared
+    mode; a run held by another sidecar; a
+    saved file that could not be copied
     ABORTED              fail   fail           retry          an earlier batch of this stream failed;
     resend from it on a new stream
     OUT_OF_RANGE         fail   fail           drop_batch     message over the limit (the sidecar
@@ -294,9 +296,11 @@ class RunServiceServicer:
     file too large, --max-runs-per-client
     FAILED_PRECONDITION  fail   ended          ended          the run has ended (after Finish, or the
     sidecar ended it: crashed, killed,
-    preempted); Init in another project; a
-    run held by another sidecar; a saved
-    file that could not be copied
+    preempted), or the writer has; Init in
+    another project; Init of a run another
+    live writer has open, without shared
+    mode; a run held by another sidecar; a
+    saved file that could not be copied
     ABORTED              fail   fail           retry          an earlier batch of this stream failed;
     resend from it on a new stream
     OUT_OF_RANGE         fail   fail           drop_batch     message over the limit (the sidecar
@@ -625,9 +629,11 @@ class RunService:
     file too large, --max-runs-per-client
     FAILED_PRECONDITION  fail   ended          ended          the run has ended (after Finish, or the
     sidecar ended it: crashed, killed,
-    preempted); Init in another project; a
-    run held by another sidecar; a saved
-    file that could not be copied
+    preempted), or the writer has; Init in
+    another project; Init of a run another
+    live writer has open, without shared
+    mode; a run held by another sidecar; a
+    saved file that could not be copied
     ABORTED              fail   fail           retry          an earlier batch of this stream failed;
     resend from it on a new stream
     OUT_OF_RANGE         fail   fail           drop_batch     message over the limit (the sidecar
