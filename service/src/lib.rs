@@ -23,11 +23,14 @@
 //! - [`liveness`]: is a run's client still there (pid watch, timeouts).
 //! - [`metadata`]: system metadata probed at Init.
 //! - [`monitor`]: the system-metrics sampler (host, process tree, GPUs) on its own thread.
+//! - [`artifacts`]: the content-addressed artifact store (blobs, manifests,
+//!   versions, aliases, lineage, the registry) under `<data-dir>/artifacts/`.
 //! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod artifacts;
 pub mod auth;
 pub mod backend;
 pub mod cli;

@@ -222,6 +222,10 @@ impl Actor {
                 let r = self.resume(*init).await;
                 let _ = reply.send(r);
             }
+            Command::Artifact { record, reply } => {
+                let r = self.record_artifact(*record).await;
+                let _ = reply.send(r);
+            }
             Command::Stop { reply } => {
                 let r = self.stop().await;
                 let _ = reply.send(r);

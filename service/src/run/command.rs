@@ -13,6 +13,7 @@ use crate::proto::v1::{
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
     RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
+use crate::proto::wal::ArtifactRecord;
 
 /// Commands queued per run before senders wait: a burst of batches from several
 /// streams fits, and a client that outpaces the disk is slowed down, not dropped.
@@ -70,6 +71,12 @@ pub enum Command {
     Resume {
         init: Box<InitRequest>,
         reply: Reply<InitResponse>,
+    },
+    /// The run logged, used, linked or re-aliased an artifact version (the store
+    /// has it already): the record goes into the run's log.
+    Artifact {
+        record: Box<ArtifactRecord>,
+        reply: Reply<()>,
     },
     /// An operator asks the run to stop (the client learns it from Heartbeat).
     Stop {

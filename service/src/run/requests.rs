@@ -14,7 +14,7 @@ use crate::proto::v1::{
     InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
     SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, SavedFiles, StateChange, StopRequest};
+use crate::proto::wal::{record::Kind, ArtifactRecord, SavedFiles, StateChange, StopRequest};
 use crate::semantics::state::{self, Outcome};
 use crate::store;
 use crate::value;
@@ -266,6 +266,12 @@ impl Actor {
         let files = saved.into_iter().map(|(f, _)| f).collect();
         self.commit(Kind::SavedFiles(SavedFiles { files })).await?;
         Ok(names)
+    }
+
+    pub(super) async fn record_artifact(&mut self, record: ArtifactRecord) -> Result<(), RunError> {
+        self.ensure_open()?;
+        self.commit(Kind::Artifact(record)).await?;
+        Ok(())
     }
 
     pub(super) async fn mark_preempting(&mut self) -> Result<RunInfo, RunError> {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::artifacts::{ArtifactError, Artifacts};
 use crate::backend::forward::{self, Forwarders};
 use crate::config::ServeConfig;
 use crate::monitor::Monitor;
@@ -35,6 +36,8 @@ pub struct Runs {
     init_lock: tokio::sync::Mutex<()>,
     /// Cloned into each run actor; taken at shutdown so no new run starts.
     token: Mutex<Option<ShutdownToken>>,
+    /// The data dir's artifact store.
+    artifacts: Artifacts,
 }
 
 /// What the registry can answer instead of a run.
@@ -52,6 +55,8 @@ pub enum RegistryError {
     },
     #[error("this client process already has {0} open runs (the sidecar's --max-runs-per-client); finish some first")]
     TooManyRuns(usize),
+    #[error("opening the artifact store: {0}")]
+    Artifacts(#[from] ArtifactError),
     /// What the run itself answered (or opening it failed with).
     #[error(transparent)]
     Run(#[from] RunError),
@@ -80,7 +85,14 @@ impl Runs {
         config: Arc<ServeConfig>,
         token: ShutdownToken,
     ) -> Result<Arc<Self>, RegistryError> {
+        let (data_dir, files) = (config.data_dir.clone(), config.files.clone());
+        let durable = config.fsync != crate::wal::FsyncPolicy::Never;
+        let artifacts =
+            tokio::task::spawn_blocking(move || Artifacts::open(&data_dir, files, durable))
+                .await
+                .map_err(blocking_err)??;
         let runs = Arc::new(Runs {
+            artifacts,
             forwarders: Forwarders::new(config.backend.clone(), config.heartbeat_interval),
             monitor: Monitor::new(None),
             run_settings: Arc::new(config.run_settings()),
@@ -142,6 +154,22 @@ impl Runs {
             runs.lock().insert(info.id, handle);
         }
         Ok(runs)
+    }
+
+    /// The artifact store.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
+    }
+
+    /// A run's path (entity/project/id): the open run's, else its run.json's.
+    pub fn run_path(&self, id: &str) -> Result<String, RegistryError> {
+        if let Some(h) = self.active(id) {
+            return Ok(h.info().path);
+        }
+        let dir = store::find_run(&self.config.data_dir, id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let r = store::read_run_file(&dir)?;
+        Ok(state::run_path(&r.entity, &r.project, &r.id))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunHandle>> {

@@ -1,0 +1,132 @@
+//! The step/commit rules and state changes of `RunState::apply`.
+
+use super::*;
+
+#[derive(Default)]
+struct Collect(Vec<(i64, Vec<(String, f64)>)>);
+
+impl Sink for Collect {
+    fn history(&mut self, row: &CommittedRow<'_>) {
+        self.0.push((
+            row.step,
+            row.values
+                .iter()
+                .map(|(k, v)| (k.to_string(), value::as_f64(v).unwrap_or(f64::NAN)))
+                .collect(),
+        ));
+    }
+}
+
+fn started() -> RunState {
+    let mut s = RunState::default();
+    let rec = Record {
+        time: 100.0,
+        kind: Some(Kind::Start(InitRequest {
+            id: "r".into(),
+            project: "p".into(),
+            ..Default::default()
+        })),
+    };
+    s.apply(&rec, &mut Collect::default());
+    s
+}
+
+fn log(
+    s: &mut RunState,
+    out: &mut Collect,
+    k: &str,
+    v: f64,
+    step: Option<i64>,
+    commit: Option<bool>,
+) -> Vec<DroppedRow> {
+    let batch = LogBatch {
+        keys: vec![k.into()],
+        rows: vec![Row {
+            scalar_keys: vec![0],
+            scalar_values: vec![v],
+            step,
+            commit,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rec = Record {
+        time: 101.0,
+        kind: Some(Kind::Log(batch)),
+    };
+    match s.apply(&rec, out) {
+        Outcome::Log { dropped } => dropped,
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+fn row(k: &str, v: f64) -> Vec<(String, f64)> {
+    vec![(k.to_owned(), v)]
+}
+
+#[test]
+fn the_wandb_step_commit_table() {
+    let mut s = started();
+    let mut out = Collect::default();
+    log(&mut s, &mut out, "a", 1.0, None, None); // commits at 0
+    log(&mut s, &mut out, "b", 2.0, None, Some(false)); // pending at 1
+    log(&mut s, &mut out, "c", 3.0, None, None); // merges, commits at 1
+    log(&mut s, &mut out, "d", 4.0, Some(5), None); // jumps to 5, pending
+    log(&mut s, &mut out, "e", 5.0, Some(5), None); // merges at 5
+    log(&mut s, &mut out, "f", 6.0, Some(7), None); // flushes 5, pending at 7
+    let dropped = log(&mut s, &mut out, "g", 7.0, Some(3), None);
+    log(&mut s, &mut out, "h", 8.0, Some(7), Some(true)); // commits 7
+    assert_eq!(
+        out.0,
+        vec![
+            (0, row("a", 1.0)),
+            (1, vec![("b".into(), 2.0), ("c".into(), 3.0)]),
+            (5, vec![("d".into(), 4.0), ("e".into(), 5.0)]),
+            (7, vec![("f".into(), 6.0), ("h".into(), 8.0)]),
+        ]
+    );
+    assert_eq!(dropped.len(), 1);
+    assert_eq!((dropped[0].step, dropped[0].current_step), (3, 7));
+    assert_eq!(s.info.step, 8);
+    assert_eq!(s.info.history_rows, 4);
+}
+
+#[test]
+fn finish_flushes_the_pending_row() {
+    let mut s = started();
+    let mut out = Collect::default();
+    log(&mut s, &mut out, "a", 1.0, Some(3), None);
+    assert!(out.0.is_empty());
+    let rec = Record {
+        time: 102.0,
+        kind: Some(Kind::State(StateChange {
+            state: State::Finished as i32,
+            exit_code: Some(0),
+        })),
+    };
+    s.apply(&rec, &mut out);
+    assert_eq!(out.0, vec![(3, row("a", 1.0))]);
+    assert_eq!(s.state(), State::Finished);
+    assert_eq!(s.info.end_time, 102.0);
+}
+
+#[test]
+fn step_sync_fills_the_step_metric() {
+    let mut s = started();
+    let mut out = Collect::default();
+    s.metrics
+        .define(&crate::proto::v1::DefineMetricRequest {
+            name: "val/*".into(),
+            step_metric: "epoch".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    log(&mut s, &mut out, "epoch", 2.0, None, None);
+    log(&mut s, &mut out, "val/loss", 0.5, None, None);
+    log(&mut s, &mut out, "train/loss", 0.7, None, None);
+    assert_eq!(
+        out.0[1].1,
+        vec![("val/loss".into(), 0.5), ("epoch".into(), 2.0)]
+    );
+    assert_eq!(out.0[2].1, row("train/loss", 0.7));
+}
