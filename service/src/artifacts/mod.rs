@@ -53,7 +53,8 @@ pub fn root_of(data_dir: &Path) -> PathBuf {
 /// The artifact store of the data dir a run directory (`<data-dir>/<project>/<id>`)
 /// is in.
 pub fn root_of_run(run_dir: &Path) -> PathBuf {
-    let data_dir = run_dir
+    let absolute = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_owned());
+    let data_dir = absolute
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("."));

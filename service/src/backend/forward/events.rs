@@ -93,6 +93,7 @@ pub(super) fn events_of(mirror: &mut RunState, records: &[Record]) -> Vec<Event>
                 summary = true
             }
             Some(Kind::SavedFiles(f)) => sink.events.push(Event::Files(f.files.clone())),
+            Some(Kind::Artifact(a)) => sink.events.push(Event::Artifact(Box::new(a.clone()))),
             Some(Kind::State(change)) => {
                 summary = true;
                 sink.events.push(Event::State {

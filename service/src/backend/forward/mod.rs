@@ -169,6 +169,7 @@ impl Forwarders {
         let forwarder = Forwarder {
             id: id.to_owned(),
             dir: dir.to_owned(),
+            artifacts: crate::artifacts::root_of_run(dir),
             backend,
             wake: link.wake.clone(),
             hurry: link.hurry.clone(),
@@ -204,6 +205,8 @@ impl Forwarders {
 pub struct Forwarder {
     id: String,
     dir: PathBuf,
+    /// The artifact store of the run's data dir.
+    artifacts: PathBuf,
     backend: Box<dyn Backend>,
     wake: Arc<Notify>,
     hurry: Arc<Notify>,
@@ -245,6 +248,7 @@ impl Forwarder {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 dir: dir.to_owned(),
+                artifacts: crate::artifacts::root_of_run(dir),
                 backend,
                 wake: Arc::new(Notify::new()),
                 hurry: Arc::new(Notify::new()),
@@ -489,6 +493,7 @@ impl Forwarder {
         let batch = Batch {
             run: &at.mirror.info,
             dir: &self.dir,
+            artifacts: &self.artifacts,
             saved: &saved,
             events,
             checkpoint: &checkpoint,

@@ -9,8 +9,9 @@ use serde_json::json;
 use super::convert::{flatten, key, metric_value, ms, number, param_text, status_of, truncate};
 use super::{LogBatch, Mlflow, MAX_PARAM_VALUE, SUMMARY_EVERY, TAG_STATE};
 use crate::backend::retry::BackendError;
-use crate::backend::{uploads_on_save, Batch, Event};
+use crate::backend::{media_paths, uploads_on_save, Batch, Event};
 use crate::proto::v1::{RunState, Value};
+use crate::proto::wal::ArtifactRecord;
 use crate::semantics::state::state_name;
 use crate::store;
 use crate::value;
@@ -73,7 +74,11 @@ impl Mlflow {
                 timestamp,
                 values,
                 ..
-            } => self.history(*step, *timestamp, values, b).await?,
+            } => {
+                todo.uploads.extend(media_paths(values));
+                self.history(*step, *timestamp, values, b).await?
+            }
+            Event::Artifact(a) => todo.artifacts.push(a),
             Event::System { timestamp, metrics } => {
                 let step = self.st.system_step;
                 self.st.system_step += 1;
@@ -152,6 +157,9 @@ impl Mlflow {
         for name in uploads {
             self.upload_file(batch.dir, &name).await?;
         }
+        for a in todo.artifacts {
+            self.artifact(batch, a).await?;
+        }
         if todo.alerts {
             let bytes = tokio::fs::read(batch.dir.join(store::ALERTS_JSONL))
                 .await
@@ -192,6 +200,8 @@ pub(super) struct Todo<'a> {
     pub(super) uploads: Vec<String>,
     pub(super) summary: Option<&'a BTreeMap<String, Value>>,
     pub(super) alerts: bool,
+    /// What the run did with artifacts, in log order.
+    pub(super) artifacts: Vec<&'a ArtifactRecord>,
     /// The run ended: its state and when.
     pub(super) end: Option<(RunState, f64)>,
 }
