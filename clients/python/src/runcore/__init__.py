@@ -18,13 +18,17 @@ summary), ``_sender`` (the LogStream sender; it knows its run only through a
 ``RunLink``), ``_steps`` (the client's mirror of the step rules), ``_contract``
 (what a failed call means: retry, re-Init, run ended, ...), ``_sidecar`` (finding,
 spawning and reconnecting to the sidecar), ``_values`` (values and data types),
-``_settings``, ``_errors``, ``_proto`` (generated stubs).
+``_settings``, ``_errors``, ``_proto`` (generated stubs), ``_artifacts``
+(``Artifact``), ``_run_artifacts`` (the run's artifact methods), ``_media``
+(``Table``, ``Html``, ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on
+tables), ``_rpc`` (what a failed call becomes).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from . import plot
 from ._api import (
     _PreInit,
     active as _active,
@@ -32,12 +36,18 @@ from ._api import (
     define_metric,
     finish,
     init,
+    link_model,
     log,
+    log_artifact,
+    log_model,
     login,
     mark_preempting,
     save,
     teardown,
+    use_artifact,
+    use_model,
 )
+from ._artifacts import Artifact, ArtifactManifestEntry
 from ._errors import (
     CommError,
     ConfigError,
@@ -49,11 +59,14 @@ from ._errors import (
 )
 from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summary
 from ._settings import Settings
-from ._values import Audio, Histogram, Image, Video
+from ._media import Audio, Html, Object3D, Table, Video
+from ._values import Histogram, Image
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Artifact",
+    "ArtifactManifestEntry",
     "Audio",
     "AlertLevel",
     "AlertResult",
@@ -62,8 +75,10 @@ __all__ = [
     "ConfigError",
     "Error",
     "Histogram",
+    "Html",
     "Image",
     "Metric",
+    "Object3D",
     "Run",
     "RunEndedError",
     "RunStatus",
@@ -71,6 +86,7 @@ __all__ = [
     "Settings",
     "SidecarNotFoundError",
     "Summary",
+    "Table",
     "UsageError",
     "Video",
     "alert",
@@ -78,13 +94,19 @@ __all__ = [
     "define_metric",
     "finish",
     "init",
+    "link_model",
     "log",
+    "log_artifact",
+    "log_model",
     "login",
     "mark_preempting",
+    "plot",
     "run",
     "save",
     "summary",
     "teardown",
+    "use_artifact",
+    "use_model",
 ]
 
 _PRE_INIT = {"config": _PreInit("config"), "summary": _PreInit("summary")}
