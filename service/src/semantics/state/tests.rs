@@ -130,3 +130,29 @@ fn step_sync_fills_the_step_metric() {
     );
     assert_eq!(out.0[2].1, row("train/loss", 0.7));
 }
+
+#[test]
+fn artifact_records_keep_what_the_run_logged_and_used() {
+    use crate::proto::v1::Artifact;
+    use crate::proto::wal::{artifact_record, ArtifactRecord};
+    let mut s = started();
+    let record = |kind| Record {
+        time: 103.0,
+        kind: Some(Kind::Artifact(ArtifactRecord { kind: Some(kind) })),
+    };
+    let version = |name: &str, v: &str| Artifact {
+        name: name.into(),
+        version: v.into(),
+        ..Default::default()
+    };
+    for kind in [
+        artifact_record::Kind::Logged(version("ds", "v0")),
+        artifact_record::Kind::Logged(version("ds", "v0")),
+        artifact_record::Kind::Used(version("model", "v2")),
+        artifact_record::Kind::Aliased(version("ds", "v0")),
+    ] {
+        s.apply(&record(kind), &mut Collect::default());
+    }
+    assert_eq!(s.logged_artifacts, ["ds:v0"]);
+    assert_eq!(s.used_artifacts, ["model:v2"]);
+}
