@@ -73,6 +73,12 @@ def test_dataset_training_model_registry(sidecar: Sidecar, tmp_path: pathlib.Pat
         assert pathlib.Path(path, "weights.pt").read_text() == "trained weights"
         again = ev.use_artifact("mnist:raw")
         assert set(again.used_by()) == {train.path, ev.path}
+        # What the public API's logged_artifacts() / used_artifacts() call.
+        logged = _artifacts.list_artifacts(ev._sidecar, ev.settings, train.id, "logged")
+        assert [a.name for a in logged] == ["cnn:v0"]
+        inputs = _artifacts.list_artifacts(ev._sidecar, ev.settings, train.id, "used")
+        assert [a.name for a in inputs] == ["mnist:v0"]
+        assert inputs[0].get_entry("meta/labels.txt").size == 10
 
     # The store on disk, as docs/ARTIFACTS.md lays it out.
     store = sidecar.data_dir / "artifacts"

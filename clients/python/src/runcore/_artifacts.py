@@ -571,6 +571,18 @@ class Artifact:
         return self
 
 
+def list_artifacts(
+    sidecar: "Sidecar", settings: "Settings", run_id: str, direction: str = ""
+) -> list[Artifact]:
+    """The versions run ``run_id`` logged (``direction="logged"``), used
+    (``"used"``) or either (``""``), as Artifact objects bound to the sidecar: what
+    the public API's ``Run.logged_artifacts()`` / ``used_artifacts()`` return."""
+    client = _Client(sidecar, settings)
+    req = pb.ListArtifactsRequest(run_id=run_id, direction=direction)
+    resp = client.call("list artifacts", "ListArtifacts", req)
+    return [Artifact._from_proto(a, client) for a in resp.artifacts]
+
+
 def _receive(c: _Client, req: pb.DownloadArtifactRequest, where: str) -> list[str]:
     """Writes a version's streamed files under ``where``; returns references not
     fetched."""
