@@ -1126,6 +1126,22 @@ class Report:
         return "\n".join(self.lines).rstrip() + "\n"
 
 
+#: Sections of docs/BENCHMARKS.md after this line are written by hand (other
+#: benchmarks, e.g. `cargo bench --bench artifacts`) and kept when the report is
+#: rewritten.
+KEPT_MARKER = "<!-- Sections below are not written by bench/run.sh; it keeps them. -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The hand-written tail of the report at ``path`` (from KEPT_MARKER on)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    at = text.find(KEPT_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="runcore benchmarks (use bench/run.sh)")
     p.add_argument("--repo", required=True)
@@ -1168,7 +1184,7 @@ def main() -> None:
     else:
         out = b.repo / "docs" / "BENCHMARKS.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(Report(b).render())
+    out.write_text(Report(b).render() + kept_sections(b.repo / "docs" / "BENCHMARKS.md"))
     shutil.rmtree(b.tmp_root, ignore_errors=True)
     log(f"raw results: {raw}")
     log(f"wrote {out}")
