@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 SCENARIOS = ["startup", "narrow", "wide", "ingest", "idle", "sampler", "micro", "profile"]
-SDKS = ("runcore", "wandb")
+SDKS = ("runcore", "wandb", "wandb-runcore")
+#: What each SDK's Python import is (the unchanged wandb SDK on runcore imports wandb).
+IMPORTS = {"runcore": "runcore", "wandb": "wandb"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,7 +368,7 @@ class Bench:
         reps = self.plan.startup_reps
         log(f"start-up: init() and finish() of an empty run, {reps} alternating repetitions")
         runs = self.sdk_reps("startup", reps, lambda sdk, tmp: self.worker_cmd("startup", sdk, tmp))
-        self.results["startup"] = {"reps": runs, "cmd": self.worker_cmd("startup", "{runcore|wandb}", Path("TMPDIR"), rel=True)}
+        self.results["startup"] = {"reps": runs, "cmd": self.worker_cmd("startup", "{runcore|wandb|wandb-runcore}", Path("TMPDIR"), rel=True)}
 
     def sdk_log(self, name: str, rows: int, keys: int) -> None:
         reps = self.plan.reps
@@ -374,7 +376,7 @@ class Bench:
         extra = ("--rows", str(rows), "--keys", str(keys))
         runs = self.sdk_reps(name, reps, lambda sdk, tmp: self.worker_cmd("log", sdk, tmp, *extra))
         self.results[name] = {"reps": runs, "rows": rows, "keys": keys,
-                              "cmd": self.worker_cmd("log", "{runcore|wandb}", Path("TMPDIR"), *extra, rel=True)}
+                              "cmd": self.worker_cmd("log", "{runcore|wandb|wandb-runcore}", Path("TMPDIR"), *extra, rel=True)}
 
     def ingest_cmd(self, address: str, pid: Any, runs: int, in_flight: int, points: int, rel: bool = False) -> List[str]:
         exe = self.rel(self.bin / "ingest") if rel else str(self.bin / "ingest")
@@ -494,7 +496,7 @@ class Bench:
     def profile(self) -> None:
         prof: Dict[str, Any] = {}
         # Python imports: what `import` costs, by module.
-        for sdk in SDKS:
+        for sdk in IMPORTS:
             p = subprocess.run([self.py, "-X", "importtime", "-c", f"import {sdk}"], capture_output=True, text=True,
                                env=self.env(), timeout=300)
             prof[f"import-{sdk}"] = parse_importtime(p.stderr)
@@ -753,15 +755,27 @@ class Report:
     def stat(self, scenario: str, sdk: str, key: str) -> Optional[Dict[str, float]]:
         if scenario not in self.r:
             return None
-        return summarize(r.get(key) for r in self.r[scenario]["reps"][sdk])
+        return summarize(r.get(key) for r in self.r[scenario]["reps"].get(sdk, []))
 
     def sdk_table(self, scenario: str, figures: Sequence[Tuple[str, str, str, str]]) -> None:
-        self.w("| figure | runcore | wandb 0.31 offline | runcore advantage |", "|---|---|---|---|")
+        """runcore's client, wandb-core, and (when measured) the unchanged wandb SDK
+        on runcore (W&B service protocol), with the ratio of each to runcore's client."""
+        third = bool(self.r[scenario]["reps"].get("wandb-runcore"))
+        head = "| figure | runcore | wandb 0.31 offline | runcore advantage |"
+        rule = "|---|---|---|---|"
+        if third:
+            head += " wandb 0.31 SDK on runcore | runcore client advantage over it |"
+            rule += "---|---|"
+        self.w(head, rule)
         for key, label, unit, better in figures:
             rc, wb = self.stat(scenario, "runcore", key), self.stat(scenario, "wandb", key)
             if rc is None and wb is None:
                 continue
-            self.w(f"| {label} | {cell(rc, unit)} | {cell(wb, unit)} | {adv_cell(advantage(rc, wb, better))} |")
+            line = f"| {label} | {cell(rc, unit)} | {cell(wb, unit)} | {adv_cell(advantage(rc, wb, better))} |"
+            if third:
+                wr = self.stat(scenario, "wandb-runcore", key)
+                line += f" {cell(wr, unit)} | {adv_cell(advantage(rc, wr, better))} |"
+            self.w(line)
         self.w("")
 
     def reproduce(self, only: str, *cmds: str) -> None:
@@ -782,9 +796,10 @@ class Report:
             "# Benchmarks",
             "",
             "runcore against `wandb` 0.31.0 (offline mode, `WANDB_MODE=offline`) on the same machine, in one run",
-            "of `bench/run.sh`, which wrote this file. Each repetition is a fresh process (a fresh sidecar or",
-            "wandb-core); runcore and wandb repetitions alternate (runcore first in even repetitions, wandb first",
-            "in odd ones), so drift in the machine's load hits both. Each figure is the **median** and (min–max)",
+            "of `bench/run.sh`, which wrote this file; the Python scenarios add a third column, the unchanged",
+            "`wandb` SDK logging into runcore through the W&B service protocol (`WANDB_SERVICE`, no wandb-core).",
+            "Each repetition is a fresh process (a fresh sidecar or wandb-core); the SDKs' repetitions alternate",
+            "(runcore's client first in even repetitions, last in odd ones), so drift in the machine's load hits all. Each figure is the **median** and (min–max)",
             "over the repetitions; \"runcore advantage\" is the ratio of the two medians of this same run, oriented",
             "so that above 1× means runcore is better (faster, or less CPU, memory or bytes). Targets are from",
             "issue 9; they are goals, never test assertions.",
@@ -1004,6 +1019,15 @@ class Report:
                 self.target(f"cpu-{sc}", f"sidecar CPU per metric point ≤ 1/20 of wandb-core's ({sc} rows)",
                             f"1/{num(a)}" if a else "n/a", a is not None and a >= 20,
                             "Python logging throughput" if sc == "narrow" else "Wide rows")
+        for sc in ("narrow", "wide"):
+            wr = st(sc, "wandb-runcore", "server_cpu_us_per_point") if sc in self.r else None
+            if wr:
+                rc = st(sc, "runcore", "server_cpu_us_per_point")
+                ratio = wr["median"] / rc["median"] if rc and rc["median"] else None
+                self.target(f"wandb-protocol-{sc}",
+                            f"sidecar CPU per point through the W&B service protocol ≤ 2× runcore's LogStream path ({sc} rows)",
+                            f"{num(ratio)}×" if ratio else "n/a", ratio is not None and ratio <= 2,
+                            "Python logging throughput" if sc == "narrow" else "Wide rows")
         if "narrow" in self.r:
             f = st("narrow", "runcore", "finish_s")
             rows = self.r["narrow"]["rows"]
@@ -1072,7 +1096,7 @@ class Report:
                    "Instrumented only while the runs idle (`--instr-atstart=no`, then `callgrind_control -i on`); "
                    f"user space only. Profile file: `{cg['file']}`.", "")
             self.profile_tables(cg)
-        for sdk in SDKS:
+        for sdk in IMPORTS:
             rows = prof.get(f"import-{sdk}")
             if rows:
                 self.w(f"### `python -X importtime -c \"import {sdk}\"`", "",

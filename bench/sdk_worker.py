@@ -3,13 +3,15 @@ object on stdout. bench/driver.py runs it in a fresh process per repetition, wit
 the environment bench/run.sh sets up (RUNCORE_BIN; WANDB_MODE=offline and the WANDB_*
 directories under a temporary dir, so nothing leaves the machine).
 
-    python bench/sdk_worker.py log --sdk runcore|wandb --rows 100000 --keys 10 --dir TMP
-    python bench/sdk_worker.py startup --sdk runcore|wandb --dir TMP
+    python bench/sdk_worker.py log --sdk runcore|wandb|wandb-runcore --rows 100000 --keys 10 --dir TMP
+    python bench/sdk_worker.py startup --sdk runcore|wandb|wandb-runcore --dir TMP
     python bench/sdk_worker.py idle --sdk wandb --runs 100 --dir TMP   # until stdin closes
 
 The same code drives both SDKs: `sdk.init(project=...)`, `run.log(dict)`,
-`run.finish()`. The sidecar (runcore) or wandb-core is the child process the SDK
-spawns; its CPU (utime + stime) and peak RSS (VmHWM) are read from /proc while it is
+`run.finish()`. `wandb-runcore` is the unchanged wandb SDK logging into runcore
+through the W&B service protocol: the worker starts `runcore serve --wandb-listen`
+itself in init (as runcore's client spawns its sidecar) and sets WANDB_SERVICE, so
+no wandb-core runs. The sidecar (runcore) or wandb-core is the child process; its CPU (utime + stime) and peak RSS (VmHWM) are read from /proc while it is
 still running, after finish(). Its transaction log is `run.wal` (runcore) or
 `run-<id>.wandb` (wandb).
 """
@@ -95,16 +97,55 @@ def import_sdk(name: str) -> Any:
     return sdk
 
 
+#: The sidecar a `wandb-runcore` worker started.
+_SIDECAR: List[Any] = []
+
+
+def start_sidecar(tmp: str) -> str:
+    """`runcore serve` with a W&B listener, as this process's child; returns the
+    WANDB_SERVICE value for it."""
+    import subprocess
+
+    sock, port_file = os.path.join(tmp, "wandb.sock"), os.path.join(tmp, "wandb.addr")
+    proc = subprocess.Popen(
+        [os.environ["RUNCORE_BIN"], "serve", "--listen", "unix://" + os.path.join(tmp, "grpc.sock"),
+         "--wandb-listen", "unix://" + sock, "--wandb-port-file", port_file,
+         "--data-dir", os.path.join(tmp, "runcore-data"), "--parent-pid", str(os.getpid())],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _SIDECAR.append(proc)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(port_file):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the runcore sidecar did not start")
+        time.sleep(0.005)
+    return f"3-{proc.pid}-unix-{sock}"
+
+
+def stop_sidecar() -> None:
+    import signal
+
+    for proc in _SIDECAR:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
 def init(sdk: Any, name: str, tmp: str, **kw: Any) -> Any:
     if name == "runcore":
         settings = sdk.Settings(data_dir=os.path.join(tmp, "runcore-data"), quiet=True)
         return sdk.init(project="bench", settings=settings, **kw)
+    if name == "wandb-runcore" and not _SIDECAR:
+        os.environ["WANDB_SERVICE"] = start_sidecar(tmp)
     settings = sdk.Settings(silent=True, console="off")
     return sdk.init(project="bench", mode="offline", dir=tmp, settings=settings, **kw)
 
 
+def teardown(sdk: Any) -> None:
+    sdk.teardown()
+    stop_sidecar()
+
+
 def log_file_bytes(name: str, tmp: str) -> int:
-    pattern = "runcore-data/**/run.wal" if name == "runcore" else "wandb/**/*.wandb"
+    pattern = "wandb/**/*.wandb" if name == "wandb" else "runcore-data/**/run.wal"
     return sum(os.path.getsize(p) for p in glob.glob(os.path.join(tmp, pattern), recursive=True))
 
 
@@ -161,7 +202,7 @@ def scenario_log(a: argparse.Namespace) -> Dict[str, Any]:
     }
     if a.sdk == "runcore":
         out["rows_committed"] = run.step
-    sdk.teardown()
+    teardown(sdk)
     return out
 
 
@@ -174,7 +215,7 @@ def scenario_startup(a: argparse.Namespace) -> Dict[str, Any]:
     srv = server()
     run.finish()
     t3 = time.perf_counter()
-    sdk.teardown()
+    teardown(sdk)
     t4 = time.perf_counter()
     return {
         "sdk": a.sdk,
@@ -197,13 +238,13 @@ def scenario_idle(a: argparse.Namespace) -> None:
     sys.stdin.read()
     for r in runs:
         r.finish()
-    sdk.teardown()
+    teardown(sdk)
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("scenario", choices=["log", "startup", "idle"])
-    p.add_argument("--sdk", choices=["runcore", "wandb"], required=True)
+    p.add_argument("--sdk", choices=["runcore", "wandb", "wandb-runcore"], required=True)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--keys", type=int, default=10)
     p.add_argument("--runs", type=int, default=1)

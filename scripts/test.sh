@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests, the cross-language
-# conformance suite (tests/), the Python and Go clients' tests.
+# conformance suite (tests/), the W&B SDK matrix (tests/wandb), the Python and Go
+# clients' tests.
 # Installs what the tests need on first use (MLflow and the Python client's
 # packages, each in a cached, git-ignored venv).
 set -euo pipefail
@@ -18,8 +19,10 @@ echo "==> cargo test"
 cargo test --quiet 2>&1
 echo "==> Conformance: plain stubs in Python, Go, Node and Java over TCP and unix sockets"
 RUNCORE_BIN="$target/debug/runcore" bash tests/run.sh
-echo "==> Python client"
 cargo build --quiet --bin runcore
+echo "==> The unchanged wandb SDK (0.21, 0.25, 0.31 from PyPI) on the sidecar's W&B listener"
+RUNCORE_BIN="$target/debug/runcore" bash tests/wandb/run.sh
+echo "==> Python client"
 RUNCORE_BIN="$target/debug/runcore" bash clients/python/scripts/test.sh -q
 echo "==> Kubernetes manifests against the binary"
 RUNCORE_BIN="$target/debug/runcore" "$(bash clients/python/scripts/venv.sh | tail -n 1)/bin/python" -m pytest -q deploy/tests

@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 root.join("runcore/v1/runcore.proto"),
                 root.join("runcore/wal/v1/wal.proto"),
+                root.join("runcore/wandb/v1/service.proto"),
             ],
             &[root],
         )?;

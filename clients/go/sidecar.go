@@ -360,8 +360,10 @@ func spawn(ctx context.Context, binary, origin, dataDir string, extra []grpc.Dia
 		portFile: filepath.Join(dir, "address"),
 		logPath:  filepath.Join(dir, "sidecar.log"),
 	}
+	// Every process of a job spawns its own sidecar on the same data dir (one run
+	// per process, grouped): they share it, each run open in one of them.
 	sp.args = []string{"serve", "--listen", listen, "--port-file", sp.portFile,
-		"--data-dir", dataDir, "--parent-pid", fmt.Sprint(os.Getpid())}
+		"--data-dir", dataDir, "--parent-pid", fmt.Sprint(os.Getpid()), "--shared-data-dir"}
 	address, err := sp.start(ctx)
 	if err != nil {
 		sp.stop()

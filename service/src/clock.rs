@@ -32,6 +32,33 @@ pub fn instant() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
+/// Unix seconds as a UTC date `YYYY-MM-DD` and time `HH:MM:SS.ffffff`.
+pub fn utc(unix: f64) -> (String, String) {
+    let unix = unix.max(0.0);
+    let secs = unix.floor() as i64;
+    let micros = ((unix - unix.floor()) * 1e6).round().min(999_999.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!(
+            "{:02}:{:02}:{:02}.{micros:06}",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +71,15 @@ mod tests {
         assert!(
             (after - before - 3600.0).abs() < 0.01,
             "{before} -> {after}"
+        );
+    }
+
+    #[test]
+    fn utc_dates_and_times() {
+        assert_eq!(utc(0.0), ("1970-01-01".into(), "00:00:00.000000".into()));
+        assert_eq!(
+            utc(951_782_400.25),
+            ("2000-02-29".into(), "00:00:00.250000".into())
         );
     }
 

@@ -36,6 +36,10 @@ pub const ENV_FILES_ROOT: &str = "RUNCORE_FILES_ROOT";
 pub const ENV_MAX_FILE_BYTES: &str = "RUNCORE_MAX_FILE_BYTES";
 pub const ENV_MAX_RUNS_PER_CLIENT: &str = "RUNCORE_MAX_RUNS_PER_CLIENT";
 pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
+pub const ENV_WANDB_LISTEN: &str = "RUNCORE_WANDB_LISTEN";
+pub const ENV_WANDB_PORT_FILE: &str = "RUNCORE_WANDB_PORT_FILE";
+pub const ENV_IDLE_TIMEOUT: &str = "RUNCORE_IDLE_TIMEOUT";
+pub const ENV_SHARED_DATA_DIR: &str = "RUNCORE_SHARED_DATA_DIR";
 /// MLflow's own client variables.
 pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
 pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
@@ -100,6 +104,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: f64 = 30.0;
 pub const DEFAULT_FINISH_TIMEOUT: f64 = 60.0;
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_RUNS_PER_CLIENT: usize = 64;
+pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
 
 /// Where runs go besides the local store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -244,6 +249,30 @@ pub struct ServeArgs {
     /// Most runs one client process (its pid and host in Init) may have open at once.
     #[arg(long, env = ENV_MAX_RUNS_PER_CLIENT, default_value_t = DEFAULT_MAX_RUNS_PER_CLIENT)]
     pub max_runs_per_client: usize,
+    /// Also speak the W&B service protocol here, so that the unchanged `wandb` SDK
+    /// logs into runcore: unix:///PATH or tcp://127.0.0.1:PORT (loopback only; the
+    /// protocol has no authentication). Off by default. Point the SDK at it with
+    /// WANDB_SERVICE (`runcore wandb-env`).
+    #[arg(long, env = ENV_WANDB_LISTEN)]
+    pub wandb_listen: Option<String>,
+    /// Write the W&B listener's bound address to this file once listening.
+    #[arg(long, env = ENV_WANDB_PORT_FILE, requires = "wandb_listen")]
+    pub wandb_port_file: Option<PathBuf>,
+    /// Also serve the web UI (as `runcore ui` does) on http://IP:PORT, showing
+    /// this sidecar's data dir, live runs included. Off loopback it needs
+    /// --auth-token, which the UI then asks for too.
+    #[arg(long, env = crate::ui::config::ENV_UI_LISTEN)]
+    pub ui_listen: Option<String>,
+    /// Seconds a connection may send nothing before it is closed. The sidecar
+    /// pings clients (HTTP/2 keepalive) every third of this, so a live client's
+    /// idle connection stays open; a dead or silent one is let go.
+    #[arg(long, env = ENV_IDLE_TIMEOUT, default_value_t = DEFAULT_IDLE_TIMEOUT)]
+    pub idle_timeout: f64,
+    /// Share the data dir with other sidecars started with this flag (each run is
+    /// open in one of them at a time). Without it the data dir is locked to this
+    /// sidecar, and a second one exits naming the first.
+    #[arg(long, env = ENV_SHARED_DATA_DIR)]
+    pub shared_data_dir: bool,
 }
 
 /// Validated settings of a sidecar.
@@ -282,6 +311,16 @@ pub struct ServeConfig {
     pub files: FilesPolicy,
     /// Most open runs per client process.
     pub max_runs_per_client: usize,
+    /// Where the W&B service protocol is served (the unchanged `wandb` SDK); None: off.
+    pub wandb_listen: Option<ListenAddr>,
+    /// Written with the W&B listener's bound address.
+    pub wandb_port_file: Option<PathBuf>,
+    /// Where the web UI is served too, if anywhere.
+    pub ui_listen: Option<SocketAddr>,
+    /// How long a connection may stay silent (keepalive pings every third).
+    pub idle_timeout: Duration,
+    /// Whether other sidecars may share the data dir.
+    pub shared_data_dir: bool,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -319,13 +358,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("--shutdown-grace must be a number of seconds >= 0, got {0}")]
+    #[error("--shutdown-grace must be seconds in 0..={max}, got {0}", max = crate::limits::MAX_SECONDS)]
     Grace(f64),
     #[error("--max-message-bytes must be at least 1024, got {0}")]
     MessageSize(usize),
     #[error("--flush-interval must be seconds between 0.01 and 60, got {0}")]
     FlushInterval(f64),
-    #[error("--{0} must be a number of seconds > 0, got {1}")]
+    #[error("--{0} must be seconds > 0 and at most {max}, got {1}", max = crate::limits::MAX_SECONDS)]
     Seconds(&'static str, f64),
     #[error("--parent-pid {0}: no such process")]
     ParentPid(u32),
@@ -335,8 +374,37 @@ pub enum ConfigError {
     MlflowUri,
     #[error("--wandb-base-url / WANDB_BASE_URL must be an http:// or https:// URL, got {0:?}")]
     WandbBaseUrl(String),
+    #[error("--wandb-listen: {0}")]
+    WandbListen(String),
+    #[error("--wandb-listen {0} is reachable from other machines, and the W&B service protocol has no authentication: listen on 127.0.0.1 or a unix socket")]
+    WandbNotLoopback(SocketAddr),
     #[error("--backend wandb needs WANDB_API_KEY in the environment (your key from the W&B settings page)")]
     WandbApiKey,
+    #[error(transparent)]
+    Ui(#[from] crate::ui::config::UiConfigError),
+}
+
+/// The directories SaveFiles may read over TCP (None: any, over a unix socket).
+fn files_roots(
+    listen: &ListenAddr,
+    given: Vec<PathBuf>,
+) -> Result<Option<Vec<PathBuf>>, ConfigError> {
+    if let ListenAddr::Unix(_) = listen {
+        return Ok(None);
+    }
+    let given = if given.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        given
+    };
+    let mut roots = Vec::new();
+    for path in given {
+        let real = path
+            .canonicalize()
+            .map_err(|source| ConfigError::FilesRoot { path, source })?;
+        roots.push(real);
+    }
+    Ok(Some(roots))
 }
 
 impl ServeArgs {
@@ -351,46 +419,37 @@ impl ServeArgs {
                 return Err(ConfigError::NotLoopback(addr));
             }
         }
+        let ui_listen = self
+            .ui_listen
+            .as_deref()
+            .map(|a| crate::ui::config::parse_listen("--ui-listen", a, auth_token.as_ref()))
+            .transpose()?;
         let tls = self.tls_cert.zip(self.tls_key);
         if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
             return Err(ConfigError::TlsOnUnix);
         }
-        let roots = match listen {
-            ListenAddr::Unix(_) => None,
-            ListenAddr::Tcp(_) => {
-                let given = if self.files_root.is_empty() {
-                    vec![PathBuf::from(".")]
-                } else {
-                    self.files_root
-                };
-                let mut roots = Vec::new();
-                for path in given {
-                    let real = path
-                        .canonicalize()
-                        .map_err(|source| ConfigError::FilesRoot { path, source })?;
-                    roots.push(real);
-                }
-                Some(roots)
-            }
-        };
-        if !(self.shutdown_grace.is_finite() && self.shutdown_grace >= 0.0) {
-            return Err(ConfigError::Grace(self.shutdown_grace));
-        }
+        let roots = files_roots(&listen, self.files_root)?;
+        let grace = Duration::try_from_secs_f64(self.shutdown_grace)
+            .ok()
+            .filter(|_| self.shutdown_grace <= crate::limits::MAX_SECONDS)
+            .ok_or(ConfigError::Grace(self.shutdown_grace))?;
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::MessageSize(self.max_message_bytes));
         }
         if !(0.01..=60.0).contains(&self.flush_interval) {
             return Err(ConfigError::FlushInterval(self.flush_interval));
         }
-        for (name, v) in [
-            ("client-timeout", self.client_timeout),
-            ("heartbeat-interval", self.heartbeat_interval),
-            ("finish-timeout", self.finish_timeout),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(ConfigError::Seconds(name, v));
-            }
-        }
+        let secs = |name: &'static str, v: f64| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero() && v <= crate::limits::MAX_SECONDS)
+                .ok_or(ConfigError::Seconds(name, v))
+        };
+        let client_timeout = secs("client-timeout", self.client_timeout)?;
+        let heartbeat_interval = secs("heartbeat-interval", self.heartbeat_interval)?;
+        let finish_timeout = secs("finish-timeout", self.finish_timeout)?;
+        let idle_timeout = secs("idle-timeout", self.idle_timeout)?;
+        let wandb_listen = wandb_listen(self.wandb_listen.as_deref())?;
         if let Some(pid) = self.parent_pid {
             if crate::liveness::Process::find(pid).is_none() {
                 return Err(ConfigError::ParentPid(pid));
@@ -402,14 +461,14 @@ impl ServeArgs {
             data_dir: self.data_dir,
             log_format: self.log_format,
             fsync: self.fsync,
-            shutdown_grace: Duration::from_secs_f64(self.shutdown_grace),
+            shutdown_grace: grace,
             max_message_bytes: self.max_message_bytes,
-            flush_interval: Duration::from_secs_f64(self.flush_interval),
-            client_timeout: Duration::from_secs_f64(self.client_timeout),
-            heartbeat_interval: Duration::from_secs_f64(self.heartbeat_interval),
+            flush_interval: crate::liveness::seconds(self.flush_interval),
+            client_timeout,
+            heartbeat_interval,
             parent_pid: self.parent_pid,
             backend: self.backend.settings()?,
-            finish_timeout: Duration::from_secs_f64(self.finish_timeout),
+            finish_timeout,
             auth_token,
             tls,
             socket_group: self.socket_group,
@@ -418,8 +477,28 @@ impl ServeArgs {
                 max_bytes: self.max_file_bytes,
             },
             max_runs_per_client: self.max_runs_per_client.max(1),
+            wandb_listen,
+            wandb_port_file: self.wandb_port_file,
+            ui_listen,
+            idle_timeout,
+            shared_data_dir: self.shared_data_dir,
         })
     }
+}
+
+/// The W&B listener's address: loopback TCP or a unix socket (the W&B service
+/// protocol has no authentication).
+fn wandb_listen(text: Option<&str>) -> Result<Option<ListenAddr>, ConfigError> {
+    let Some(text) = text.filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let addr: ListenAddr = text.parse().map_err(ConfigError::WandbListen)?;
+    if let ListenAddr::Tcp(t) = addr {
+        if !t.ip().is_loopback() {
+            return Err(ConfigError::WandbNotLoopback(t));
+        }
+    }
+    Ok(Some(addr))
 }
 
 impl ServeConfig {
@@ -458,61 +537,14 @@ impl ServeConfig {
                 max_bytes: DEFAULT_MAX_FILE_BYTES,
             },
             max_runs_per_client: DEFAULT_MAX_RUNS_PER_CLIENT,
+            wandb_listen: None,
+            wandb_port_file: None,
+            ui_listen: None,
+            idle_timeout: Duration::from_secs_f64(DEFAULT_IDLE_TIMEOUT),
+            shared_data_dir: false,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listen_addresses_parse() {
-        assert_eq!(
-            "tcp://127.0.0.1:0".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Tcp("127.0.0.1:0".parse().unwrap())
-        );
-        assert_eq!(
-            "localhost:5".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Tcp("127.0.0.1:5".parse().unwrap())
-        );
-        assert_eq!(
-            "unix:///tmp/a.sock".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Unix("/tmp/a.sock".into())
-        );
-        assert!("unix://".parse::<ListenAddr>().is_err());
-        assert!("tcp://nowhere".parse::<ListenAddr>().is_err());
-    }
-
-    #[test]
-    fn non_loopback_tcp_is_refused() {
-        let args = ServeArgs {
-            listen: "tcp://0.0.0.0:1".into(),
-            port_file: None,
-            data_dir: "d".into(),
-            log_format: LogFormat::Text,
-            fsync: FsyncPolicy::Batch,
-            shutdown_grace: 1.0,
-            max_message_bytes: 4096,
-            flush_interval: 1.0,
-            client_timeout: 60.0,
-            heartbeat_interval: 30.0,
-            parent_pid: None,
-            backend: BackendArgs {
-                backend: BackendKind::Local,
-                mlflow_tracking_uri: None,
-                wandb_base_url: DEFAULT_WANDB_BASE_URL.into(),
-            },
-            finish_timeout: 60.0,
-            auth_token: None,
-            tls_cert: None,
-            tls_key: None,
-            socket_group: None,
-            files_root: Vec::new(),
-            max_file_bytes: 1 << 30,
-            max_runs_per_client: 64,
-        };
-        let err = args.into_config().unwrap_err();
-        assert!(err.to_string().contains("--auth-token"), "{err}");
-    }
-}
+mod tests;

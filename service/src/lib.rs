@@ -5,27 +5,42 @@
 //! `Run` semantics, and writes the embedded local store.
 //!
 //! # Layout
-//! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
+//! From the top layer down (docs/ARCHITECTURE.md has the whole picture; a module
+//! imports only modules below it):
+//! - [`cli`]: the commands besides `serve` (`runs ls|show|stop`, `sync`, `reap`,
+//!   `health`); [`client`]: connecting to a sidecar.
+//! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes).
+//! - [`datadir`]: the data-dir lock (one sidecar per data dir, unless shared).
+//! - [`net`]: accepted connections: accept backoff, idle timeout.
 //! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
-//!   drains on shutdown. [`shutdown`] owns the stop signal and waits for tasks.
-//! - [`auth`]: the bearer-token layer in front of every service.
+//!   drains on shutdown; [`h2front`] rewrites a unix client's socket-path
+//!   `:authority`; [`auth`] is the bearer-token layer; [`shutdown`] owns the stop
+//!   signal.
 //! - [`api`]: gRPC handlers; [`api::validate`] checks requests, [`api::status`] is
 //!   the one place errors become gRPC statuses.
-//! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups.
-//! - [`run`]: the per-run actor; [`run::state`] holds the log step/commit rules and
-//!   is a pure function of log records; [`run::summary`], [`run::metrics`]
-//!   (define_metric) and [`run::files`] (SaveFiles, media) are its parts.
+//! - [`runs`]: the registry of runs: Init/resume, recovery at start, reads of ended
+//!   runs.
+//! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
 //! - [`backend`]: remote backends (MLflow, W&B) fed from each run's log by a
 //!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).
-//! - [`wal`]: the CRC-framed transaction log.
-//! - [`store`]: the local store's files, all derived from the log.
-//! - [`value`]: value checks, histogram binning, the store's JSON.
-//! - [`liveness`]: is a run's client still there (pid watch, timeouts).
-//! - [`metadata`]: system metadata probed at Init.
-//! - [`monitor`]: the system-metrics sampler (host, process tree, GPUs) on its own thread.
 //! - [`artifacts`]: the content-addressed artifact store (blobs, manifests,
-//!   versions, aliases, lineage, the registry) under `<data-dir>/artifacts/`.
-//! - [`cli`]: `runcore runs ls|show|stop`; [`client`]: connecting to a sidecar.
+//!   versions, aliases, lineage, the registry) under `<data-dir>/artifacts/`;
+//!   read by the backends; it reads client files through [`run::files`].
+//! - [`run`]: the per-run actor (commands, durability, live files, SaveFiles and
+//!   media rules); it sees a forwarder only as a [`run::Delivery`].
+//! - [`store`]: the local store's files, all derived from the log.
+//! - [`semantics`]: W&B's `Run` rules as a pure function of log records
+//!   ([`semantics::state::RunState::apply`]), with [`semantics::summary`] and
+//!   [`semantics::metrics`] (define_metric).
+//! - Leaves: [`wal`] (the CRC-framed transaction log), [`value`] (value checks,
+//!   histogram binning, the store's JSON), [`liveness`] (is a client still there),
+//!   [`monitor`] (system metrics on their own thread), [`metadata`], [`clock`] (all
+//!   time), [`proto`] (generated).
+//! - [`wandb_service`]: the W&B service protocol (`--wandb-listen`), an adapter
+//!   that lets the unchanged `wandb` SDK log into the same runs through the
+//!   registry (above [`runs`]).
+//! - [`ui`]: the web UI (`runcore ui`, `serve --ui-listen`): charts and tables
+//!   over the local store, with its chart index and downsampler (above [`runs`]).
 
 #![forbid(unsafe_code)]
 
@@ -37,10 +52,13 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod h2front;
+pub mod limits;
 pub mod liveness;
 pub mod metadata;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod run;
 pub mod runs;
@@ -48,5 +66,7 @@ pub mod semantics;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod ui;
 pub mod value;
 pub mod wal;
+pub mod wandb_service;

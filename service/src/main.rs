@@ -79,6 +79,9 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         serve(listener, config, stop_signal()).await?;
         Ok(())
     });
+    // serve kept to --shutdown-grace; a blocking task still running (a wedged
+    // disk) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -89,11 +92,39 @@ fn serve_command(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// `runcore ui`: exit 2 for bad settings, 1 when serving fails.
+fn ui_command(args: runcore::ui::UiArgs) -> ExitCode {
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runcore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(LogFormat::Text);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runcore: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = io::stdout();
+    match runtime.block_on(runcore::ui::run_standalone(config, stop_signal(), &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runcore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Serve(args) => serve_command(*args),
+        Command::Ui(args) => ui_command(*args),
         Command::Health { address, service } => {
             match block_on(cli::health(&address, &service, &mut out)) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -101,18 +132,51 @@ fn main() -> ExitCode {
                 Err(e) => report(Err(e)),
             }
         }
-        Command::Sync { dirs, backend } => {
+        Command::Sync {
+            dirs,
+            backend,
+            give_up_after,
+        } => {
             init_tracing(LogFormat::Text);
-            let result = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(cli::CliError::from)
-                .and_then(|rt| rt.block_on(cli::sync(&dirs, &backend, &mut out)));
+            let result = cli::parse_duration(&give_up_after).and_then(|give_up| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(cli::CliError::from)
+                    .and_then(|rt| rt.block_on(cli::sync(&dirs, &backend, give_up, &mut out)))
+            });
             report(result)
         }
         Command::Reap { backend, stale } => {
             init_tracing(LogFormat::Text);
             report(block_on(cli::reap(&backend, &stale, &mut out)))
+        }
+        Command::WandbEnv {
+            wandb_listen,
+            port_file,
+            export,
+        } => report(block_on(cli::wandb_env(
+            wandb_listen.as_deref(),
+            port_file.as_deref(),
+            export,
+            &mut out,
+        ))),
+        Command::Exec {
+            address,
+            wandb_listen,
+            data_dir,
+            command,
+        } => {
+            let args = cli::ExecArgs {
+                address,
+                wandb_listen,
+                data_dir,
+                command,
+            };
+            match block_on(cli::exec(args)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => report(Err(e)),
+            }
         }
         Command::Runs { command } => report(match command {
             RunsCommand::Ls { project, data_dir } => {

@@ -10,6 +10,14 @@ pub mod runcore {
         tonic::include_proto!("runcore.v1");
     }
 
+    /// `runcore.wandb.v1`: runcore's subset of the W&B service protocol (the
+    /// unchanged `wandb` SDK's socket to its core).
+    pub mod wandb {
+        pub mod v1 {
+            tonic::include_proto!("runcore.wandb.v1");
+        }
+    }
+
     /// `runcore.wal.v1`: the transaction log's record format.
     pub mod wal {
         pub mod v1 {
@@ -20,6 +28,7 @@ pub mod runcore {
 
 pub use self::runcore::v1;
 pub use self::runcore::wal::v1 as wal;
+pub use self::runcore::wandb::v1 as wandb;
 
 /// Descriptors of every runcore proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("runcore_descriptor");

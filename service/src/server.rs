@@ -21,6 +21,7 @@ use crate::api::{status, Api};
 use crate::config::{ListenAddr, ServeConfig};
 use crate::h2front::H2Front;
 use crate::liveness::{self, Process};
+use crate::net::{Backoff, Idle};
 use crate::proto::v1::RunState;
 use crate::proto::{self, v1::run_service_server::RunServiceServer};
 use crate::runs::Runs;
@@ -33,6 +34,12 @@ pub enum ServeError {
     Bind { addr: String, source: io::Error },
     #[error("another process is listening on {0}; stop it or choose another --listen path")]
     SocketInUse(PathBuf),
+    #[error(
+        "--listen {0}: the path exists and is not a socket; it is left alone: choose another path"
+    )]
+    NotASocket(PathBuf),
+    #[error(transparent)]
+    DataDirLock(#[from] crate::datadir::LockError),
     #[error("data dir {path}: {source}")]
     DataDir { path: PathBuf, source: io::Error },
     #[error("writing the port file: {0}")]
@@ -74,26 +81,7 @@ impl Listener {
         match addr {
             ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a).await.map_err(bind_err)?)),
             ListenAddr::Unix(path) => {
-                if path.exists() {
-                    if tokio::net::UnixStream::connect(path).await.is_ok() {
-                        return Err(ServeError::SocketInUse(path.clone()));
-                    }
-                    std::fs::remove_file(path).map_err(bind_err)?;
-                }
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(bind_err)?;
-                }
-                let listener = UnixListener::bind(path).map_err(bind_err)?;
-                let mode = match group {
-                    Some(g) => {
-                        let gid = group_id(g).ok_or_else(|| ServeError::NoGroup(g.to_owned()))?;
-                        std::os::unix::fs::chown(path, None, Some(gid)).map_err(bind_err)?;
-                        0o660
-                    }
-                    None => 0o600,
-                };
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .map_err(bind_err)?;
+                let listener = bind_unix(path, group).await?;
                 Ok(Listener::Unix(listener, path.clone()))
             }
         }
@@ -109,6 +97,60 @@ impl Listener {
             Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
         }
     }
+}
+
+/// Binds a unix socket at `path` with no moment at which another user could
+/// connect: the socket is made in a private (0700) directory beside `path`, given
+/// its mode (and group), then renamed into place. A stale socket left by a dead
+/// sidecar is replaced; a path that is not a socket is refused, never removed.
+async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, ServeError> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    let bind_err = |source| ServeError::Bind {
+        addr: format!("unix://{}", path.display()),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(ServeError::SocketInUse(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(bind_err)?;
+        }
+        Ok(_) => return Err(ServeError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(bind_err)?;
+    let private = parent.join(format!(
+        ".rc{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(bind_err)?;
+    let made = private.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&made)?;
+        let mode = match group {
+            Some(g) => {
+                let gid = group_id(g).ok_or_else(|| {
+                    io::Error::other(format!("--socket-group {g}: no such group"))
+                })?;
+                std::os::unix::fs::chown(&made, None, Some(gid))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&made, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&made);
+    let _ = std::fs::remove_dir(&private);
+    bound.map_err(bind_err)
 }
 
 impl Connected for H2Front<UnixStream> {
@@ -132,23 +174,42 @@ fn group_id(group: &str) -> Option<u32> {
     })
 }
 
-/// Creates the data dir; returns its absolute path, which run directories are
-/// reported in. Several sidecars may share a data dir: each run is locked by the
-/// sidecar that has it open.
-fn prepare_data_dir(dir: &Path) -> Result<PathBuf, ServeError> {
+/// Creates the data dir and locks it for this sidecar (shared with others with
+/// `--shared-data-dir`, each run then locked by the sidecar that has it open);
+/// returns its absolute path, which run directories are reported in.
+fn prepare_data_dir(
+    dir: &Path,
+    shared: bool,
+) -> Result<(PathBuf, crate::datadir::DataDirLock), ServeError> {
     let err = |source| ServeError::DataDir {
         path: dir.to_owned(),
         source,
     };
     std::fs::create_dir_all(dir).map_err(err)?;
-    dir.canonicalize().map_err(err)
+    let dir = dir.canonicalize().map_err(err)?;
+    let lock = crate::datadir::lock(&dir, shared)?;
+    Ok((dir, lock))
 }
 
-/// Rewrites tonic's OUT_OF_RANGE for an oversized unary request (sent as a
-/// headers-only response) into RESOURCE_EXHAUSTED naming the limit.
+/// Rewrites tonic's statuses for a unary request it could not read (sent as a
+/// headers-only response): OUT_OF_RANGE for an oversized one becomes
+/// RESOURCE_EXHAUSTED naming the limit, INTERNAL for one that is not protobuf
+/// becomes INVALID_ARGUMENT.
 fn fix_too_large<B>(limit: usize) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
     move |mut resp| {
         let headers = resp.headers_mut();
+        let internal = headers.get("grpc-status").is_some_and(|v| v == "13");
+        let undecodable = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| status::is_decode_error(tonic::Code::Internal, m));
+        if internal && undecodable {
+            headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+            headers.insert(
+                "grpc-message",
+                http::HeaderValue::from_static(status::DECODE_MESSAGE),
+            );
+        }
         let out_of_range = headers.get("grpc-status").is_some_and(|v| v == "11");
         let too_large = headers
             .get("grpc-message")
@@ -206,37 +267,46 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let mut config = config;
-    config.data_dir = prepare_data_dir(&config.data_dir)?;
+    let (data_dir, _data_dir_lock) = prepare_data_dir(&config.data_dir, config.shared_data_dir)?;
+    config.data_dir = data_dir;
     let config = Arc::new(config);
     let mut shutdown = Shutdown::new();
+    let ui_listener = bind_ui(&config).await?;
     let runs = Runs::start(config.clone(), shutdown.token()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<Api>>().await;
+    let watchdog = tokio::spawn(watch_wedged(runs.clone(), health.clone()));
     let addr = listener.local_addr();
     if let Some(port_file) = &config.port_file {
         write_atomic(port_file, format!("{addr}\n").as_bytes(), false)?;
     }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "runcore serving");
 
+    let wandb_addr = spawn_wandb(&config, &runs, &shutdown).await?;
     let mut stop = shutdown.token();
     let stopping = async move { stop.stopping().await };
     let mut server = spawn_grpc(&config, runs.clone(), health_service, listener, stopping)?;
+    let ui = ui_listener.map(|l| spawn_ui(l, &config, shutdown.token()));
     let parent_gone = tokio::select! {
         _ = signal => false,
         _ = parent_exit(config.parent_pid) => true,
     };
+    watchdog.abort();
     health.set_not_serving::<RunServiceServer<Api>>().await;
     // One deadline for the whole stop, so that a pod's termination grace period can
     // match --shutdown-grace: clients get all but a reserve for the final flush.
     let grace = config.shutdown_grace;
     let deadline = tokio::time::Instant::now() + grace;
     let reserve = (grace / 5).min(FLUSH_RESERVE);
+    // A run that does not answer by then is left as it is (wedged): its log
+    // holds every acknowledged record and the next start recovers it.
+    let end_by = deadline - reserve / 2;
     if parent_gone {
         tracing::warn!("the parent process exited: ending open runs as crashed");
-        runs.end_open(RunState::Crashed).await;
+        runs.end_open(RunState::Crashed, end_by).await;
     } else {
         wait_for_open_runs(&runs, grace - reserve).await;
-        runs.end_open(RunState::Killed).await;
+        runs.end_open(RunState::Killed, end_by).await;
     }
     tracing::info!("shutting down: ending streams and flushing runs");
     runs.close();
@@ -250,11 +320,85 @@ pub async fn serve(
     {
         tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
     }
-    if let ListenAddr::Unix(path) = &addr {
-        let _ = std::fs::remove_file(path);
+    if let Some(ui) = ui {
+        // Past the grace period a download still in flight is cut off.
+        ui.abort();
+    }
+    for a in [Some(&addr), wandb_addr.as_ref()].into_iter().flatten() {
+        if let ListenAddr::Unix(path) = a {
+            let _ = std::fs::remove_file(path);
+        }
     }
     tracing::info!("stopped");
     result
+}
+
+/// Starts the W&B service-protocol listener when `--wandb-listen` asks for one;
+/// returns its bound address.
+async fn spawn_wandb(
+    config: &ServeConfig,
+    runs: &Arc<Runs>,
+    shutdown: &Shutdown,
+) -> Result<Option<ListenAddr>, ServeError> {
+    let Some(addr) = &config.wandb_listen else {
+        return Ok(None);
+    };
+    let listener = Listener::bind(addr, config.socket_group.as_deref()).await?;
+    let bound = listener.local_addr();
+    if let Some(port_file) = &config.wandb_port_file {
+        write_atomic(port_file, format!("{bound}\n").as_bytes(), false)?;
+    }
+    tracing::info!(addr = %bound, "serving the W&B service protocol (WANDB_SERVICE={})", crate::wandb_service::service_token(&bound, std::process::id()));
+    let settings = crate::wandb_service::listener::Settings {
+        max_message_bytes: config.max_message_bytes,
+        heartbeat: (config.client_timeout / 4).clamp(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(10),
+        ),
+        finish_timeout: config.finish_timeout,
+    };
+    tokio::spawn(crate::wandb_service::serve(
+        listener,
+        runs.clone(),
+        settings,
+        shutdown.token(),
+    ));
+    Ok(Some(bound))
+}
+
+/// Binds the web UI's listener when `--ui-listen` asks for one.
+async fn bind_ui(config: &ServeConfig) -> Result<Option<tokio::net::TcpListener>, ServeError> {
+    let Some(addr) = config.ui_listen else {
+        return Ok(None);
+    };
+    let listener = crate::ui::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: crate::ui::url(addr),
+            source,
+        })?;
+    Ok(Some(listener))
+}
+
+/// Says NOT_SERVING while a run is wedged (its actor on one request for longer
+/// than `limits::WEDGED_AFTER`), SERVING again once it is not.
+async fn watch_wedged(runs: Arc<Runs>, health: tonic_health::server::HealthReporter) {
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut serving = true;
+    loop {
+        check.tick().await;
+        let wedged = runs.wedged(crate::limits::WEDGED_AFTER);
+        if wedged.is_empty() != serving {
+            serving = wedged.is_empty();
+            if serving {
+                tracing::info!("no run is wedged any more: SERVING");
+                health.set_serving::<RunServiceServer<Api>>().await;
+            } else {
+                tracing::error!(runs = ?wedged, "a run has been on one request for over {:?}: NOT_SERVING", crate::limits::WEDGED_AFTER);
+                health.set_not_serving::<RunServiceServer<Api>>().await;
+            }
+        }
+    }
 }
 
 /// Serves the gRPC services (RunService, health, reflection), behind the auth
@@ -275,7 +419,12 @@ fn spawn_grpc(
     let api = RunServiceServer::new(Api::new(runs, limit))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    let mut builder = Server::builder();
+    // A live client answers keepalive pings, so its connection is never idle;
+    // one that is gone (or never spoke HTTP/2) is closed by the idle timeout.
+    let idle = config.idle_timeout;
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(idle / 3))
+        .http2_keepalive_timeout(Some(idle / 3));
     if let Some((cert, key)) = &config.tls {
         let read = |p: &PathBuf| {
             std::fs::read(p).map_err(|source| ServeError::Tls(format!("{}: {source}", p.display())))
@@ -296,9 +445,10 @@ fn spawn_grpc(
             Listener::Tcp(l) => {
                 // Small acks must not wait for Nagle: tonic sets no TCP_NODELAY on
                 // streams it did not accept itself.
-                let incoming = TcpListenerStream::new(l).map(|s| {
-                    s.inspect(|s| {
+                let incoming = Backoff::new(TcpListenerStream::new(l)).map(move |s| {
+                    s.map(|s| {
                         let _ = s.set_nodelay(true);
+                        Idle::new(s, idle)
                     })
                 });
                 router
@@ -308,13 +458,36 @@ fn spawn_grpc(
             Listener::Unix(l, _) => {
                 // grpc C-core, grpc-java and grpc-swift send the socket path as
                 // :authority, which the HTTP/2 layer refuses: the front rewrites it.
-                let incoming = UnixListenerStream::new(l).map(|s| s.map(H2Front::new));
+                let incoming = Backoff::new(UnixListenerStream::new(l))
+                    .map(move |s| s.map(|s| Idle::new(H2Front::new(s), idle)));
                 router
                     .serve_with_incoming_shutdown(incoming, stopping)
                     .await
             }
         }
     }))
+}
+
+/// Serves the web UI over the sidecar's data dir until shutdown; the task holds
+/// `token` until the UI has stopped.
+fn spawn_ui(
+    listener: TcpListener,
+    config: &ServeConfig,
+    token: crate::shutdown::ShutdownToken,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(url = %crate::ui::url(addr), "web UI serving");
+    }
+    let data_dir = config.data_dir.clone();
+    let auth = config.auth_token.clone();
+    tokio::spawn(async move {
+        let mut stop = token.clone();
+        let stopping = async move { stop.stopping().await };
+        if let Err(e) = crate::ui::serve(listener, data_dir, auth, stopping).await {
+            tracing::error!("web UI stopped: {e}");
+        }
+        drop(token);
+    })
 }
 
 /// tonic's graceful stop also waits for idle client connections to close, which

@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::v1::{ClientInfo, RunInfo, Value};
 use crate::semantics::state::{
-    state_from_name, state_name, AlertEvent, CommittedRow, RunState, Sink, SystemEvent,
+    state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink, SystemEvent,
 };
 use crate::value::{self, write_json_f64, write_json_str};
+
+mod rewrites;
+pub use self::rewrites::{write_atomic, Rewrites};
 
 pub const RUN_JSON: &str = "run.json";
 pub const CONFIG_JSON: &str = "config.json";
@@ -24,6 +27,8 @@ pub const HISTORY_JSONL: &str = "history.jsonl";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const EVENTS_JSONL: &str = "events.jsonl";
 pub const ALERTS_JSONL: &str = "alerts.jsonl";
+/// Console lines of the client (the W&B SDK's captured stdout and stderr).
+pub const OUTPUT_LOG: &str = "output.log";
 pub const FILES_DIR: &str = "files";
 pub const WAL: &str = "run.wal";
 
@@ -49,6 +54,11 @@ pub fn run_dir(data_dir: &Path, project: &str, id: &str) -> PathBuf {
 
 /// Finds the directory of run `id` in any project.
 pub fn find_run(data_dir: &Path, id: &str) -> Option<PathBuf> {
+    // An id is one plain path component (the API checks it; this keeps any
+    // other caller inside the data dir too).
+    if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\\', '\0']) {
+        return None;
+    }
     let projects = fs::read_dir(data_dir).ok()?;
     projects
         .flatten()
@@ -75,95 +85,10 @@ pub fn all_runs(data_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Writes a file by renaming a finished temporary copy over it, so readers never
-/// see half of it. `durable` fsyncs the copy first and the directory after the
-/// rename, so the new name survives a power cut too. Blocking.
-pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    if durable {
-        f.sync_data().map_err(io_err(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    if durable {
-        let parent = path.parent().unwrap_or(Path::new("."));
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(parent))?;
-    }
-    Ok(())
-}
-
 /// run.json's text for a run's state.
 pub fn run_json(state: &RunState, heartbeat_interval: f64) -> Result<Vec<u8>, String> {
     serde_json::to_vec_pretty(&RunFile::from_state(state, heartbeat_interval))
         .map_err(|e| e.to_string())
-}
-
-/// Store writes prepared on a run's actor and done on a blocking thread: whole
-/// files replaced with [`write_atomic`], line files fsynced.
-#[derive(Default)]
-pub struct Rewrites {
-    files: Vec<(PathBuf, Vec<u8>)>,
-    sync: Vec<(PathBuf, Arc<File>)>,
-    durable: bool,
-}
-
-impl Rewrites {
-    /// `durable`: fsync what is written (finish, shutdown).
-    pub fn new(durable: bool) -> Self {
-        Rewrites {
-            durable,
-            ..Default::default()
-        }
-    }
-
-    /// Replaces `path` with `bytes`.
-    pub fn file(&mut self, path: PathBuf, bytes: impl Into<Vec<u8>>) {
-        self.files.push((path, bytes.into()));
-    }
-
-    /// Also fsyncs these (already flushed) files.
-    pub fn sync(&mut self, files: Vec<(PathBuf, Arc<File>)>) {
-        self.sync.extend(files);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.sync.is_empty()
-    }
-
-    /// Does the writes. Blocking. Every write is tried; the errors are returned.
-    pub fn apply(self) -> Vec<StoreError> {
-        let mut errors = Vec::new();
-        for (path, bytes) in self.files {
-            if let Err(e) = write_atomic(&path, &bytes, self.durable) {
-                errors.push(e);
-            }
-        }
-        for (path, file) in self.sync {
-            if let Err(e) = file.sync_data() {
-                errors.push(io_err(&path)(e));
-            }
-        }
-        errors
-    }
-
-    /// Does the writes on a blocking thread.
-    pub async fn run(self) -> Vec<StoreError> {
-        if self.is_empty() {
-            return Vec::new();
-        }
-        tokio::task::spawn_blocking(move || self.apply())
-            .await
-            .unwrap_or_else(|e| {
-                vec![StoreError::Io {
-                    path: PathBuf::new(),
-                    source: io::Error::other(format!("store writer task failed: {e}")),
-                }]
-            })
-    }
 }
 
 /// `run.json`.
@@ -194,6 +119,10 @@ pub struct RunFile {
     pub client_pid: Option<i64>,
     pub client_host: Option<String>,
     pub client_boot_id: Option<String>,
+    /// Why the run ended without its client, when something says (the last
+    /// console lines of a W&B SDK script that crashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 impl RunFile {
@@ -224,6 +153,7 @@ impl RunFile {
             client_pid: client.map(|c| c.pid).filter(|p| *p > 0),
             client_host: client.and_then(|c| opt(&c.hostname)),
             client_boot_id: client.and_then(|c| opt(&c.boot_id)),
+            end_reason: opt(&s.end_reason),
         }
     }
 
@@ -328,6 +258,38 @@ pub fn list_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Suffix of the line files a rebuild writes before they replace the store's.
+const REBUILD: &str = ".rebuild";
+
+/// Lines in a file (0 if it cannot be read).
+fn count_lines(path: &Path) -> usize {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0;
+    while let Ok(read) = f.read(&mut buf) {
+        if read == 0 {
+            break;
+        }
+        n += buf[..read].iter().filter(|b| **b == b'\n').count();
+    }
+    n
+}
+
+/// `<dir>/<prefix><unix time>`, with `.1`, `.2`... if that is taken.
+pub fn unused_name(dir: &Path, prefix: &str) -> PathBuf {
+    let base = dir.join(format!("{prefix}{}", crate::clock::now() as u64));
+    let mut path = base.clone();
+    let mut i = 0;
+    while fs::symlink_metadata(&path).is_ok() {
+        i += 1;
+        path = PathBuf::from(format!("{}.{i}", base.display()));
+    }
+    path
+}
+
 /// The writer of a run's store files. Line files are buffered and flushed by the
 /// run's periodic tick and at finish; a write error is kept for the run to report
 /// (the transaction log still holds the data).
@@ -336,6 +298,7 @@ pub struct StoreWriter {
     history: BufWriter<File>,
     events: BufWriter<File>,
     alerts: BufWriter<File>,
+    output: BufWriter<File>,
     /// Second handles on the line files, fsynced on a blocking thread.
     line_files: Vec<(PathBuf, Arc<File>)>,
     line: String,
@@ -346,9 +309,61 @@ impl StoreWriter {
     /// Opens the store files of a run directory. `fresh` truncates the line files
     /// (a new run, or a run whose files are rebuilt from its log).
     pub fn open(dir: &Path, fresh: bool) -> Result<Self, StoreError> {
+        Self::open_files(dir, "", fresh)
+    }
+
+    /// A writer that rebuilds the line files from the log into `<name>.rebuild`
+    /// files; [`StoreWriter::finish_rebuild`] puts them in place, so a rebuild
+    /// that fails (a full disk) leaves the store as it was.
+    pub fn rebuild(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_files(dir, REBUILD, true)
+    }
+
+    /// Syncs the rebuilt line files, moves them over the store's and reopens them
+    /// for appending. With `keep_longer`, an old history.jsonl with more rows than
+    /// the rebuilt one is not overwritten: it is kept as
+    /// `history.jsonl.before-recovery-<unix time>`, whose path is returned.
+    pub fn finish_rebuild(
+        mut self,
+        keep_longer: bool,
+    ) -> Result<(StoreWriter, Option<PathBuf>), StoreError> {
+        self.flush();
+        for (path, file) in &self.line_files {
+            if let Err(e) = file.sync_data() {
+                self.error.get_or_insert_with(|| io_err(path)(e));
+            }
+        }
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        let dir = self.dir.clone();
+        drop(self);
+        let mut kept = None;
+        for name in [HISTORY_JSONL, EVENTS_JSONL, ALERTS_JSONL, OUTPUT_LOG] {
+            let (old, new) = (dir.join(name), dir.join(format!("{name}{REBUILD}")));
+            if name == HISTORY_JSONL && keep_longer && count_lines(&old) > count_lines(&new) {
+                let to = unused_name(&dir, &format!("{name}.before-recovery-"));
+                fs::rename(&old, &to).map_err(io_err(&old))?;
+                kept = Some(to);
+            }
+            fs::rename(&new, &old).map_err(io_err(&old))?;
+        }
+        Ok((StoreWriter::open(&dir, false)?, kept))
+    }
+
+    /// Drops a rebuild that cannot be finished, removing its files.
+    pub fn abandon(self) {
+        let dir = self.dir.clone();
+        drop(self);
+        for name in [HISTORY_JSONL, EVENTS_JSONL, ALERTS_JSONL, OUTPUT_LOG] {
+            let _ = fs::remove_file(dir.join(format!("{name}{REBUILD}")));
+        }
+    }
+
+    fn open_files(dir: &Path, suffix: &str, fresh: bool) -> Result<Self, StoreError> {
         fs::create_dir_all(dir.join(FILES_DIR)).map_err(io_err(dir))?;
         let open = |name: &str| -> Result<BufWriter<File>, StoreError> {
-            let path = dir.join(name);
+            let path = dir.join(format!("{name}{suffix}"));
             let file = if fresh {
                 File::create(&path)
             } else {
@@ -357,18 +372,20 @@ impl StoreWriter {
             .map_err(io_err(&path))?;
             Ok(BufWriter::with_capacity(64 * 1024, file))
         };
-        let (history, events, alerts) = (
+        let (history, events, alerts, output) = (
             open(HISTORY_JSONL)?,
             open(EVENTS_JSONL)?,
             open(ALERTS_JSONL)?,
+            open(OUTPUT_LOG)?,
         );
         let mut line_files = Vec::new();
         for (w, name) in [
             (&history, HISTORY_JSONL),
             (&events, EVENTS_JSONL),
             (&alerts, ALERTS_JSONL),
+            (&output, OUTPUT_LOG),
         ] {
-            let path = dir.join(name);
+            let path = dir.join(format!("{name}{suffix}"));
             let clone = w.get_ref().try_clone().map_err(io_err(&path))?;
             line_files.push((path, Arc::new(clone)));
         }
@@ -377,6 +394,7 @@ impl StoreWriter {
             history,
             events,
             alerts,
+            output,
             line_files,
             line: String::with_capacity(1024),
             error: None,
@@ -408,6 +426,8 @@ impl StoreWriter {
         self.keep(r, EVENTS_JSONL);
         let r = self.alerts.flush();
         self.keep(r, ALERTS_JSONL);
+        let r = self.output.flush();
+        self.keep(r, OUTPUT_LOG);
     }
 
     /// The line files, to fsync on another thread once flushed.
@@ -486,6 +506,16 @@ impl Sink for StoreWriter {
         self.line.push('\n');
         let r = self.events.write_all(self.line.as_bytes());
         self.keep(r, EVENTS_JSONL);
+    }
+
+    fn output(&mut self, o: &OutputEvent<'_>) {
+        for line in o.lines {
+            let r = self
+                .output
+                .write_all(line.as_bytes())
+                .and_then(|()| self.output.write_all(b"\n"));
+            self.keep(r, OUTPUT_LOG);
+        }
     }
 
     fn alert(&mut self, a: &AlertEvent<'_>) {

@@ -3,8 +3,11 @@
 //! sidecar) before its caller is acknowledged.
 //!
 //! Frame: `u32 LE length | u32 LE CRC-32 of payload | payload (wal.v1.Record)`.
-//! Opening a log for append truncates a torn tail: the first frame that is short,
-//! fails its CRC or does not decode ends the log.
+//! A frame that is short, empty, fails its CRC or does not decode is bad: the
+//! reader skips to the next good frame (what follows a corrupt record is kept)
+//! and says what it skipped. A bad stretch at the end that no frame could fill
+//! (a write cut short by a crash) is a torn tail, cut when the log is opened for
+//! append; anything else is corruption, which `run::open` keeps a copy of.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -39,6 +42,22 @@ pub enum WalError {
     Io { path: PathBuf, source: io::Error },
     #[error("run {0} is open in another runcore sidecar (its transaction log is locked); use that sidecar, or stop it first")]
     InUse(PathBuf),
+    #[error("transaction log {path} holds no records ({len} bytes, none a valid record); the run cannot be read (its store files, if any, are as they were)")]
+    NoRecords { path: PathBuf, len: u64 },
+}
+
+/// Bytes past a bad frame searched for the next good one; a longer bad stretch
+/// loses what follows it.
+const RESYNC_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A stretch of a log the reader skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadStretch {
+    pub start: u64,
+    pub end: u64,
+    /// At the end of the log, and shorter than the frame its header announces:
+    /// a write cut short, not a damaged record.
+    pub torn: bool,
 }
 
 /// An exclusive lock on a log, held by the one writer of a run. Two sidecars may
@@ -86,14 +105,32 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
     }
 }
 
-/// Reads a log's records in order, stopping at the first bad frame.
+/// Reads a log's records in order, skipping bad frames.
 pub struct WalReader {
     reader: BufReader<File>,
     path: PathBuf,
-    /// Bytes of whole, valid frames read so far.
+    /// Where the next frame starts.
+    pos: u64,
+    /// End of the last good frame read.
     valid_len: u64,
     file_len: u64,
     done: bool,
+    /// What was skipped (the first [`MAX_BAD_LISTED`]), and how many in all.
+    bad: Vec<BadStretch>,
+    bad_count: usize,
+    records: u64,
+    /// The good frames read, as merged byte ranges.
+    good: Vec<(u64, u64)>,
+}
+
+const MAX_BAD_LISTED: usize = 100;
+
+/// Why a frame at some position is not a record.
+enum Frame {
+    Good(Box<Record>, u64),
+    /// Header announces more than the file holds (or the header itself is cut).
+    Short,
+    Bad,
 }
 
 impl WalReader {
@@ -103,9 +140,14 @@ impl WalReader {
         Ok(WalReader {
             reader: BufReader::with_capacity(256 * 1024, file),
             path: path.to_owned(),
+            pos: 0,
             valid_len: 0,
             file_len,
             done: false,
+            bad: Vec::new(),
+            bad_count: 0,
+            records: 0,
+            good: Vec::new(),
         })
     }
 
@@ -118,6 +160,7 @@ impl WalReader {
                 .seek(SeekFrom::Start(offset))
                 .map_err(io_err(path))?;
             r.valid_len = offset.min(r.file_len);
+            r.pos = r.valid_len;
         }
         Ok(r)
     }
@@ -127,46 +170,184 @@ impl WalReader {
         self.valid_len
     }
 
-    /// Bytes after the valid prefix: a torn tail, once the reader is exhausted.
+    /// Bytes after the last good frame: a torn tail, once the reader is exhausted.
     pub fn torn_bytes(&self) -> u64 {
         self.file_len.saturating_sub(self.valid_len)
     }
 
-    /// The next record, None at the end or at the first bad frame.
+    /// The stretches skipped so far (the first 100 of them).
+    pub fn bad_stretches(&self) -> &[BadStretch] {
+        &self.bad
+    }
+
+    /// Whether a stretch other than a torn tail was skipped: records were lost
+    /// or damaged, not just a write cut short.
+    pub fn corrupt(&self) -> bool {
+        self.bad.iter().any(|b| !b.torn)
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Bad stretches skipped so far, all of them.
+    pub fn bad_count(&self) -> usize {
+        self.bad_count
+    }
+
+    /// Bytes in the bad stretches listed.
+    pub fn bad_bytes(&self) -> u64 {
+        self.bad.iter().map(|b| b.end - b.start).sum()
+    }
+
+    /// The good frames read, as byte ranges in order.
+    pub fn good_ranges(&self) -> &[(u64, u64)] {
+        &self.good
+    }
+
+    /// The log's length when it was opened.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// The next record, None at the end. A bad frame is skipped: the reader looks
+    /// for the next good one (up to 64 MiB on) and records the stretch between.
     pub fn next_record(&mut self) -> Result<Option<Record>, WalError> {
-        if self.done {
-            return Ok(None);
+        while !self.done {
+            if self.pos >= self.file_len {
+                self.done = true;
+                break;
+            }
+            let start = self.pos;
+            match self.frame()? {
+                Frame::Good(record, end) => {
+                    self.pos = end;
+                    self.valid_len = end;
+                    self.records += 1;
+                    match self.good.last_mut() {
+                        Some(last) if last.1 == start => last.1 = end,
+                        _ => self.good.push((start, end)),
+                    }
+                    return Ok(Some(*record));
+                }
+                outcome => {
+                    let next = self.resync(start + 1)?;
+                    let end = next.unwrap_or(self.file_len);
+                    // Torn: a write cut short, or the zeroes a crash can leave
+                    // past the last write; not a damaged record.
+                    let torn = next.is_none()
+                        && (matches!(outcome, Frame::Short) || self.all_zero(start, end)?);
+                    self.note_bad(BadStretch { start, end, torn });
+                    match next {
+                        Some(at) => self.seek(at)?,
+                        None => self.done = true,
+                    }
+                }
+            }
         }
+        Ok(None)
+    }
+
+    fn note_bad(&mut self, b: BadStretch) {
+        self.bad_count += 1;
+        if self.bad.len() < MAX_BAD_LISTED {
+            self.bad.push(b);
+        }
+    }
+
+    fn seek(&mut self, at: u64) -> Result<(), WalError> {
+        use std::io::{Seek, SeekFrom};
+        self.reader
+            .seek(SeekFrom::Start(at))
+            .map_err(io_err(&self.path))?;
+        self.pos = at;
+        Ok(())
+    }
+
+    /// Reads the frame at `self.pos` through the buffered reader.
+    fn frame(&mut self) -> Result<Frame, WalError> {
         let mut header = [0u8; HEADER];
         if !read_full(&mut self.reader, &mut header).map_err(io_err(&self.path))? {
-            self.done = true;
-            return Ok(None);
+            return Ok(Frame::Short);
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let remaining = self.file_len.saturating_sub(self.valid_len + HEADER as u64);
-        if len > MAX_FRAME || u64::from(len) > remaining {
-            self.done = true;
-            return Ok(None);
+        let remaining = self.file_len.saturating_sub(self.pos + HEADER as u64);
+        if len == 0 || len > MAX_FRAME {
+            return Ok(Frame::Bad);
+        }
+        if u64::from(len) > remaining {
+            return Ok(Frame::Short);
         }
         let mut payload = vec![0u8; len as usize];
-        if !read_full(&mut self.reader, &mut payload).map_err(io_err(&self.path))?
-            || crc32fast::hash(&payload) != crc
-        {
-            self.done = true;
-            return Ok(None);
+        if !read_full(&mut self.reader, &mut payload).map_err(io_err(&self.path))? {
+            return Ok(Frame::Short);
         }
-        match Record::decode(payload.as_slice()) {
-            Ok(record) => {
-                self.valid_len += HEADER as u64 + u64::from(len);
-                Ok(Some(record))
-            }
-            Err(_) => {
-                self.done = true;
-                Ok(None)
-            }
-        }
+        Ok(match decode(&payload, crc) {
+            Some(r) => Frame::Good(Box::new(r), self.pos + HEADER as u64 + u64::from(len)),
+            None => Frame::Bad,
+        })
     }
+
+    /// Whether bytes `start..end` are all zero (at most 16 MiB looked at).
+    fn all_zero(&self, start: u64, end: u64) -> Result<bool, WalError> {
+        use std::os::unix::fs::FileExt;
+        if end - start > 16 * 1024 * 1024 {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; (end - start) as usize];
+        self.reader
+            .get_ref()
+            .read_exact_at(&mut buf, start)
+            .map_err(io_err(&self.path))?;
+        Ok(buf.iter().all(|b| *b == 0))
+    }
+
+    /// The first offset at or after `from` where a good frame starts.
+    fn resync(&mut self, from: u64) -> Result<Option<u64>, WalError> {
+        use std::os::unix::fs::FileExt;
+        let file = self.reader.get_ref();
+        let limit = self.file_len.min(from.saturating_add(RESYNC_LIMIT));
+        let mut window = vec![0u8; 64 * 1024];
+        let mut base = from;
+        while base + HEADER as u64 <= limit {
+            let n = file
+                .read_at(&mut window, base)
+                .map_err(io_err(&self.path))?;
+            if n < HEADER {
+                break;
+            }
+            for i in 0..=(n - HEADER) {
+                let at = base + i as u64;
+                if at + HEADER as u64 > limit {
+                    return Ok(None);
+                }
+                let h = &window[i..i + HEADER];
+                let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+                let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+                if len == 0 || u64::from(len) > self.file_len - at - HEADER as u64 {
+                    continue;
+                }
+                let mut payload = vec![0u8; len as usize];
+                if file.read_exact_at(&mut payload, at + HEADER as u64).is_ok()
+                    && decode(&payload, crc).is_some()
+                {
+                    return Ok(Some(at));
+                }
+            }
+            base += (n - HEADER + 1) as u64;
+        }
+        Ok(None)
+    }
+}
+
+/// A frame's payload as a record, if its CRC matches and it decodes.
+fn decode(payload: &[u8], crc: u32) -> Option<Record> {
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Record::decode(payload).ok()
 }
 
 /// Fills `buf`; false on a clean or short end of file.
@@ -214,6 +395,37 @@ impl WalWriter {
             file.sync_all().map_err(io_err(&path))?;
         }
         Ok(Self::with_file(file, &path, valid_len))
+    }
+
+    /// Opens a locked log for append after moving its `good` byte ranges (from a
+    /// [`WalReader`] that read it to its end) to its front, in order, and cutting
+    /// the rest. Keep a copy of the log first: this rewrites it in place.
+    pub fn open_compacted(lock: WalLock, good: &[(u64, u64)]) -> Result<Self, WalError> {
+        use std::os::unix::fs::FileExt;
+        let WalLock { file, path } = lock;
+        // pwrite on an O_APPEND handle appends (Linux): rewrite through another.
+        let out = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let err = io_err(&path);
+        let mut at = 0u64;
+        let mut chunk = vec![0u8; 1024 * 1024];
+        for &(start, end) in good {
+            let mut from = start;
+            while from < end {
+                let n = ((end - from) as usize).min(chunk.len());
+                out.read_exact_at(&mut chunk[..n], from)
+                    .and_then(|()| out.write_all_at(&chunk[..n], at))
+                    .map_err(|e| io_err(&path)(e))?;
+                from += n as u64;
+                at += n as u64;
+            }
+        }
+        out.set_len(at).map_err(io_err(&path))?;
+        out.sync_all().map_err(err)?;
+        Ok(Self::with_file(file, &path, at))
     }
 
     fn with_file(file: File, path: &Path, len: u64) -> Self {
@@ -281,79 +493,5 @@ impl WalWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::wal::{record::Kind, StateChange};
-
-    fn rec(i: i32) -> Record {
-        Record {
-            time: f64::from(i),
-            kind: Some(Kind::State(StateChange {
-                state: 1,
-                exit_code: Some(i),
-            })),
-        }
-    }
-
-    fn read_all(path: &Path) -> (Vec<Record>, u64) {
-        let mut r = WalReader::open(path).unwrap();
-        let mut out = Vec::new();
-        while let Some(x) = r.next_record().unwrap() {
-            out.push(x);
-        }
-        (out, r.valid_len())
-    }
-
-    #[test]
-    fn torn_tail_is_cut_and_log_stays_appendable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.wal");
-        let mut w = WalWriter::create(&path).unwrap();
-        for i in 0..3 {
-            w.append(&rec(i)).unwrap();
-        }
-        let good = w.len();
-        drop(w);
-        // A torn frame: a header promising more bytes than follow.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[50, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
-        drop(f);
-        let (records, valid) = read_all(&path);
-        assert_eq!(records.len(), 3);
-        assert_eq!(valid, good);
-        let mut w = WalWriter::open_truncated(WalLock::acquire(&path).unwrap(), valid).unwrap();
-        w.append(&rec(3)).unwrap();
-        drop(w);
-        let (records, _) = read_all(&path);
-        assert_eq!(records, (0..4).map(rec).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn one_writer_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.wal");
-        let w = WalWriter::create(&path).unwrap();
-        assert!(is_locked(&path));
-        assert!(matches!(WalLock::acquire(&path), Err(WalError::InUse(_))));
-        drop(w);
-        assert!(!is_locked(&path));
-        let _again = WalLock::acquire(&path).unwrap();
-    }
-
-    #[test]
-    fn a_flipped_byte_ends_the_log_at_that_frame() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.wal");
-        let mut w = WalWriter::create(&path).unwrap();
-        w.append(&rec(0)).unwrap();
-        let second = w.append(&rec(1)).unwrap();
-        w.append(&rec(2)).unwrap();
-        drop(w);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[second as usize + HEADER] ^= 0xff;
-        std::fs::write(&path, bytes).unwrap();
-        let (records, valid) = read_all(&path);
-        assert_eq!(records, vec![rec(0)]);
-        assert_eq!(valid, second);
-    }
-}
+#[path = "wal_tests.rs"]
+mod tests;

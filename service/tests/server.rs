@@ -168,8 +168,10 @@ async fn two_sidecars_share_a_data_dir_but_not_a_run() {
     std::fs::create_dir_all(&b_root).unwrap();
     let data = tmp.path().join("shared-data");
     let data_arg = data.display().to_string();
-    let a = Sidecar::start_in(&a_root, Transport::Tcp, &["--data-dir", &data_arg]);
-    let b = Sidecar::start_in(&b_root, Transport::Tcp, &["--data-dir", &data_arg]);
+    // Sharing a data dir is opt-in: without the flag the second sidecar exits.
+    let shared = ["--data-dir", data_arg.as_str(), "--shared-data-dir"];
+    let a = Sidecar::start_in(&a_root, Transport::Tcp, &shared);
+    let b = Sidecar::start_in(&b_root, Transport::Tcp, &shared);
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     start_run(&mut ca, "in-a").await;
     start_run(&mut cb, "in-b").await;

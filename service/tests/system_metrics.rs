@@ -25,6 +25,15 @@ const HOST_AND_PROCESS_KEYS: [&str; 12] = [
     "system.network.recv",
 ];
 
+/// Kills a child process by pid when dropped.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
+}
+
 fn python(code: &str) -> Child {
     Command::new("python3")
         .args(["-c", code])
@@ -65,6 +74,8 @@ fn samples(
 async fn a_busy_child_shows_one_cores_share_of_cpu() {
     let s = Sidecar::start();
     let mut busy = python("while True: pass");
+    // Killed however the test ends: a failed assertion must not leave it spinning.
+    let _reap = KillOnDrop(busy.id());
     watched_run(&s, "busy", &busy, 0.5).await;
     let rows = samples(&s, "busy", 5);
     for key in HOST_AND_PROCESS_KEYS {

@@ -2,6 +2,7 @@
 //! actor (or the registry), and turn the answer into a reply.
 
 mod artifacts;
+pub mod reply;
 pub mod status;
 pub mod validate;
 
@@ -15,12 +16,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::v1::run_service_server::RunService;
 use crate::proto::v1::*;
-use crate::run::{Command, LogReply, RunError, RunHandle};
+use crate::run::{Command, LogReply, RunError, RunHandle, StreamState};
 use crate::runs::{RegistryError, Runs};
 
-/// Acknowledgements buffered per LogStream before the runs feeding it wait for the
-/// client to read them.
-const ACK_BUFFER: usize = 64;
+/// Acknowledgements queued per LogStream. The runs feeding a stream never wait for
+/// its client: one that lets this many acks pile up (it stopped reading) has its
+/// stream ended with RESOURCE_EXHAUSTED. A client reading as it goes never gets
+/// near it (at most this many batches are in flight between its reads).
+const ACK_BUFFER: usize = 1024;
 
 pub struct Api {
     runs: Arc<Runs>,
@@ -83,38 +86,8 @@ impl RunService for Api {
         // The reader ends with the client's stream, at its first error, or at
         // shutdown; it holds a shutdown token, so shutdown waits for it.
         tokio::spawn(async move {
-            let mut cached: Option<(String, RunHandle)> = None;
-            let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let error = loop {
-                let next = tokio::select! {
-                    m = inbound.message() => m,
-                    _ = token.stopping() => break Some(Status::from(RunError::Closed)),
-                };
-                let mut batch = match next {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break None,
-                    Err(e) => break Some(status::stream_error(e, limit)),
-                };
-                if let Err(e) = validate::batch(&mut batch) {
-                    break Some(e.into());
-                }
-                let handle = match cached.take() {
-                    Some((id, h)) if !h.is_closed() && id == batch.run_id => h,
-                    _ => match runs.handle(&batch.run_id) {
-                        Ok(h) => h,
-                        Err(e) => break Some(e.into()),
-                    },
-                };
-                let run_id = batch.run_id.clone();
-                let cmd = Command::Log {
-                    batch,
-                    reply: LogReply::Stream(tx.clone(), failed.clone()),
-                };
-                if let Err(e) = handle.send(cmd).await {
-                    break Some(e.into());
-                }
-                cached = Some((run_id, handle));
-            };
+            let stream = Arc::new(StreamState::default());
+            let error = read_batches(&mut inbound, &runs, &tx, &stream, &mut token, limit).await;
             drop(tx);
             if let Some(e) = error {
                 let _ = err_tx.send(e).await;
@@ -131,7 +104,7 @@ impl RunService for Api {
         request: Request<DefineMetricRequest>,
     ) -> Result<Response<DefineMetricResponse>, Status> {
         let req = request.into_inner();
-        crate::semantics::metrics::check(&req).map_err(validate::Invalid::from)?;
+        validate::metric(&req)?;
         let handle = self.handle(&req.run_id)?;
         let metric = handle
             .call(|reply| Command::DefineMetric { req, reply })
@@ -147,6 +120,7 @@ impl RunService for Api {
     ) -> Result<Response<UpdateConfigResponse>, Status> {
         let mut req = request.into_inner();
         validate::map(&mut req.config, "config")?;
+        validate::removed(&req.remove)?;
         let handle = self.handle(&req.run_id)?;
         let config = handle
             .call(|reply| Command::UpdateConfig { req, reply })
@@ -160,6 +134,7 @@ impl RunService for Api {
     ) -> Result<Response<UpdateSummaryResponse>, Status> {
         let mut req = request.into_inner();
         validate::map(&mut req.summary, "summary")?;
+        validate::removed(&req.remove)?;
         let handle = self.handle(&req.run_id)?;
         let summary = handle
             .call(|reply| Command::UpdateSummary { req, reply })
@@ -254,14 +229,21 @@ impl RunService for Api {
     ) -> Result<Response<GetRunResponse>, Status> {
         let req = request.into_inner();
         validate::run_id(&req.run_id)?;
-        Ok(Response::new(self.runs.get(&req.run_id).await?))
+        let (mut run, problems) = self.runs.get_checked(&req.run_id).await?;
+        let omitted = reply::fit_get_run(&mut run);
+        let mut response = Response::new(run);
+        reply::put(response.metadata_mut(), reply::OMITTED, &omitted);
+        reply::put(response.metadata_mut(), reply::PROBLEMS, &problems);
+        Ok(response)
     }
 
     async fn list_runs(
         &self,
         request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
-        let runs = self.runs.list(&request.into_inner().project).await?;
+        let project = request.into_inner().project;
+        validate::project(&project, "project")?;
+        let runs = self.runs.list(&project).await?;
         Ok(Response::new(ListRunsResponse { runs }))
     }
 
@@ -272,7 +254,7 @@ impl RunService for Api {
         request: Request<ScanHistoryRequest>,
     ) -> Result<Response<Self::ScanHistoryStream>, Status> {
         let req = request.into_inner();
-        validate::run_id(&req.run_id)?;
+        validate::scan(&req)?;
         let (tx, rx) = mpsc::channel(4);
         self.runs.scan(req, tx)?;
         let rows = ReceiverStream::new(rx).map(|chunk| {
@@ -364,5 +346,53 @@ impl RunService for Api {
         Ok(Response::new(
             self.artifact_download(request.into_inner()).await?,
         ))
+    }
+}
+
+/// A LogStream's reader: hands each batch to its run until the client's stream
+/// ends, a batch is refused, a run ends the stream (its acks piled up), or
+/// shutdown. Returns the error that ends the stream, if any.
+async fn read_batches(
+    inbound: &mut Streaming<LogBatch>,
+    runs: &Runs,
+    tx: &mpsc::Sender<Result<LogAck, RunError>>,
+    stream: &Arc<StreamState>,
+    token: &mut crate::shutdown::ShutdownToken,
+    limit: usize,
+) -> Option<Status> {
+    let mut cached: Option<(String, RunHandle)> = None;
+    loop {
+        let next = tokio::select! {
+            m = inbound.message() => m,
+            _ = stream.ended.notified() => Ok(None),
+            _ = token.stopping() => return Some(Status::from(RunError::Closed)),
+        };
+        if stream.overflowed() {
+            return Some(RunError::AcksNotRead(tx.max_capacity()).into());
+        }
+        let mut batch = match next {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(e) => return Some(status::stream_error(e, limit)),
+        };
+        if let Err(e) = validate::batch(&mut batch) {
+            return Some(e.into());
+        }
+        let handle = match cached.take() {
+            Some((id, h)) if !h.is_closed() && id == batch.run_id => h,
+            _ => match runs.handle(&batch.run_id) {
+                Ok(h) => h,
+                Err(e) => return Some(e.into()),
+            },
+        };
+        let run_id = batch.run_id.clone();
+        let cmd = Command::Log {
+            batch,
+            reply: LogReply::Stream(tx.clone(), stream.clone()),
+        };
+        if let Err(e) = handle.send(cmd).await {
+            return Some(e.into());
+        }
+        cached = Some((run_id, handle));
     }
 }

@@ -10,7 +10,11 @@ use crate::runs::RegistryError;
 
 impl From<Invalid> for Status {
     fn from(e: Invalid) -> Self {
-        Status::invalid_argument(e.0)
+        if e.too_large {
+            Status::resource_exhausted(e.message)
+        } else {
+            Status::invalid_argument(e.message)
+        }
     }
 }
 
@@ -31,14 +35,24 @@ impl From<RegistryError> for Status {
 impl From<RunError> for Status {
     fn from(e: RunError) -> Self {
         let msg = e.to_string();
+        if e.is_disk_full() {
+            return Status::resource_exhausted(format!(
+                "{msg}; the disk is full: free space, then retry"
+            ));
+        }
         match e {
             RunError::Ended { .. } => Status::failed_precondition(msg),
+            RunError::AcksNotRead(_) | RunError::TooManyKeys { .. } => {
+                Status::resource_exhausted(msg)
+            }
+            RunError::StepLimit { .. } => Status::invalid_argument(msg),
             RunError::Closed => Status::unavailable(msg),
             RunError::Internal(_) => Status::internal(msg),
             RunError::StreamBroken { .. } => Status::aborted(msg),
             RunError::Metric(_) => Status::invalid_argument(msg),
             RunError::Files(f) => files_status(&f, msg),
             RunError::Wal(crate::wal::WalError::InUse(_)) => Status::failed_precondition(msg),
+            RunError::Wal(crate::wal::WalError::NoRecords { .. }) => Status::data_loss(msg),
             RunError::Wal(_) | RunError::Store(_) => Status::internal(msg),
         }
     }
@@ -51,7 +65,9 @@ fn files_status(e: &FilesError, msg: String) -> Status {
     match e {
         FilesError::Copy { .. } => Status::failed_precondition(msg),
         FilesError::OutsideRoots { .. } => Status::permission_denied(msg),
-        FilesError::TooLarge { .. } => Status::resource_exhausted(msg),
+        FilesError::TooLarge { .. } | FilesError::GlobTooLarge { .. } => {
+            Status::resource_exhausted(msg)
+        }
         _ => Status::invalid_argument(msg),
     }
 }
@@ -86,11 +102,53 @@ pub fn is_too_large(status: &Status) -> bool {
     status.code() == Code::OutOfRange && status.message().contains("message length too large")
 }
 
-/// A stream's read error, with the size limit's status corrected.
+/// tonic reports a request that is not valid protobuf as INTERNAL; it is the
+/// client's: INVALID_ARGUMENT.
+pub fn is_decode_error(code: Code, message: &str) -> bool {
+    code == Code::Internal
+        && (message.contains("failed to decode Protobuf message")
+            || message.contains("failed%20to%20decode%20Protobuf%20message"))
+}
+
+/// The message a client gets for a request that is not valid protobuf.
+pub const DECODE_MESSAGE: &str = "the request is not a valid protobuf message of this RPC's request type (or is nested too deeply); check the client's stubs against proto/runcore/v1/runcore.proto";
+
+/// A stream's read error, with the size limit's and bad protobuf's statuses
+/// corrected.
 pub fn stream_error(status: Status, limit: usize) -> Status {
     if is_too_large(&status) {
         Status::resource_exhausted(too_large_message(limit))
+    } else if is_decode_error(status.code(), status.message()) {
+        Status::invalid_argument(DECODE_MESSAGE)
     } else {
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted() {
+        let e = RunError::Wal(crate::wal::WalError::Io {
+            path: "run.wal".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+        assert_eq!(Status::from(e).code(), Code::ResourceExhausted);
+        let e = RunError::Store(crate::store::StoreError::Io {
+            path: "history.jsonl".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(Status::from(e).code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn bad_protobuf_is_invalid_argument() {
+        let s = stream_error(
+            Status::internal("failed to decode Protobuf message: invalid varint"),
+            1024,
+        );
+        assert_eq!(s.code(), Code::InvalidArgument);
     }
 }

@@ -1,35 +1,72 @@
 //! Request validation: everything a client can get wrong is caught here, before a
-//! run's actor sees it, and told back as INVALID_ARGUMENT with what to fix.
+//! run's actor sees it, and told back with what to fix: INVALID_ARGUMENT for a
+//! request of the wrong shape, RESOURCE_EXHAUSTED for one past a size limit
+//! (`crate::limits`). Input is quoted back at most `limits::QUOTE_CHARS` long.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
+use crate::limits::{quote, MAX_KEYS_PER_BATCH, MAX_SECONDS, MAX_SEQ, MAX_STEP, MAX_TIMESTAMP};
 use crate::proto::v1::{
-    AlertRequest, InitRequest, LogBatch, LogRequest, Row, SaveFilesRequest, Value,
+    AlertRequest, DefineMetricRequest, InitRequest, LogBatch, LogRequest, Row, SaveFilesRequest,
+    ScanHistoryRequest, Value,
 };
 use crate::run::files::{self, FilesError};
 use crate::semantics::metrics::MetricError;
 use crate::value::{self, ValueError};
 
-/// A request a client must change: always INVALID_ARGUMENT.
+/// A request a client must change.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
+#[error("{message}")]
+pub struct Invalid {
+    pub message: String,
+    /// Past a size or count limit (RESOURCE_EXHAUSTED), not malformed.
+    pub too_large: bool,
+}
+
+/// A malformed request (INVALID_ARGUMENT).
+pub fn invalid(message: String) -> Invalid {
+    Invalid {
+        message,
+        too_large: false,
+    }
+}
+
+fn too_large(message: String) -> Invalid {
+    Invalid {
+        message,
+        too_large: true,
+    }
+}
+
+impl Invalid {
+    /// The same refusal, with where it was found in front.
+    fn at(self, place: impl std::fmt::Display) -> Self {
+        Invalid {
+            message: format!("{place}: {}", self.message),
+            ..self
+        }
+    }
+}
 
 impl From<ValueError> for Invalid {
     fn from(e: ValueError) -> Self {
-        Invalid(e.to_string())
+        Invalid {
+            too_large: e.is_too_large(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<MetricError> for Invalid {
     fn from(e: MetricError) -> Self {
-        Invalid(e.to_string())
+        invalid(e.to_string())
     }
 }
 
 impl From<FilesError> for Invalid {
     fn from(e: FilesError) -> Self {
-        Invalid(e.to_string())
+        invalid(e.to_string())
     }
 }
 
@@ -37,59 +74,98 @@ const MAX_ID: usize = 64;
 const MAX_NAME: usize = 128;
 pub const MAX_ALERT_TITLE: usize = 64;
 
+/// Checks a run id as Init does: 1..64 characters of letters, digits, '-', '_'.
+/// Every RPC naming a run checks it so, before it becomes part of a path.
 pub fn run_id(id: &str) -> Result<(), Invalid> {
     if id.is_empty() {
-        return Err(Invalid("run_id is empty; pass the id Init returned".into()));
+        return Err(invalid("run_id is empty; pass the id Init returned".into()));
+    }
+    check_id(id, "run_id")
+}
+
+fn check_id(id: &str, what: &str) -> Result<(), Invalid> {
+    if id.len() > MAX_ID
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(format!(
+            "{what} {} must be 1..{MAX_ID} characters of letters, digits, '-' and '_'",
+            quote(id)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a project or entity: it names a directory (project) or a path part.
+pub fn project(name: &str, what: &str) -> Result<(), Invalid> {
+    if name.chars().count() > MAX_NAME
+        || name.starts_with('.')
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(invalid(format!(
+            "{what} {} must be at most {MAX_NAME} characters, not start with '.', and hold no '/', '\\' or control characters",
+            quote(name)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a display name, group, job type or tag: printable, not too long.
+fn label(text: &str, what: &str) -> Result<(), Invalid> {
+    if text.chars().count() > MAX_NAME {
+        return Err(invalid(format!(
+            "{what} is longer than {MAX_NAME} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{what} {} holds a control character; use printable characters",
+            quote(text)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a number of seconds: finite, in `min..=MAX_SECONDS`.
+fn seconds(v: f64, what: &str, min_exclusive: bool) -> Result<(), Invalid> {
+    let above_min = if min_exclusive { v > 0.0 } else { v >= 0.0 };
+    if !(v.is_finite() && above_min && v <= MAX_SECONDS) {
+        let min = if min_exclusive { "> 0" } else { ">= 0" };
+        return Err(invalid(format!(
+            "{what} must be seconds {min} and at most {MAX_SECONDS}, got {v}"
+        )));
     }
     Ok(())
 }
 
 /// Checks Init's fields (id and project become directory names).
 pub fn init(req: &mut InitRequest) -> Result<(), Invalid> {
-    if !req.id.is_empty()
-        && (req.id.len() > MAX_ID
-            || !req
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-    {
-        return Err(Invalid(format!(
-            "run id {:?} must be 1..{MAX_ID} characters of letters, digits, '-' and '_'",
-            req.id
-        )));
+    if !req.id.is_empty() {
+        check_id(&req.id, "run id")?;
     }
-    let project = &req.project;
-    if project.len() > MAX_NAME
-        || project.starts_with('.')
-        || project
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control())
-    {
-        return Err(Invalid(format!(
-            "project {project:?} must be at most {MAX_NAME} characters, not start with '.', and hold no '/', '\\' or control characters"
-        )));
-    }
-    if req.name.chars().count() > MAX_NAME {
-        return Err(Invalid(format!(
-            "name is longer than {MAX_NAME} characters"
-        )));
+    project(&req.project, "project")?;
+    project(&req.entity, "entity")?;
+    label(&req.name, "name")?;
+    label(&req.group, "group")?;
+    label(&req.job_type, "job_type")?;
+    for t in &req.tags {
+        label(t, "tag")?;
     }
     if !req.working_dir.is_empty() && !Path::new(&req.working_dir).is_absolute() {
         return Err(FilesError::RelativeWorkingDir(req.working_dir.clone()).into());
     }
     map(&mut req.config, "config")?;
     if let Some(t) = req.client_timeout {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(Invalid(format!(
-                "client_timeout must be seconds > 0, got {t}"
-            )));
-        }
+        seconds(t, "client_timeout", true)?;
     }
     if let Some(sm) = &req.system_metrics {
         let i = sm.interval;
-        if !(i.is_finite() && (i == 0.0 || i >= MIN_SAMPLE_INTERVAL)) {
-            return Err(Invalid(format!(
-                "system_metrics.interval must be 0 (the default, 15 s) or at least {MIN_SAMPLE_INTERVAL} seconds, got {i}"
+        if !(i.is_finite() && (i == 0.0 || i >= MIN_SAMPLE_INTERVAL) && i <= MAX_SECONDS) {
+            return Err(invalid(format!(
+                "system_metrics.interval must be 0 (the default, 15 s) or at least {MIN_SAMPLE_INTERVAL} seconds (and at most {MAX_SECONDS}), got {i}"
             )));
         }
     }
@@ -99,36 +175,70 @@ pub fn init(req: &mut InitRequest) -> Result<(), Invalid> {
 /// Shortest system-metrics interval a run may ask for, seconds.
 const MIN_SAMPLE_INTERVAL: f64 = 0.1;
 
-/// Checks a config or summary map (any non-empty key).
-pub fn map(
-    values: &mut std::collections::BTreeMap<String, Value>,
-    what: &str,
-) -> Result<(), Invalid> {
+/// Checks a config or summary map (any non-empty key) and bins its histograms.
+pub fn map(values: &mut BTreeMap<String, Value>, what: &str) -> Result<(), Invalid> {
+    if values.len() > MAX_KEYS_PER_BATCH {
+        return Err(too_large(format!(
+            "{what} update has {} keys, over the limit of {MAX_KEYS_PER_BATCH}; send it in parts",
+            values.len()
+        )));
+    }
+    let mut entries = 0;
     for (k, v) in values.iter_mut() {
         if k.is_empty() {
-            return Err(Invalid(format!("{what} has an empty key")));
+            return Err(invalid(format!("{what} has an empty key")));
         }
-        value::check_value(k, v)?;
+        value::check_name(k)?;
+        value::check_value(k, v, &mut entries)?;
         value::bin_histograms(v);
     }
     Ok(())
 }
 
-fn row_values(row: &mut Row) -> Result<(), Invalid> {
+/// Checks the keys a config or summary update removes.
+pub fn removed(keys: &[String]) -> Result<(), Invalid> {
+    if keys.len() > MAX_KEYS_PER_BATCH {
+        return Err(too_large(format!(
+            "{} keys to remove, over the limit of {MAX_KEYS_PER_BATCH}; send them in parts",
+            keys.len()
+        )));
+    }
+    keys.iter()
+        .try_for_each(|k| value::check_name(k).map_err(Invalid::from))
+}
+
+fn row_values(row: &mut Row, entries: &mut usize) -> Result<(), Invalid> {
     for (k, v) in row.values.iter_mut() {
         value::check_key(k)?;
-        value::check_value(k, v)?;
+        value::check_value(k, v, entries)?;
         value::bin_histograms(v);
     }
     if let Some(step) = row.step {
         if step < 0 {
-            return Err(Invalid(format!(
+            return Err(invalid(format!(
                 "step {step} is negative; steps start at 0"
             )));
         }
+        if step > MAX_STEP {
+            return Err(invalid(format!(
+                "step {step} is over the largest step, {MAX_STEP}"
+            )));
+        }
     }
-    if !(row.timestamp.is_finite() && row.timestamp >= 0.0) {
-        return Err(Invalid("timestamp must be unix seconds >= 0".into()));
+    let t = row.timestamp;
+    if !(t.is_finite() && (0.0..=MAX_TIMESTAMP).contains(&t)) {
+        return Err(invalid(format!(
+            "timestamp must be unix seconds in 0..={MAX_TIMESTAMP}, got {t}"
+        )));
+    }
+    Ok(())
+}
+
+fn seq(seq: u64) -> Result<(), Invalid> {
+    if seq > MAX_SEQ {
+        return Err(invalid(format!(
+            "seq {seq} is over the largest seq, {MAX_SEQ}"
+        )));
     }
     Ok(())
 }
@@ -136,47 +246,70 @@ fn row_values(row: &mut Row) -> Result<(), Invalid> {
 /// Checks a LogStream batch and bins its raw histograms.
 pub fn batch(batch: &mut LogBatch) -> Result<(), Invalid> {
     run_id(&batch.run_id)?;
-    let seq = batch.seq;
+    let n = batch.seq;
+    seq(n)?;
     for k in &batch.keys {
-        value::check_key(k).map_err(|e| Invalid(format!("batch {seq}: {e}")))?;
+        value::check_key(k).map_err(|e| Invalid::from(e).at(format_args!("batch {n}")))?;
     }
     let nkeys = batch.keys.len();
+    let named: usize = nkeys + batch.rows.iter().map(|r| r.values.len()).sum::<usize>();
+    if named > MAX_KEYS_PER_BATCH {
+        // Only then are distinct keys counted (a batch repeats its keys per row).
+        let mut distinct: HashSet<&str> = batch.keys.iter().map(String::as_str).collect();
+        for row in &batch.rows {
+            distinct.extend(row.values.keys().map(String::as_str));
+            if distinct.len() > MAX_KEYS_PER_BATCH {
+                return Err(too_large(format!(
+                    "batch {n} has more than {MAX_KEYS_PER_BATCH} distinct keys; send fewer keys per batch"
+                )));
+            }
+        }
+    }
+    let mut entries = 0;
     for (i, row) in batch.rows.iter_mut().enumerate() {
-        let at = |e: Invalid| Invalid(format!("batch {seq}, row {i}: {e}"));
+        let at = |e: Invalid| e.at(format_args!("batch {n}, row {i}"));
         if row.scalar_keys.len() != row.scalar_values.len() {
-            return Err(at(Invalid(format!(
+            return Err(at(invalid(format!(
                 "{} scalar_keys but {} scalar_values; send one value per key",
                 row.scalar_keys.len(),
                 row.scalar_values.len()
             ))));
         }
         if let Some(k) = row.scalar_keys.iter().find(|k| **k as usize >= nkeys) {
-            return Err(at(Invalid(format!(
+            return Err(at(invalid(format!(
                 "scalar key index {k} is outside the batch's {nkeys} keys"
             ))));
         }
-        row_values(row).map_err(at)?;
+        row_values(row, &mut entries).map_err(at)?;
     }
     Ok(())
 }
 
 /// Turns a unary Log into a one-row batch.
 pub fn log(req: LogRequest) -> Result<LogBatch, Invalid> {
-    run_id(&req.run_id)?;
-    let mut row = Row {
-        values: req.data,
-        step: req.step,
-        commit: req.commit,
-        timestamp: req.timestamp,
-        ..Default::default()
-    };
-    row_values(&mut row)?;
-    Ok(LogBatch {
+    let mut batch = LogBatch {
         run_id: req.run_id,
         seq: req.seq,
         keys: Vec::new(),
-        rows: vec![row],
-    })
+        rows: vec![Row {
+            values: req.data,
+            step: req.step,
+            commit: req.commit,
+            timestamp: req.timestamp,
+            ..Default::default()
+        }],
+    };
+    run_id(&batch.run_id)?;
+    seq(batch.seq)?;
+    let row = &mut batch.rows[0];
+    if row.values.len() > MAX_KEYS_PER_BATCH {
+        return Err(too_large(format!(
+            "{} keys in one call, over the limit of {MAX_KEYS_PER_BATCH}; log them in parts",
+            row.values.len()
+        )));
+    }
+    row_values(row, &mut 0)?;
+    Ok(batch)
 }
 
 /// Checks an alert and normalises its level.
@@ -184,29 +317,35 @@ pub fn alert(req: &mut AlertRequest) -> Result<(), Invalid> {
     run_id(&req.run_id)?;
     let n = req.title.chars().count();
     if n == 0 || n > MAX_ALERT_TITLE {
-        return Err(Invalid(format!(
+        return Err(invalid(format!(
             "alert title must be 1..{MAX_ALERT_TITLE} characters, got {n}"
         )));
     }
+    label(&req.title, "alert title")?;
     req.level = match req.level.to_ascii_uppercase().as_str() {
         "" | "INFO" => "INFO",
         "WARN" | "WARNING" => "WARN",
         "ERROR" => "ERROR",
         _ => {
-            return Err(Invalid(format!(
-                "unknown alert level {:?}; use INFO, WARN or ERROR",
-                req.level
+            return Err(invalid(format!(
+                "unknown alert level {}; use INFO, WARN or ERROR",
+                quote(&req.level)
             )))
         }
     }
     .to_owned();
     if let Some(w) = req.wait_duration {
-        if !(w.is_finite() && w >= 0.0) {
-            return Err(Invalid(format!(
-                "wait_duration must be seconds >= 0, got {w}"
-            )));
-        }
+        seconds(w, "wait_duration", false)?;
     }
+    Ok(())
+}
+
+/// Checks a metric definition's names and rules.
+pub fn metric(req: &DefineMetricRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    value::check_name(&req.name)?;
+    value::check_name(&req.step_metric)?;
+    crate::semantics::metrics::check(req)?;
     Ok(())
 }
 
@@ -217,8 +356,25 @@ pub fn save(req: &SaveFilesRequest) -> Result<(), Invalid> {
     if req.glob.is_empty() {
         return Err(FilesError::EmptyGlob.into());
     }
+    for (what, path) in [
+        ("glob", &req.glob),
+        ("base_path", &req.base_path),
+        ("working_dir", &req.working_dir),
+    ] {
+        if path.contains('\0') {
+            return Err(invalid(format!("{what} holds a NUL character")));
+        }
+    }
     if !req.working_dir.is_empty() && !Path::new(&req.working_dir).is_absolute() {
         return Err(FilesError::RelativeWorkingDir(req.working_dir.clone()).into());
     }
     Ok(())
+}
+
+/// Checks a history scan's run and keys.
+pub fn scan(req: &ScanHistoryRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    req.keys
+        .iter()
+        .try_for_each(|k| value::check_name(k).map_err(Invalid::from))
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use base64::Engine as _;
 
 use super::error::{io_err, ArtifactError};
+use crate::run::files::Admitted;
 
 /// Bytes read per call while hashing.
 const CHUNK: usize = 1 << 20;
@@ -198,34 +199,35 @@ impl Blobs {
         cache.insert(id, d.clone());
     }
 
-    /// The digests of a file, from the cache when it has not changed.
-    pub fn digest_file(&self, path: &Path) -> Result<Digests, ArtifactError> {
-        let meta = fs::metadata(path).map_err(io_err(path))?;
-        let id = Identity::of(&meta);
+    /// The digests of an opened file, from the cache when it has not changed.
+    /// The file is read (at most once) through the handle it was opened by.
+    pub fn digest_file(&self, opened: &mut Admitted) -> Result<Digests, ArtifactError> {
+        let path = opened.path.clone();
+        let id = Identity::of(&opened.file.metadata().map_err(io_err(&path))?);
         if let Some(d) = self.cached(&id) {
             return Ok(d);
         }
-        let file = File::open(path).map_err(io_err(path))?;
-        let d = digest_reader(file).map_err(io_err(path))?;
-        if Identity::of(&fs::metadata(path).map_err(io_err(path))?) != id {
-            return Err(ArtifactError::Changed(path.to_owned()));
+        let d = digest_reader(&mut opened.file).map_err(io_err(&path))?;
+        if Identity::of(&opened.file.metadata().map_err(io_err(&path))?) != id {
+            return Err(ArtifactError::Changed(path));
         }
         self.remember(id, &d);
         Ok(d)
     }
 
-    /// Adds a file as artifact path `path`: hashes it (or finds its digests
-    /// cached), checks them against `expected` (hex SHA-256, when given), and copies
-    /// it in if the store lacks its content. A file that changes meanwhile is
-    /// refused.
+    /// Adds an opened file as artifact path `path`: hashes it (or finds its
+    /// digests cached), checks them against `expected` (hex SHA-256, when given),
+    /// and copies it in, through the same handle, if the store lacks its
+    /// content. A file that changes meanwhile is refused.
     pub fn put_file(
         &self,
-        source: &Path,
+        mut opened: Admitted,
         path: &str,
         expected: &str,
     ) -> Result<Put, ArtifactError> {
-        let before = fs::metadata(source).map_err(io_err(source))?;
-        let digests = self.digest_file(source)?;
+        let source = opened.path.clone();
+        let before = opened.file.metadata().map_err(io_err(&source))?;
+        let digests = self.digest_file(&mut opened)?;
         if !expected.is_empty() && !expected.eq_ignore_ascii_case(&digests.sha256) {
             return Err(ArtifactError::DigestMismatch {
                 path: path.to_owned(),
@@ -240,11 +242,16 @@ impl Blobs {
             });
         }
         let tmp = self.tmp_name();
-        let copied = fs::copy(source, &tmp).map_err(io_err(source));
-        let after = fs::metadata(source).map_err(io_err(source));
+        let copied = opened
+            .file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| File::create(&tmp))
+            .and_then(|mut out| io::copy(&mut opened.file, &mut out))
+            .map_err(io_err(&source));
+        let after = opened.file.metadata().map_err(io_err(&source));
         let result = copied.and_then(|_| {
             if Identity::of(&after?) != Identity::of(&before) {
-                return Err(ArtifactError::Changed(source.to_owned()));
+                return Err(ArtifactError::Changed(source.clone()));
             }
             self.settle(&tmp, &digests.sha256)
         });
@@ -368,13 +375,21 @@ impl Drop for BlobWriter {
 mod tests {
     use super::*;
 
+    fn any_file() -> crate::run::files::FilesPolicy {
+        crate::run::files::FilesPolicy {
+            roots: None,
+            max_bytes: u64::MAX,
+        }
+    }
+
     #[test]
     fn a_file_is_stored_once_and_its_digests_are_cached() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::open(&dir.path().join("artifacts"), false).unwrap();
         let src = dir.path().join("a.txt");
         fs::write(&src, b"hello").unwrap();
-        let first = blobs.put_file(&src, "a", "").unwrap();
+        let open = |p: &Path| crate::run::files::admit(&any_file(), p).unwrap();
+        let first = blobs.put_file(open(&src), "a", "").unwrap();
         assert!(first.stored);
         assert_eq!(
             first.digests.sha256,
@@ -383,7 +398,7 @@ mod tests {
         assert_eq!(first.digests.md5, "XUFAKrxLKna5cZ2REBfFkg==");
         let copy = dir.path().join("b.txt");
         fs::write(&copy, b"hello").unwrap();
-        assert!(!blobs.put_file(&copy, "b", "").unwrap().stored);
+        assert!(!blobs.put_file(open(&copy), "b", "").unwrap().stored);
         let blob = blobs.path(&first.digests.sha256);
         assert!(fs::metadata(&blob).unwrap().permissions().readonly());
         assert!(blobs.verify(&first.digests.sha256).unwrap());

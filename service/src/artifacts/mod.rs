@@ -179,8 +179,8 @@ impl Artifacts {
                     "artifact file {path:?}: source {source:?} must be an absolute path on the sidecar's host"
                 )));
             }
-            let real = files::admit(&s.files, Path::new(&source))?;
-            let put = s.blobs.put_file(&real, &path, &sha256)?;
+            let opened = files::admit(&s.files, Path::new(&source))?;
+            let put = s.blobs.put_file(opened, &path, &sha256)?;
             let n = s.drafts.insert(&draft, path, entry_of(&put))?;
             Ok((put, n))
         })
@@ -215,8 +215,8 @@ impl Artifacts {
                 extra: manifest::to_json_map(&f.extra),
             };
             if let Some(local) = f.r#ref.strip_prefix("file://") {
-                let real = files::admit(&s.files, Path::new(local))?;
-                let d = s.blobs.digest_file(&real)?;
+                let mut opened = files::admit(&s.files, Path::new(local))?;
+                let d = s.blobs.digest_file(&mut opened)?;
                 if !e.sha256.is_empty() && e.sha256 != d.sha256 {
                     return Err(ArtifactError::DigestMismatch {
                         path: f.path,

@@ -46,6 +46,8 @@ pub enum Event {
         timestamp: f64,
         sent: bool,
     },
+    /// Lines the client's console printed (output.log).
+    Output { timestamp: f64, lines: Vec<String> },
     /// Files saved (copied into the run's files/ directory).
     Files(Vec<SavedFile>),
     /// The run is preempting, or has ended.

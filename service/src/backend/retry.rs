@@ -91,7 +91,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     };
     if let Some(v) = text("retry-after") {
         if let Ok(secs) = v.parse::<f64>() {
-            return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+            return (secs.is_finite() && secs >= 0.0).then(|| crate::liveness::seconds(secs));
         }
         if let Some(at) = parse_http_date(v) {
             return Some(at.duration_since(SystemTime::now()).unwrap_or_default());
@@ -100,7 +100,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     for name in ["x-ratelimit-reset", "ratelimit-reset"] {
         if let Some(secs) = text(name).and_then(|v| v.parse::<f64>().ok()) {
             if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
+                return Some(crate::liveness::seconds(secs));
             }
         }
     }

@@ -6,16 +6,19 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod exec;
 mod reap;
 mod runs;
 mod sync;
 
+pub use self::exec::{exec, wandb_env, ExecArgs};
 pub use self::reap::reap;
 pub use self::runs::{runs_ls, runs_show, runs_stop};
 pub use self::sync::sync;
 
 use crate::config::{
-    BackendArgs, ConfigError, ListenAddr, ServeArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN, ENV_DATA_DIR,
+    BackendArgs, ConfigError, ListenAddr, ServeArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
+    ENV_DATA_DIR, ENV_WANDB_LISTEN,
 };
 
 use crate::store::StoreError;
@@ -48,6 +51,41 @@ pub enum Command {
         #[arg(long, default_value = "runcore.v1.RunService")]
         service: String,
     },
+    /// Print the WANDB_SERVICE value that points the unchanged wandb SDK at a
+    /// sidecar's W&B listener: `export WANDB_SERVICE=$(runcore wandb-env ...)`.
+    WandbEnv {
+        /// The sidecar's W&B listener (its --wandb-listen): unix:///PATH or
+        /// tcp://127.0.0.1:PORT.
+        #[arg(long, env = ENV_WANDB_LISTEN)]
+        wandb_listen: Option<String>,
+        /// Or read the address from the sidecar's --wandb-port-file.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+        /// Print `export WANDB_SERVICE='...'` (for eval) instead of the bare value.
+        #[arg(long)]
+        export: bool,
+    },
+    /// Run a command (a wandb or runcore script) with WANDB_SERVICE and
+    /// RUNCORE_ADDRESS pointing at a sidecar, and exit with its exit code. Uses the
+    /// sidecar at --address/--wandb-listen if both answer, else starts a private
+    /// one for the command (stopped after it). Sets WANDB_MODE=offline unless set.
+    Exec {
+        /// An existing sidecar's gRPC address.
+        #[arg(long, env = ENV_ADDRESS)]
+        address: Option<String>,
+        /// That sidecar's W&B listener.
+        #[arg(long, env = ENV_WANDB_LISTEN)]
+        wandb_listen: Option<String>,
+        /// Data dir of a sidecar started for the command.
+        #[arg(long, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Serve the web UI over the local store: projects, runs tables, charts,
+    /// compare, live updates. Read-only; stops on SIGINT/SIGTERM.
+    Ui(Box<crate::ui::UiArgs>),
     /// Inspect runs in the local store.
     Runs {
         #[command(subcommand)]
@@ -62,6 +100,11 @@ pub enum Command {
         dirs: Vec<PathBuf>,
         #[command(flatten)]
         backend: BackendArgs,
+        /// Give up when the backend has taken nothing for this long (it is down or
+        /// unreachable): 90s, 5m, 2h or seconds. What was delivered is kept; run
+        /// sync again later to go on.
+        #[arg(long, default_value = "2m")]
+        give_up_after: String,
     },
     /// Mark MLflow runs that runcore created, that are still RUNNING, and whose
     /// runcore.heartbeat tag is older than --stale, as FAILED with runcore.state=crashed.
@@ -149,10 +192,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, CliError> {
             )))
         }
     };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(CliError::Usage(format!("{text:?} is not a duration >= 0")));
+    let max = crate::limits::MAX_SECONDS;
+    if !(secs.is_finite() && secs >= 0.0 && secs <= max) {
+        return Err(CliError::Usage(format!(
+            "{text:?} is not a duration in 0..={max} seconds"
+        )));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    Ok(crate::liveness::seconds(secs))
 }
 
 /// `runcore health`: true when the sidecar answers SERVING.
@@ -171,27 +217,10 @@ pub async fn health(address: &str, service: &str, out: &mut impl Write) -> Resul
     Ok(status == ServingStatus::Serving)
 }
 
-/// `runcore runs stop ID`.
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (date, time) = crate::clock::utc(unix.max(0.0).floor());
+    format!("{date} {}", &time[..8])
 }
 
 /// `1h02m03s`, `2m03s`, `4.5s`.
@@ -211,6 +240,12 @@ pub fn format_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_refused() {
+        assert!(parse_duration("1e300s").is_err());
+        assert!(parse_duration("inf").is_err());
+    }
 
     #[test]
     fn durations_parse() {

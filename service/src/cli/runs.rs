@@ -35,9 +35,16 @@ pub fn runs_ls(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let now = crate::clock::now();
+    let mut unreadable = Vec::new();
     let mut runs: Vec<RunFile> = store::all_runs(data_dir)
         .iter()
-        .filter_map(|dir| store::read_run_file(dir).ok())
+        .filter_map(|dir| match store::read_run_file(dir) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                unreadable.push((dir.clone(), e));
+                None
+            }
+        })
         .filter(|r| project.is_none_or(|p| r.project == p))
         .collect();
     runs.sort_by(|a, b| b.start_time.total_cmp(&a.start_time));
@@ -60,8 +67,15 @@ pub fn runs_ls(
             format_duration(end - r.start_time)
         )?;
     }
-    if runs.is_empty() {
+    if runs.is_empty() && unreadable.is_empty() {
         writeln!(out, "(no runs in {})", data_dir.display())?;
+    }
+    for (dir, e) in &unreadable {
+        writeln!(
+            out,
+            "cannot read run dir {}: {e} (`runcore runs show` or GetRun replays its log)",
+            dir.display()
+        )?;
     }
     Ok(())
 }
@@ -92,7 +106,24 @@ pub fn runs_show(data_dir: &Path, id: &str, out: &mut impl Write) -> Result<(), 
         .exit_code
         .map(|c| format!(" (exit code {c})"))
         .unwrap_or_default();
-    writeln!(out, "state     {}{exit}", r.state)?;
+    // As `runs ls` shows it: a run left open by a dead sidecar is crashed.
+    let now = crate::clock::now();
+    let stale = if r.is_stale(now) {
+        format!(
+            " (recorded as {}, but its last heartbeat was at {}: its sidecar stopped without ending it)",
+            r.state,
+            format_time(r.last_heartbeat)
+        )
+    } else {
+        String::new()
+    };
+    writeln!(out, "state     {}{exit}{stale}", r.shown_state(now))?;
+    if let Some(why) = &r.end_reason {
+        for (i, line) in why.lines().enumerate() {
+            let label = if i == 0 { "why" } else { "" };
+            writeln!(out, "{label:<9} {line}")?;
+        }
+    }
     writeln!(out, "started   {}", format_time(r.start_time))?;
     if let Some(end) = r.end_time {
         writeln!(
@@ -108,6 +139,13 @@ pub fn runs_show(data_dir: &Path, id: &str, out: &mut impl Write) -> Result<(), 
         r.history_rows, r.step
     )?;
     writeln!(out, "dir       {}", dir.display())?;
+    let problems = crate::run::recovery::problems(&dir);
+    if !problems.is_empty() {
+        writeln!(out, "problems:")?;
+        for p in problems {
+            writeln!(out, "  {p}")?;
+        }
+    }
     show_maps(&dir, out)?;
     show_backends(&dir, out)?;
     let files = store::list_files(&dir);

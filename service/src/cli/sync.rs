@@ -3,6 +3,8 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use super::CliError;
 use crate::backend::forward::{ForwardStatus, Forwarder, Stopped};
 use crate::backend::BackendSettings;
@@ -26,10 +28,40 @@ fn progress_line(name: &str, s: &ForwardStatus) -> String {
     )
 }
 
+/// Resolves once delivery has made no progress for `limit` (the backend is
+/// down or unreachable), with the last error the backend gave.
+async fn stalled(
+    mut status: tokio::sync::watch::Receiver<ForwardStatus>,
+    limit: Duration,
+) -> String {
+    let mut delivered = status.borrow().delivered_records;
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let wake = tokio::time::sleep_until(since + limit);
+        tokio::select! {
+            changed = status.changed() => {
+                if changed.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                let now = status.borrow().delivered_records;
+                if now != delivered {
+                    delivered = now;
+                    since = tokio::time::Instant::now();
+                }
+            }
+            _ = wake => {
+                let e = status.borrow().last_error.clone();
+                return if e.is_empty() { "no answer".into() } else { e };
+            }
+        }
+    }
+}
+
 /// `runcore sync DIR...`.
 pub async fn sync(
     dirs: &[PathBuf],
     backend: &BackendArgs,
+    give_up: Duration,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     use std::io::IsTerminal;
@@ -41,9 +73,21 @@ pub async fn sync(
     }
     let tty = io::stderr().is_terminal();
     for dir in dirs {
-        if !sync_one(dir, &settings, tty, out).await? {
+        if !sync_one(dir, &settings, tty, give_up, out).await? {
             return Ok(());
         }
+    }
+    Ok(())
+}
+
+/// Whether `dir` is a run this command may sync.
+fn check_dir(dir: &Path) -> Result<(), String> {
+    if !dir.join(store::WAL).is_file() {
+        return Err("not a run directory (no run.wal)".into());
+    }
+    // A sidecar that has the run open forwards it itself.
+    if crate::wal::is_locked(&dir.join(store::WAL)) {
+        return Err("a running sidecar has this run open and forwards it itself".into());
     }
     Ok(())
 }
@@ -53,21 +97,14 @@ async fn sync_one(
     dir: &Path,
     settings: &BackendSettings,
     tty: bool,
+    give_up: Duration,
     out: &mut impl Write,
 ) -> Result<bool, CliError> {
     let fail = |why: String| CliError::Sync {
         dir: dir.to_owned(),
         why,
     };
-    if !dir.join(store::WAL).is_file() {
-        return Err(fail("not a run directory (no run.wal)".into()));
-    }
-    // A sidecar that has the run open forwards it itself.
-    if crate::wal::is_locked(&dir.join(store::WAL)) {
-        return Err(fail(
-            "a running sidecar has this run open and forwards it itself".into(),
-        ));
-    }
+    check_dir(dir).map_err(fail)?;
     let backend = settings
         .make()
         .ok_or_else(|| fail("no remote backend".into()))?;
@@ -86,11 +123,22 @@ async fn sync_one(
             }
         })
     };
+    let mut work = work;
     let result = tokio::select! {
-        r = work => r.map_err(|e| fail(e.to_string()))?,
+        r = &mut work => r.map_err(|e| fail(e.to_string()))?,
         _ = tokio::signal::ctrl_c() => {
             shutdown.signal();
             Stopped::Shutdown
+        }
+        why = stalled(status.clone(), give_up) => {
+            shutdown.signal();
+            let _ = tokio::time::timeout(Duration::from_secs(5), work).await;
+            let s = status.borrow().clone();
+            return Err(fail(format!(
+                "gave up after {:.0} s without progress: the backend did not take anything ({why}); {} records were delivered before, run sync again when the backend is reachable",
+                give_up.as_secs_f64(),
+                s.delivered_records
+            )));
         }
     };
     printer.abort();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::command::{Command, LogReply, RunHandle, COMMAND_BUFFER};
+use super::command::{Busy, Command, LogReply, RunHandle, COMMAND_BUFFER};
 use super::delivery::Delivery;
 use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
@@ -45,6 +45,7 @@ pub fn spawn(
 ) -> RunHandle {
     let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
     let (status_tx, status) = watch::channel(opened.state.info.clone());
+    let busy = Arc::new(Busy::default());
     let live = opened
         .state
         .saved
@@ -85,10 +86,17 @@ pub fn spawn(
         summary_dirty: false,
         written: None,
         live,
+        store_behind: false,
+        busy: busy.clone(),
     };
     actor.start_sampling();
     tokio::spawn(actor.run(rx, token));
-    RunHandle { tx, status, client }
+    RunHandle {
+        tx,
+        status,
+        client,
+        busy,
+    }
 }
 
 pub(super) struct Actor {
@@ -113,6 +121,11 @@ pub(super) struct Actor {
     pub(super) monitor: Option<Monitor>,
     /// This run's samples while it is open; dropping the guard stops them.
     pub(super) sampling: Option<(WatchGuard, mpsc::Receiver<Sample>)>,
+    /// A store write failed (a full disk): the store files may be behind the
+    /// log, and are rebuilt from it when the run ends.
+    pub(super) store_behind: bool,
+    /// When the actor took up the command it is on.
+    pub(super) busy: Arc<Busy>,
 }
 
 /// Samples queued per run before the sampler drops one (it never waits).
@@ -139,7 +152,10 @@ impl Actor {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
-                        if self.handle(cmd).await {
+                        self.busy.set(Some(Instant::now()));
+                        let ended = self.handle(cmd).await;
+                        self.busy.set(None);
+                        if ended {
                             break true;
                         }
                     }
@@ -199,11 +215,7 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Command::Heartbeat { reply } => {
-                let backend_stop = self.forward.as_ref().is_some_and(|f| f.stop_requested());
-                let _ = reply.send(Ok(HeartbeatResponse {
-                    state: self.state.info.state,
-                    should_stop: self.state.info.stop_requested || backend_stop,
-                }));
+                let _ = reply.send(Ok(self.heartbeat()));
             }
             Command::MarkPreempting { reply } => {
                 let r = self.mark_preempting().await;
@@ -230,8 +242,16 @@ impl Actor {
                 let r = self.stop().await;
                 let _ = reply.send(r);
             }
-            Command::End { state, reply } => {
-                let r = self.end(state).await;
+            Command::Output { lines, reply } => {
+                let r = self.output(lines).await;
+                let _ = reply.send(r);
+            }
+            Command::End {
+                state,
+                reason,
+                reply,
+            } => {
+                let r = self.end(state, reason).await;
                 let ended = r.is_ok();
                 let _ = reply.send(r);
                 return ended;
@@ -240,30 +260,51 @@ impl Actor {
         false
     }
 
+    /// The run's state and whether it should stop (asked by an operator or its
+    /// backend).
+    fn heartbeat(&self) -> HeartbeatResponse {
+        let backend_stop = self.forward.as_ref().is_some_and(|f| f.stop_requested());
+        HeartbeatResponse {
+            state: self.state.info.state,
+            should_stop: self.state.info.stop_requested || backend_stop,
+        }
+    }
+
     /// Logs a batch and sends its acknowledgement where it goes.
     async fn handle_log(&mut self, batch: crate::proto::v1::LogBatch, reply: LogReply) {
         match reply {
             LogReply::Unary(tx) => {
                 let _ = tx.send(self.log(batch, false).await);
             }
-            LogReply::Stream(tx, failed) => {
+            LogReply::Stream(tx, stream) => {
+                if stream.overflowed() {
+                    // The stream is over; its reader refuses what is left.
+                    return;
+                }
                 // After a batch of a stream failed, the stream's later batches are
                 // refused too: the client resends from the failed one, and the seq
                 // high-water mark must not have moved past it.
-                let earlier = failed.load(Ordering::Acquire);
+                let earlier = stream.failed.load(Ordering::Acquire);
                 let result = if earlier != 0 {
                     Err(RunError::StreamBroken { seq: earlier })
                 } else {
                     let seq = batch.seq.max(1);
                     let r = self.log(batch, true).await;
                     if r.is_err() {
-                        failed.store(seq, Ordering::Release);
+                        stream.failed.store(seq, Ordering::Release);
                     }
                     r
                 };
-                // A stream whose client stopped reading holds up this run:
-                // that is the backpressure a bounded ack channel gives.
-                let _ = tx.send(result).await;
+                // Backpressure decision: the run never waits for a stream's client.
+                // Acks queue on the stream's bounded channel; a client that lets it
+                // fill has stopped reading, and its stream is ended (the batch is in
+                // the log; the client resends what it has no ack for, and gets
+                // `duplicate`), while the run and its other clients go on.
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(result) {
+                    tracing::warn!(run = %self.state.info.id, "a LogStream client is not reading its acknowledgements; ending that stream");
+                    stream.overflowed.store(true, Ordering::Release);
+                    stream.ended.notify_one();
+                }
             }
         }
     }
@@ -332,7 +373,7 @@ impl Actor {
             State::Crashed
         };
         tracing::warn!(run = %self.state.info.id, "run {}: {why}", state::state_name(state));
-        match self.end(state).await {
+        match self.end(state, String::new()).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(run = %self.state.info.id, "could not end the run: {e}");

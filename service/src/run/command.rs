@@ -2,8 +2,8 @@
 //! through a [`RunHandle`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -25,9 +25,41 @@ pub type Reply<T> = oneshot::Sender<Result<T, RunError>>;
 /// ordered acknowledgements.
 pub enum LogReply {
     Unary(Reply<LogAck>),
-    /// A stream's ack channel, and the seq of the stream's first failed batch (0:
-    /// none), shared by all the runs the stream feeds.
-    Stream(mpsc::Sender<Result<LogAck, RunError>>, Arc<AtomicU64>),
+    /// A stream's ack channel and its state, shared by all the runs it feeds.
+    Stream(mpsc::Sender<Result<LogAck, RunError>>, Arc<StreamState>),
+}
+
+/// What the runs a LogStream feeds tell its reader.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    /// The seq of the stream's first failed batch (0: none).
+    pub failed: AtomicU64,
+    /// The client let its acks pile up past the ack queue: the stream is over.
+    pub overflowed: AtomicBool,
+    /// Wakes the stream's reader when a run ends the stream.
+    pub ended: tokio::sync::Notify,
+}
+
+impl StreamState {
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+}
+
+/// When each run's actor started the command it is on, if it is on one: a run
+/// stuck on one command for long is wedged (health reports it).
+#[derive(Debug, Default)]
+pub struct Busy(Mutex<Option<tokio::time::Instant>>);
+
+impl Busy {
+    pub(super) fn set(&self, since: Option<tokio::time::Instant>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = since;
+    }
+
+    /// Since when the actor has been on its current command.
+    pub fn since(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub enum Command {
@@ -83,10 +115,17 @@ pub enum Command {
         reply: Reply<RunInfo>,
     },
     /// Ends an open run without its client: crashed (or preempted, if it was
-    /// preempting) when the client is gone, killed at shutdown.
+    /// preempting) when the client is gone, killed at shutdown. `reason` (may be
+    /// empty) is kept with the run for the user.
     End {
         state: State,
+        reason: String,
         reply: Reply<RunInfo>,
+    },
+    /// Complete lines the client's console printed, for output.log.
+    Output {
+        lines: Vec<String>,
+        reply: Reply<()>,
     },
 }
 
@@ -97,6 +136,8 @@ pub struct RunHandle {
     pub(super) status: watch::Receiver<RunInfo>,
     /// The client process (host, pid) that opened the run, for the per-client cap.
     pub(super) client: Option<(String, i64)>,
+    /// What the actor is on, for the health check.
+    pub(super) busy: Arc<Busy>,
 }
 
 impl RunHandle {
@@ -125,5 +166,10 @@ impl RunHandle {
     /// Whether the actor has stopped (the run ended or the sidecar is stopping).
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Since when the actor has been on its current command, if it is on one.
+    pub fn busy_since(&self) -> Option<tokio::time::Instant> {
+        self.busy.since()
     }
 }

@@ -102,7 +102,8 @@ impl Actor {
             }
         }
         if let Some(e) = self.store.take_error() {
-            tracing::error!(run = %id, "{e}; the transaction log still holds the data, and the file is rebuilt from it when the run is next opened");
+            self.store_behind = true;
+            tracing::error!(run = %id, "{e}; the transaction log still holds the data, and the file is rebuilt from it when the run ends or is next opened");
         }
         self.publish();
     }

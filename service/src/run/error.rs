@@ -15,6 +15,18 @@ pub enum RunError {
     Closed,
     #[error("not applied: batch {seq} of this stream failed; open a new stream and resend from batch {seq}")]
     StreamBroken { seq: u64 },
+    /// A stream's client let its acknowledgements pile up: the stream is ended,
+    /// the run goes on.
+    #[error("this stream's client did not read its acknowledgements ({0} waiting), so the stream was ended; the run goes on: read acks as they come, open a new stream and resend from the first unacknowledged batch")]
+    AcksNotRead(usize),
+    #[error("run {id:?} reached the largest step, {max}; it takes no more rows (start a new run)", max = crate::limits::MAX_STEP)]
+    StepLimit { id: String },
+    #[error("run {id:?} holds {held} {what}, and this request would put it past the limit of {limit}; reuse keys (nest related values under one key) or start a new run", limit = crate::limits::MAX_KEYS_PER_RUN)]
+    TooManyKeys {
+        id: String,
+        what: &'static str,
+        held: usize,
+    },
     /// A blocking task crashed or the actor reached a state it never should: a bug,
     /// not something a retry fixes.
     #[error("internal error in the sidecar: {0}")]
@@ -33,5 +45,19 @@ impl RunError {
     /// A blocking task that panicked or was cancelled.
     pub fn crashed_task(what: &str, e: tokio::task::JoinError) -> Self {
         RunError::Internal(format!("{what}: {e}"))
+    }
+
+    /// Whether the disk is full (or over quota): the client can only wait.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            RunError::Wal(WalError::Io { source, .. }) => source,
+            RunError::Store(StoreError::Io { source, .. }) => source,
+            RunError::Files(FilesError::Copy { source, .. }) => source,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
     }
 }

@@ -8,6 +8,8 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
+pub use super::confine::Admitted;
+use super::glob::GlobError;
 use crate::proto::v1::{value::Kind, Media, MediaKind, Value};
 use crate::proto::wal::SavedFile;
 use crate::value::media_dir;
@@ -88,6 +90,8 @@ pub enum FilesError {
     BaseNotPrefix { base: String, glob: String },
     #[error("save: bad pattern {glob:?}: {problem}")]
     Pattern { glob: String, problem: String },
+    #[error("save: {glob:?}: {problem}")]
+    GlobTooLarge { glob: String, problem: String },
     #[error("media {key:?}: cannot read {path}: {source}")]
     Media {
         key: String,
@@ -108,41 +112,10 @@ pub enum FilesError {
     },
 }
 
-/// Checks that `path` may be read under `policy`: its real path (symlinks
-/// resolved) is a regular file, under the allowed roots, and within the size cap.
-/// Returns the real path, which is what is read.
-pub fn admit(policy: &FilesPolicy, path: &Path) -> Result<PathBuf, FilesError> {
-    let real = fs::canonicalize(path).map_err(|e| FilesError::Copy {
-        from: path.to_owned(),
-        source: e,
-    })?;
-    let meta = fs::metadata(&real).map_err(|e| FilesError::Copy {
-        from: path.to_owned(),
-        source: e,
-    })?;
-    if !meta.is_file() {
-        return Err(FilesError::NotRegular(path.to_owned()));
-    }
-    if let Some(roots) = &policy.roots {
-        if !roots.iter().any(|r| real.starts_with(r)) {
-            return Err(FilesError::OutsideRoots {
-                path: path.to_owned(),
-                roots: roots
-                    .iter()
-                    .map(|r| r.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    }
-    if meta.len() > policy.max_bytes {
-        return Err(FilesError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-            limit: policy.max_bytes,
-        });
-    }
-    Ok(real)
+/// Opens `path` as `policy` allows (see [`super::confine`]): a regular file,
+/// under the allowed roots without symlinks over TCP, within the size cap.
+pub fn admit(policy: &FilesPolicy, path: &Path) -> Result<Admitted, FilesError> {
+    super::confine::open(policy, path)
 }
 
 /// Copies an admitted file (checked again now: it may have changed since it was
@@ -152,8 +125,8 @@ pub fn copy_admitted(
     from: &Path,
     to: &Path,
 ) -> Result<Option<Fingerprint>, FilesError> {
-    let real = admit(policy, from)?;
-    copy_into(&real, to)
+    let opened = admit(policy, from)?;
+    copy_into(opened, to)
 }
 
 /// Resolves `path` against `working_dir` when it is relative.
@@ -218,21 +191,23 @@ pub fn expand(
     } else {
         PathBuf::from(working_dir)
     };
-    let text = pattern.to_str().ok_or_else(|| FilesError::Pattern {
-        glob: glob_str.to_owned(),
-        problem: "not valid UTF-8".into(),
-    })?;
-    let paths = glob::glob(text).map_err(|e| FilesError::Pattern {
-        glob: glob_str.to_owned(),
-        problem: e.to_string(),
+    let paths = super::glob::expand(&pattern).map_err(|e| match e {
+        GlobError::Pattern(problem) => FilesError::Pattern {
+            glob: glob_str.to_owned(),
+            problem,
+        },
+        GlobError::TooLarge(problem) => FilesError::GlobTooLarge {
+            glob: glob_str.to_owned(),
+            problem,
+        },
     })?;
     let literal = !glob_str.contains(['*', '?', '[']);
     let mut out = Vec::new();
-    for path in paths.flatten() {
+    for path in paths {
         // Regular files only: a pattern skips directories, fifos, sockets and
         // devices; a path naming one is refused.
         let real = match admit(files, &path) {
-            Ok(real) => real,
+            Ok(opened) => opened.path,
             Err(FilesError::NotRegular(_)) if !literal => continue,
             Err(e) => return Err(e),
         };
@@ -263,20 +238,27 @@ pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
     })
 }
 
-/// Copies `from` to `to` by way of a temporary file, so the run's copy is never
-/// half-written. Returns the source's fingerprint as copied.
-pub fn copy_into(from: &Path, to: &Path) -> Result<Option<Fingerprint>, FilesError> {
+/// Copies an opened file to `to` by way of a temporary file, so the run's copy
+/// is never half-written. Returns the source's fingerprint as copied.
+pub fn copy_into(mut from: Admitted, to: &Path) -> Result<Option<Fingerprint>, FilesError> {
     let err = |source| FilesError::Copy {
-        from: from.to_owned(),
+        from: from.path.clone(),
         source,
     };
-    let before = fingerprint(from);
+    let before = from.file.metadata().ok().map(|m| Fingerprint {
+        len: m.len(),
+        modified: m.modified().ok(),
+    });
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent).map_err(err)?;
     }
     let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = to.with_file_name(format!(".{name}.copy"));
-    fs::copy(from, &tmp).map_err(err)?;
+    let copied = fs::File::create(&tmp).and_then(|mut out| io::copy(&mut from.file, &mut out));
+    if let Err(e) = copied {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     fs::rename(&tmp, to).map_err(err)?;
     Ok(before)
 }
@@ -327,16 +309,19 @@ fn copy_one_media(
     files: &FilesPolicy,
 ) -> Result<(), FilesError> {
     let source = resolve("media path", &m.path, working_dir)?;
-    let source = admit(files, &source).map_err(media_err(key))?;
-    let bytes = fs::read(&source).map_err(|e| FilesError::Media {
+    let mut opened = admit(files, &source).map_err(media_err(key))?;
+    let read_err = |e| FilesError::Media {
         key: key.to_owned(),
         path: source.clone(),
         source: e,
-    })?;
+    };
+    let mut bytes = Vec::with_capacity(opened.len as usize);
+    io::Read::read_to_end(&mut opened.file, &mut bytes).map_err(read_err)?;
     let name = media_name(key, m.kind, &source, step, &bytes);
     let to = files_dir.join(&name);
     if !to.exists() {
-        copy_into(&source, &to).map_err(media_err(key))?;
+        // The bytes read are what is written: the file may change after.
+        write_copy(&bytes, &to).map_err(read_err)?;
     }
     m.path = name;
     m.sha256 = ring::digest::digest(&ring::digest::SHA256, &bytes)
@@ -374,6 +359,17 @@ fn media_name(key: &str, kind: i32, source: &Path, step: i64, bytes: &[u8]) -> S
         media_dir(kind),
         crc32fast::hash(bytes)
     )
+}
+
+/// Writes `bytes` to `to` by way of a temporary file.
+fn write_copy(bytes: &[u8], to: &Path) -> io::Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = to.with_file_name(format!(".{name}.copy"));
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, to)
 }
 
 /// Whether a value holds media anywhere inside it.

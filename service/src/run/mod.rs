@@ -1,8 +1,8 @@
 //! A run: its semantics and its actor.
 //!
-//! Each open run is one task (the actor, [`actor`]) that owns its state, its
+//! Each open run is one task (the actor, `actor.rs`) that owns its state, its
 //! transaction log and its store writer; gRPC handlers send it [`Command`]s that
-//! carry their reply channel. A record is appended to the log ([`durable`]) before
+//! carry their reply channel. A record is appended to the log (`durable.rs`) before
 //! it is applied and acknowledged. What a record does to a run is
 //! [`crate::semantics`], a pure function of the log shared by live logging,
 //! recovery, reads and forwarding.
@@ -12,18 +12,21 @@
 
 mod actor;
 pub mod command;
+mod confine;
 pub mod delivery;
 mod durable;
 pub mod error;
 pub mod files;
+mod glob;
 mod live_files;
 pub mod open;
+pub mod recovery;
 mod requests;
 pub mod settings;
 
 pub use actor::spawn;
-pub use command::{Command, LogReply, Reply, RunHandle};
+pub use command::{Busy, Command, LogReply, Reply, RunHandle, StreamState};
 pub use delivery::Delivery;
 pub use error::RunError;
-pub use open::{create, open, replay, OpenedRun};
+pub use open::{create, open, rebuild_store, replay, replay_log, OpenedRun};
 pub use settings::RunSettings;

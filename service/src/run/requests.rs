@@ -14,7 +14,9 @@ use crate::proto::v1::{
     InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
     SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, ArtifactRecord, SavedFiles, StateChange, StopRequest};
+use crate::proto::wal::{
+    record::Kind, ArtifactRecord, ConsoleOutput, SavedFiles, StateChange, StopRequest,
+};
 use crate::semantics::state::{self, Outcome};
 use crate::store;
 use crate::value;
@@ -22,8 +24,8 @@ use crate::value;
 impl Actor {
     /// Ends an open run in `state` without its client: the pending row is committed,
     /// live and end files are copied, the state change is logged and synced.
-    pub(super) async fn end(&mut self, state: State) -> Result<RunInfo, RunError> {
-        self.close(state, None).await?;
+    pub(super) async fn end(&mut self, state: State, reason: String) -> Result<RunInfo, RunError> {
+        self.close(state, None, reason).await?;
         Ok(self.state.info.clone())
     }
 
@@ -34,6 +36,7 @@ impl Actor {
         &mut self,
         state: State,
         exit_code: Option<i32>,
+        reason: String,
     ) -> Result<(), RunError> {
         self.sampling = None;
         if self.state.is_open() {
@@ -41,11 +44,45 @@ impl Actor {
             self.commit(Kind::State(StateChange {
                 state: state as i32,
                 exit_code,
+                reason,
             }))
             .await?;
             self.flush(true).await;
+            if self.store_behind {
+                self.rebuild_store().await;
+            }
         }
         Ok(())
+    }
+
+    /// Writes config.json; a write the disk refused leaves the store behind the
+    /// log (which holds the config) until it is rebuilt.
+    /// Rewrites config.json on a blocking thread. The log holds the change; a
+    /// store file the disk refused is rebuilt from it.
+    async fn write_config(&mut self) {
+        let text = value::map_to_json(&self.state.config);
+        if let Err(e) = self.rewrite(store::CONFIG_JSON, text).await {
+            self.store_behind = true;
+            tracing::error!(run = %self.state.info.id, "{e}");
+        }
+    }
+
+    /// Rebuilds the store's line files from the log (they missed writes the disk
+    /// refused); on failure they stay behind, and the next open rebuilds them.
+    pub(super) async fn rebuild_store(&mut self) {
+        let dir = self.store.dir().to_owned();
+        match tokio::task::spawn_blocking(move || super::open::rebuild_store(&dir)).await {
+            Ok(Ok(store)) => {
+                self.store = store;
+                self.store_behind = false;
+                self.write_config().await;
+                tracing::info!(run = %self.state.info.id, "store files rebuilt from the transaction log");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(run = %self.state.info.id, "store files not rebuilt: {e}")
+            }
+            Err(e) => tracing::error!(run = %self.state.info.id, "store files not rebuilt: {e}"),
+        }
     }
 
     pub(super) async fn stop(&mut self) -> Result<RunInfo, RunError> {
@@ -86,6 +123,7 @@ impl Actor {
                 dropped: Vec::new(),
             });
         }
+        self.check_limits(&batch)?;
         let mut media_dropped = Vec::new();
         let mut kept: Option<Vec<u32>> = None;
         if batch
@@ -145,6 +183,22 @@ impl Actor {
         })
     }
 
+    /// Refuses a batch past the run's largest step or its key limit.
+    fn check_limits(&self, batch: &LogBatch) -> Result<(), RunError> {
+        let id = || self.state.info.id.clone();
+        if self.state.at_step_limit() && !batch.rows.is_empty() {
+            return Err(RunError::StepLimit { id: id() });
+        }
+        if let Some(held) = self.state.keys_over_limit(batch) {
+            return Err(RunError::TooManyKeys {
+                id: id(),
+                what: "history keys",
+                held,
+            });
+        }
+        Ok(())
+    }
+
     /// Copies the batch's media into files/media/; returns the batch and the rows
     /// (by index) whose media could not be copied.
     pub(super) async fn copy_media(
@@ -177,6 +231,14 @@ impl Actor {
         req: DefineMetricRequest,
     ) -> Result<MetricDefinition, RunError> {
         self.ensure_open()?;
+        let held = self.state.metrics.all().len();
+        if held >= crate::limits::MAX_KEYS_PER_RUN {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "metric definitions",
+                held,
+            });
+        }
         self.state.metrics.check(&req)?;
         match self.commit(Kind::DefineMetric(req)).await? {
             Outcome::Metric(def) => {
@@ -194,9 +256,15 @@ impl Actor {
         req: UpdateConfigRequest,
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
+        if let Some(held) = self.state.map_over_limit(false, req.config.keys()) {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "config keys",
+                held,
+            });
+        }
         self.commit(Kind::Config(req)).await?;
-        self.rewrite(store::CONFIG_JSON, value::map_to_json(&self.state.config))
-            .await?;
+        self.write_config().await;
         Ok(self.state.config.clone())
     }
 
@@ -205,10 +273,23 @@ impl Actor {
         req: UpdateSummaryRequest,
     ) -> Result<BTreeMap<String, Value>, RunError> {
         self.ensure_open()?;
+        if let Some(held) = self.state.map_over_limit(true, req.summary.keys()) {
+            return Err(RunError::TooManyKeys {
+                id: self.state.info.id.clone(),
+                what: "summary keys",
+                held,
+            });
+        }
         self.commit(Kind::Summary(req)).await?;
         let summary = self.state.summary();
-        self.rewrite(store::SUMMARY_JSON, value::map_to_json(&summary))
-            .await?;
+        // The log holds the update; a store file the disk refused is rebuilt.
+        if let Err(e) = self
+            .rewrite(store::SUMMARY_JSON, value::map_to_json(&summary))
+            .await
+        {
+            self.store_behind = true;
+            tracing::error!(run = %self.state.info.id, "{e}");
+        }
         self.summary_dirty = false;
         Ok(summary)
     }
@@ -240,7 +321,7 @@ impl Actor {
                 let print = if SavePolicy::of(&f) == SavePolicy::End {
                     None
                 } else {
-                    files::copy_into(Path::new(&f.source), &files_dir.join(&f.name))?
+                    files::copy_admitted(&policy, Path::new(&f.source), &files_dir.join(&f.name))?
                 };
                 out.push((f, print));
             }
@@ -268,9 +349,19 @@ impl Actor {
         Ok(names)
     }
 
+    /// Appends what the run did with an artifact version (the store has it).
     pub(super) async fn record_artifact(&mut self, record: ArtifactRecord) -> Result<(), RunError> {
         self.ensure_open()?;
         self.commit(Kind::Artifact(record)).await?;
+        Ok(())
+    }
+
+    /// Appends console lines (output.log).
+    pub(super) async fn output(&mut self, lines: Vec<String>) -> Result<(), RunError> {
+        self.ensure_open()?;
+        if !lines.is_empty() {
+            self.commit(Kind::Output(ConsoleOutput { lines })).await?;
+        }
         Ok(())
     }
 
@@ -279,6 +370,7 @@ impl Actor {
         self.commit(Kind::State(StateChange {
             state: State::Preempting as i32,
             exit_code: None,
+            reason: String::new(),
         }))
         .await?;
         self.publish();
@@ -291,7 +383,7 @@ impl Actor {
         } else {
             State::Failed
         };
-        self.close(state, Some(exit_code)).await?;
+        self.close(state, Some(exit_code), String::new()).await?;
         let backends = match self.forward.as_mut() {
             Some(f) => vec![
                 f.wait_delivered(self.wal.len(), self.config.finish_timeout)
@@ -312,8 +404,7 @@ impl Actor {
         self.last_contact = crate::clock::instant();
         self.start_sampling();
         self.publish();
-        self.rewrite(store::CONFIG_JSON, value::map_to_json(&self.state.config))
-            .await?;
+        self.write_config().await;
         Ok(InitResponse {
             run: Some(self.state.info.clone()),
             resumed: true,

@@ -7,9 +7,10 @@ use super::{
 };
 use crate::metadata;
 use crate::proto::v1::{InitRequest, InitResponse, Resume};
-use crate::run::{self, Command, RunHandle};
+use crate::run::{self, Command, RunError, RunHandle};
 use crate::semantics::state;
 use crate::store;
+use crate::wal::WalError;
 
 impl Runs {
     /// Starts or resumes a run. Fields were validated by the API layer.
@@ -135,12 +136,22 @@ impl Runs {
         }
         let hb = self.config.heartbeat_interval.as_secs_f64();
         // Probing the hardware (NVML, statfs, /proc) blocks.
+        let (id, project) = (req.id.clone(), req.project.clone());
         let opened = tokio::task::spawn_blocking(move || {
             let metadata = metadata::collect(&req);
             run::create(&dir, req, &metadata, hb)
         })
         .await
-        .map_err(blocking_err)??;
+        .map_err(blocking_err)?
+        .map_err(|e| match e {
+            // Another sidecar sharing the data dir created it first.
+            RunError::Wal(WalError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                RegistryError::AlreadyExists { id, project }
+            }
+            e => e.into(),
+        })?;
         let info = opened.state().info.clone();
         let handle = self.spawn(opened)?;
         self.lock().insert(info.id.clone(), handle);

@@ -131,17 +131,20 @@ impl Runs {
             }
             let path = dir.clone();
             let hb = config.heartbeat_interval.as_secs_f64();
-            let opened = match tokio::task::spawn_blocking(move || run::open(&path, hb))
-                .await
-                .map_err(blocking_err)?
-            {
-                Ok(o) => o,
-                Err(RunError::Wal(WalError::InUse(_))) => {
+            // One run's data never stops the sidecar from starting: a run that
+            // cannot be opened (or whose replay panics) is reported and skipped.
+            let opened = match tokio::task::spawn_blocking(move || run::open(&path, hb)).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(RunError::Wal(WalError::InUse(_)))) => {
                     tracing::info!(dir = %dir.display(), "run is open in another sidecar; left to it");
                     continue;
                 }
+                Ok(Err(e)) => {
+                    tracing::error!(dir = %dir.display(), "run not recovered, skipped: {e}");
+                    continue;
+                }
                 Err(e) => {
-                    tracing::error!(dir = %dir.display(), "run not recovered: {e}");
+                    tracing::error!(dir = %dir.display(), "run not recovered, skipped: reading it failed: {e}");
                     continue;
                 }
             };
@@ -262,18 +265,51 @@ impl Runs {
     }
 
     /// Ends every open run in `state` (killed at shutdown, crashed when the
-    /// sidecar's parent is gone).
-    pub async fn end_open(&self, state: crate::proto::v1::RunState) {
-        for id in self.open_runs() {
-            if let Some(h) = self.active(&id) {
-                match h.call(|reply| Command::End { state, reply }).await {
-                    Ok(info) => {
+    /// sidecar's parent is gone), all at once, giving up at `deadline` on a run
+    /// whose actor does not answer (its log holds every acknowledged record).
+    pub async fn end_open(
+        &self,
+        state: crate::proto::v1::RunState,
+        deadline: tokio::time::Instant,
+    ) {
+        let ends = self.open_runs().into_iter().filter_map(|id| {
+            let h = self.active(&id)?;
+            Some(async move {
+                let call = h.call(|reply| Command::End {
+                    state,
+                    reason: String::new(),
+                    reply,
+                });
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(Ok(info)) => {
                         tracing::warn!(run = %id, "run {} at shutdown", state::state_name(info.state()))
                     }
-                    Err(e) => tracing::error!(run = %id, "could not end the run: {e}"),
+                    Ok(Err(e)) => tracing::error!(run = %id, "could not end the run: {e}"),
+                    Err(_) => tracing::error!(run = %id, "the run did not end within the shutdown grace (it is wedged); its log holds every acknowledged record, and the next start recovers it"),
                 }
-            }
+            })
+        });
+        let ends: Vec<_> = ends.collect();
+        let mut set = tokio::task::JoinSet::new();
+        for end in ends {
+            set.spawn(end);
         }
+        while set.join_next().await.is_some() {}
+    }
+
+    /// The open runs whose actor has been on one request for longer than
+    /// `limit`: wedged (a blocked disk, a bug).
+    pub fn wedged(&self, limit: std::time::Duration) -> Vec<String> {
+        let now = tokio::time::Instant::now();
+        self.lock()
+            .iter()
+            .filter(|(_, h)| !h.is_closed())
+            .filter(|(_, h)| {
+                h.busy_since()
+                    .is_some_and(|t| now.duration_since(t) > limit)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 

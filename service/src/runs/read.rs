@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::{blocking_err, RegistryError, Runs, SCAN_CHUNK};
 use crate::backend::forward;
 use crate::proto::v1::{GetRunResponse, HistoryRow, RunInfo, ScanHistoryRequest, Value};
-use crate::run::{self, Command};
+use crate::run::{self, recovery, Command};
 use crate::semantics::state::{CommittedRow, Sink};
 use crate::store;
 use crate::value;
@@ -15,29 +15,50 @@ use crate::value;
 impl Runs {
     /// A run's details: from its actor when open, else replayed from its log.
     pub async fn get(&self, id: &str) -> Result<GetRunResponse, RegistryError> {
+        Ok(self.get_checked(id).await?.0)
+    }
+
+    /// [`Runs::get`], with the problems found with the run's files (a corrupt
+    /// log, a history kept aside), for the reply to say.
+    pub async fn get_checked(
+        &self,
+        id: &str,
+    ) -> Result<(GetRunResponse, Vec<String>), RegistryError> {
+        let dir = self.dir_of(id);
         if let Some(h) = self.active(id) {
             if let Ok(r) = h.call(|reply| Command::Get { reply }).await {
-                return Ok(r);
+                let problems = match dir {
+                    Ok(dir) => tokio::task::spawn_blocking(move || recovery::problems(&dir))
+                        .await
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                return Ok((r, problems));
             }
         }
-        let dir = self.dir_of(id)?;
+        let dir = dir?;
         let live = self.forwarders.status(id);
         let backend = self.forwarders.backend_name();
         tokio::task::spawn_blocking(move || {
-            let (mut state, _) = run::replay(&dir, &mut NoSink)?;
+            let (mut state, reader) = run::replay_log(&dir, &mut NoSink)?;
+            let mut problems = recovery::problems(&dir);
+            problems.extend(recovery::describe(&reader).map(|p| {
+                format!("{p} (when read now; the log is repaired when the run is resumed)")
+            }));
             let backends = match live {
                 Some(s) => vec![s.to_proto()],
                 None if backend != "local" => vec![forward::status_from_disk(&dir, backend)],
                 None => Vec::new(),
             };
-            Ok(GetRunResponse {
+            let reply = GetRunResponse {
                 backends,
                 summary: state.summary(),
                 metrics: state.metrics.all().iter().map(|d| d.to_proto()).collect(),
                 config: std::mem::take(&mut state.config),
                 files: store::list_files(&dir),
                 run: Some(state.info),
-            })
+            };
+            Ok((reply, problems))
         })
         .await
         .map_err(blocking_err)?

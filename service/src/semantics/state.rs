@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 
 use super::metrics::Metrics;
 use super::summary::{LastRow, Summary};
+use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
@@ -54,12 +55,20 @@ pub struct SystemEvent<'a> {
     pub sample: &'a SystemSample,
 }
 
+/// Lines the client's console printed, as handed to a [`Sink`].
+pub struct OutputEvent<'a> {
+    pub time: f64,
+    pub runtime: f64,
+    pub lines: &'a [String],
+}
+
 /// Where applied records' outputs go: the local store live and on recovery, a
 /// collector for ScanHistory, the forwarder's events.
 pub trait Sink {
     fn history(&mut self, row: &CommittedRow<'_>);
     fn alert(&mut self, _alert: &AlertEvent<'_>) {}
     fn system(&mut self, _sample: &SystemEvent<'_>) {}
+    fn output(&mut self, _output: &OutputEvent<'_>) {}
 }
 
 /// What applying one record produced, for the reply to its request.
@@ -125,6 +134,9 @@ pub struct RunState {
     /// Saved files by their name under files/.
     pub saved: IndexMap<String, SavedFile>,
     pub metrics: Metrics,
+    /// Why the run ended without its client (the last console lines of a W&B SDK
+    /// script whose connection closed without an exit); empty otherwise.
+    pub end_reason: String,
     summary: Summary,
     keys: HashSet<Arc<str>>,
     pending: IndexMap<Arc<str>, Value>,
@@ -223,6 +235,14 @@ impl RunState {
                 });
                 Outcome::Nothing
             }
+            Some(Kind::Output(out)) => {
+                sink.output(&OutputEvent {
+                    time,
+                    runtime: (time - self.info.start_time).max(0.0),
+                    lines: &out.lines,
+                });
+                Outcome::Nothing
+            }
         }
     }
 
@@ -286,6 +306,7 @@ impl RunState {
             info.set_state(State::Running);
             info.end_time = 0.0;
             info.exit_code = None;
+            self.end_reason.clear();
         }
     }
 
@@ -321,6 +342,10 @@ impl RunState {
         sink: &mut impl Sink,
     ) -> Option<DroppedRow> {
         let commit = match row.step {
+            None if self.info.step > MAX_STEP => {
+                return Some(self.past_max(self.info.step));
+            }
+            Some(step) if step > MAX_STEP => return Some(self.past_max(step)),
             None => row.commit.unwrap_or(true),
             Some(step) if step < self.info.step => {
                 return Some(DroppedRow {
@@ -391,8 +416,68 @@ impl RunState {
         }
         self.summary.set_last_row(last);
         self.pending.clear();
-        self.info.step += 1;
-        self.info.history_rows += 1;
+        // Saturating: a log written by another version must not wrap the step
+        // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
+        self.info.step = self.info.step.saturating_add(1);
+        self.info.history_rows = self.info.history_rows.saturating_add(1);
+    }
+
+    /// A row that would land past the largest step: dropped, and said so.
+    fn past_max(&self, step: i64) -> DroppedRow {
+        DroppedRow {
+            row_index: 0,
+            step,
+            current_step: self.info.step,
+            reason: format!(
+                "step {step} is past the largest step, {MAX_STEP}; the run takes no more rows"
+            ),
+        }
+    }
+
+    /// Whether the run's next row would be past the largest step.
+    pub fn at_step_limit(&self) -> bool {
+        self.info.step > MAX_STEP
+    }
+
+    /// The keys of `batch` the run does not hold yet, when taking them would put
+    /// it past [`MAX_KEYS_PER_RUN`] history keys; None when they fit.
+    pub fn keys_over_limit(&self, batch: &LogBatch) -> Option<usize> {
+        let named: usize =
+            batch.keys.len() + batch.rows.iter().map(|r| r.values.len()).sum::<usize>();
+        if self.keys.len() + named <= MAX_KEYS_PER_RUN {
+            return None;
+        }
+        let mut new: HashSet<&str> = HashSet::new();
+        let names = batch.keys.iter().map(String::as_str).chain(
+            batch
+                .rows
+                .iter()
+                .flat_map(|r| r.values.keys().map(String::as_str)),
+        );
+        for k in names {
+            if !self.keys.contains(k) {
+                new.insert(k);
+            }
+        }
+        (self.keys.len() + new.len() > MAX_KEYS_PER_RUN).then_some(self.keys.len())
+    }
+
+    /// For a config (`summary` false) or explicit summary update adding `keys`:
+    /// what the run holds, when the new ones would put it past
+    /// [`MAX_KEYS_PER_RUN`]; None when they fit.
+    pub fn map_over_limit<'a>(
+        &self,
+        summary: bool,
+        keys: impl Iterator<Item = &'a String>,
+    ) -> Option<usize> {
+        let (held, new) = if summary {
+            let new = keys.filter(|k| !self.summary.is_explicit(k)).count();
+            (self.summary.explicit_len(), new)
+        } else {
+            let new = keys.filter(|k| !self.config.contains_key(*k)).count();
+            (self.config.len(), new)
+        };
+        (held + new > MAX_KEYS_PER_RUN).then_some(held)
     }
 
     /// Fills each synced step metric's last value into the pending row where a key
@@ -418,6 +503,11 @@ impl RunState {
 
     fn alert(&mut self, req: &AlertRequest, time: f64, sink: &mut impl Sink) -> AlertResponse {
         let wait = req.wait_duration.unwrap_or(DEFAULT_ALERT_WAIT);
+        if self.alerts_sent.len() >= MAX_KEYS_PER_RUN {
+            // Bounded memory: forget titles whose window (by this alert's
+            // wait) has passed.
+            self.alerts_sent.retain(|_, last| time < *last + wait);
+        }
         let reply = match self.alerts_sent.get(&req.title) {
             Some(&last) if time < last + wait => AlertResponse {
                 sent: false,
@@ -461,6 +551,7 @@ impl RunState {
             self.commit(sink);
             self.info.end_time = time;
             self.info.exit_code = change.exit_code;
+            self.end_reason.clone_from(&change.reason);
         }
         self.info.set_state(state);
     }

@@ -102,6 +102,16 @@ impl Summary {
         self.explicit.insert(key, v);
     }
 
+    /// Whether `key` has an explicit value.
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.contains_key(key)
+    }
+
+    /// Keys with an explicit value.
+    pub fn explicit_len(&self) -> usize {
+        self.explicit.len()
+    }
+
     /// Removes a key, explicit and aggregated.
     pub fn remove(&mut self, key: &str) {
         self.explicit.remove(key);

@@ -44,11 +44,20 @@ fn bin(values: &[f64], bins: usize) -> (Vec<f64>, Vec<i64>) {
     } else {
         (lo, hi)
     };
-    let width = (hi - lo) / bins as f64;
-    let edges = (0..=bins).map(|i| lo + width * i as f64).collect();
+    // Halves keep the span finite for any finite range (-MAX..MAX).
+    let half_span = hi / 2.0 - lo / 2.0;
+    let n = bins as f64;
+    let edges = (0..=bins)
+        .map(|i| {
+            let t = i as f64 / n;
+            lo + half_span * t + half_span * t
+        })
+        .collect();
     let mut counts = vec![0i64; bins];
     for v in finite() {
-        let i = (((v - lo) / width) as usize).min(bins - 1);
+        let frac = (v / 2.0 - lo / 2.0) / half_span;
+        // NaN (an empty span) becomes bin 0.
+        let i = ((frac * n) as usize).min(bins - 1);
         counts[i] += 1;
     }
     (edges, counts)

@@ -6,8 +6,8 @@
 //! `Infinity` and `-Infinity`, which `json.loads` accepts. Histograms and media are
 //! objects tagged with `_type`, as W&B writes them.
 //!
-//! [`validate`] checks keys and values, [`histogram`] bins raw values, [`json`]
-//! writes the store's JSON and [`parse`] reads it back.
+//! `validate.rs` checks keys and values, `histogram.rs` bins raw values, `json.rs`
+//! writes the store's JSON and `parse.rs` reads it back.
 
 mod histogram;
 mod json;
@@ -23,14 +23,14 @@ pub use self::json::{
 };
 use self::parse::kind;
 pub use self::parse::{parse_json, parse_json_map, JsonError};
-pub use self::validate::{check_key, check_value, ValueError, MAX_DEPTH};
+pub use self::validate::{check_key, check_name, check_value, ValueError, MAX_DEPTH};
 use crate::proto::v1::{value::Kind, MapValue, MediaKind, Value};
 
 /// The fields of a media value's JSON object that are not its `extra`.
 const MEDIA_FIELDS: &[&str] = &["_type", "path", "caption", "sha256", "size"];
 
 /// Media values' W&B `_type` tag.
-fn media_type(kind: i32) -> &'static str {
+pub fn media_type(kind: i32) -> &'static str {
     match MediaKind::try_from(kind).unwrap_or(MediaKind::File) {
         MediaKind::Image => "image-file",
         MediaKind::Audio => "audio-file",
@@ -182,11 +182,11 @@ mod tests {
             ..Default::default()
         }));
         assert!(matches!(
-            check_value("h", &bad),
+            check_value("h", &bad, &mut 0),
             Err(ValueError::Histogram { .. })
         ));
         assert!(matches!(
-            check_value("e", &Value { kind: None }),
+            check_value("e", &Value { kind: None }, &mut 0),
             Err(ValueError::Empty { .. })
         ));
     }

@@ -1,26 +1,45 @@
 //! Checking logged keys and values before they reach a run.
 
 use super::MAX_HISTOGRAM_BINS;
+pub use crate::limits::MAX_DEPTH;
+use crate::limits::{quote, MAX_NESTED_ENTRIES};
 use crate::proto::v1::{value::Kind, Histogram, Value};
-
-/// Deepest nesting of maps and lists accepted in one value.
-pub const MAX_DEPTH: usize = 32;
 
 /// Why a value or key was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValueError {
     #[error("key is empty; give every logged value a non-empty name")]
     EmptyKey,
-    #[error("key {0:?} starts with '_', which is reserved for runcore's own keys (_step, _runtime, _timestamp); rename it")]
+    #[error("key {} starts with '_', which is reserved for runcore's own keys (_step, _runtime, _timestamp); rename it", quote(.0))]
     ReservedKey(String),
-    #[error("value of {key:?} has no kind set; set one of double_value, int_value, bool_value, string_value, map_value, list_value, histogram, media, null_value")]
+    #[error("key {} holds a control character (NUL, newline, escape, ...); use printable characters", quote(.0))]
+    ControlCharacter(String),
+    #[error("value of {} has no kind set; set one of double_value, int_value, bool_value, string_value, map_value, list_value, histogram, media, null_value", quote(.key))]
     Empty { key: String },
-    #[error("value of {key:?} is nested deeper than {MAX_DEPTH} levels")]
+    #[error("value of {} is nested deeper than {MAX_DEPTH} maps or lists; flatten it", quote(.key))]
     TooDeep { key: String },
-    #[error("histogram {key:?}: {problem}")]
+    #[error("value of {} holds more than {MAX_NESTED_ENTRIES} entries (map entries and list elements, all levels); log it in parts", quote(.key))]
+    TooManyEntries { key: String },
+    #[error("histogram {}: {problem}", quote(.key))]
     Histogram { key: String, problem: String },
-    #[error("media {key:?}: {problem}")]
+    #[error("media {}: {problem}", quote(.key))]
     Media { key: String, problem: String },
+}
+
+impl ValueError {
+    /// Whether the value is refused for its size rather than its shape.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, ValueError::TooManyEntries { .. })
+    }
+}
+
+/// Checks a name a client gives (a key at any level, a metric name): no control
+/// characters.
+pub fn check_name(key: &str) -> Result<(), ValueError> {
+    if key.chars().any(char::is_control) {
+        return Err(ValueError::ControlCharacter(key.to_owned()));
+    }
+    Ok(())
 }
 
 /// Checks a top-level log key.
@@ -31,32 +50,56 @@ pub fn check_key(key: &str) -> Result<(), ValueError> {
     if key.starts_with('_') {
         return Err(ValueError::ReservedKey(key.to_owned()));
     }
-    Ok(())
+    check_name(key)
 }
 
-/// Checks a value's shape (recursively) without changing it.
-pub fn check_value(key: &str, value: &Value) -> Result<(), ValueError> {
-    check_depth(key, value, 0)
+/// Checks a value's shape (recursively) without changing it; returns how many
+/// map entries and list elements it holds, all levels. `entries` is what the
+/// request's other values already hold, counted against [`MAX_NESTED_ENTRIES`].
+pub fn check_value(key: &str, value: &Value, entries: &mut usize) -> Result<(), ValueError> {
+    check_depth(key, value, 0, entries)
 }
 
-fn check_depth(key: &str, value: &Value, depth: usize) -> Result<(), ValueError> {
-    if depth > MAX_DEPTH {
-        return Err(ValueError::TooDeep {
-            key: key.to_owned(),
-        });
-    }
+/// `containers`: the maps and lists around `value`. At most [`MAX_DEPTH`] are
+/// accepted, which keeps every accepted value readable from the log (see
+/// `crate::limits`).
+fn check_depth(
+    key: &str,
+    value: &Value,
+    containers: usize,
+    entries: &mut usize,
+) -> Result<(), ValueError> {
+    let mut inside = |n: usize| {
+        *entries += n;
+        if *entries > MAX_NESTED_ENTRIES {
+            return Err(ValueError::TooManyEntries {
+                key: key.to_owned(),
+            });
+        }
+        if containers >= MAX_DEPTH {
+            return Err(ValueError::TooDeep {
+                key: key.to_owned(),
+            });
+        }
+        Ok(())
+    };
     match &value.kind {
         None => Err(ValueError::Empty {
             key: key.to_owned(),
         }),
-        Some(Kind::MapValue(m)) => m
-            .fields
-            .values()
-            .try_for_each(|v| check_depth(key, v, depth + 1)),
-        Some(Kind::ListValue(l)) => l
-            .values
-            .iter()
-            .try_for_each(|v| check_depth(key, v, depth + 1)),
+        Some(Kind::MapValue(m)) => {
+            inside(m.fields.len())?;
+            m.fields.iter().try_for_each(|(k, v)| {
+                check_name(k)?;
+                check_depth(key, v, containers + 1, entries)
+            })
+        }
+        Some(Kind::ListValue(l)) => {
+            inside(l.values.len())?;
+            l.values
+                .iter()
+                .try_for_each(|v| check_depth(key, v, containers + 1, entries))
+        }
         Some(Kind::Histogram(h)) => check_histogram(key, h),
         Some(Kind::Media(m)) if m.path.is_empty() => Err(ValueError::Media {
             key: key.to_owned(),
@@ -102,8 +145,16 @@ fn check_histogram(key: &str, h: &Histogram) -> Result<(), ValueError> {
             h.bins.len()
         )));
     }
-    if h.bins.windows(2).any(|w| w[0] > w[1] || w[0].is_nan()) {
+    if h.bins.iter().any(|b| !b.is_finite()) {
+        return Err(bad(
+            "bin edges must be finite numbers (no NaN or infinity)".into()
+        ));
+    }
+    if h.bins.windows(2).any(|w| w[0] > w[1]) {
         return Err(bad("bin edges must be increasing numbers".into()));
+    }
+    if h.counts.iter().any(|c| *c < 0) {
+        return Err(bad("counts must be >= 0".into()));
     }
     Ok(())
 }

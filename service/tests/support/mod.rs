@@ -403,3 +403,4 @@ pub fn run_json_state(dir: &Path) -> String {
 pub mod artifacts;
 pub mod mlflow;
 pub mod wandb;
+pub mod wandb_sdk;

@@ -70,6 +70,8 @@ pub struct RunView {
     pub upserts: Vec<Json>,
     pub history: Vec<String>,
     pub events: Vec<String>,
+    /// output.log lines (`<UTC time> <console line>`).
+    pub output: Vec<String>,
     pub summary: Option<String>,
     /// (offset, lines) of each accepted history write, in order.
     pub history_writes: Vec<(u64, usize)>,
@@ -718,6 +720,18 @@ fn check_line(file: &str, line: &Json) -> Result<(), String> {
     let text = line
         .as_str()
         .ok_or_else(|| format!("{file}: a line is not a string: {line}"))?;
+    if file == OUTPUT {
+        // `2026-01-02T03:04:05.123456 text`: W&B's console shows the time.
+        let stamped = text.len() > 27
+            && text.as_bytes()[10] == b'T'
+            && text.as_bytes()[26] == b' '
+            && text[..4].bytes().all(|b| b.is_ascii_digit());
+        return if stamped {
+            Ok(())
+        } else {
+            Err(format!("{file}: a line lacks its UTC time prefix: {text}"))
+        };
+    }
     let map = runcore::value::parse_json_map(text).map_err(|e| format!("{file}: {e}: {text}"))?;
     let required: &[&str] = match file {
         HISTORY => &["_step", "_runtime", "_timestamp"],
@@ -807,6 +821,7 @@ fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Jso
         let have = match file {
             HISTORY => view.history.len() as u64,
             EVENTS => view.events.len() as u64,
+            OUTPUT => view.output.len() as u64,
             _ => 0,
         };
         if file == SUMMARY && (offset != 0 || lines.len() != 1) {
@@ -818,7 +833,7 @@ fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Jso
                 ),
             );
         }
-        if (file == HISTORY || file == EVENTS) && offset != have {
+        if (file == HISTORY || file == EVENTS || file == OUTPUT) && offset != have {
             let kind = if offset < have {
                 "repeats lines"
             } else {
@@ -876,6 +891,7 @@ fn file_stream(i: &mut Inner, entity: &str, project: &str, run: &str, body: &Jso
                 &mut view.history
             }
             EVENTS => &mut view.events,
+            OUTPUT => &mut view.output,
             SUMMARY => {
                 view.summary = lines.into_iter().next();
                 continue;

@@ -82,6 +82,10 @@ class _Spawned:
         if use_unix:
             listen = "unix://" + os.path.join(tmpdir, "sidecar.sock")
         self.args = [binary, "serve", "--listen", listen, "--port-file", self.port_file, "--data-dir", data_dir]
+        # Every process of a job spawns its own sidecar on the same data dir (one
+        # run per process, grouped): they share it, each run open in one of them.
+        if "--shared-data-dir" in flags:
+            self.args.append("--shared-data-dir")
         self.parent_pid = "--parent-pid" in flags
         if self.parent_pid:
             self.args += ["--parent-pid", str(os.getpid())]

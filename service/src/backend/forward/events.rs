@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::super::Event;
 use crate::proto::wal::{record::Kind, Record};
-use crate::semantics::state::{AlertEvent, CommittedRow, RunState, Sink, SystemEvent};
+use crate::semantics::state::{AlertEvent, CommittedRow, OutputEvent, RunState, Sink, SystemEvent};
 use crate::wal::{WalError, WalReader};
 
 /// Turns applied records into events.
@@ -38,6 +38,13 @@ impl Sink for EventSink {
                 .cloned()
                 .zip(e.sample.values.iter().copied())
                 .collect(),
+        });
+    }
+
+    fn output(&mut self, o: &OutputEvent<'_>) {
+        self.events.push(Event::Output {
+            timestamp: o.time,
+            lines: o.lines.to_vec(),
         });
     }
 

@@ -1,8 +1,8 @@
 //! The forwarder: one task per run and remote backend. It replays the run's
-//! transaction log into [`Event`]s ([`events`]: the same `RunState::apply` the run
+//! transaction log into `Event`s (`events.rs`: the same `RunState::apply` the run
 //! uses, so the backend sees exactly the rows the local store has), delivers them
 //! in batches with the shared retry policy ([`super::retry`]), and persists a
-//! cursor ([`cursor`]) after each delivery. A restart replays the log up to the
+//! cursor (`cursor.rs`) after each delivery. A restart replays the log up to the
 //! cursor without sending and goes on from there, so nothing is sent twice and
 //! nothing is skipped. A backend that needs several requests for one batch saves
 //! its own progress in between ([`Checkpoint`]); one that wants fewer, larger

@@ -102,6 +102,7 @@ impl Mlflow {
                 }
             }
             Event::Files(files) => todo.uploads.extend(uploads_on_save(files)),
+            Event::Output { .. } => todo.output = true,
             Event::State {
                 state, timestamp, ..
             } => {
@@ -166,6 +167,8 @@ impl Mlflow {
                 .unwrap_or_default();
             self.upload(store::ALERTS_JSONL, bytes).await?;
         }
+        self.upload_output(batch, todo.output, todo.end.is_some())
+            .await?;
         if let Some(s) = todo.summary {
             let now = crate::clock::now();
             if todo.end.is_some() || now - self.st.last_summary_upload >= SUMMARY_EVERY {
@@ -193,6 +196,30 @@ impl Mlflow {
     }
 }
 
+impl Mlflow {
+    /// The run's console (output.log in its directory) as an artifact, when lines
+    /// came: at most every SUMMARY_EVERY while the run is open, and at its end.
+    async fn upload_output(
+        &mut self,
+        batch: &Batch<'_>,
+        changed: bool,
+        end: bool,
+    ) -> Result<(), BackendError> {
+        self.st.output_pending |= changed;
+        let now = crate::clock::now();
+        if !self.st.output_pending || !(end || now - self.st.last_output_upload >= SUMMARY_EVERY) {
+            return Ok(());
+        }
+        let bytes = tokio::fs::read(batch.dir.join(store::OUTPUT_LOG))
+            .await
+            .unwrap_or_default();
+        self.upload(store::OUTPUT_LOG, bytes).await?;
+        self.st.last_output_upload = now;
+        self.st.output_pending = false;
+        Ok(())
+    }
+}
+
 /// What a batch leaves to do after its metrics, params and tags.
 #[derive(Default)]
 pub(super) struct Todo<'a> {
@@ -202,6 +229,9 @@ pub(super) struct Todo<'a> {
     pub(super) alerts: bool,
     /// What the run did with artifacts, in log order.
     pub(super) artifacts: Vec<&'a ArtifactRecord>,
+    /// Console lines arrived: output.log is uploaded (at most every SUMMARY_EVERY,
+    /// and at the end).
+    pub(super) output: bool,
     /// The run ended: its state and when.
     pub(super) end: Option<(RunState, f64)>,
 }

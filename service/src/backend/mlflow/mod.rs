@@ -6,7 +6,8 @@
 //! value recorded as a tag instead of an error loop); history -> metrics with step
 //! and timestamp (non-numeric values skipped, one warning per key); system metrics
 //! -> `system/...` metrics; summary -> `summary.json` artifact; alerts ->
-//! `alerts.jsonl` artifact and a tag; saved files -> artifacts (proxied artifact
+//! `alerts.jsonl` artifact and a tag; console lines -> `output.log` artifact (at
+//! most every 10 s, and at the end); saved files -> artifacts (proxied artifact
 //! API); end -> status FINISHED / FAILED / KILLED plus tag `runcore.state`;
 //! heartbeats -> tag `runcore.heartbeat`; media values' files -> artifacts at
 //! their `media/...` paths; artifacts -> [`artifacts`] (run artifacts, logged
@@ -93,6 +94,11 @@ struct State {
     /// Artifact version -> the MLflow logged model made of it.
     #[serde(default)]
     models: BTreeMap<String, String>,
+    /// Console lines came since output.log was last uploaded.
+    #[serde(default)]
+    output_pending: bool,
+    #[serde(skip)]
+    last_output_upload: f64,
 }
 
 pub struct Mlflow {

@@ -1,4 +1,4 @@
-//! W&B's file_stream endpoint: history and events lines at contiguous offsets,
+//! W&B's file_stream endpoint: history, events and output lines at contiguous offsets,
 //! the summary, uploaded files, preempting and the end of the run.
 
 use serde_json::{json, Value as Json};
@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use super::plan::Plan;
 use super::{
     Numbered, Wandb, EVENTS_FILE, HISTORY_FILE, MAX_LINES, MAX_LINE_BYTES, MAX_REQUEST_BYTES,
-    SUMMARY_FILE,
+    OUTPUT_FILE, SUMMARY_FILE,
 };
 use crate::backend::retry::BackendError;
 use crate::backend::{Backend, Batch};
@@ -43,16 +43,17 @@ pub(super) fn content<'a>(lines: &NumberedLines<'a>) -> Vec<&'a str> {
     lines.iter().map(|(_, l)| *l).collect()
 }
 
-/// Takes lines for one request from the front of `history` and `events`.
-pub(super) fn take_chunk<'a>(
-    history: &mut &'a NumberedLines<'a>,
-    events: &mut &'a NumberedLines<'a>,
-) -> (&'a NumberedLines<'a>, &'a NumberedLines<'a>) {
+/// Takes lines for one request from the front of each list (history, events,
+/// output), in that order, within the request's limits.
+pub(super) fn take_chunk<'a, const N: usize>(
+    lists: &mut [&'a NumberedLines<'a>; N],
+) -> [&'a NumberedLines<'a>; N] {
     let mut lines = 0;
     let mut bytes = 0;
-    let mut fit = |list: &[(u64, &str)]| {
+    let mut taken: [&'a NumberedLines<'a>; N] = [&[]; N];
+    for (list, out) in lists.iter_mut().zip(taken.iter_mut()) {
         let mut k = 0;
-        for (_, l) in list {
+        for (_, l) in list.iter() {
             if lines >= MAX_LINES || (lines > 0 && bytes + l.len() > MAX_REQUEST_BYTES) {
                 break;
             }
@@ -60,15 +61,11 @@ pub(super) fn take_chunk<'a>(
             bytes += l.len() + 4;
             k += 1;
         }
-        k
-    };
-    let h = fit(history);
-    let e = fit(events);
-    let (hc, hr) = history.split_at(h);
-    let (ec, er) = events.split_at(e);
-    *history = hr;
-    *events = er;
-    (hc, ec)
+        let (chunk, rest) = list.split_at(k);
+        *out = chunk;
+        *list = rest;
+    }
+    taken
 }
 
 impl Wandb {
@@ -89,8 +86,8 @@ impl Wandb {
         Ok(reply)
     }
 
-    /// Streams the batch's history and events lines (in chunks within W&B's
-    /// limits), then the summary, uploads, preempting and the end.
+    /// Streams the batch's history, events and output lines (in chunks within
+    /// W&B's limits), then the summary, uploads, preempting and the end.
     pub(super) async fn stream(
         &mut self,
         batch: &Batch<'_>,
@@ -99,22 +96,23 @@ impl Wandb {
         let run = batch.run;
         let history = pending(&plan.history, &self.st.history, HISTORY_FILE);
         let events = pending(&plan.events, &self.st.events, EVENTS_FILE);
-        let (mut h_left, mut e_left) = (history.as_slice(), events.as_slice());
+        let output = pending(&plan.output, &self.st.output, OUTPUT_FILE);
+        let mut left = [history.as_slice(), events.as_slice(), output.as_slice()];
         loop {
-            let (h, e) = take_chunk(&mut h_left, &mut e_left);
-            let last = h_left.is_empty() && e_left.is_empty();
+            let chunk = take_chunk(&mut left);
+            let last = left.iter().all(|l| l.is_empty());
             let mut files = serde_json::Map::new();
-            if !h.is_empty() {
-                files.insert(
-                    HISTORY_FILE.into(),
-                    json!({"offset": self.st.history.sent, "content": content(h)}),
-                );
-            }
-            if !e.is_empty() {
-                files.insert(
-                    EVENTS_FILE.into(),
-                    json!({"offset": self.st.events.sent, "content": content(e)}),
-                );
+            for (name, lines, offset) in [
+                (HISTORY_FILE, chunk[0], self.st.history.sent),
+                (EVENTS_FILE, chunk[1], self.st.events.sent),
+                (OUTPUT_FILE, chunk[2], self.st.output.sent),
+            ] {
+                if !lines.is_empty() {
+                    files.insert(
+                        name.into(),
+                        json!({"offset": offset, "content": content(lines)}),
+                    );
+                }
             }
             let mut body = serde_json::Map::new();
             let reported = if last {
@@ -129,13 +127,15 @@ impl Wandb {
                 break;
             }
             self.file_stream(run, &Json::Object(body)).await?;
-            if let Some((i, _)) = h.last() {
-                self.st.history.sent += h.len() as u64;
-                self.st.history.done = i + 1;
-            }
-            if let Some((i, _)) = e.last() {
-                self.st.events.sent += e.len() as u64;
-                self.st.events.done = i + 1;
+            for (n, lines) in [
+                (&mut self.st.history, chunk[0]),
+                (&mut self.st.events, chunk[1]),
+                (&mut self.st.output, chunk[2]),
+            ] {
+                if let Some((i, _)) = lines.last() {
+                    n.sent += lines.len() as u64;
+                    n.done = i + 1;
+                }
             }
             self.st.unreported.drain(..reported);
             batch.checkpoint.save(self.save()).await;

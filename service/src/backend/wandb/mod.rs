@@ -3,12 +3,13 @@
 //!
 //! run -> GraphQL `UpsertBucket` (name = the runcore id, display name, group, job
 //! type, tags, notes, host, program, config as `{key: {"value": v}}`), again when
-//! the config changes, at most every [`CONFIG_EVERY`] (a change inside that window
+//! the config changes, at most every `CONFIG_EVERY` (a change inside that window
 //! waits for the next delivery after it, a heartbeat, or the end of the run);
 //! history -> `wandb-history.jsonl` lines on the file_stream endpoint
 //! (`POST /files/{entity}/{project}/{run}/file_stream`) at contiguous offsets;
 //! system metrics -> `wandb-events.jsonl` lines with `system.*` keys; summary ->
-//! `wandb-summary.json` (the whole summary, one line at offset 0); preempting ->
+//! `wandb-summary.json` (the whole summary, one line at offset 0); console lines
+//! (a W&B SDK's output) -> `output.log` lines at contiguous offsets; preempting ->
 //! `preempting`; the end -> `complete` and `exitcode` (finished, failed, killed;
 //! a crashed or preempted run just stops beating, as a dead SDK process would,
 //! and W&B marks it so); heartbeats -> an empty file_stream request when nothing
@@ -54,6 +55,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
 pub const HISTORY_FILE: &str = "wandb-history.jsonl";
 pub const EVENTS_FILE: &str = "wandb-events.jsonl";
 pub const SUMMARY_FILE: &str = "wandb-summary.json";
+pub const OUTPUT_FILE: &str = "output.log";
 
 /// Lines in one file_stream request at most.
 const MAX_LINES: usize = 1000;
@@ -121,6 +123,9 @@ struct State {
     history: Numbered,
     events: Numbered,
     alerts: Numbered,
+    /// Console lines (output.log); absent in cursors written before it existed.
+    #[serde(default)]
+    output: Numbered,
     /// Saved files uploaded: name -> base64 MD5 of the content uploaded.
     uploaded: BTreeMap<String, String>,
     /// Uploads not yet reported in file_stream's `uploaded`.
@@ -233,6 +238,7 @@ impl Backend for Wandb {
                 &mut self.st.events,
                 &mut self.st.alerts,
                 &mut self.st.artifact_records,
+                &mut self.st.output,
             ] {
                 n.done = n.done.max(n.base);
             }
@@ -255,6 +261,7 @@ impl Backend for Wandb {
             self.st.events.close_batch(plan.events.len());
             self.st.alerts.close_batch(plan.alerts.len());
             self.st.artifact_records.close_batch(plan.artifacts.len());
+            self.st.output.close_batch(plan.output.len());
         }
         result
     }
@@ -349,10 +356,10 @@ mod tests {
         let todo = pending(&lines, &n, HISTORY_FILE);
         assert_eq!(todo.first().map(|t| t.0), Some(600));
         assert_eq!(todo.len(), 2000);
-        let (mut h, mut e): (&NumberedLines, &NumberedLines) = (&todo, &[]);
+        let mut left: [&NumberedLines; 3] = [&todo, &[], &[]];
         let mut sizes = Vec::new();
-        while !h.is_empty() {
-            let (hc, _) = take_chunk(&mut h, &mut e);
+        while !left[0].is_empty() {
+            let [hc, _, _] = take_chunk(&mut left);
             sizes.push(hc.len());
         }
         assert_eq!(sizes, [MAX_LINES, MAX_LINES]);

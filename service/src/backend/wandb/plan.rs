@@ -17,6 +17,8 @@ pub(super) struct Plan {
     pub(super) summary: Option<String>,
     /// (title, text, severity) of each alert runcore sent (not throttled).
     pub(super) alerts: Vec<(String, String, String)>,
+    /// output.log lines: `<UTC time> <line>`, as W&B's console shows them.
+    pub(super) output: Vec<String>,
     /// Saved files and media files to upload (unless unchanged), in order.
     pub(super) uploads: Vec<String>,
     /// What the run did with artifacts, in log order.
@@ -134,6 +136,11 @@ impl Plan {
                     }
                 }
                 Event::Files(files) => p.uploads.extend(uploads_on_save(files)),
+                Event::Output { timestamp, lines } => {
+                    let (date, time) = crate::clock::utc(*timestamp);
+                    p.output
+                        .extend(lines.iter().map(|l| format!("{date}T{time} {l}")));
+                }
                 Event::State {
                     state, exit_code, ..
                 } => {

@@ -1,4 +1,4 @@
-//! The step/commit rules and state changes of `RunState::apply`.
+//! The step/commit table, the pending row at finish, step_sync, artifact records.
 
 use super::*;
 
@@ -100,6 +100,7 @@ fn finish_flushes_the_pending_row() {
     let rec = Record {
         time: 102.0,
         kind: Some(Kind::State(StateChange {
+            reason: String::new(),
             state: State::Finished as i32,
             exit_code: Some(0),
         })),

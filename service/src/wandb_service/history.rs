@@ -1,0 +1,197 @@
+//! History rows from `partial_history` records, packed into `LogBatch`es the way
+//! runcore's own clients pack them (numbers in the packed scalar fields, a key
+//! table per batch), so a W&B row takes the same path as a LogStream row.
+
+use std::collections::{HashMap, HashSet};
+
+use super::map::{item_path, item_value, scalar, Scalar};
+use crate::proto::v1::{LogBatch, Row, Value};
+use crate::proto::wandb as wb;
+use crate::value;
+
+/// The SDK's own key holding the call's time.
+const TIMESTAMP_KEY: &str = "_timestamp";
+
+/// Rows of one run waiting to be sent to its actor as one batch.
+pub struct PendingLog {
+    batch: LogBatch,
+    index: HashMap<String, u32>,
+    /// Keys already reported as dropped, so each is reported once per run.
+    warned: HashSet<String>,
+}
+
+impl PendingLog {
+    pub fn new(run_id: &str) -> Self {
+        PendingLog {
+            batch: LogBatch {
+                run_id: run_id.to_owned(),
+                ..Default::default()
+            },
+            index: HashMap::new(),
+            warned: HashSet::new(),
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batch.rows.len()
+    }
+
+    /// The rows gathered so far, as one batch (None without rows).
+    pub fn take(&mut self) -> Option<LogBatch> {
+        if self.batch.rows.is_empty() {
+            return None;
+        }
+        self.index.clear();
+        let run_id = self.batch.run_id.clone();
+        Some(std::mem::replace(
+            &mut self.batch,
+            LogBatch {
+                run_id,
+                ..Default::default()
+            },
+        ))
+    }
+
+    /// Adds one `run.log` call: its items, its step and its commit flag.
+    pub fn push(&mut self, items: &[wb::Item], step: Option<i64>, commit: Option<bool>) {
+        let mut row = Row {
+            step,
+            commit,
+            ..Default::default()
+        };
+        for item in items {
+            self.add(&mut row, item);
+        }
+        self.batch.rows.push(row);
+    }
+
+    fn add(&mut self, row: &mut Row, item: &wb::Item) {
+        // The common case, a top-level key, without allocating its path.
+        let top = item.nested_key.first().unwrap_or(&item.key).as_str();
+        if top == TIMESTAMP_KEY {
+            if let Some(Scalar::Float(t)) = scalar(&item.value_json).map(widen) {
+                row.timestamp = t;
+            }
+            return;
+        }
+        if let Err(e) = value::check_key(top) {
+            if !matches!(top, "_step" | "_runtime") && self.warned.insert(top.to_owned()) {
+                tracing::warn!(run = %self.batch.run_id, "a logged key is not recorded: {e}");
+            }
+            return;
+        }
+        if item.nested_key.len() <= 1 && item.typed.is_none() {
+            if let Some(Scalar::Float(x)) = scalar(&item.value_json) {
+                let k = self.key(top);
+                row.scalar_keys.push(k);
+                row.scalar_values.push(x);
+                return;
+            }
+        }
+        match item_value(item) {
+            Ok(mut v) => {
+                if let Err(e) = value::check_value(top, &v, &mut 0) {
+                    self.warn(top, &e.to_string());
+                    return;
+                }
+                value::bin_histograms(&mut v);
+                let top = top.to_owned();
+                self.put(row, &item_path(item), top, v);
+            }
+            Err(e) => self.warn(top, &e.to_string()),
+        }
+    }
+
+    fn put(&mut self, row: &mut Row, path: &[String], top: String, v: Value) {
+        if path.len() <= 1 {
+            row.values.insert(top, v);
+            return;
+        }
+        let mut whole = std::collections::BTreeMap::new();
+        if let Some(now) = row.values.remove(&top) {
+            whole.insert(top, now);
+        }
+        super::map::deep_set(&mut whole, path, Some(v));
+        row.values.extend(whole);
+    }
+
+    fn warn(&mut self, key: &str, why: &str) {
+        if self.warned.insert(key.to_owned()) {
+            tracing::warn!(run = %self.batch.run_id, "{key:?} is not recorded: {why}");
+        }
+    }
+
+    fn key(&mut self, key: &str) -> u32 {
+        if let Some(i) = self.index.get(key) {
+            return *i;
+        }
+        let i = self.batch.keys.len() as u32;
+        self.batch.keys.push(key.to_owned());
+        self.index.insert(key.to_owned(), i);
+        i
+    }
+}
+
+/// An integer time as a float one.
+fn widen(s: Scalar) -> Scalar {
+    match s {
+        Scalar::Int(i) => Scalar::Float(i as f64),
+        f => f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::value::Kind;
+
+    fn item(key: &str, json: &str) -> wb::Item {
+        wb::Item {
+            key: key.into(),
+            value_json: json.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rows_pack_floats_keep_ints_and_drop_reserved_keys() {
+        let mut log = PendingLog::new("r");
+        let items = [
+            item("loss", "0.5"),
+            item("epoch", "3"),
+            item("_timestamp", "1700000000.25"),
+            item("_step", "4"),
+            item("_private", "1"),
+            item("text", "\"hi\""),
+            wb::Item {
+                nested_key: vec!["a".into(), "b".into()],
+                value_json: "1.5".into(),
+                ..Default::default()
+            },
+        ];
+        log.push(&items, Some(7), None);
+        log.push(&[item("loss", "0.25")], None, Some(true));
+        assert_eq!(log.rows(), 2);
+        let batch = log.take().unwrap();
+        assert!(log.take().is_none());
+        assert_eq!(batch.keys, vec!["loss".to_owned()]);
+        let row = &batch.rows[0];
+        assert_eq!(
+            (row.step, row.commit, row.timestamp),
+            (Some(7), None, 1_700_000_000.25)
+        );
+        assert_eq!(
+            (row.scalar_keys.clone(), row.scalar_values.clone()),
+            (vec![0], vec![0.5])
+        );
+        assert_eq!(row.values["epoch"], value::int(3));
+        assert_eq!(row.values["text"], value::string("hi"));
+        assert!(!row.values.contains_key("_private") && !row.values.contains_key("_step"));
+        let Some(Kind::MapValue(a)) = &row.values["a"].kind else {
+            panic!("a is not a map")
+        };
+        assert_eq!(a.fields["b"], value::double(1.5));
+        assert_eq!(batch.rows[1].scalar_keys, vec![0]);
+        assert_eq!(batch.rows[1].commit, Some(true));
+    }
+}

@@ -1,0 +1,98 @@
+"""Makes the runs the browser tests look at, through a real sidecar (RUNCORE_ADDRESS),
+with the Python client the W&B way.
+
+    python make_store.py finished        # three ended runs in project ui-test
+    python make_store.py live READY STOP # one run that logs until STOP exists
+
+The finished runs have nested keys, a define_metric step metric (hidden) for the
+val/* metrics, a NaN and an Inf, an alert, a saved file and system metrics; one
+of them fails (exit code 1). The live run writes READY after its first rows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+
+import runcore as wandb
+
+PROJECT = "ui-test"
+SETTINGS = {"x_stats_sampling_interval": 0.1}
+
+
+def curve(step: int, lr: float, rng: random.Random) -> float:
+    return 2.5 * math.exp(-step * lr / 40.0) + 0.1 + rng.gauss(0.0, 0.04)
+
+
+def finished_run(name: str, group: str, tags: list[str], lr: float, seed: int, exit_code: int = 0) -> str:
+    rng = random.Random(seed)
+    config = {"lr": lr, "batch_size": 64, "optimizer": {"name": "adam", "betas": [0.9, 0.999]}}
+    run = wandb.init(project=PROJECT, name=name, group=group, job_type="train", tags=tags,
+                     config=config, notes=f"{name}: lr={lr}", settings=SETTINGS)
+    run.define_metric("epoch", hidden=True)
+    run.define_metric("val/*", step_metric="epoch")
+    run.define_metric("val/acc", step_metric="epoch", summary="max")
+    steps = 400
+    for step in range(steps):
+        loss = curve(step, lr, rng)
+        if exit_code and step > 300:
+            loss *= 1.0 + (step - 300) / 20.0
+        row = {"train/loss": loss, "train/lr": lr * 0.5 * (1 + math.cos(math.pi * step / steps)),
+               "grad": {"norm": abs(rng.gauss(1.0 / (1 + step / 100), 0.05))}}
+        if step == 120:
+            row["train/loss"] = float("nan")
+        if step == 200:
+            row["grad"]["norm"] = float("inf")
+        run.log(row)
+        if step % 50 == 49:
+            epoch = step // 50
+            val = curve(step, lr, rng) + 0.05
+            run.log({"epoch": epoch, "val/loss": val, "val/acc": 1.0 - val / 3.0})
+        time.sleep(0.003)
+    run.alert(title="loss plateau", text=f"{name}: train/loss below {loss:.2f}", level=wandb.AlertLevel.WARN)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model-card.txt")
+        with open(path, "w") as f:
+            f.write(f"model {name}\nlr {lr}\n")
+        run.save(path, base_path=tmp, policy="now")
+        run.summary["best_checkpoint"] = "model-card.txt"
+        run.finish(exit_code=exit_code)
+    return run.id
+
+
+def live_run(ready: str, stop: str) -> None:
+    rng = random.Random(7)
+    run = wandb.init(project=PROJECT, name="live-run", group="live", job_type="train", tags=["live"],
+                     config={"lr": 0.02}, settings=SETTINGS)
+    step = 0
+    deadline = time.monotonic() + 300
+    while not os.path.exists(stop) and time.monotonic() < deadline:
+        run.log({"live/loss": curve(step, 0.5, rng), "live/acc": min(1.0, step / 500)})
+        step += 1
+        if step == 20:
+            with open(ready, "w") as f:
+                f.write(run.id)
+        time.sleep(0.05)
+    run.finish()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["finished"]:
+        ids = [
+            finished_run("baseline", "sweep-a", ["baseline"], 0.5, 1),
+            finished_run("wider-lr", "sweep-a", ["lr"], 1.0, 2),
+            finished_run("diverged", "sweep-b", ["lr", "unstable"], 2.0, 3, exit_code=1),
+        ]
+        print(" ".join(ids))
+    elif sys.argv[1:2] == ["live"] and len(sys.argv) == 4:
+        live_run(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
