@@ -22,7 +22,11 @@ def write(root: pathlib.Path, rel: str, text: str) -> pathlib.Path:
     return p
 
 
-def test_dataset_training_model_registry(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
+def test_dataset_training_model_registry(
+    sidecar: Sidecar, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # use_model downloads into ./artifacts/<name>:<version>, as W&B does.
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "mnist"
     for i in range(5):
         write(data, f"train/{i}.csv", f"pixels,{i}\n")

@@ -10,6 +10,7 @@ use tonic::{Status, Streaming};
 
 use super::{status, validate, Api, BoxStream};
 use crate::artifacts::{ArtifactError, Artifacts, BlobWriter, Put};
+use crate::limits::quote;
 use crate::proto::v1::add_artifact_files_request::Item;
 use crate::proto::v1::*;
 use crate::proto::wal::{artifact_record, ArtifactRecord};
@@ -50,8 +51,9 @@ impl Api {
 
     pub(super) async fn artifact_create(
         &self,
-        req: CreateArtifactRequest,
+        mut req: CreateArtifactRequest,
     ) -> Result<CreateArtifactResponse, Status> {
+        validate::artifacts::create(&mut req)?;
         let (_, path) = self.open_run(&req.run_id)?;
         let (draft_id, file_count) = self.store().create(req, path).await?;
         Ok(CreateArtifactResponse {
@@ -84,6 +86,7 @@ impl Api {
             }
             match msg.item {
                 Some(Item::File(f)) => {
+                    validate::artifacts::file(&f)?;
                     if in_flight.len() >= PARALLEL_FILES {
                         if let Some(done) = in_flight.join_next().await {
                             count(&mut out, done)?;
@@ -95,11 +98,13 @@ impl Api {
                         store.add_file(draft, f.path, f.source, f.sha256).await
                     });
                 }
-                Some(Item::Reference(r)) => {
+                Some(Item::Reference(mut r)) => {
+                    validate::artifacts::reference(&mut r)?;
                     out.file_count = store.add_reference(draft.clone(), r).await?;
                     out.added += 1;
                 }
                 Some(Item::Chunk(c)) => {
+                    validate::artifacts::chunk(&c)?;
                     streaming = self.chunk(&store, &draft, streaming, c, &mut out).await?;
                 }
                 Some(Item::Remove(p)) => out.file_count = store.remove(&draft, &p)?,
@@ -115,7 +120,8 @@ impl Api {
         }
         if let Some((path, _)) = streaming {
             return Err(invalid(format!(
-                "AddArtifactFiles: the stream ended inside {path:?} (no chunk with last=true); nothing of it was kept"
+                "AddArtifactFiles: the stream ended inside {} (no chunk with last=true); nothing of it was kept",
+                quote(&path)
             )));
         }
         out.file_count = store.draft(&draft)?.files.len() as u64;
@@ -135,8 +141,9 @@ impl Api {
             Some((p, w)) if p == c.path => (p, w),
             Some((p, _)) => {
                 return Err(invalid(format!(
-                    "AddArtifactFiles: {:?} started before {p:?} ended (send its chunk with last=true first); nothing of {p:?} was kept",
-                    c.path
+                    "AddArtifactFiles: {} started before {} ended (send its chunk with last=true first); nothing of it was kept",
+                    quote(&c.path),
+                    quote(&p)
                 )))
             }
             None => (c.path.clone(), store.writer(draft, &c.path).await?),
@@ -202,6 +209,7 @@ impl Api {
         &self,
         req: LinkArtifactRequest,
     ) -> Result<LinkArtifactResponse, Status> {
+        validate::artifacts::aliases(&req.aliases)?;
         let run = if req.run_id.is_empty() {
             None
         } else {
@@ -222,6 +230,8 @@ impl Api {
         &self,
         req: SetArtifactAliasesRequest,
     ) -> Result<SetArtifactAliasesResponse, Status> {
+        validate::artifacts::aliases(&req.add)?;
+        validate::artifacts::aliases(&req.remove)?;
         let run = if req.run_id.is_empty() {
             None
         } else {
@@ -245,8 +255,8 @@ impl Api {
     ) -> Result<ListArtifactsResponse, Status> {
         if !matches!(req.direction.as_str(), "" | "logged" | "used") {
             return Err(invalid(format!(
-                "ListArtifacts: direction {:?} must be \"logged\", \"used\" or empty",
-                req.direction
+                "ListArtifacts: direction {} must be \"logged\", \"used\" or empty",
+                quote(&req.direction)
             )));
         }
         let run = if req.run_id.is_empty() {
@@ -262,6 +272,7 @@ impl Api {
         &self,
         req: DownloadArtifactRequest,
     ) -> Result<BoxStream<DownloadArtifactResponse>, Status> {
+        validate::artifacts::download(&req)?;
         if !req.root.is_empty() {
             let placed = self
                 .store()

@@ -75,7 +75,13 @@ fn files_status(e: &FilesError, msg: String) -> Status {
 impl From<ArtifactError> for Status {
     fn from(e: ArtifactError) -> Self {
         let msg = e.to_string();
+        if e.is_disk_full() {
+            return Status::resource_exhausted(format!(
+                "{msg}; the disk is full: free space, then retry"
+            ));
+        }
         match e {
+            ArtifactError::TooLarge(_) => Status::resource_exhausted(msg),
             ArtifactError::Invalid(_)
             | ArtifactError::DigestMismatch { .. }
             | ArtifactError::TypeMismatch { .. } => Status::invalid_argument(msg),

@@ -3,6 +3,8 @@
 //! request of the wrong shape, RESOURCE_EXHAUSTED for one past a size limit
 //! (`crate::limits`). Input is quoted back at most `limits::QUOTE_CHARS` long.
 
+pub mod artifacts;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 

@@ -66,14 +66,20 @@ impl Identity {
 }
 
 /// SHA-256 and MD5 over the same bytes.
-struct Hasher {
+pub struct Hasher {
     sha: ring::digest::Context,
     md5: md5::Context,
     size: u64,
 }
 
+impl Default for Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Hasher {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Hasher {
             sha: ring::digest::Context::new(&ring::digest::SHA256),
             md5: md5::Context::new(),
@@ -81,13 +87,13 @@ impl Hasher {
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    pub fn update(&mut self, data: &[u8]) {
         self.sha.update(data);
         self.md5.consume(data);
         self.size += data.len() as u64;
     }
 
-    fn finish(self) -> Digests {
+    pub fn finish(self) -> Digests {
         Digests {
             sha256: hex(self.sha.finish().as_ref()),
             md5: base64::engine::general_purpose::STANDARD.encode(self.md5.finalize().0),

@@ -6,12 +6,13 @@
 //! is committed (W&B's upsert_artifact / finish_artifact). Drafts idle for a day
 //! are dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::error::ArtifactError;
 use super::manifest::Entry;
+use crate::limits::{quote, MAX_DRAFT_FILES, MAX_OPEN_DRAFTS};
 
 /// A draft unused this long is dropped.
 const IDLE: Duration = Duration::from_secs(24 * 3600);
@@ -42,6 +43,42 @@ struct Inner {
     drafts: HashMap<String, Held>,
     /// (name, distributed_id) -> draft id.
     distributed: HashMap<(String, String), String>,
+    /// Files in all drafts (bounded by [`MAX_DRAFT_FILES`]: they are in memory).
+    files: usize,
+}
+
+impl Inner {
+    /// Drops drafts idle for [`IDLE`] and the distributed ids naming them.
+    fn expire(&mut self) {
+        let before = self.drafts.len();
+        self.drafts.retain(|_, h| h.touched.elapsed() < IDLE);
+        if self.drafts.len() != before {
+            let live: HashSet<&String> = self.drafts.keys().collect();
+            self.distributed.retain(|_, id| live.contains(id));
+            self.files = self.drafts.values().map(|h| h.draft.files.len()).sum();
+        }
+    }
+
+    /// Holds a new draft under a new id.
+    fn hold(&mut self, draft: Draft) -> Result<(String, u64), ArtifactError> {
+        if self.drafts.len() >= MAX_OPEN_DRAFTS {
+            return Err(ArtifactError::TooLarge(format!(
+                "{MAX_OPEN_DRAFTS} artifact drafts are open, the most the sidecar keeps; commit some first (a draft idle for a day is dropped)"
+            )));
+        }
+        let n = draft.files.len();
+        if self.files + n > MAX_DRAFT_FILES {
+            return Err(too_many_files());
+        }
+        self.files += n;
+        let id = new_id();
+        let held = Held {
+            draft,
+            touched: Instant::now(),
+        };
+        self.drafts.insert(id.clone(), held);
+        Ok((id, n as u64))
+    }
 }
 
 #[derive(Default)]
@@ -51,7 +88,14 @@ pub struct Drafts {
 
 fn unknown(id: &str) -> ArtifactError {
     ArtifactError::NotFound(format!(
-        "no artifact draft {id:?}: it was committed already, or the sidecar restarted since CreateArtifact; create it again"
+        "no artifact draft {}: it was committed already, or the sidecar restarted since CreateArtifact; create it again",
+        quote(id)
+    ))
+}
+
+fn too_many_files() -> ArtifactError {
+    ArtifactError::TooLarge(format!(
+        "open artifact drafts hold {MAX_DRAFT_FILES} files, the most the sidecar keeps before they are committed; commit them, or split the files over several artifacts"
     ))
 }
 
@@ -64,55 +108,36 @@ impl Drafts {
     /// many files it holds.
     pub fn open(&self, draft: Draft) -> Result<(String, u64), ArtifactError> {
         let mut inner = self.lock();
-        inner.drafts.retain(|_, h| h.touched.elapsed() < IDLE);
-        let live: std::collections::HashSet<String> = inner.drafts.keys().cloned().collect();
-        inner.distributed.retain(|_, id| live.contains(id));
-        if !draft.distributed_id.is_empty() {
-            let key = (draft.name.clone(), draft.distributed_id.clone());
-            if let Some(id) = inner.distributed.get(&key).cloned() {
-                if let Some(h) = inner.drafts.get_mut(&id) {
-                    if h.draft.ty != draft.ty {
-                        return Err(ArtifactError::TypeMismatch {
-                            name: draft.name,
-                            existing: h.draft.ty.clone(),
-                            asked: draft.ty,
-                        });
-                    }
-                    for run in draft.runs {
-                        if !h.draft.runs.contains(&run) {
-                            h.draft.runs.push(run);
-                        }
-                    }
-                    for a in draft.aliases {
-                        if !h.draft.aliases.contains(&a) {
-                            h.draft.aliases.push(a);
-                        }
-                    }
-                    h.touched = Instant::now();
-                    return Ok((id, h.draft.files.len() as u64));
+        inner.expire();
+        if draft.distributed_id.is_empty() {
+            return inner.hold(draft);
+        }
+        let key = (draft.name.clone(), draft.distributed_id.clone());
+        let joined = inner.distributed.get(&key).cloned();
+        if let Some(h) = joined.and_then(|id| Some((inner.drafts.get_mut(&id)?, id))) {
+            let (h, id) = h;
+            if h.draft.ty != draft.ty {
+                return Err(ArtifactError::TypeMismatch {
+                    name: draft.name,
+                    existing: h.draft.ty.clone(),
+                    asked: draft.ty,
+                });
+            }
+            for run in draft.runs {
+                if !h.draft.runs.contains(&run) {
+                    h.draft.runs.push(run);
                 }
             }
-            let id = new_id();
-            inner.distributed.insert(key, id.clone());
-            let n = draft.files.len() as u64;
-            inner.drafts.insert(
-                id.clone(),
-                Held {
-                    draft,
-                    touched: Instant::now(),
-                },
-            );
-            return Ok((id, n));
+            for a in draft.aliases {
+                if !h.draft.aliases.contains(&a) {
+                    h.draft.aliases.push(a);
+                }
+            }
+            h.touched = Instant::now();
+            return Ok((id, h.draft.files.len() as u64));
         }
-        let id = new_id();
-        let n = draft.files.len() as u64;
-        inner.drafts.insert(
-            id.clone(),
-            Held {
-                draft,
-                touched: Instant::now(),
-            },
-        );
+        let (id, n) = inner.hold(draft)?;
+        inner.distributed.insert(key, id.clone());
         Ok((id, n))
     }
 
@@ -126,22 +151,31 @@ impl Drafts {
 
     /// Adds (or replaces) a file; returns the draft's file count.
     pub fn insert(&self, id: &str, path: String, entry: Entry) -> Result<u64, ArtifactError> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let h = inner.drafts.get_mut(id).ok_or_else(|| unknown(id))?;
+        let new = !h.draft.files.contains_key(&path);
+        if new && inner.files >= MAX_DRAFT_FILES {
+            return Err(too_many_files());
+        }
         h.draft.files.insert(path, entry);
         h.touched = Instant::now();
+        inner.files += usize::from(new);
         Ok(h.draft.files.len() as u64)
     }
 
     pub fn remove(&self, id: &str, path: &str) -> Result<u64, ArtifactError> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let h = inner.drafts.get_mut(id).ok_or_else(|| unknown(id))?;
         if h.draft.files.remove(path).is_none() {
             return Err(ArtifactError::NotFound(format!(
-                "the artifact draft has no file {path:?} to remove"
+                "the artifact draft has no file {} to remove",
+                quote(path)
             )));
         }
         h.touched = Instant::now();
+        inner.files = inner.files.saturating_sub(1);
         Ok(h.draft.files.len() as u64)
     }
 
@@ -158,6 +192,7 @@ impl Drafts {
     pub fn close(&self, id: &str) {
         let mut inner = self.lock();
         if let Some(h) = inner.drafts.remove(id) {
+            inner.files = inner.files.saturating_sub(h.draft.files.len());
             let key = (h.draft.name, h.draft.distributed_id);
             if inner.distributed.get(&key).is_some_and(|d| d == id) {
                 inner.distributed.remove(&key);

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::limits::quote;
 use crate::run::files::FilesError;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,16 +11,19 @@ pub enum ArtifactError {
     /// A request the client must change (names, aliases, paths, types).
     #[error("{0}")]
     Invalid(String),
+    /// Past a size or count limit (`crate::limits`).
+    #[error("{0}")]
+    TooLarge(String),
     /// No such artifact, version, alias, draft or registry collection.
     #[error("{0}")]
     NotFound(String),
-    #[error("artifact file {path:?}: the content's SHA-256 is {actual}, not {expected} as the client said; nothing of it was kept")]
+    #[error("artifact file {}: the content's SHA-256 is {actual}, not {expected} as the client said; nothing of it was kept", quote(path))]
     DigestMismatch {
         path: String,
         expected: String,
         actual: String,
     },
-    #[error("artifact {name:?} has type {existing:?}, not {asked:?}; log it with type {existing:?} or choose another name")]
+    #[error("artifact {} has type {existing:?}, not {}; log it with type {existing:?} or choose another name", quote(name), quote(asked))]
     TypeMismatch {
         name: String,
         existing: String,
@@ -41,6 +45,19 @@ pub enum ArtifactError {
 }
 
 impl ArtifactError {
+    /// Whether the disk is full (or over quota): the client can only wait.
+    pub fn is_disk_full(&self) -> bool {
+        let io = match self {
+            ArtifactError::Io { source, .. } => source,
+            ArtifactError::Files(FilesError::Copy { source, .. }) => source,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+    }
+
     pub fn crashed_task(e: tokio::task::JoinError) -> Self {
         ArtifactError::Internal(format!("a blocking task failed: {e}"))
     }

@@ -36,6 +36,7 @@ use self::index::{Index, Names, NewVersion};
 use self::manifest::{Entry, Manifest};
 use self::names::{Reference, Selector};
 use self::registry::Registry;
+use crate::limits::quote;
 use crate::proto::v1::{
     Artifact, ArtifactFile, CreateArtifactRequest, LinkedArtifact, ListArtifactsRequest,
     ListArtifactsResponse,
@@ -79,6 +80,8 @@ struct Inner {
     drafts: drafts::Drafts,
     /// Which source files and download roots may be touched.
     files: FilesPolicy,
+    /// The data dir, canonical: no download goes inside it.
+    data_dir: PathBuf,
 }
 
 /// The store, as the API uses it. Cheap to clone.
@@ -92,13 +95,16 @@ impl Artifacts {
     /// writes. Blocking.
     pub fn open(data_dir: &Path, files: FilesPolicy, durable: bool) -> Result<Self, ArtifactError> {
         let root = root_of(data_dir);
+        let blobs = blobs::Blobs::open(&root, durable)?;
+        let data_dir = std::fs::canonicalize(data_dir).map_err(error::io_err(data_dir))?;
         Ok(Artifacts {
             inner: Arc::new(Inner {
-                blobs: blobs::Blobs::open(&root, durable)?,
+                blobs,
                 names: Names::new(&root, durable),
                 registry: Registry::new(&root, durable),
                 drafts: drafts::Drafts::default(),
                 files,
+                data_dir,
             }),
         })
     }
@@ -176,7 +182,9 @@ impl Artifacts {
         self.blocking(move |s| {
             if !Path::new(&source).is_absolute() {
                 return Err(ArtifactError::Invalid(format!(
-                    "artifact file {path:?}: source {source:?} must be an absolute path on the sidecar's host"
+                    "artifact file {}: source {} must be an absolute path on the sidecar's host",
+                    quote(&path),
+                    quote(&source)
                 )));
             }
             let opened = files::admit(&s.files, Path::new(&source))?;
@@ -198,8 +206,8 @@ impl Artifacts {
         let scheme = f.r#ref.split_once("://").map(|(s, _)| s).unwrap_or("");
         if !["file", "s3", "gs", "http", "https"].contains(&scheme) {
             return Err(ArtifactError::Invalid(format!(
-                "artifact reference {:?} must be a file://, s3://, gs://, http:// or https:// URI",
-                f.r#ref
+                "artifact reference {} must be a file://, s3://, gs://, http:// or https:// URI",
+                quote(&f.r#ref)
             )));
         }
         self.blocking(move |s| {
@@ -248,6 +256,13 @@ impl Artifacts {
         mut w: BlobWriter,
         data: Vec<u8>,
     ) -> Result<BlobWriter, ArtifactError> {
+        let limit = self.inner.files.max_bytes;
+        if w.len().saturating_add(data.len() as u64) > limit {
+            // Dropping the writer removes what was written of the file.
+            return Err(ArtifactError::TooLarge(format!(
+                "a streamed artifact file is over the limit of {limit} bytes (--max-file-bytes); nothing of it was kept"
+            )));
+        }
         tokio::task::spawn_blocking(move || w.write(&data).map(|_| w))
             .await
             .map_err(ArtifactError::crashed_task)?
@@ -396,10 +411,10 @@ impl Artifacts {
     ) -> Result<Vec<Placed>, ArtifactError> {
         let r = names::parse_reference(&reference)?;
         self.blocking(move |s| {
-            let root = download::prepare_root(&root, &s.files)?;
+            let root = download::prepare_root(&root, &s.files, &s.data_dir)?;
             let (index, v) = s.resolve(&r)?;
             let m = index::read_manifest(&s.names.dir(&index.name), v)?;
-            download::place_all(&s.blobs, &m, &root, copy, &only)
+            download::place_all(&s.blobs, &s.files, &m, &root, copy, &only)
         })
         .await
     }

@@ -5,6 +5,7 @@
 use std::path::{Component, Path};
 
 use super::error::ArtifactError;
+use crate::limits::{quote, MAX_PATH_BYTES, MAX_PATH_COMPONENT};
 
 /// The alias every new version gets; it moves to the newest version.
 pub const LATEST: &str = "latest";
@@ -30,12 +31,14 @@ fn plain_chars(s: &str) -> bool {
 pub fn check_name(name: &str) -> Result<(), ArtifactError> {
     if name.is_empty() || name.len() > MAX_NAME || name.starts_with('.') || !plain_chars(name) {
         return Err(invalid(format!(
-            "artifact name {name:?} must be 1..{MAX_NAME} letters, digits, '-', '_' and '.', not starting with '.'"
+            "artifact name {} must be 1..{MAX_NAME} letters, digits, '-', '_' and '.', not starting with '.'",
+            quote(name),
         )));
     }
     if RESERVED.contains(&name) {
         return Err(invalid(format!(
-            "artifact name {name:?} is reserved by the store; choose another"
+            "artifact name {} is reserved by the store; choose another",
+            quote(name),
         )));
     }
     Ok(())
@@ -45,7 +48,8 @@ pub fn check_name(name: &str) -> Result<(), ArtifactError> {
 pub fn check_type(ty: &str) -> Result<(), ArtifactError> {
     if ty.is_empty() || ty.len() > MAX_NAME || !plain_chars(ty) {
         return Err(invalid(format!(
-            "artifact type {ty:?} must be 1..{MAX_NAME} letters, digits, '-', '_' and '.' (e.g. \"dataset\", \"model\")"
+            "artifact type {} must be 1..{MAX_NAME} letters, digits, '-', '_' and '.' (e.g. \"dataset\", \"model\")",
+            quote(ty),
         )));
     }
     Ok(())
@@ -59,12 +63,14 @@ pub fn check_alias(alias: &str) -> Result<(), ArtifactError> {
         || alias.chars().any(char::is_control)
     {
         return Err(invalid(format!(
-            "alias {alias:?} must be 1..{MAX_NAME} characters without ':', '/' or control characters"
+            "alias {} must be 1..{MAX_NAME} characters without ':', '/' or control characters",
+            quote(alias),
         )));
     }
     if parse_version(alias).is_some() {
         return Err(invalid(format!(
-            "alias {alias:?} looks like a version; versions (v0, v1, ...) are given by the store"
+            "alias {} looks like a version; versions (v0, v1, ...) are given by the store",
+            quote(alias),
         )));
     }
     Ok(())
@@ -88,14 +94,25 @@ pub fn version_name(index: u32) -> String {
 pub fn check_path(path: &str) -> Result<(), ArtifactError> {
     let bad = |why: &str| {
         invalid(format!(
-            "artifact path {path:?} {why}; name files relative to the artifact's root, e.g. \"data/train.csv\""
+            "artifact path {} {why}; name files relative to the artifact's root, e.g. \"data/train.csv\"",
+            quote(path)
         ))
     };
-    if path.is_empty() || path.len() > 4096 {
-        return Err(bad("is empty or too long"));
+    if path.is_empty() || path.len() > MAX_PATH_BYTES {
+        return Err(bad(&format!(
+            "is empty or longer than {MAX_PATH_BYTES} bytes"
+        )));
     }
-    if path.starts_with('/') || path.contains('\\') || path.contains('\0') {
-        return Err(bad("is absolute or holds '\\' or NUL"));
+    if path.starts_with('/') || path.contains('\\') {
+        return Err(bad("is absolute or holds '\\'"));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(bad("holds a control character"));
+    }
+    if path.split('/').any(|part| part.len() > MAX_PATH_COMPONENT) {
+        return Err(bad(&format!(
+            "has a component longer than {MAX_PATH_COMPONENT} bytes"
+        )));
     }
     if path
         .split('/')
@@ -110,6 +127,17 @@ pub fn check_path(path: &str) -> Result<(), ArtifactError> {
         return Err(bad("escapes the artifact's root"));
     }
     Ok(())
+}
+
+/// Checks a hex SHA-256 a client gives (empty: none given).
+pub fn check_sha256(what: &str, sha256: &str) -> Result<(), ArtifactError> {
+    if sha256.is_empty() || (sha256.len() == 64 && sha256.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{what}: sha256 {} must be 64 hex digits (or empty)",
+        quote(sha256)
+    )))
 }
 
 /// Which version of a name a reference asks for.
@@ -171,7 +199,8 @@ pub fn parse_reference(text: &str) -> Result<Reference, ArtifactError> {
     let prefix_bad = parts[..parts.len() - 1].iter().any(|p| p.contains(':'));
     if parts.len() > 3 || prefix_bad || parts.iter().any(|p| p.is_empty()) {
         return Err(invalid(format!(
-            "artifact reference {text:?} must be \"name:alias\", \"name:vN\" or \"entity/project/name:alias\""
+            "artifact reference {} must be \"name:alias\", \"name:vN\" or \"entity/project/name:alias\"",
+            quote(text),
         )));
     }
     let last = parts[parts.len() - 1];
@@ -194,13 +223,15 @@ pub fn collection_of(target: &str) -> Result<String, ArtifactError> {
     let parts: Vec<&str> = target.split('/').collect();
     if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
         return Err(invalid(format!(
-            "link target {target:?} must be \"collection\", \"project/collection\" or \"entity/project/collection\""
+            "link target {} must be \"collection\", \"project/collection\" or \"entity/project/collection\"",
+            quote(target),
         )));
     }
     let name = parts[parts.len() - 1];
     if name.contains(':') {
         return Err(invalid(format!(
-            "link target {target:?} names a collection, not a version; leave out the ':'"
+            "link target {} names a collection, not a version; leave out the ':'",
+            quote(target),
         )));
     }
     check_name(name)?;
@@ -213,12 +244,14 @@ pub fn plain_name(text: &str) -> Result<String, ArtifactError> {
     let name = parts[parts.len() - 1];
     if parts.len() > 3 || parts.iter().any(|p| p.is_empty() || p.starts_with('.')) {
         return Err(invalid(format!(
-            "artifact name {text:?} must be \"name\" or \"entity/project/name\", with no part empty or starting with '.'"
+            "artifact name {} must be \"name\" or \"entity/project/name\", with no part empty or starting with '.'",
+            quote(text),
         )));
     }
     if text.contains(':') {
         return Err(invalid(format!(
-            "artifact name {text:?} holds ':'; give the name alone (aliases go in `aliases`)"
+            "artifact name {} holds ':'; give the name alone (aliases go in `aliases`)",
+            quote(text),
         )));
     }
     check_name(name)?;
@@ -268,6 +301,9 @@ mod tests {
             "./a",
             "a/.",
             "a\\b",
+            "a\nb",
+            "tab\there",
+            &"x".repeat(256),
         ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }

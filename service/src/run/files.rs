@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-pub use super::confine::Admitted;
+pub use super::confine::{make_dir_at, open_dir, Admitted};
 use super::glob::GlobError;
 use crate::proto::v1::{value::Kind, Media, MediaKind, Value};
 use crate::proto::wal::SavedFile;
