@@ -3,7 +3,8 @@
 //! control characters or past their lengths, quoted back at most 200 characters;
 //! metadata held to config's value limits; streamed files to --max-file-bytes;
 //! downloads that would go through a symlink under the root, into the data dir,
-//! or outside --files-root; nothing written outside the download root.
+//! or outside --files-root; nothing written outside the download root; no run in
+//! the store's own directory (project "artifacts").
 
 mod support;
 
@@ -12,8 +13,8 @@ use std::collections::BTreeMap;
 use runcore::proto::v1::add_artifact_files_request::Item;
 use runcore::proto::v1::value::Kind;
 use runcore::proto::v1::{
-    AddArtifactFilesRequest, ArtifactFile, CreateArtifactRequest, GetArtifactRequest, ListValue,
-    MapValue, Value,
+    AddArtifactFilesRequest, ArtifactFile, CreateArtifactRequest, GetArtifactRequest, InitRequest,
+    ListValue, MapValue, Value,
 };
 use support::artifacts::{self as art, Client};
 use support::*;
@@ -62,6 +63,13 @@ fn nested(depth: usize) -> Value {
 async fn names_text_and_values_are_checked_with_short_messages() {
     let s = InProcess::start().await;
     let mut c = s.client().await;
+    // The store's directory is no project's: a run there would share it.
+    let store_project = InitRequest {
+        id: "blobs".into(),
+        project: "artifacts".into(),
+        ..Default::default()
+    };
+    refused(c.init(store_project).await, Code::InvalidArgument);
     start_run(&mut c, "r").await;
     let long = "n".repeat(100_000);
     let msg = refused(
