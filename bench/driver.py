@@ -1150,22 +1150,6 @@ class Report:
         return "\n".join(self.lines).rstrip() + "\n"
 
 
-#: Sections of docs/BENCHMARKS.md after this line are written by hand (other
-#: benchmarks, e.g. `cargo bench --bench artifacts`) and kept when the report is
-#: rewritten.
-KEPT_MARKER = "<!-- Sections below are not written by bench/run.sh; it keeps them. -->"
-
-
-def kept_sections(path: Path) -> str:
-    """The hand-written tail of the report at ``path`` (from KEPT_MARKER on)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return ""
-    at = text.find(KEPT_MARKER)
-    return "" if at < 0 else "\n" + text[at:]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description="runcore benchmarks (use bench/run.sh)")
     p.add_argument("--repo", required=True)
@@ -1208,10 +1192,19 @@ def main() -> None:
     else:
         out = b.repo / "docs" / "BENCHMARKS.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(Report(b).render() + kept_sections(b.repo / "docs" / "BENCHMARKS.md"))
+    text = Report(b).render()
+    # Sections measured by other benchmarks (cargo bench --bench ui) follow this
+    # marker in the report; a new report keeps them.
+    if out.exists() and KEEP_MARKER in out.read_text():
+        old = out.read_text()
+        text = text.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARKER):]
+    out.write_text(text)
     shutil.rmtree(b.tmp_root, ignore_errors=True)
     log(f"raw results: {raw}")
     log(f"wrote {out}")
+
+
+KEEP_MARKER = "<!-- Sections below are not written by bench/run.sh, which keeps them. -->"
 
 
 if __name__ == "__main__":

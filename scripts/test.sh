@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, the Rust tests, the cross-language
 # conformance suite (tests/), the W&B SDK matrix (tests/wandb), the Python and Go
-# clients' tests.
+# clients' tests, the web UI in a browser (tests/ui; installs Debian's chromium when
+# missing and run as root).
 # Installs what the tests need on first use (MLflow and the Python client's
 # packages, each in a cached, git-ignored venv).
 set -euo pipefail
@@ -24,6 +25,8 @@ echo "==> The unchanged wandb SDK (0.21, 0.25, 0.31 from PyPI) on the sidecar's 
 RUNCORE_BIN="$target/debug/runcore" bash tests/wandb/run.sh
 echo "==> Python client"
 RUNCORE_BIN="$target/debug/runcore" bash clients/python/scripts/test.sh -q
+echo "==> Web UI in headless Chromium"
+RUNCORE_BIN="$target/debug/runcore" bash tests/ui/run.sh
 echo "==> Kubernetes manifests against the binary"
 RUNCORE_BIN="$target/debug/runcore" "$(bash clients/python/scripts/venv.sh | tail -n 1)/bin/python" -m pytest -q deploy/tests
 echo "==> Go client"

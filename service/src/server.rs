@@ -275,7 +275,11 @@ pub async fn serve(
     let runs = Runs::start(config.clone(), shutdown.token()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<Api>>().await;
-    let watchdog = tokio::spawn(watch_wedged(runs.clone(), health.clone()));
+    let watched = runs.clone();
+    let watchdog = tokio::spawn(watch_wedged(
+        move || watched.wedged(crate::limits::WEDGED_AFTER),
+        health.clone(),
+    ));
     let addr = listener.local_addr();
     if let Some(port_file) = &config.port_file {
         write_atomic(port_file, format!("{addr}\n").as_bytes(), false)?;
@@ -380,14 +384,18 @@ async fn bind_ui(config: &ServeConfig) -> Result<Option<tokio::net::TcpListener>
     Ok(Some(listener))
 }
 
-/// Says NOT_SERVING while a run is wedged (its actor on one request for longer
-/// than `limits::WEDGED_AFTER`), SERVING again once it is not.
-async fn watch_wedged(runs: Arc<Runs>, health: tonic_health::server::HealthReporter) {
+/// Says NOT_SERVING while a run is wedged (`wedged` names the runs whose actor has
+/// been on one request for longer than `limits::WEDGED_AFTER`), SERVING again once
+/// none is. Checked every second.
+async fn watch_wedged(
+    wedged: impl Fn() -> Vec<String>,
+    health: tonic_health::server::HealthReporter,
+) {
     let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut serving = true;
     loop {
         check.tick().await;
-        let wedged = runs.wedged(crate::limits::WEDGED_AFTER);
+        let wedged = wedged();
         if wedged.is_empty() != serving {
             serving = wedged.is_empty();
             if serving {
@@ -506,5 +514,53 @@ async fn drain(
             server.abort();
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tonic::server::NamedService;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_server::Health;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::server::{HealthReporter, HealthService};
+
+    use super::*;
+
+    async fn status(reporter: &HealthReporter) -> ServingStatus {
+        let service = HealthService::from_health_reporter(reporter.clone());
+        let request = tonic::Request::new(HealthCheckRequest {
+            service: <RunServiceServer<Api> as NamedService>::NAME.into(),
+        });
+        let reply = service.check(request).await.expect("health check");
+        reply.into_inner().status()
+    }
+
+    /// The watchdog turns health NOT_SERVING within a check of a run being named
+    /// wedged, and SERVING again once none is.
+    #[tokio::test(start_paused = true)]
+    async fn health_follows_whether_a_run_is_wedged() {
+        let reporter = HealthReporter::new();
+        reporter.set_serving::<RunServiceServer<Api>>().await;
+        let wedged: Arc<Mutex<Vec<String>>> = Arc::default();
+        let source = wedged.clone();
+        let watchdog = tokio::spawn(watch_wedged(
+            move || source.lock().unwrap().clone(),
+            reporter.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(status(&reporter).await, ServingStatus::Serving);
+
+        wedged.lock().unwrap().push("stuck".into());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(status(&reporter).await, ServingStatus::NotServing);
+
+        wedged.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(status(&reporter).await, ServingStatus::Serving);
+        watchdog.abort();
     }
 }

@@ -27,6 +27,15 @@ fn settings() -> Arc<RunSettings> {
 
 /// A new run (a client on another host: only its timeout watches it) and its actor.
 fn start(dir: &std::path::Path, client_timeout: f64, shutdown: &Shutdown) -> RunHandle {
+    start_with(dir, client_timeout, shutdown, None)
+}
+
+fn start_with(
+    dir: &std::path::Path,
+    client_timeout: f64,
+    shutdown: &Shutdown,
+    delivery: Option<Box<dyn run::Delivery>>,
+) -> RunHandle {
     let init = InitRequest {
         id: "t".into(),
         project: "p".into(),
@@ -34,7 +43,7 @@ fn start(dir: &std::path::Path, client_timeout: f64, shutdown: &Shutdown) -> Run
         ..Default::default()
     };
     let opened = run::create(&dir.join("p").join("t"), init, "{}", 3600.0).expect("create run");
-    run::spawn(opened, settings(), shutdown.token(), None, None)
+    run::spawn(opened, settings(), shutdown.token(), delivery, None)
 }
 
 fn alert(title: &str) -> AlertRequest {
@@ -104,4 +113,57 @@ async fn a_client_silent_past_its_timeout_crashes_the_run() {
     assert_eq!(handle.info().state(), RunState::Crashed);
     let run_json = std::fs::read_to_string(tmp.path().join("p/t/run.json")).unwrap();
     assert!(run_json.contains("\"crashed\""), "{run_json}");
+}
+
+/// A backend whose delivery never answers, not even at its timeout (a bug, or a
+/// disk that hangs): Finish waits on it forever.
+struct StuckDelivery;
+
+#[async_trait::async_trait]
+impl run::Delivery for StuckDelivery {
+    fn wake(&self) {}
+    fn status(&self) -> runcore::proto::v1::BackendStatus {
+        Default::default()
+    }
+    fn stop_requested(&self) -> bool {
+        false
+    }
+    async fn wait_delivered(
+        &mut self,
+        _log_len: u64,
+        _timeout: Duration,
+    ) -> runcore::proto::v1::BackendStatus {
+        std::future::pending().await
+    }
+}
+
+/// A run stuck on one request says since when, so that the server's watchdog
+/// (health NOT_SERVING past `limits::WEDGED_AFTER`, tested in server.rs) can see it;
+/// an idle actor is not busy.
+#[tokio::test(start_paused = true)]
+async fn a_run_stuck_on_one_request_is_seen_as_busy_since_it_began() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shutdown = Shutdown::new();
+    let handle = start_with(tmp.path(), 1e6, &shutdown, Some(Box::new(StuckDelivery)));
+    assert_eq!(state(&handle).await, RunState::Running);
+    assert!(handle.busy_since().is_none(), "an idle actor is not busy");
+
+    let began = tokio::time::Instant::now();
+    let finishing = handle.clone();
+    let finish = tokio::spawn(async move {
+        finishing
+            .call(|reply| Command::Finish {
+                exit_code: 0,
+                reply,
+            })
+            .await
+    });
+    tokio::time::sleep(runcore::limits::WEDGED_AFTER + Duration::from_secs(1)).await;
+    assert!(
+        !finish.is_finished(),
+        "the finish waits on the stuck delivery"
+    );
+    let since = handle.busy_since().expect("busy on the finish");
+    assert!(since >= began && since.elapsed() > runcore::limits::WEDGED_AFTER);
+    finish.abort();
 }

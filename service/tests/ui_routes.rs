@@ -143,7 +143,7 @@ async fn finished_run(sidecar: &Sidecar) -> PathBuf {
 #[tokio::test]
 async fn the_api_shows_projects_runs_metrics_and_series() {
     let sidecar = Sidecar::start();
-    finished_run(&sidecar).await;
+    let dir = finished_run(&sidecar).await;
     let ui = Ui::start(&sidecar.data_dir, None).await;
 
     let projects = ui.json("/api/projects").await;
@@ -220,6 +220,24 @@ async fn the_api_shows_projects_runs_metrics_and_series() {
         .unwrap()
         .contains("model.txt"));
     assert_eq!(file.text().await.unwrap(), "weights");
+    assert_eq!(run["has_output"], false);
+    let out = ui.json("/api/runs/p/r1/output").await;
+    assert_eq!(
+        (out["text"].as_str(), out["size"].as_u64()),
+        (Some(""), Some(0))
+    );
+    std::fs::write(dir.join("output.log"), "epoch 1\nepoch 2\n").unwrap();
+    assert_eq!(ui.json("/api/runs/p/r1").await["has_output"], true);
+    let out = ui.json("/api/runs/p/r1/output?max=8").await;
+    assert_eq!(
+        (out["text"].as_str(), out["start"].as_u64()),
+        (Some("epoch 2\n"), Some(8))
+    );
+    let out = ui.json("/api/runs/p/r1/output?from=6&max=4").await;
+    assert_eq!(
+        (out["text"].as_str(), out["end"].as_u64()),
+        (Some("1\nep"), Some(10))
+    );
     let page = ui.get("/runs/p/r1").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("/assets/app.js"));

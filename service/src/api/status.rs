@@ -10,10 +10,10 @@ use crate::runs::RegistryError;
 
 impl From<Invalid> for Status {
     fn from(e: Invalid) -> Self {
-        if e.too_large {
-            Status::resource_exhausted(e.message)
+        if e.too_large() {
+            Status::resource_exhausted(e.to_string())
         } else {
-            Status::invalid_argument(e.message)
+            Status::invalid_argument(e.to_string())
         }
     }
 }

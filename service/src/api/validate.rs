@@ -17,59 +17,87 @@ use crate::run::files::{self, FilesError};
 use crate::semantics::metrics::MetricError;
 use crate::value::{self, ValueError};
 
-/// A request a client must change.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+/// A request a client must change: what is wrong with it (its typed cause) and
+/// where in the request it was found.
+#[derive(Debug)]
 pub struct Invalid {
-    pub message: String,
-    /// Past a size or count limit (RESOURCE_EXHAUSTED), not malformed.
-    pub too_large: bool,
+    pub cause: Cause,
+    /// Where in the request, outermost first ("batch 3", "row 7"); empty when the
+    /// cause says it all.
+    pub place: Vec<String>,
 }
 
-/// A malformed request (INVALID_ARGUMENT).
-pub fn invalid(message: String) -> Invalid {
-    Invalid {
-        message,
-        too_large: false,
-    }
-}
-
-fn too_large(message: String) -> Invalid {
-    Invalid {
-        message,
-        too_large: true,
-    }
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    /// A value or key (type, nesting, size, characters).
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// A metric definition (its name, glob or summaries).
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    /// A SaveFiles glob or policy.
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    /// A field of the request itself out of its range or shape (an id, a name, a
+    /// number, a timestamp); the message says which and what is allowed.
+    #[error("{0}")]
+    Field(String),
+    /// Past a count or size limit of `crate::limits`.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl Invalid {
-    /// The same refusal, with where it was found in front.
-    fn at(self, place: impl std::fmt::Display) -> Self {
+    /// Past a size or count limit (RESOURCE_EXHAUSTED), not malformed
+    /// (INVALID_ARGUMENT).
+    pub fn too_large(&self) -> bool {
+        match &self.cause {
+            Cause::Value(e) => e.is_too_large(),
+            Cause::TooLarge(_) => true,
+            Cause::Metric(_) | Cause::Files(_) | Cause::Field(_) => false,
+        }
+    }
+
+    /// The same refusal, found at `place` (outside any place given before).
+    fn at(mut self, place: impl std::fmt::Display) -> Self {
+        self.place.insert(0, place.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for place in &self.place {
+            write!(f, "{place}: ")?;
+        }
+        write!(f, "{}", self.cause)
+    }
+}
+
+impl std::error::Error for Invalid {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+impl<E: Into<Cause>> From<E> for Invalid {
+    fn from(e: E) -> Self {
         Invalid {
-            message: format!("{place}: {}", self.message),
-            ..self
+            cause: e.into(),
+            place: Vec::new(),
         }
     }
 }
 
-impl From<ValueError> for Invalid {
-    fn from(e: ValueError) -> Self {
-        Invalid {
-            too_large: e.is_too_large(),
-            message: e.to_string(),
-        }
-    }
+/// A field of the request out of its range or shape (INVALID_ARGUMENT).
+pub fn invalid(message: String) -> Invalid {
+    Cause::Field(message).into()
 }
 
-impl From<MetricError> for Invalid {
-    fn from(e: MetricError) -> Self {
-        invalid(e.to_string())
-    }
-}
-
-impl From<FilesError> for Invalid {
-    fn from(e: FilesError) -> Self {
-        invalid(e.to_string())
-    }
+/// Past a count or size limit (RESOURCE_EXHAUSTED).
+fn too_large(message: String) -> Invalid {
+    Cause::TooLarge(message).into()
 }
 
 const MAX_ID: usize = 64;
@@ -385,4 +413,66 @@ pub fn scan(req: &ScanHistoryRequest) -> Result<(), Invalid> {
     req.keys
         .iter()
         .try_for_each(|k| value::check_name(k).map_err(Invalid::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::value::Kind;
+
+    fn text(s: &str) -> Value {
+        Value {
+            kind: Some(Kind::StringValue(s.into())),
+        }
+    }
+
+    #[test]
+    fn a_bad_value_keeps_its_cause_and_where_it_was_found() {
+        let mut batch = LogBatch {
+            run_id: "r".into(),
+            seq: 3,
+            rows: vec![Row::default(), Row::default()],
+            ..Default::default()
+        };
+        batch.rows[1].values.insert("_mine".into(), text("x"));
+        let e = super::batch(&mut batch).expect_err("a reserved key");
+        assert!(
+            matches!(&e.cause, Cause::Value(ValueError::ReservedKey(k)) if k == "_mine"),
+            "{e:?}"
+        );
+        assert_eq!(e.place, ["batch 3, row 1"]);
+        assert!(
+            e.to_string()
+                .starts_with("batch 3, row 1: key \"_mine\" starts with '_'"),
+            "{e}"
+        );
+        assert!(!e.too_large());
+    }
+
+    #[test]
+    fn each_cause_decides_its_status_class() {
+        let metric = super::metric(&DefineMetricRequest {
+            run_id: "r".into(),
+            name: "a*b".into(),
+            ..Default::default()
+        })
+        .expect_err("a glob inside the name");
+        assert!(matches!(
+            metric.cause,
+            Cause::Metric(MetricError::GlobNotTrailing(_))
+        ));
+        assert!(!metric.too_large());
+
+        let id = run_id("../../etc").expect_err("a path as a run id");
+        assert!(matches!(id.cause, Cause::Field(_)), "{id:?}");
+
+        let mut wide = LogBatch {
+            run_id: "r".into(),
+            keys: (0..=MAX_KEYS_PER_BATCH).map(|i| format!("k{i}")).collect(),
+            rows: vec![Row::default()],
+            ..Default::default()
+        };
+        let many = super::batch(&mut wide).expect_err("too many keys");
+        assert!(matches!(many.cause, Cause::TooLarge(_)) && many.too_large());
+    }
 }

@@ -84,7 +84,8 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Serve the web UI over the local store: projects, runs tables, charts,
-    /// compare, live updates. Read-only; stops on SIGINT/SIGTERM.
+    /// compare, live updates. It changes no store file (it writes only its chart
+    /// index, <run>/.ui-index/); stops on SIGINT/SIGTERM.
     Ui(Box<crate::ui::UiArgs>),
     /// Inspect runs in the local store.
     Runs {

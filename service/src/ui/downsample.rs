@@ -75,75 +75,116 @@ pub const MAX_WIDTH: usize = 16_384;
 /// per bucket of `width` (clamped to 1..=[`MAX_WIDTH`]). A series that is already
 /// that small comes back whole.
 pub fn downsample(points: &[(f64, f64)], width: usize) -> Sampled {
-    let width = width.clamp(1, MAX_WIDTH);
-    let mut out = Sampled::default();
-    if points.len() <= 4 * width {
-        for &(x, y) in points {
-            out.push(x, y);
-        }
-        return out;
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Sampled::default();
+    };
+    let mut d = Downsampler::new(points.len(), first.0, last.0, width);
+    for &(x, y) in points {
+        d.push(x, y);
     }
-    out.sampled = true;
-    let x0 = points[0].0;
-    let span = points[points.len() - 1].0 - x0;
-    let scale = if span > 0.0 { width as f64 / span } else { 0.0 };
-    let bucket_of = |x: f64| (((x - x0) * scale) as usize).min(width - 1);
-    let mut bucket = Bucket::default();
-    let mut current = 0;
-    for (i, &(x, y)) in points.iter().enumerate() {
-        let b = bucket_of(x);
-        if b != current {
-            bucket.emit(points, &mut out);
-            bucket = Bucket::default();
-            current = b;
-        }
-        bucket.add(i, y, points);
-    }
-    bucket.emit(points, &mut out);
-    out
+    d.finish()
 }
 
-/// The points a bucket keeps, as indices into the series.
+/// A point as a bucket keeps it: its position in the series, x, y.
+type Kept = (u64, f64, f64);
+
+/// [`downsample`] for points that arrive one at a time (in x order), so that a
+/// caller need not gather them first.
+pub struct Downsampler {
+    out: Sampled,
+    /// Every point is kept (the series is small enough).
+    exact: bool,
+    x0: f64,
+    /// Buckets per unit of x.
+    scale: f64,
+    width: usize,
+    bucket: usize,
+    kept: Bucket,
+    seq: u64,
+}
+
+impl Downsampler {
+    /// For `total` points whose x runs from `x0` to `x1`.
+    pub fn new(total: usize, x0: f64, x1: f64, width: usize) -> Self {
+        let width = width.clamp(1, MAX_WIDTH);
+        let span = x1 - x0;
+        let exact = total <= 4 * width;
+        Downsampler {
+            out: Sampled {
+                sampled: !exact,
+                ..Sampled::default()
+            },
+            exact,
+            x0,
+            scale: if span > 0.0 { width as f64 / span } else { 0.0 },
+            width,
+            bucket: 0,
+            kept: Bucket::default(),
+            seq: 0,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, x: f64, y: f64) {
+        if self.exact {
+            self.out.push(x, y);
+            return;
+        }
+        let b = (((x - self.x0) * self.scale) as usize).min(self.width - 1);
+        if b != self.bucket {
+            self.kept.emit(&mut self.out);
+            self.kept = Bucket::default();
+            self.bucket = b;
+        }
+        self.kept.add((self.seq, x, y));
+        self.seq += 1;
+    }
+
+    pub fn finish(mut self) -> Sampled {
+        self.kept.emit(&mut self.out);
+        self.out
+    }
+}
+
+/// The points a bucket keeps so far.
 #[derive(Default)]
 struct Bucket {
-    first: Option<usize>,
-    last: Option<usize>,
-    min: Option<usize>,
-    max: Option<usize>,
+    first: Option<Kept>,
+    last: Option<Kept>,
+    min: Option<Kept>,
+    max: Option<Kept>,
     /// First NaN, +Inf and -Inf.
-    odd: [Option<usize>; 3],
+    odd: [Option<Kept>; 3],
 }
 
 impl Bucket {
-    fn add(&mut self, i: usize, y: f64, points: &[(f64, f64)]) {
-        match NonFinite::of(y) {
-            Some(kind) => {
-                let slot = &mut self.odd[kind as usize];
-                slot.get_or_insert(i);
+    #[inline]
+    fn add(&mut self, p: Kept) {
+        let y = p.2;
+        if y.is_finite() {
+            self.first.get_or_insert(p);
+            self.last = Some(p);
+            if self.min.is_none_or(|m| y < m.2) {
+                self.min = Some(p);
             }
-            None => {
-                self.first.get_or_insert(i);
-                self.last = Some(i);
-                if self.min.is_none_or(|m| y < points[m].1) {
-                    self.min = Some(i);
-                }
-                if self.max.is_none_or(|m| y > points[m].1) {
-                    self.max = Some(i);
-                }
+            if self.max.is_none_or(|m| y > m.2) {
+                self.max = Some(p);
             }
+        } else if let Some(kind) = NonFinite::of(y) {
+            self.odd[kind as usize].get_or_insert(p);
         }
     }
 
-    fn emit(&self, points: &[(f64, f64)], out: &mut Sampled) {
-        let mut keep: Vec<usize> = [self.first, self.min, self.max, self.last]
+    fn emit(&self, out: &mut Sampled) {
+        let mut keep: Vec<Kept> = [self.first, self.min, self.max, self.last]
             .into_iter()
             .chain(self.odd)
             .flatten()
             .collect();
-        keep.sort_unstable();
-        keep.dedup();
-        for i in keep {
-            out.push(points[i].0, points[i].1);
+        keep.sort_unstable_by_key(|p| p.0);
+        keep.dedup_by_key(|p| p.0);
+        for (_, x, y) in keep {
+            out.push(x, y);
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct UiState {
     pub token: Option<Secret>,
     /// The bound address (its port names the cookie; its IP is an allowed Host).
     pub listen: SocketAddr,
+    /// Chart axes kept in memory between requests.
+    pub axes: Arc<index::AxisCache>,
 }
 
 impl UiState {
@@ -53,6 +55,7 @@ impl UiState {
             data_dir,
             token,
             listen,
+            axes: Arc::new(index::AxisCache::new(index::cache::DEFAULT_AXIS_BUDGET)),
         }
     }
 }

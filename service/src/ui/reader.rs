@@ -83,6 +83,9 @@ pub fn projects(data_dir: &Path) -> Vec<ProjectRow> {
             continue;
         };
         let name = name.to_string_lossy().into_owned();
+        if check_name("project", &name).is_err() {
+            continue;
+        }
         let row = by_name.entry(name.clone()).or_insert(ProjectRow {
             name,
             runs: 0,
@@ -161,7 +164,7 @@ pub fn run_detail(dir: &Path) -> Result<Json, UiError> {
         "summary": map(store::SUMMARY_JSON)?,
         "metadata": map(store::METADATA_JSON)?,
         "alerts": alerts(dir),
-        "has_output": output_path(dir).is_some(),
+        "has_output": has_output(dir),
     }))
 }
 
@@ -233,6 +236,14 @@ fn output_path(dir: &Path) -> Option<PathBuf> {
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
+}
+
+/// Whether the run printed anything: the store makes an empty output.log for
+/// every run, which is no reason for a Logs tab.
+fn has_output(dir: &Path) -> bool {
+    output_path(dir)
+        .and_then(|p| fs::metadata(p).ok())
+        .is_some_and(|m| m.len() > 0)
 }
 
 /// Console output from byte `from` (or the last `tail` bytes), at most `tail`;

@@ -83,9 +83,12 @@ class RunPage {
     fill(this.root, this.header, this.tabBar, Object.values(this.panels));
     this.renderHeader();
     this.renderStatic();
-    await this.loadMetrics();
     window.addEventListener("hashchange", () => this.showTab());
     this.showTab();
+    const waiting = notice(`Reading the run's history for the charts (${this.detail.run.steps.toLocaleString()} steps; a big run takes a while the first time it is opened)…`);
+    fill(this.panels.charts, waiting);
+    fill(this.panels.system, waiting.cloneNode(true));
+    await this.loadMetrics();
     followResizes(() => [...this.cards.values(), ...this.systemCards.values()]);
     if (isLive(this.detail.run.state)) this.stopPolling = poll(() => this.tick(), 2000);
   }
@@ -105,7 +108,7 @@ class RunPage {
     fill(
       this.header,
       el("h1", {}, el("span", { id: "run-name", text: r.name }), " ", stateBadge(r.state)),
-      el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
+      el("dl", { class: "facts" }, facts.map(([k, v]) => el("div", {}, el("dt", { text: k }), el("dd", { text: v })))),
       r.tags.length ? el("div", { class: "tags" }, r.tags.map((t) => el("span", { class: "tag", text: t }))) : null,
       r.notes ? el("p", { class: "notes", text: r.notes }) : null,
     );

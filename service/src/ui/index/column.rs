@@ -59,19 +59,77 @@ impl ColumnWriter {
     }
 }
 
+/// Reads the first `count` records of a column into `buf` (replacing its content).
+pub fn read_raw(path: &Path, count: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    let want = count * RECORD;
+    buf.clear();
+    buf.reserve(want as usize);
+    File::open(path)?.take(want).read_to_end(buf)?;
+    if (buf.len() as u64) < want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "{} holds {} bytes, expected {want}",
+                path.display(),
+                buf.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the first `count` records of a column.
 pub fn read_column(path: &Path, count: u64) -> io::Result<Vec<(u32, f64)>> {
-    let mut bytes = vec![0u8; (count * RECORD) as usize];
-    File::open(path)?.read_exact(&mut bytes)?;
-    Ok(bytes
-        .chunks_exact(RECORD as usize)
-        .map(|r| {
-            let row = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&r[4..]);
-            (row, f64::from_le_bytes(v))
-        })
+    let mut bytes = Vec::new();
+    read_raw(path, count, &mut bytes)?;
+    let recs = Records(&bytes);
+    Ok((0..recs.len())
+        .map(|i| (recs.row(i), recs.value(i)))
         .collect())
+}
+
+/// A column's records, read in place.
+#[derive(Clone, Copy)]
+pub struct Records<'a>(pub &'a [u8]);
+
+impl Records<'_> {
+    pub fn len(&self) -> usize {
+        self.0.len() / RECORD as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn row(&self, i: usize) -> u32 {
+        let at = i * RECORD as usize;
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.0[at..at + 4]);
+        u32::from_le_bytes(b)
+    }
+
+    #[inline]
+    pub fn value(&self, i: usize) -> f64 {
+        let at = i * RECORD as usize + 4;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[at..at + 8]);
+        f64::from_le_bytes(b)
+    }
+
+    /// The index of the first record whose row is at least `row`.
+    pub fn lower_bound(&self, row: u32) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.row(mid) < row {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
 }
 
 #[cfg(test)]

@@ -130,3 +130,83 @@ pub fn refresh(dir: &Path, wal: &Path) -> Result<Definitions, IndexError> {
     }
     Ok(defs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::wal::Record;
+    use crate::wal::WalWriter;
+
+    fn define(wal: &mut WalWriter, req: DefineMetricRequest) {
+        wal.append(&Record {
+            time: 1.0,
+            kind: Some(Kind::DefineMetric(req)),
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn definitions_come_from_the_log_and_follow_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, log) = (tmp.path().join("idx"), tmp.path().join("run.wal"));
+        fs::create_dir(&dir).unwrap();
+        let mut wal = WalWriter::create(&log).unwrap();
+        define(
+            &mut wal,
+            DefineMetricRequest {
+                name: "val/*".into(),
+                step_metric: "epoch".into(),
+                ..Default::default()
+            },
+        );
+        define(
+            &mut wal,
+            DefineMetricRequest {
+                name: "epoch".into(),
+                hidden: Some(true),
+                ..Default::default()
+            },
+        );
+        let mut defs = refresh(&dir, &log).unwrap();
+        let sm = |d: Option<MetricDef>| d.and_then(|d| d.step_metric);
+        assert_eq!(
+            sm(defs.lookup("val/acc", "val/acc")).as_deref(),
+            Some("epoch")
+        );
+        assert!(defs.lookup("epoch", "epoch").unwrap().hidden);
+        assert!(defs.lookup("loss", "loss").is_none());
+        // A later record merges (overwrite=false), read from where the last read ended.
+        define(
+            &mut wal,
+            DefineMetricRequest {
+                name: "val/*".into(),
+                hidden: Some(true),
+                overwrite: Some(false),
+                ..Default::default()
+            },
+        );
+        define(
+            &mut wal,
+            DefineMetricRequest {
+                name: "opt".into(),
+                hidden: Some(true),
+                ..Default::default()
+            },
+        );
+        drop(wal);
+        let mut defs = refresh(&dir, &log).unwrap();
+        let acc = defs.lookup("val/acc", "val/acc").unwrap();
+        assert!(acc.hidden && acc.step_metric.as_deref() == Some("epoch"));
+        assert!(
+            defs.lookup("opt.lr", "opt").unwrap().hidden,
+            "a top-level key's definition governs its nested keys"
+        );
+        let saved: DefsFile = serde_json::from_slice(&fs::read(dir.join(DEFS)).unwrap()).unwrap();
+        assert_eq!(saved.wal_offset, fs::metadata(&log).unwrap().len());
+        // A shorter log (a new run under the same name) is read again from the start.
+        fs::remove_file(&log).unwrap();
+        WalWriter::create(&log).unwrap();
+        let mut defs = refresh(&dir, &log).unwrap();
+        assert!(defs.lookup("val/acc", "val/acc").is_none());
+    }
+}

@@ -8,6 +8,7 @@
 //! A lock file keeps two UI processes from writing it at once: readers share the
 //! lock, the one bringing it up to date holds it alone.
 
+pub mod cache;
 pub mod column;
 mod defs;
 mod scan;
@@ -18,10 +19,12 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+pub use cache::AxisCache;
 pub use defs::{Definitions, StoredDef};
 pub use source::{ColumnMeta, Manifest};
 
 use crate::store::{StoreError, EVENTS_JSONL, HISTORY_JSONL, WAL};
+use crate::ui::downsample::{downsample, Downsampler, Sampled};
 use crate::wal::WalError;
 
 /// The index's directory inside a run directory.
@@ -215,6 +218,58 @@ impl Snapshot {
     }
 }
 
+/// An x range; None leaves that side open.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Range {
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+}
+
+impl Snapshot {
+    /// Column `y` against column `x` in `range`, downsampled to `width`; also the
+    /// number of points in the range. An axis that every row has, in order and
+    /// finite (`_step`, `_runtime`, `_timestamp`), comes from `axes` and is read
+    /// in one pass with the metric; any other x goes through [`Snapshot::points`].
+    pub fn sample(
+        &self,
+        y: &ColumnMeta,
+        x: &ColumnMeta,
+        range: Range,
+        width: usize,
+        axes: &AxisCache,
+    ) -> Result<(usize, Sampled), IndexError> {
+        let dense = x.count == self.manifest.rows && x.sorted && x.nonfinite == 0;
+        if !dense {
+            let points = self.points(y, x)?;
+            let inside = window(&points, range.lo, range.hi);
+            return Ok((inside.len(), downsample(inside, width)));
+        }
+        let xs = axes.dense(&self.dir, x, &self.manifest)?;
+        cache::with_column_bytes(&self.dir.join(&y.file), y.count, |recs| {
+            let x_of = |i: usize| xs.get(recs.row(i) as usize).copied().unwrap_or(f64::NAN);
+            // The records whose rows are in range, plus one on each side.
+            let from_row = range.lo.map_or(0, |lo| xs.partition_point(|v| *v < lo));
+            let to_row = range
+                .hi
+                .map_or(xs.len(), |hi| xs.partition_point(|v| *v <= hi));
+            let first = range
+                .lo
+                .map_or(0, |_| recs.lower_bound(from_row as u32).saturating_sub(1));
+            let end = range.hi.map_or(recs.len(), |_| {
+                (recs.lower_bound(to_row as u32) + 1).min(recs.len())
+            });
+            if first >= end {
+                return (0, Sampled::default());
+            }
+            let mut d = Downsampler::new(end - first, x_of(first), x_of(end - 1), width);
+            for i in first..end {
+                d.push(x_of(i), recs.value(i));
+            }
+            (end - first, d.finish())
+        })
+    }
+}
+
 /// The points with x in `[lo, hi]`, plus one on each side so that lines reach the
 /// edges of a zoomed chart.
 pub fn window(points: &[(f64, f64)], lo: Option<f64>, hi: Option<f64>) -> &[(f64, f64)] {
@@ -271,5 +326,62 @@ mod tests {
         assert_eq!(window(&by_step, Some(9.0), None).len(), 1);
         assert!(window(&by_step, Some(5.0), Some(1.0)).len() <= 1);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn the_one_pass_path_matches_join_then_downsample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path();
+        fs::write(run.join(WAL), b"").unwrap();
+        let mut text = String::new();
+        for step in 0..5000u32 {
+            let loss = match step % 997 {
+                13 => "NaN".to_owned(),
+                14 => "-Infinity".to_owned(),
+                _ => format!("{}", (step % 89) as f64 / 7.0),
+            };
+            // Every third row lacks the metric.
+            if step % 3 == 0 {
+                text.push_str(&format!(
+                    "{{\"_step\":{step},\"_runtime\":{}}}\n",
+                    step as f64 / 10.0
+                ));
+            } else {
+                text.push_str(&format!(
+                    "{{\"loss\":{loss},\"_step\":{step},\"_runtime\":{}}}\n",
+                    step as f64 / 10.0
+                ));
+            }
+        }
+        fs::write(run.join(HISTORY_JSONL), text).unwrap();
+        let index = RunIndex::open(run).unwrap();
+        let snap = index.snapshot(Source::History).unwrap();
+        let axes = AxisCache::new(1 << 20);
+        let (loss, step) = (
+            snap.column("loss").unwrap(),
+            snap.column("_runtime").unwrap(),
+        );
+        let all = snap.points(loss, step).unwrap();
+        for (lo, hi) in [
+            (None, None),
+            (Some(10.0), Some(55.5)),
+            (Some(-5.0), None),
+            (None, Some(0.0)),
+            (Some(900.0), None),
+        ] {
+            for width in [1, 7, 100, 5000] {
+                let inside = window(&all, lo, hi);
+                let want = (inside.len(), downsample(inside, width));
+                let got = snap
+                    .sample(loss, step, Range { lo, hi }, width, &axes)
+                    .unwrap();
+                assert_eq!(got.0, want.0, "{lo:?}..{hi:?} @{width}");
+                assert_eq!(
+                    format!("{:?}", got.1),
+                    format!("{:?}", want.1),
+                    "{lo:?}..{hi:?} @{width}"
+                );
+            }
+        }
     }
 }

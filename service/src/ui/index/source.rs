@@ -157,7 +157,8 @@ struct Builder<'a> {
     dir: &'a Path,
     m: &'a mut Manifest,
     ids: HashMap<String, usize>,
-    writers: HashMap<usize, ColumnWriter>,
+    /// By column id, opened on first use.
+    writers: Vec<Option<ColumnWriter>>,
     /// The keys of the previous line, in order, with their column: most lines
     /// repeat them, and a comparison is cheaper than a hash lookup.
     previous: Vec<(String, usize)>,
@@ -176,7 +177,7 @@ impl<'a> Builder<'a> {
             dir,
             m,
             ids,
-            writers: HashMap::new(),
+            writers: Vec::new(),
             previous: Vec::new(),
             scanner: LineScanner::default(),
         }
@@ -262,13 +263,16 @@ impl<'a> Builder<'a> {
         } else {
             col.nonfinite += 1;
         }
-        let writer = match self.writers.entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+        if self.writers.len() <= id {
+            self.writers.resize_with(id + 1, || None);
+        }
+        let writer = match &mut self.writers[id] {
+            Some(w) => w,
+            slot => {
                 let path = self.dir.join(&col.file);
                 let w = ColumnWriter::open(&path, col.count - 1)
                     .map_err(|err| IndexError::io(&path, err))?;
-                e.insert(w)
+                slot.insert(w)
             }
         };
         writer.push(row, v).map_err(|e| IndexError::io(self.dir, e))
@@ -294,7 +298,7 @@ impl<'a> Builder<'a> {
 
     /// Flushes every column written to.
     fn finish(self) -> Result<(), IndexError> {
-        for (_, w) in self.writers {
+        for w in self.writers.into_iter().flatten() {
             let path = w.path().to_owned();
             w.finish().map_err(|e| IndexError::io(&path, e))?;
         }

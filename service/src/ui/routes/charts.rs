@@ -9,9 +9,9 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::{blocking, json, Params};
-use crate::ui::downsample::{downsample, Sampled, MAX_WIDTH};
+use crate::ui::downsample::{Sampled, MAX_WIDTH};
 use crate::ui::error::{ApiError, UiError};
-use crate::ui::index::{self, RunIndex, Source};
+use crate::ui::index::{AxisCache, Range, RunIndex, Source};
 use crate::ui::{reader, sections, UiState};
 
 /// The x axes every history row has.
@@ -185,15 +185,16 @@ pub async fn series(
 ) -> Result<Response, ApiError> {
     let q = series_query(&Params::new(query))?;
     let data_dir = s.data_dir.clone();
+    let axes = s.axes.clone();
     let reply = blocking(move || {
         let dir = reader::run_dir(&data_dir, &project, &id)?;
-        read_series(&dir, q)
+        read_series(&dir, q, &axes)
     })
     .await?;
     Ok(json(&reply))
 }
 
-fn read_series(dir: &FsPath, q: SeriesQuery) -> Result<SeriesReply, UiError> {
+fn read_series(dir: &FsPath, q: SeriesQuery, axes: &AxisCache) -> Result<SeriesReply, UiError> {
     let index = RunIndex::open(dir)?;
     let snap = index.snapshot(q.source)?;
     let y = snap
@@ -206,12 +207,11 @@ fn read_series(dir: &FsPath, q: SeriesQuery) -> Result<SeriesReply, UiError> {
             q.x_key
         ))
     })?;
-    let points = snap.points(y, x)?;
-    drop(snap);
-    let window = index::window(&points, q.lo, q.hi);
+    let range = Range { lo: q.lo, hi: q.hi };
+    let (total, sampled) = snap.sample(y, x, range, q.width, axes)?;
     Ok(SeriesReply {
-        total: window.len(),
-        sampled: downsample(window, q.width),
+        total,
+        sampled,
         key: q.key,
         x_key: q.x_key,
     })
