@@ -43,31 +43,35 @@ const (
 	kindUnary
 	// kindStream is the end of a LogStream call.
 	kindStream
+	// kindAPI is a call of the read API (Client): about any run, open or ended,
+	// that this client does not log to.
+	kindAPI
 )
 
 // retryLimitedAttempts is how many failed attempts in a row (the first included,
 // no acknowledgement between them) actRetryLimited allows before it stops.
 const retryLimitedAttempts = 3
 
-// contract is the table: per code, the action for Init, unary calls, LogStream.
-var contract = map[codes.Code][3]action{
-	codes.OK:                 {actNone, actNone, actNone},
-	codes.Canceled:           {actRetry, actRetry, actRetry},
-	codes.Unknown:            {actFail, actFail, actRetryLimited},
-	codes.InvalidArgument:    {actFail, actFail, actDropBatch},
-	codes.DeadlineExceeded:   {actFail, actFail, actRetry},
-	codes.NotFound:           {actFail, actReinit, actReinit},
-	codes.AlreadyExists:      {actFail, actFail, actStop},
-	codes.PermissionDenied:   {actFail, actStop, actStop},
-	codes.ResourceExhausted:  {actFail, actFail, actDropBatch},
-	codes.FailedPrecondition: {actFail, actEnded, actEnded},
-	codes.Aborted:            {actFail, actFail, actRetry},
-	codes.OutOfRange:         {actFail, actFail, actDropBatch},
-	codes.Unimplemented:      {actFail, actStop, actStop},
-	codes.Internal:           {actFail, actFail, actRetryLimited},
-	codes.Unavailable:        {actRetry, actRetry, actRetry},
-	codes.DataLoss:           {actFail, actStop, actStop},
-	codes.Unauthenticated:    {actFail, actStop, actStop},
+// contract is the table: per code, the action for Init, unary calls, LogStream
+// and read API calls.
+var contract = map[codes.Code][4]action{
+	codes.OK:                 {actNone, actNone, actNone, actNone},
+	codes.Canceled:           {actRetry, actRetry, actRetry, actRetry},
+	codes.Unknown:            {actFail, actFail, actRetryLimited, actFail},
+	codes.InvalidArgument:    {actFail, actFail, actDropBatch, actFail},
+	codes.DeadlineExceeded:   {actFail, actFail, actRetry, actFail},
+	codes.NotFound:           {actFail, actReinit, actReinit, actFail},
+	codes.AlreadyExists:      {actFail, actFail, actStop, actFail},
+	codes.PermissionDenied:   {actFail, actStop, actStop, actStop},
+	codes.ResourceExhausted:  {actFail, actFail, actDropBatch, actFail},
+	codes.FailedPrecondition: {actFail, actEnded, actEnded, actFail},
+	codes.Aborted:            {actFail, actFail, actRetry, actFail},
+	codes.OutOfRange:         {actFail, actFail, actDropBatch, actFail},
+	codes.Unimplemented:      {actFail, actStop, actStop, actStop},
+	codes.Internal:           {actFail, actFail, actRetryLimited, actFail},
+	codes.Unavailable:        {actRetry, actRetry, actRetry, actRetry},
+	codes.DataLoss:           {actFail, actStop, actStop, actStop},
+	codes.Unauthenticated:    {actFail, actStop, actStop, actStop},
 }
 
 // classify is the action for a call of kind k that ended with code (stop, or fail

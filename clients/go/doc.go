@@ -24,6 +24,7 @@
 // Layout:
 //
 //	run.go      Init and the Run methods; re-attaching a run after a reconnect
+//	api.go      Connect and the Client: reading, editing and deleting runs (W&B's public API)
 //	contract.go what a failed call means (retry, re-Init, run ended, ...): classify
 //	sender.go   Log's bounded queue, batching over LogStream, acks, resends
 //	sidecar.go  finding, spawning and connecting to the sidecar; Close

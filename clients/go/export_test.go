@@ -40,10 +40,10 @@ func (m *StepMirror) Finish() { m.r.commitPending() }
 // Step is what Run.Step would say.
 func (m *StepMirror) Step() int64 { return m.r.step }
 
-// Classify is the contract's action (its name) for a call of kind "init", "unary"
-// or "stream" that ended with code.
+// Classify is the contract's action (its name) for a call of kind "init", "unary",
+// "stream" or "api" that ended with code.
 func Classify(code codes.Code, kind string) string {
-	k := map[string]callKind{"init": kindInit, "unary": kindUnary, "stream": kindStream}[kind]
+	k := map[string]callKind{"init": kindInit, "unary": kindUnary, "stream": kindStream, "api": kindAPI}[kind]
 	return string(classify(code, k))
 }
 

@@ -472,6 +472,7 @@ type contractFile struct {
 		Init    string `json:"init"`
 		Unary   string `json:"unary"`
 		Stream  string `json:"stream"`
+		API     string `json:"api"`
 		Sidecar string `json:"sidecar"`
 	} `json:"codes"`
 }
@@ -511,7 +512,7 @@ func TestStatusContract(t *testing.T) {
 		if row.Number != i || !strings.EqualFold(name, code.String()) {
 			t.Errorf("row %d: %s = %d does not name %s", i, row.Code, row.Number, code)
 		}
-		for kind, want := range map[string]string{"init": row.Init, "unary": row.Unary, "stream": row.Stream} {
+		for kind, want := range map[string]string{"init": row.Init, "unary": row.Unary, "stream": row.Stream, "api": row.API} {
 			if got := runcore.Classify(code, kind); got != want {
 				t.Errorf("%s on a %s call: %s, want %s", row.Code, kind, got, want)
 			}

@@ -18,8 +18,10 @@
 //!   signal.
 //! - [`api`]: gRPC handlers; [`api::validate`] checks requests, [`api::status`] is
 //!   the one place errors become gRPC statuses.
-//! - [`runs`]: the registry of runs: Init/resume, recovery at start, reads of ended
-//!   runs.
+//! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups, reads
+//!   (GetRun, ListRuns, ScanHistory, ListFiles, ReadFile), edits and deletes of runs
+//!   without an actor (UpdateRun, DeleteRun; [`run::edit`] does them under the
+//!   run's log lock).
 //! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
 //! - [`backend`]: remote backends (MLflow, W&B) fed from each run's log by a
 //!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).

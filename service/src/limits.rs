@@ -101,6 +101,9 @@ pub const GET_RUN_REPLY_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// Files listed in one GetRun reply (the rest are counted, not listed).
 pub const GET_RUN_MAX_FILES: usize = 1_000;
 
+/// Longest file name ReadFile takes, bytes (Linux's PATH_MAX).
+pub const MAX_FILE_NAME_BYTES: usize = 4096;
+
 /// Characters of a client's input quoted back in an error message.
 pub const QUOTE_CHARS: usize = 200;
 

@@ -1,7 +1,8 @@
 //! Adversarial input, tried as an attacker would (issue 14): numbers out of range,
-//! values nested to the decoder's limit, run ids that walk out of the data dir,
-//! symlinks swapped under SaveFiles. Each must end in a status, never a panic, a
-//! lost row or a file read from outside the allowed root.
+//! values nested to the decoder's limit, run ids that walk out of the data dir (in
+//! every RPC, the read and edit ones included), symlinks swapped under SaveFiles.
+//! Each must end in a status, never a panic, a lost row or a file read from
+//! outside the allowed root.
 
 mod support;
 
@@ -10,10 +11,11 @@ use std::process::Command;
 
 use runcore::limits::{MAX_DEPTH, MAX_SEQ, MAX_STEP};
 use runcore::proto::v1::{
-    value::Kind, AlertRequest, DefineMetricRequest, FinishRequest, GetRunRequest, HeartbeatRequest,
-    Histogram, InitRequest, LogBatch, LogRequest, MapValue, MarkPreemptingRequest, Row,
-    SaveFilesRequest, ScanHistoryRequest, StopRunRequest, SystemMetricsSettings,
-    UpdateConfigRequest, UpdateSummaryRequest, Value,
+    value::Kind, AlertRequest, DefineMetricRequest, DeleteRunRequest, FinishRequest, GetRunRequest,
+    HeartbeatRequest, Histogram, InitRequest, ListFilesRequest, LogBatch, LogRequest, MapValue,
+    MarkPreemptingRequest, ReadFileRequest, Row, SaveFilesRequest, ScanHistoryRequest,
+    StopRunRequest, SystemMetricsSettings, UpdateConfigRequest, UpdateRunRequest,
+    UpdateSummaryRequest, Value,
 };
 use runcore::proto::wal::{record::Kind as RecordKind, Record};
 use support::*;
@@ -492,7 +494,40 @@ async fn every_rpc_checks_its_run_id_as_init_does() {
             })
             .await
             .map(drop));
+        bad(c
+            .update_run(UpdateRunRequest {
+                run_id: id.clone(),
+                name: Some("renamed".into()),
+                ..Default::default()
+            })
+            .await
+            .map(drop));
+        bad(c
+            .delete_run(DeleteRunRequest {
+                run_id: id.clone(),
+                delete_artifacts: false,
+            })
+            .await
+            .map(drop));
+        bad(c
+            .list_files(ListFilesRequest { run_id: id.clone() })
+            .await
+            .map(drop));
+        bad(c
+            .read_file(ReadFileRequest {
+                run_id: id.clone(),
+                name: "a.txt".into(),
+                offset: 0,
+            })
+            .await
+            .map(drop));
     }
+    // Nothing outside the data dir was edited or deleted.
+    let wal = std::fs::read(outside.join("run.wal")).unwrap();
+    assert_eq!(
+        wal,
+        std::fs::read(s.run_dir("p", "inside").join("run.wal")).unwrap()
+    );
 }
 
 fn save(run: &str, glob: &str) -> SaveFilesRequest {

@@ -311,6 +311,7 @@ async fn scan_history_filters_by_keys_and_steps() {
             keys: vec!["even".into()],
             min_step: Some(2),
             max_step: Some(8),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -77,12 +77,18 @@ def test_dataset_training_model_registry(
         assert pathlib.Path(path, "weights.pt").read_text() == "trained weights"
         again = ev.use_artifact("mnist:raw")
         assert set(again.used_by()) == {train.path, ev.path}
-        # What the public API's logged_artifacts() / used_artifacts() call.
-        logged = _artifacts.list_artifacts(ev._sidecar, ev.settings, train.id, "logged")
+        # The public API's logged_artifacts() / used_artifacts().
+        public_run = runcore.Api(sidecar.address).run(f"digits/{train.id}")
+        logged = public_run.logged_artifacts()
         assert [a.name for a in logged] == ["cnn:v0"]
-        inputs = _artifacts.list_artifacts(ev._sidecar, ev.settings, train.id, "used")
+        inputs = public_run.used_artifacts()
         assert [a.name for a in inputs] == ["mnist:v0"]
         assert inputs[0].get_entry("meta/labels.txt").size == 10
+        api = runcore.Api(sidecar.address)
+        assert api.artifact("digits/mnist:raw", type="dataset").version == "v0"
+        assert [a.name for a in api.artifact_versions("model", "cnn")] == ["cnn:v0"]
+        both = _artifacts.list_artifacts(ev._sidecar, ev.settings, train.id, "")
+        assert {a.name for a in both} == {"cnn:v0", "mnist:v0"}
 
     # The store on disk, as docs/ARTIFACTS.md lays it out.
     store = sidecar.data_dir / "artifacts"

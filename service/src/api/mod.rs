@@ -255,6 +255,7 @@ impl RunService for Api {
     ) -> Result<Response<Self::ScanHistoryStream>, Status> {
         let req = request.into_inner();
         validate::scan(&req)?;
+        // Four pages in flight: a client that reads slowly holds the replay back.
         let (tx, rx) = mpsc::channel(4);
         self.runs.scan(req, tx)?;
         let rows = ReceiverStream::new(rx).map(|chunk| {
@@ -263,6 +264,54 @@ impl RunService for Api {
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(rows)))
+    }
+
+    async fn update_run(
+        &self,
+        request: Request<UpdateRunRequest>,
+    ) -> Result<Response<UpdateRunResponse>, Status> {
+        let mut req = request.into_inner();
+        validate::update(&mut req)?;
+        let mut updated = self.runs.update(req).await?;
+        let omitted = reply::fit_update(&mut updated);
+        let mut response = Response::new(updated);
+        reply::put(response.metadata_mut(), reply::OMITTED, &omitted);
+        Ok(response)
+    }
+
+    async fn delete_run(
+        &self,
+        request: Request<DeleteRunRequest>,
+    ) -> Result<Response<DeleteRunResponse>, Status> {
+        let req = request.into_inner();
+        validate::run_id(&req.run_id)?;
+        self.runs.delete(&req.run_id).await?;
+        Ok(Response::new(DeleteRunResponse {}))
+    }
+
+    async fn list_files(
+        &self,
+        request: Request<ListFilesRequest>,
+    ) -> Result<Response<ListFilesResponse>, Status> {
+        let req = request.into_inner();
+        validate::run_id(&req.run_id)?;
+        let files = self.runs.list_files(&req.run_id).await?;
+        Ok(Response::new(ListFilesResponse { files }))
+    }
+
+    type ReadFileStream = BoxStream<ReadFileResponse>;
+
+    async fn read_file(
+        &self,
+        request: Request<ReadFileRequest>,
+    ) -> Result<Response<Self::ReadFileStream>, Status> {
+        let req = request.into_inner();
+        validate::read_file(&req)?;
+        // Two chunks in flight: a client that reads slowly holds the reader back.
+        let (tx, rx) = mpsc::channel(2);
+        self.runs.read_file(req, tx).await?;
+        let chunks = ReceiverStream::new(rx).map(|c| c.map_err(Status::from));
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn create_artifact(

@@ -27,6 +27,12 @@ impl From<RegistryError> for Status {
             RegistryError::ProjectMismatch { .. } => Status::failed_precondition(msg),
             RegistryError::TooManyRuns(_) => Status::resource_exhausted(msg),
             RegistryError::Artifacts(e) => e.into(),
+            RegistryError::Open { .. } | RegistryError::Delivering { .. } => {
+                Status::failed_precondition(msg)
+            }
+            RegistryError::NoSuchFile { .. } => Status::not_found(msg),
+            RegistryError::FileOutsideRun { .. } => Status::permission_denied(msg),
+            RegistryError::PastEnd { .. } => Status::invalid_argument(msg),
             RegistryError::Run(e) => e.into(),
         }
     }

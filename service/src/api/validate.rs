@@ -8,10 +8,12 @@ pub mod artifacts;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use crate::limits::{quote, MAX_KEYS_PER_BATCH, MAX_SECONDS, MAX_SEQ, MAX_STEP, MAX_TIMESTAMP};
+use crate::limits::{
+    quote, MAX_FILE_NAME_BYTES, MAX_KEYS_PER_BATCH, MAX_SECONDS, MAX_SEQ, MAX_STEP, MAX_TIMESTAMP,
+};
 use crate::proto::v1::{
-    AlertRequest, DefineMetricRequest, InitRequest, LogBatch, LogRequest, Row, SaveFilesRequest,
-    ScanHistoryRequest, Value,
+    AlertRequest, DefineMetricRequest, InitRequest, LogBatch, LogRequest, ReadFileRequest, Row,
+    SaveFilesRequest, ScanHistoryRequest, UpdateRunRequest, Value,
 };
 use crate::run::files::{self, FilesError};
 use crate::semantics::metrics::MetricError;
@@ -102,6 +104,10 @@ fn too_large(message: String) -> Invalid {
 
 const MAX_ID: usize = 64;
 const MAX_NAME: usize = 128;
+/// W&B's limit on a tag.
+const MAX_TAG: usize = 64;
+/// Most rows per ScanHistory message a client may ask for.
+const MAX_PAGE: u32 = 10_000;
 pub const MAX_ALERT_TITLE: usize = 64;
 
 /// Checks a run id as Init does: 1..64 characters of letters, digits, '-', '_'.
@@ -407,12 +413,96 @@ pub fn save(req: &SaveFilesRequest) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks a history scan's run and keys.
+/// Checks an edit; drops repeated tags (the first of each stays).
+pub fn update(req: &mut UpdateRunRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    if let Some(name) = &req.name {
+        let n = name.chars().count();
+        if n == 0 || n > MAX_NAME {
+            return Err(invalid(format!(
+                "name must be 1..{MAX_NAME} characters, got {n}; leave it unset to keep the name"
+            )));
+        }
+        label(name, "name")?;
+    }
+    if let Some(group) = &req.group {
+        label(group, "group")?;
+    }
+    if let Some(job_type) = &req.job_type {
+        label(job_type, "job_type")?;
+    }
+    if let Some(tags) = &mut req.tags {
+        tags_of_edit(&mut tags.tags)?;
+    }
+    map(&mut req.config, "config")?;
+    map(&mut req.summary, "summary")?;
+    for keys in [&req.config_remove, &req.summary_remove] {
+        if keys.iter().any(String::is_empty) {
+            return Err(invalid("a key to remove is empty".into()));
+        }
+        removed(keys)?;
+    }
+    Ok(())
+}
+
+/// Checks an edit's tags (W&B's 1..64 characters, printable, at most
+/// `MAX_KEYS_PER_BATCH` of them) and drops repeats.
+fn tags_of_edit(tags: &mut Vec<String>) -> Result<(), Invalid> {
+    if tags.len() > MAX_KEYS_PER_BATCH {
+        return Err(too_large(format!(
+            "{} tags, over the limit of {MAX_KEYS_PER_BATCH}",
+            tags.len()
+        )));
+    }
+    for t in tags.iter() {
+        if t.is_empty() || t.chars().count() > MAX_TAG {
+            return Err(invalid(format!(
+                "tag {} must be 1..{MAX_TAG} characters",
+                quote(t)
+            )));
+        }
+        label(t, "tag")?;
+    }
+    let mut seen = HashSet::new();
+    tags.retain(|t| seen.insert(t.clone()));
+    Ok(())
+}
+
+/// Checks a history scan's run, keys and page size.
 pub fn scan(req: &ScanHistoryRequest) -> Result<(), Invalid> {
     run_id(&req.run_id)?;
+    if req.page_size > MAX_PAGE {
+        return Err(invalid(format!(
+            "page_size {} is over {MAX_PAGE} rows",
+            req.page_size
+        )));
+    }
     req.keys
         .iter()
         .try_for_each(|k| value::check_name(k).map_err(Invalid::from))
+}
+
+/// Checks a ReadFile name: a relative path below files/, no "..", not longer
+/// than a path may be.
+pub fn read_file(req: &ReadFileRequest) -> Result<(), Invalid> {
+    run_id(&req.run_id)?;
+    let path = Path::new(&req.name);
+    let plain = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if req.name.is_empty() || !plain || req.name.contains('\0') {
+        return Err(invalid(format!(
+            "file name {} must be a path relative to the run's files directory, without '..' (as ListFiles names it)",
+            quote(&req.name)
+        )));
+    }
+    if req.name.len() > MAX_FILE_NAME_BYTES {
+        return Err(invalid(format!(
+            "file name {} is longer than {MAX_FILE_NAME_BYTES} bytes",
+            quote(&req.name)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

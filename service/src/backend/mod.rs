@@ -50,6 +50,10 @@ pub enum Event {
     Output { timestamp: f64, lines: Vec<String> },
     /// Files saved (copied into the run's files/ directory).
     Files(Vec<SavedFile>),
+    /// The run was edited (UpdateRun), open or ended: its name, tags, notes, group
+    /// and job type are now the batch's `run`; a changed config or summary follows
+    /// as a Config or Summary event. The backend sends the identity again.
+    Edit,
     /// The run is preempting, or has ended.
     State {
         state: RunState,

@@ -183,10 +183,7 @@ impl Actor {
 
     /// Handles one command; true when the actor should stop (the run ended).
     async fn handle(&mut self, cmd: Command) -> bool {
-        if !matches!(
-            cmd,
-            Command::Get { .. } | Command::Stop { .. } | Command::End { .. }
-        ) {
+        if cmd.is_sign_of_life() {
             self.last_contact = Instant::now();
             if self.state.is_open() {
                 self.state.info.last_heartbeat = now();
@@ -240,6 +237,10 @@ impl Actor {
             }
             Command::Stop { reply } => {
                 let r = self.stop().await;
+                let _ = reply.send(r);
+            }
+            Command::Update { req, reply } => {
+                let r = self.update(req).await;
                 let _ = reply.send(r);
             }
             Command::Output { lines, reply } => {

@@ -11,7 +11,8 @@ use super::error::RunError;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, FinishResponse, GetRunResponse,
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
-    RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
+    RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateRunRequest, UpdateRunResponse,
+    UpdateSummaryRequest, Value,
 };
 use crate::proto::wal::ArtifactRecord;
 
@@ -114,6 +115,11 @@ pub enum Command {
     Stop {
         reply: Reply<RunInfo>,
     },
+    /// An edit (UpdateRun) of the run's identity, config or summary.
+    Update {
+        req: UpdateRunRequest,
+        reply: Reply<UpdateRunResponse>,
+    },
     /// Ends an open run without its client: crashed (or preempted, if it was
     /// preempting) when the client is gone, killed at shutdown. `reason` (may be
     /// empty) is kept with the run for the user.
@@ -127,6 +133,20 @@ pub enum Command {
         lines: Vec<String>,
         reply: Reply<()>,
     },
+}
+
+impl Command {
+    /// Whether the command is a sign of life from the run's client (reads, edits,
+    /// stops and ends come from elsewhere).
+    pub(super) fn is_sign_of_life(&self) -> bool {
+        !matches!(
+            self,
+            Command::Get { .. }
+                | Command::Stop { .. }
+                | Command::End { .. }
+                | Command::Update { .. }
+        )
+    }
 }
 
 /// A handle on an open run's actor.
@@ -166,6 +186,11 @@ impl RunHandle {
     /// Whether the actor has stopped (the run ended or the sidecar is stopping).
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Waits until the actor has stopped taking commands.
+    pub async fn closed(&self) {
+        self.tx.closed().await
     }
 
     /// Since when the actor has been on its current command, if it is on one.

@@ -431,6 +431,7 @@ impl Actor {
                 .collect(),
             files,
             backends: self.forward.iter().map(|f| f.status()).collect(),
+            system_metrics: self.state.system_metrics(),
         }
     }
 }

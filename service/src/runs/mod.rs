@@ -17,11 +17,13 @@ use crate::store;
 use crate::store::StoreError;
 use crate::wal::WalError;
 
+mod edit;
+mod files;
 mod init;
 mod read;
 
 pub const DEFAULT_PROJECT: &str = "uncategorized";
-/// Rows per ScanHistory message.
+/// Rows per ScanHistory message unless the request asks for another page size.
 const SCAN_CHUNK: usize = 256;
 
 pub struct Runs {
@@ -57,6 +59,24 @@ pub enum RegistryError {
     TooManyRuns(usize),
     #[error("opening the artifact store: {0}")]
     Artifacts(#[from] ArtifactError),
+    #[error("run {id:?} is open ({state}); finish it (or ask its client to stop with `runcore runs stop {id}`) before deleting it")]
+    Open { id: String, state: &'static str },
+    #[error("run {id:?} is still being delivered to {backend} ({pending} records pending); delete it once GetRun shows nothing pending, or with the sidecar stopped")]
+    Delivering {
+        id: String,
+        backend: &'static str,
+        pending: u64,
+    },
+    #[error("run {id:?} has no file {name:?}; ListFiles names its files")]
+    NoSuchFile { id: String, name: String },
+    #[error("file {name:?} of run {id:?} resolves outside the run's files directory (a symbolic link); only files inside it are served")]
+    FileOutsideRun { id: String, name: String },
+    #[error("offset {offset} is past the end of file {name:?} ({size} bytes); read from an offset up to {size}")]
+    PastEnd {
+        name: String,
+        offset: u64,
+        size: u64,
+    },
     /// What the run itself answered (or opening it failed with).
     #[error(transparent)]
     Run(#[from] RunError),

@@ -8,7 +8,7 @@ use super::{blocking_err, RegistryError, Runs, SCAN_CHUNK};
 use crate::backend::forward;
 use crate::proto::v1::{GetRunResponse, HistoryRow, RunInfo, ScanHistoryRequest, Value};
 use crate::run::{self, recovery, Command};
-use crate::semantics::state::{CommittedRow, Sink};
+use crate::semantics::state::{CommittedRow, NoSink, Sink};
 use crate::store;
 use crate::value;
 
@@ -56,6 +56,7 @@ impl Runs {
                 metrics: state.metrics.all().iter().map(|d| d.to_proto()).collect(),
                 config: std::mem::take(&mut state.config),
                 files: store::list_files(&dir),
+                system_metrics: state.system_metrics(),
                 run: Some(state.info),
             };
             Ok((reply, problems))
@@ -64,7 +65,7 @@ impl Runs {
         .map_err(blocking_err)?
     }
 
-    fn dir_of(&self, id: &str) -> Result<PathBuf, RegistryError> {
+    pub(super) fn dir_of(&self, id: &str) -> Result<PathBuf, RegistryError> {
         store::find_run(&self.config.data_dir, id)
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
@@ -123,12 +124,6 @@ impl Runs {
     }
 }
 
-struct NoSink;
-
-impl Sink for NoSink {
-    fn history(&mut self, _row: &CommittedRow<'_>) {}
-}
-
 struct ScanSink {
     req: ScanHistoryRequest,
     chunk: Vec<HistoryRow>,
@@ -166,7 +161,11 @@ impl Sink for ScanSink {
             step: row.step,
             values,
         });
-        if self.chunk.len() >= SCAN_CHUNK
+        let page = match self.req.page_size {
+            0 => SCAN_CHUNK,
+            n => n as usize,
+        };
+        if self.chunk.len() >= page
             && self
                 .out
                 .blocking_send(Ok(std::mem::take(&mut self.chunk)))

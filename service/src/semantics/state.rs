@@ -28,6 +28,8 @@ use crate::proto::wal::{
 };
 use crate::value;
 
+mod edit;
+
 /// Default alert throttle window, seconds (W&B's).
 pub const DEFAULT_ALERT_WAIT: f64 = 60.0;
 
@@ -69,6 +71,13 @@ pub trait Sink {
     fn alert(&mut self, _alert: &AlertEvent<'_>) {}
     fn system(&mut self, _sample: &SystemEvent<'_>) {}
     fn output(&mut self, _output: &OutputEvent<'_>) {}
+}
+
+/// A sink that keeps nothing: for replays that want only the state.
+pub struct NoSink;
+
+impl Sink for NoSink {
+    fn history(&mut self, _row: &CommittedRow<'_>) {}
 }
 
 /// What applying one record produced, for the reply to its request.
@@ -134,6 +143,8 @@ pub struct RunState {
     /// Saved files by their name under files/.
     pub saved: IndexMap<String, SavedFile>,
     pub metrics: Metrics,
+    /// The latest system-metrics sample and its time (W&B's `run.system_metrics`).
+    pub last_system: Option<(f64, SystemSample)>,
     /// Why the run ended without its client (the last console lines of a W&B SDK
     /// script whose connection closed without an exit); empty otherwise.
     pub end_reason: String,
@@ -233,6 +244,11 @@ impl RunState {
                     runtime: (time - self.info.start_time).max(0.0),
                     sample,
                 });
+                self.last_system = Some((time, sample.clone()));
+                Outcome::Nothing
+            }
+            Some(Kind::Edit(edit)) => {
+                self.edit(edit);
                 Outcome::Nothing
             }
             Some(Kind::Output(out)) => {

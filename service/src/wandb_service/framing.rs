@@ -1,13 +1,16 @@
 //! The W&B service protocol's framing: the byte `W`, a little-endian u32 length,
 //! then that many bytes of one encoded message, in both directions.
 
+use std::io::{Read, Write};
+
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The first byte of every frame.
 pub const MAGIC: u8 = b'W';
 /// Magic byte and length.
 pub const HEADER_LEN: usize = 5;
+/// Bytes asked of the socket per read: many small frames at once.
+const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -21,19 +24,22 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads frames from a byte stream, buffering what arrived beyond the current one
-/// (one read may bring many small frames).
+/// Reads frames from a blocking byte stream, buffering what arrived beyond the
+/// frames returned (one read may bring many small frames, and half of the next).
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
+    /// What one read fills, before it joins `buf`.
+    scratch: Box<[u8]>,
     limit: usize,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
+impl<R: Read> FrameReader<R> {
     pub fn new(inner: R, limit: usize) -> Self {
         FrameReader {
             inner,
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             limit,
         }
     }
@@ -54,27 +60,43 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             });
         }
         if self.buf.len() < HEADER_LEN + len {
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
         Ok(Some(self.buf.split_to(len)))
     }
 
-    /// The next frame's payload; None at a clean end of the stream.
-    pub async fn next(&mut self) -> Result<Option<BytesMut>, FrameError> {
+    /// Blocks until at least one whole frame is in, then returns every whole frame
+    /// buffered; an empty list at a clean end of the stream.
+    pub fn next_batch(&mut self) -> Result<Vec<BytesMut>, FrameError> {
+        let mut frames = Vec::new();
         loop {
-            if let Some(frame) = self.parse()? {
-                return Ok(Some(frame));
+            while let Some(frame) = self.parse()? {
+                frames.push(frame);
             }
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
+            if !frames.is_empty() {
+                return Ok(frames);
+            }
+            if self.fill()? == 0 {
                 return if self.buf.is_empty() {
-                    Ok(None)
+                    Ok(frames)
                 } else {
                     Err(FrameError::Truncated)
                 };
             }
         }
+    }
+
+    /// One read of whatever the stream has (at least a byte; 0 at its end).
+    fn fill(&mut self) -> Result<usize, FrameError> {
+        let n = loop {
+            match self.inner.read(&mut self.scratch) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        self.buf.extend_from_slice(&self.scratch[..n]);
+        Ok(n)
     }
 }
 
@@ -86,46 +108,66 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Writes already encoded frames and flushes.
-pub async fn write_all(
-    writer: &mut (impl AsyncWrite + Unpin),
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    writer.write_all(bytes).await?;
-    writer.flush().await
+pub fn write_all(writer: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes)?;
+    writer.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn frames_split_anywhere_are_reassembled() {
+    /// Gives its bytes `n` at a time, as a socket may.
+    struct Pieces<'a>(&'a [u8], usize);
+
+    impl Read for Pieces<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn frames_split_anywhere_are_reassembled() {
         let mut wire = Vec::new();
         encode(b"hello", &mut wire);
         encode(b"", &mut wire);
         encode(&[7u8; 300], &mut wire);
-        // A reader that gets the bytes in 3-byte pieces.
-        let (mut tx, rx) = tokio::io::duplex(3);
-        let feed = tokio::spawn(async move {
-            for chunk in wire.chunks(3) {
-                tx.write_all(chunk).await.unwrap();
+        let mut r = FrameReader::new(Pieces(&wire, 3), 1024);
+        let mut got = Vec::new();
+        loop {
+            let batch = r.next_batch().unwrap();
+            if batch.is_empty() {
+                break;
             }
-        });
-        let mut r = FrameReader::new(rx, 1024);
-        assert_eq!(&r.next().await.unwrap().unwrap()[..], b"hello");
-        assert_eq!(r.next().await.unwrap().unwrap().len(), 0);
-        assert_eq!(r.next().await.unwrap().unwrap().len(), 300);
-        feed.await.unwrap();
-        assert!(r.next().await.unwrap().is_none());
+            got.extend(batch);
+        }
+        let lens: Vec<usize> = got.iter().map(|f| f.len()).collect();
+        assert_eq!(lens, [5, 0, 300]);
+        assert_eq!(&got[0][..], b"hello");
     }
 
-    #[tokio::test]
-    async fn bad_magic_oversize_and_truncation_are_errors() {
+    #[test]
+    fn one_read_returns_every_whole_frame_it_brought() {
+        let mut wire = Vec::new();
+        for i in 0..10u8 {
+            encode(&[i; 20], &mut wire);
+        }
+        let mut r = FrameReader::new(Pieces(&wire, wire.len() - 7), 1024);
+        assert_eq!(r.next_batch().unwrap().len(), 9);
+        assert_eq!(r.next_batch().unwrap()[0][..], [9u8; 20]);
+        assert!(r.next_batch().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_magic_oversize_and_truncation_are_errors() {
         let mut r = FrameReader::new(&b"X\x00\x00\x00\x00"[..], 1024);
-        assert!(matches!(r.next().await, Err(FrameError::BadMagic(b'X'))));
+        assert!(matches!(r.next_batch(), Err(FrameError::BadMagic(b'X'))));
         let mut r = FrameReader::new(&b"W\xff\xff\x00\x00"[..], 1024);
-        assert!(matches!(r.next().await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(r.next_batch(), Err(FrameError::TooLarge { .. })));
         let mut r = FrameReader::new(&b"W\x05\x00\x00\x00ab"[..], 1024);
-        assert!(matches!(r.next().await, Err(FrameError::Truncated)));
+        assert!(matches!(r.next_batch(), Err(FrameError::Truncated)));
     }
 }

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::framing::{self, FrameReader};
 use super::router::Router;
+use super::socket::{FrameBatch, Socket, SocketThreads};
 use crate::proto::v1::LogAck;
 use crate::proto::wandb as wb;
 use crate::run::RunError;
@@ -64,15 +65,31 @@ pub async fn serve(
         match accepted {
             Ok(Conn::Tcp(s)) => {
                 let _ = s.set_nodelay(true);
-                tokio::spawn(connection(s, runs.clone(), settings.clone(), conn_token));
+                if let Some(s) = blocking(s.into_std()) {
+                    tokio::spawn(connection(s, runs.clone(), settings.clone(), conn_token));
+                }
             }
             Ok(Conn::Unix(s)) => {
-                tokio::spawn(connection(s, runs.clone(), settings.clone(), conn_token));
+                if let Some(s) = blocking(s.into_std()) {
+                    tokio::spawn(connection(s, runs.clone(), settings.clone(), conn_token));
+                }
             }
             Err(e) => {
                 tracing::warn!("W&B listener: accepting a connection failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// The accepted socket out of tokio's reactor, in blocking mode for its threads
+/// (see [`super::socket`]).
+fn blocking<S: Socket>(s: std::io::Result<S>) -> Option<S> {
+    match s.and_then(|s| s.set_blocking().map(|()| s)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("W&B listener: could not take over an accepted connection: {e}");
+            None
         }
     }
 }
@@ -91,17 +108,22 @@ async fn accept(listener: &Listener) -> std::io::Result<Conn> {
 
 /// Runs one SDK connection to its end (EOF, a protocol error, or shutdown); runs
 /// it leaves without an exit record crash.
-pub async fn connection<S>(io: S, runs: Arc<Runs>, settings: Settings, mut token: ShutdownToken)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (rd, wr) = tokio::io::split(io);
-    let (reply_tx, reply_rx) = mpsc::channel(REPLY_BUFFER);
+pub async fn connection<S: Socket>(
+    socket: S,
+    runs: Arc<Runs>,
+    settings: Settings,
+    mut token: ShutdownToken,
+) {
+    let mut io = match SocketThreads::start(socket, settings.max_message_bytes, REPLY_BUFFER) {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::warn!("W&B connection: could not start its threads, closing: {e}");
+            return;
+        }
+    };
     let (ack_tx, ack_rx) = mpsc::channel(ACK_BUFFER);
-    let mut writer = tokio::spawn(write_replies(wr, reply_rx));
     let mut drain = tokio::spawn(drain_acks(ack_rx));
-    let mut router = Router::new(runs, reply_tx, ack_tx, settings.finish_timeout);
-    let mut frames = FrameReader::new(rd, settings.max_message_bytes);
+    let mut router = Router::new(runs, io.replies.clone(), ack_tx, settings.finish_timeout);
     let mut beat = tokio::time::interval(settings.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // When gathered rows go to their runs if no other frame sends them first.
@@ -114,11 +136,12 @@ where
                 None => std::future::pending().await,
             }
         };
-        let frame = tokio::select! {
-            f = frames.next() => f,
+        let batch = tokio::select! {
+            b = io.frames.recv() => b,
             _ = linger => {
                 router.flush_logs().await;
                 flush_at = None;
+                io.burst.store(false, Ordering::Relaxed);
                 continue;
             }
             _ = beat.tick() => {
@@ -127,56 +150,49 @@ where
             }
             _ = token.stopping() => break,
         };
-        match frame {
-            Ok(Some(bytes)) => match wb::ServerRequest::decode(bytes) {
-                Ok(req) => router.handle(req).await,
-                Err(e) => {
-                    tracing::warn!("W&B connection: undecodable request, closing: {e}");
-                    break;
-                }
-            },
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!("W&B connection: {e}; closing");
-                break;
-            }
+        if !handle_frames(&mut router, batch).await {
+            break;
         }
         if router.has_rows() {
             flush_at.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
         } else {
             flush_at = None;
         }
+        io.burst.store(router.has_rows(), Ordering::Relaxed);
     }
     router.flush_logs().await;
     router.close().await;
     drop(router);
-    // Both end once the router (their senders) is gone; an SDK that stopped
-    // reading gets DRAIN to take its last replies.
-    for task in [&mut writer, &mut drain] {
-        if tokio::time::timeout(DRAIN, &mut *task).await.is_err() {
-            task.abort();
-        }
+    // The writer ends once the router (its last sender) is gone; an SDK that
+    // stopped reading gets DRAIN to take its last replies.
+    io.close(DRAIN).await;
+    if tokio::time::timeout(DRAIN, &mut drain).await.is_err() {
+        drain.abort();
     }
     drop(token);
 }
 
-/// Writes replies as they come, several per write when they queue up.
-async fn write_replies(
-    mut wr: impl AsyncWrite + Unpin,
-    mut rx: mpsc::Receiver<wb::ServerResponse>,
-) {
-    let mut buf = Vec::with_capacity(4096);
-    while let Some(reply) = rx.recv().await {
-        buf.clear();
-        framing::encode(&reply.encode_to_vec(), &mut buf);
-        while let Ok(more) = rx.try_recv() {
-            framing::encode(&more.encode_to_vec(), &mut buf);
+/// Hands a batch of frames to the router; false when the connection ends (the
+/// stream's end, a read error, an undecodable request).
+async fn handle_frames(router: &mut Router, batch: Option<FrameBatch>) -> bool {
+    let frames = match batch {
+        Some(Ok(frames)) if !frames.is_empty() => frames,
+        Some(Ok(_)) | None => return false,
+        Some(Err(e)) => {
+            tracing::warn!("W&B connection: {e}; closing");
+            return false;
         }
-        if let Err(e) = framing::write_all(&mut wr, &buf).await {
-            tracing::debug!("W&B connection: the SDK stopped reading replies: {e}");
-            break;
+    };
+    for bytes in frames {
+        match wb::ServerRequest::decode(bytes) {
+            Ok(req) => router.handle(req).await,
+            Err(e) => {
+                tracing::warn!("W&B connection: undecodable request, closing: {e}");
+                return false;
+            }
         }
     }
+    true
 }
 
 /// Logs what the runs did not apply of the rows they were sent (the SDK does not

@@ -6,8 +6,11 @@
 //! operation runcore's own RPCs perform, through the registry ([`crate::runs`]) and
 //! the same run actor, log and store.
 //!
-//! - [`listener`]: accepts connections; one task per connection reads frames
-//!   (rows arriving within a short linger become one batch), one writes replies.
+//! - [`listener`]: accepts connections; one task per connection routes the
+//!   frames its socket's reader hands it (rows arriving within a short linger
+//!   become one batch).
+//! - [`socket`]: each connection's socket read and written by two threads of
+//!   its own (a burst of frames is read in one wake-up).
 //! - [`framing`]: `W` + u32 LE length + protobuf, both ways.
 //! - [`router`]: routes records to runs by stream id and answers every request
 //!   the SDK waits on; [`requests`] the questions (summary, step, exit polling).
@@ -27,6 +30,7 @@ pub mod listener;
 pub mod map;
 mod requests;
 pub mod router;
+pub mod socket;
 pub mod stream;
 
 pub use listener::serve;

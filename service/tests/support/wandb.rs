@@ -1,12 +1,12 @@
 //! A fake W&B server for the W&B backend's tests, written from the protocol's
 //! public shapes: a real HTTP server on 127.0.0.1:0 (its own thread and runtime)
-//! that answers GraphQL (`UpsertBucket`, `CreateRunFiles`,
-//! `NotifyScriptableRunAlert`, `RunStoppedStatus`, and the artifact protocol in
-//! [`artifacts`]), the file_stream endpoint and the signed-URL PUTs it hands
-//! out. It records every request, checks each one's shape (operation names and
-//! variables, basic auth as user `api`, file_stream bodies and lines, offsets
-//! contiguous and never repeated, Content-MD5 and the upload headers of PUTs)
-//! and keeps what W&B would show of each run. Anything
+//! that answers GraphQL (`UpsertBucket`, with `summaryMetrics` for edits,
+//! `CreateRunFiles`, `NotifyScriptableRunAlert`, `RunStoppedStatus`, and the
+//! artifact protocol in [`artifacts`]), the file_stream endpoint and the
+//! signed-URL PUTs it hands out. It records every request, checks each one's
+//! shape (operation names and variables, basic auth as user `api`, file_stream
+//! bodies and lines, offsets contiguous and never repeated, Content-MD5 and the
+//! upload headers of PUTs) and keeps what W&B would show of each run. Anything
 //! that breaks the protocol is a violation; every test asserts there are none.
 //! It can be told to fail: a status for a while or for a number of requests (with
 //! Retry-After), or to leave history uploads unanswered (a sidecar killed while
@@ -555,6 +555,19 @@ fn graphql(i: &mut Inner, base: &str, rec: &mut Recorded) -> (u16, Json) {
             } else if !v("config").is_null() {
                 return bad(i, "UpsertBucket: config must be a JSON string".into());
             }
+            // W&B's public API edits a finished run's summary this way.
+            let summary = match v("summaryMetrics") {
+                Json::Null => None,
+                Json::String(text) if runcore::value::parse_json_map(&text).is_ok() => Some(text),
+                other => {
+                    return bad(
+                        i,
+                        format!(
+                            "UpsertBucket: summaryMetrics is not a JSON object string: {other}"
+                        ),
+                    )
+                }
+            };
             let name = v("name").as_str().unwrap_or_default().to_owned();
             let project = v("project").as_str().unwrap_or_default().to_owned();
             let entity = v("entity")
@@ -575,6 +588,9 @@ fn graphql(i: &mut Inner, base: &str, rec: &mut Recorded) -> (u16, Json) {
             run.entity.clone_from(&entity);
             run.project.clone_from(&project);
             run.upserts.push(Json::Object(vars.clone()));
+            if summary.is_some() {
+                run.summary = summary;
+            }
             (
                 200,
                 json!({"data": {"upsertBucket": {

@@ -2897,8 +2897,11 @@ type GetRunResponse struct {
 	Summary map[string]*Value      `protobuf:"bytes,3,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Metrics []*MetricDefinition    `protobuf:"bytes,4,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	// Paths relative to files/.
-	Files         []string         `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
-	Backends      []*BackendStatus `protobuf:"bytes,6,rep,name=backends,proto3" json:"backends,omitempty"`
+	Files    []string         `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	Backends []*BackendStatus `protobuf:"bytes,6,rep,name=backends,proto3" json:"backends,omitempty"`
+	// The run's latest system-metrics sample (W&B's `run.system_metrics`): keys with
+	// their "system." prefix, plus _runtime and _timestamp; empty before the first.
+	SystemMetrics map[string]float64 `protobuf:"bytes,7,rep,name=system_metrics,json=systemMetrics,proto3" json:"system_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2971,6 +2974,13 @@ func (x *GetRunResponse) GetFiles() []string {
 func (x *GetRunResponse) GetBackends() []*BackendStatus {
 	if x != nil {
 		return x.Backends
+	}
+	return nil
+}
+
+func (x *GetRunResponse) GetSystemMetrics() map[string]float64 {
+	if x != nil {
+		return x.SystemMetrics
 	}
 	return nil
 }
@@ -3072,7 +3082,9 @@ type ScanHistoryRequest struct {
 	Keys    []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	MinStep *int64   `protobuf:"varint,3,opt,name=min_step,json=minStep,proto3,oneof" json:"min_step,omitempty"`
 	// Exclusive.
-	MaxStep       *int64 `protobuf:"varint,4,opt,name=max_step,json=maxStep,proto3,oneof" json:"max_step,omitempty"`
+	MaxStep *int64 `protobuf:"varint,4,opt,name=max_step,json=maxStep,proto3,oneof" json:"max_step,omitempty"`
+	// Rows per ScanHistoryResponse at most; 0 means 256. At most 10000.
+	PageSize      uint32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3131,6 +3143,13 @@ func (x *ScanHistoryRequest) GetMinStep() int64 {
 func (x *ScanHistoryRequest) GetMaxStep() int64 {
 	if x != nil && x.MaxStep != nil {
 		return *x.MaxStep
+	}
+	return 0
+}
+
+func (x *ScanHistoryRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
 	}
 	return 0
 }
@@ -3231,6 +3250,601 @@ func (x *ScanHistoryResponse) GetRows() []*HistoryRow {
 	return nil
 }
 
+// A replacement list of tags (a message, so that "not given" and "no tags" differ).
+type Tags struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tags          []string               `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tags) Reset() {
+	*x = Tags{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tags) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tags) ProtoMessage() {}
+
+func (x *Tags) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tags.ProtoReflect.Descriptor instead.
+func (*Tags) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Tags) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+// What to change in a run; fields left unset stay as they are. Works on open and
+// ended runs alike.
+type UpdateRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// 1..128 characters.
+	Name  *string `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Notes *string `protobuf:"bytes,3,opt,name=notes,proto3,oneof" json:"notes,omitempty"`
+	// Replaces the run's tags (each 1..64 characters).
+	Tags    *Tags   `protobuf:"bytes,4,opt,name=tags,proto3" json:"tags,omitempty"`
+	Group   *string `protobuf:"bytes,5,opt,name=group,proto3,oneof" json:"group,omitempty"`
+	JobType *string `protobuf:"bytes,6,opt,name=job_type,json=jobType,proto3,oneof" json:"job_type,omitempty"`
+	// Merged into the config at the top level, after `config_remove`.
+	Config map[string]*Value `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Top-level config keys to remove.
+	ConfigRemove []string `protobuf:"bytes,8,rep,name=config_remove,json=configRemove,proto3" json:"config_remove,omitempty"`
+	// Set explicitly in the summary (an explicit value wins over aggregation), after
+	// `summary_remove`.
+	Summary       map[string]*Value `protobuf:"bytes,9,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SummaryRemove []string          `protobuf:"bytes,10,rep,name=summary_remove,json=summaryRemove,proto3" json:"summary_remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRunRequest) Reset() {
+	*x = UpdateRunRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRunRequest) ProtoMessage() {}
+
+func (x *UpdateRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRunRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRunRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *UpdateRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetNotes() string {
+	if x != nil && x.Notes != nil {
+		return *x.Notes
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetTags() *Tags {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetGroup() string {
+	if x != nil && x.Group != nil {
+		return *x.Group
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetJobType() string {
+	if x != nil && x.JobType != nil {
+		return *x.JobType
+	}
+	return ""
+}
+
+func (x *UpdateRunRequest) GetConfig() map[string]*Value {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetConfigRemove() []string {
+	if x != nil {
+		return x.ConfigRemove
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetSummary() map[string]*Value {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+func (x *UpdateRunRequest) GetSummaryRemove() []string {
+	if x != nil {
+		return x.SummaryRemove
+	}
+	return nil
+}
+
+type UpdateRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *RunInfo               `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	Config        map[string]*Value      `protobuf:"bytes,2,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Summary       map[string]*Value      `protobuf:"bytes,3,rep,name=summary,proto3" json:"summary,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRunResponse) Reset() {
+	*x = UpdateRunResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRunResponse) ProtoMessage() {}
+
+func (x *UpdateRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRunResponse.ProtoReflect.Descriptor instead.
+func (*UpdateRunResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *UpdateRunResponse) GetRun() *RunInfo {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *UpdateRunResponse) GetConfig() map[string]*Value {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateRunResponse) GetSummary() map[string]*Value {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+type DeleteRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Accepted for W&B's `run.delete(delete_artifacts=...)`; it changes nothing:
+	// the versions the run logged stay in the artifact store (other runs may use
+	// them), with the deleted run still named in their lineage.
+	DeleteArtifacts bool `protobuf:"varint,2,opt,name=delete_artifacts,json=deleteArtifacts,proto3" json:"delete_artifacts,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteRunRequest) Reset() {
+	*x = DeleteRunRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRunRequest) ProtoMessage() {}
+
+func (x *DeleteRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRunRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRunRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DeleteRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *DeleteRunRequest) GetDeleteArtifacts() bool {
+	if x != nil {
+		return x.DeleteArtifacts
+	}
+	return false
+}
+
+type DeleteRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRunResponse) Reset() {
+	*x = DeleteRunResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRunResponse) ProtoMessage() {}
+
+func (x *DeleteRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRunResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRunResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{47}
+}
+
+type ListFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFilesRequest) Reset() {
+	*x = ListFilesRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFilesRequest) ProtoMessage() {}
+
+func (x *ListFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFilesRequest.ProtoReflect.Descriptor instead.
+func (*ListFilesRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListFilesRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type FileInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path relative to the run's files/ directory.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Unix seconds of the last change.
+	UpdatedAt     float64 `protobuf:"fixed64,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileInfo) Reset() {
+	*x = FileInfo{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileInfo) ProtoMessage() {}
+
+func (x *FileInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
+func (*FileInfo) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *FileInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileInfo) GetUpdatedAt() float64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+type ListFilesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*FileInfo            `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFilesResponse) Reset() {
+	*x = ListFilesResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFilesResponse) ProtoMessage() {}
+
+func (x *ListFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFilesResponse.ProtoReflect.Descriptor instead.
+func (*ListFilesResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListFilesResponse) GetFiles() []*FileInfo {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type ReadFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// A name ListFiles returned: relative to files/, no "..".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Start reading at this byte (to continue an interrupted read).
+	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadFileRequest) Reset() {
+	*x = ReadFileRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadFileRequest) ProtoMessage() {}
+
+func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
+func (*ReadFileRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReadFileRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReadFileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReadFileRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+type ReadFileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the file; the stream ends after the last chunk.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Where `data` starts in the file.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The file's size when the read started.
+	Size          uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadFileResponse) Reset() {
+	*x = ReadFileResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadFileResponse) ProtoMessage() {}
+
+func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
+func (*ReadFileResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ReadFileResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadFileResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadFileResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // One file of a version (a manifest entry).
 type ArtifactFile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3252,7 +3866,7 @@ type ArtifactFile struct {
 
 func (x *ArtifactFile) Reset() {
 	*x = ArtifactFile{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3264,7 +3878,7 @@ func (x *ArtifactFile) String() string {
 func (*ArtifactFile) ProtoMessage() {}
 
 func (x *ArtifactFile) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[43]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3277,7 +3891,7 @@ func (x *ArtifactFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactFile.ProtoReflect.Descriptor instead.
 func (*ArtifactFile) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{43}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ArtifactFile) GetPath() string {
@@ -3355,7 +3969,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3981,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[44]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3994,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{44}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Artifact) GetName() string {
@@ -3518,7 +4132,7 @@ type CreateArtifactRequest struct {
 
 func (x *CreateArtifactRequest) Reset() {
 	*x = CreateArtifactRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +4144,7 @@ func (x *CreateArtifactRequest) String() string {
 func (*CreateArtifactRequest) ProtoMessage() {}
 
 func (x *CreateArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[45]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +4157,7 @@ func (x *CreateArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateArtifactRequest.ProtoReflect.Descriptor instead.
 func (*CreateArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{45}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateArtifactRequest) GetRunId() string {
@@ -3613,7 +4227,7 @@ type CreateArtifactResponse struct {
 
 func (x *CreateArtifactResponse) Reset() {
 	*x = CreateArtifactResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3625,7 +4239,7 @@ func (x *CreateArtifactResponse) String() string {
 func (*CreateArtifactResponse) ProtoMessage() {}
 
 func (x *CreateArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[46]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3638,7 +4252,7 @@ func (x *CreateArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateArtifactResponse.ProtoReflect.Descriptor instead.
 func (*CreateArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{46}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreateArtifactResponse) GetDraftId() string {
@@ -3670,7 +4284,7 @@ type ArtifactFileSource struct {
 
 func (x *ArtifactFileSource) Reset() {
 	*x = ArtifactFileSource{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3682,7 +4296,7 @@ func (x *ArtifactFileSource) String() string {
 func (*ArtifactFileSource) ProtoMessage() {}
 
 func (x *ArtifactFileSource) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[47]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3695,7 +4309,7 @@ func (x *ArtifactFileSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactFileSource.ProtoReflect.Descriptor instead.
 func (*ArtifactFileSource) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{47}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ArtifactFileSource) GetPath() string {
@@ -3734,7 +4348,7 @@ type ArtifactChunk struct {
 
 func (x *ArtifactChunk) Reset() {
 	*x = ArtifactChunk{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3746,7 +4360,7 @@ func (x *ArtifactChunk) String() string {
 func (*ArtifactChunk) ProtoMessage() {}
 
 func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[48]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3759,7 +4373,7 @@ func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
 func (*ArtifactChunk) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{48}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ArtifactChunk) GetPath() string {
@@ -3807,7 +4421,7 @@ type AddArtifactFilesRequest struct {
 
 func (x *AddArtifactFilesRequest) Reset() {
 	*x = AddArtifactFilesRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3819,7 +4433,7 @@ func (x *AddArtifactFilesRequest) String() string {
 func (*AddArtifactFilesRequest) ProtoMessage() {}
 
 func (x *AddArtifactFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[49]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3832,7 +4446,7 @@ func (x *AddArtifactFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddArtifactFilesRequest.ProtoReflect.Descriptor instead.
 func (*AddArtifactFilesRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{49}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AddArtifactFilesRequest) GetDraftId() string {
@@ -3930,7 +4544,7 @@ type AddArtifactFilesResponse struct {
 
 func (x *AddArtifactFilesResponse) Reset() {
 	*x = AddArtifactFilesResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3942,7 +4556,7 @@ func (x *AddArtifactFilesResponse) String() string {
 func (*AddArtifactFilesResponse) ProtoMessage() {}
 
 func (x *AddArtifactFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[50]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3955,7 +4569,7 @@ func (x *AddArtifactFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddArtifactFilesResponse.ProtoReflect.Descriptor instead.
 func (*AddArtifactFilesResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{50}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AddArtifactFilesResponse) GetAdded() uint64 {
@@ -3995,7 +4609,7 @@ type CommitArtifactRequest struct {
 
 func (x *CommitArtifactRequest) Reset() {
 	*x = CommitArtifactRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4007,7 +4621,7 @@ func (x *CommitArtifactRequest) String() string {
 func (*CommitArtifactRequest) ProtoMessage() {}
 
 func (x *CommitArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[51]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4020,7 +4634,7 @@ func (x *CommitArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitArtifactRequest.ProtoReflect.Descriptor instead.
 func (*CommitArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{51}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CommitArtifactRequest) GetDraftId() string {
@@ -4041,7 +4655,7 @@ type CommitArtifactResponse struct {
 
 func (x *CommitArtifactResponse) Reset() {
 	*x = CommitArtifactResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4053,7 +4667,7 @@ func (x *CommitArtifactResponse) String() string {
 func (*CommitArtifactResponse) ProtoMessage() {}
 
 func (x *CommitArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[52]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4066,7 +4680,7 @@ func (x *CommitArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitArtifactResponse.ProtoReflect.Descriptor instead.
 func (*CommitArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{52}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CommitArtifactResponse) GetArtifact() *Artifact {
@@ -4095,7 +4709,7 @@ type GetArtifactRequest struct {
 
 func (x *GetArtifactRequest) Reset() {
 	*x = GetArtifactRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4107,7 +4721,7 @@ func (x *GetArtifactRequest) String() string {
 func (*GetArtifactRequest) ProtoMessage() {}
 
 func (x *GetArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[53]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4120,7 +4734,7 @@ func (x *GetArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{53}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetArtifactRequest) GetName() string {
@@ -4153,7 +4767,7 @@ type GetArtifactResponse struct {
 
 func (x *GetArtifactResponse) Reset() {
 	*x = GetArtifactResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4165,7 +4779,7 @@ func (x *GetArtifactResponse) String() string {
 func (*GetArtifactResponse) ProtoMessage() {}
 
 func (x *GetArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[54]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4178,7 +4792,7 @@ func (x *GetArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetArtifactResponse.ProtoReflect.Descriptor instead.
 func (*GetArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{54}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetArtifactResponse) GetArtifact() *Artifact {
@@ -4200,7 +4814,7 @@ type UseArtifactRequest struct {
 
 func (x *UseArtifactRequest) Reset() {
 	*x = UseArtifactRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[55]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4212,7 +4826,7 @@ func (x *UseArtifactRequest) String() string {
 func (*UseArtifactRequest) ProtoMessage() {}
 
 func (x *UseArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[55]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4225,7 +4839,7 @@ func (x *UseArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UseArtifactRequest.ProtoReflect.Descriptor instead.
 func (*UseArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{55}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *UseArtifactRequest) GetRunId() string {
@@ -4265,7 +4879,7 @@ type UseArtifactResponse struct {
 
 func (x *UseArtifactResponse) Reset() {
 	*x = UseArtifactResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[56]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4277,7 +4891,7 @@ func (x *UseArtifactResponse) String() string {
 func (*UseArtifactResponse) ProtoMessage() {}
 
 func (x *UseArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[56]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4290,7 +4904,7 @@ func (x *UseArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UseArtifactResponse.ProtoReflect.Descriptor instead.
 func (*UseArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{56}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UseArtifactResponse) GetArtifact() *Artifact {
@@ -4317,7 +4931,7 @@ type LinkArtifactRequest struct {
 
 func (x *LinkArtifactRequest) Reset() {
 	*x = LinkArtifactRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[57]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4329,7 +4943,7 @@ func (x *LinkArtifactRequest) String() string {
 func (*LinkArtifactRequest) ProtoMessage() {}
 
 func (x *LinkArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[57]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4342,7 +4956,7 @@ func (x *LinkArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkArtifactRequest.ProtoReflect.Descriptor instead.
 func (*LinkArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{57}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LinkArtifactRequest) GetRunId() string {
@@ -4392,7 +5006,7 @@ type LinkedArtifact struct {
 
 func (x *LinkedArtifact) Reset() {
 	*x = LinkedArtifact{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[58]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4404,7 +5018,7 @@ func (x *LinkedArtifact) String() string {
 func (*LinkedArtifact) ProtoMessage() {}
 
 func (x *LinkedArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[58]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4417,7 +5031,7 @@ func (x *LinkedArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedArtifact.ProtoReflect.Descriptor instead.
 func (*LinkedArtifact) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{58}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LinkedArtifact) GetCollection() string {
@@ -4485,7 +5099,7 @@ type LinkArtifactResponse struct {
 
 func (x *LinkArtifactResponse) Reset() {
 	*x = LinkArtifactResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[59]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +5111,7 @@ func (x *LinkArtifactResponse) String() string {
 func (*LinkArtifactResponse) ProtoMessage() {}
 
 func (x *LinkArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[59]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +5124,7 @@ func (x *LinkArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkArtifactResponse.ProtoReflect.Descriptor instead.
 func (*LinkArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{59}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *LinkArtifactResponse) GetLink() *LinkedArtifact {
@@ -4534,7 +5148,7 @@ type SetArtifactAliasesRequest struct {
 
 func (x *SetArtifactAliasesRequest) Reset() {
 	*x = SetArtifactAliasesRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[60]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4546,7 +5160,7 @@ func (x *SetArtifactAliasesRequest) String() string {
 func (*SetArtifactAliasesRequest) ProtoMessage() {}
 
 func (x *SetArtifactAliasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[60]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4559,7 +5173,7 @@ func (x *SetArtifactAliasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArtifactAliasesRequest.ProtoReflect.Descriptor instead.
 func (*SetArtifactAliasesRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{60}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *SetArtifactAliasesRequest) GetName() string {
@@ -4599,7 +5213,7 @@ type SetArtifactAliasesResponse struct {
 
 func (x *SetArtifactAliasesResponse) Reset() {
 	*x = SetArtifactAliasesResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[61]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4611,7 +5225,7 @@ func (x *SetArtifactAliasesResponse) String() string {
 func (*SetArtifactAliasesResponse) ProtoMessage() {}
 
 func (x *SetArtifactAliasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[61]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4624,7 +5238,7 @@ func (x *SetArtifactAliasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArtifactAliasesResponse.ProtoReflect.Descriptor instead.
 func (*SetArtifactAliasesResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{61}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SetArtifactAliasesResponse) GetArtifact() *Artifact {
@@ -4650,7 +5264,7 @@ type ListArtifactsRequest struct {
 
 func (x *ListArtifactsRequest) Reset() {
 	*x = ListArtifactsRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[62]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4662,7 +5276,7 @@ func (x *ListArtifactsRequest) String() string {
 func (*ListArtifactsRequest) ProtoMessage() {}
 
 func (x *ListArtifactsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[62]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4675,7 +5289,7 @@ func (x *ListArtifactsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListArtifactsRequest.ProtoReflect.Descriptor instead.
 func (*ListArtifactsRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{62}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListArtifactsRequest) GetName() string {
@@ -4724,7 +5338,7 @@ type ListArtifactsResponse struct {
 
 func (x *ListArtifactsResponse) Reset() {
 	*x = ListArtifactsResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[63]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4736,7 +5350,7 @@ func (x *ListArtifactsResponse) String() string {
 func (*ListArtifactsResponse) ProtoMessage() {}
 
 func (x *ListArtifactsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[63]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4749,7 +5363,7 @@ func (x *ListArtifactsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListArtifactsResponse.ProtoReflect.Descriptor instead.
 func (*ListArtifactsResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{63}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListArtifactsResponse) GetArtifacts() []*Artifact {
@@ -4783,7 +5397,7 @@ type DownloadArtifactRequest struct {
 
 func (x *DownloadArtifactRequest) Reset() {
 	*x = DownloadArtifactRequest{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[64]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4795,7 +5409,7 @@ func (x *DownloadArtifactRequest) String() string {
 func (*DownloadArtifactRequest) ProtoMessage() {}
 
 func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[64]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4808,7 +5422,7 @@ func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{64}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DownloadArtifactRequest) GetName() string {
@@ -4857,7 +5471,7 @@ type DownloadArtifactResponse struct {
 
 func (x *DownloadArtifactResponse) Reset() {
 	*x = DownloadArtifactResponse{}
-	mi := &file_runcore_v1_runcore_proto_msgTypes[65]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4869,7 +5483,7 @@ func (x *DownloadArtifactResponse) String() string {
 func (*DownloadArtifactResponse) ProtoMessage() {}
 
 func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runcore_v1_runcore_proto_msgTypes[65]
+	mi := &file_runcore_v1_runcore_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4882,7 +5496,7 @@ func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
 func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
-	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{65}
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DownloadArtifactResponse) GetPath() string {
@@ -5181,29 +5795,34 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x0fStopRunResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xdc\x03\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xf4\x04\n" +
 	"\x0eGetRunResponse\x12%\n" +
 	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12>\n" +
 	"\x06config\x18\x02 \x03(\v2&.runcore.v1.GetRunResponse.ConfigEntryR\x06config\x12A\n" +
 	"\asummary\x18\x03 \x03(\v2'.runcore.v1.GetRunResponse.SummaryEntryR\asummary\x126\n" +
 	"\ametrics\x18\x04 \x03(\v2\x1c.runcore.v1.MetricDefinitionR\ametrics\x12\x14\n" +
 	"\x05files\x18\x05 \x03(\tR\x05files\x125\n" +
-	"\bbackends\x18\x06 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x1aL\n" +
+	"\bbackends\x18\x06 \x03(\v2\x19.runcore.v1.BackendStatusR\bbackends\x12T\n" +
+	"\x0esystem_metrics\x18\a \x03(\v2-.runcore.v1.GetRunResponse.SystemMetricsEntryR\rsystemMetrics\x1aL\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
 	"\fSummaryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
-	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"+\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1a@\n" +
+	"\x12SystemMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"+\n" +
 	"\x0fListRunsRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\";\n" +
 	"\x10ListRunsResponse\x12'\n" +
-	"\x04runs\x18\x01 \x03(\v2\x13.runcore.v1.RunInfoR\x04runs\"\x99\x01\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.runcore.v1.RunInfoR\x04runs\"\xb6\x01\n" +
 	"\x12ScanHistoryRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x1e\n" +
 	"\bmin_step\x18\x03 \x01(\x03H\x00R\aminStep\x88\x01\x01\x12\x1e\n" +
-	"\bmax_step\x18\x04 \x01(\x03H\x01R\amaxStep\x88\x01\x01B\v\n" +
+	"\bmax_step\x18\x04 \x01(\x03H\x01R\amaxStep\x88\x01\x01\x12\x1b\n" +
+	"\tpage_size\x18\x05 \x01(\rR\bpageSizeB\v\n" +
 	"\t_min_stepB\v\n" +
 	"\t_max_step\"\xaa\x01\n" +
 	"\n" +
@@ -5214,7 +5833,62 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
 	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"A\n" +
 	"\x13ScanHistoryResponse\x12*\n" +
-	"\x04rows\x18\x01 \x03(\v2\x16.runcore.v1.HistoryRowR\x04rows\"\xfa\x01\n" +
+	"\x04rows\x18\x01 \x03(\v2\x16.runcore.v1.HistoryRowR\x04rows\"\x1a\n" +
+	"\x04Tags\x12\x12\n" +
+	"\x04tags\x18\x01 \x03(\tR\x04tags\"\xd8\x04\n" +
+	"\x10UpdateRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12\x19\n" +
+	"\x05notes\x18\x03 \x01(\tH\x01R\x05notes\x88\x01\x01\x12$\n" +
+	"\x04tags\x18\x04 \x01(\v2\x10.runcore.v1.TagsR\x04tags\x12\x19\n" +
+	"\x05group\x18\x05 \x01(\tH\x02R\x05group\x88\x01\x01\x12\x1e\n" +
+	"\bjob_type\x18\x06 \x01(\tH\x03R\ajobType\x88\x01\x01\x12@\n" +
+	"\x06config\x18\a \x03(\v2(.runcore.v1.UpdateRunRequest.ConfigEntryR\x06config\x12#\n" +
+	"\rconfig_remove\x18\b \x03(\tR\fconfigRemove\x12C\n" +
+	"\asummary\x18\t \x03(\v2).runcore.v1.UpdateRunRequest.SummaryEntryR\asummary\x12%\n" +
+	"\x0esummary_remove\x18\n" +
+	" \x03(\tR\rsummaryRemove\x1aL\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
+	"\fSummaryEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01B\a\n" +
+	"\x05_nameB\b\n" +
+	"\x06_notesB\b\n" +
+	"\x06_groupB\v\n" +
+	"\t_job_type\"\xe0\x02\n" +
+	"\x11UpdateRunResponse\x12%\n" +
+	"\x03run\x18\x01 \x01(\v2\x13.runcore.v1.RunInfoR\x03run\x12A\n" +
+	"\x06config\x18\x02 \x03(\v2).runcore.v1.UpdateRunResponse.ConfigEntryR\x06config\x12D\n" +
+	"\asummary\x18\x03 \x03(\v2*.runcore.v1.UpdateRunResponse.SummaryEntryR\asummary\x1aL\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\x1aM\n" +
+	"\fSummaryEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"T\n" +
+	"\x10DeleteRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12)\n" +
+	"\x10delete_artifacts\x18\x02 \x01(\bR\x0fdeleteArtifacts\"\x13\n" +
+	"\x11DeleteRunResponse\")\n" +
+	"\x10ListFilesRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"Q\n" +
+	"\bFileInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\x01R\tupdatedAt\"?\n" +
+	"\x11ListFilesResponse\x12*\n" +
+	"\x05files\x18\x01 \x03(\v2\x14.runcore.v1.FileInfoR\x05files\"T\n" +
+	"\x0fReadFileRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\"R\n" +
+	"\x10ReadFileResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\"\xfa\x01\n" +
 	"\fArtifactFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x10\n" +
@@ -5378,7 +6052,7 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x12RESUME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fRESUME_NEVER\x10\x01\x12\x10\n" +
 	"\fRESUME_ALLOW\x10\x02\x12\x0f\n" +
-	"\vRESUME_MUST\x10\x032\xe2\x0e\n" +
+	"\vRESUME_MUST\x10\x032\x89\x11\n" +
 	"\n" +
 	"RunService\x129\n" +
 	"\x04Init\x12\x17.runcore.v1.InitRequest\x1a\x18.runcore.v1.InitResponse\x126\n" +
@@ -5395,7 +6069,11 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\aStopRun\x12\x1a.runcore.v1.StopRunRequest\x1a\x1b.runcore.v1.StopRunResponse\x12?\n" +
 	"\x06GetRun\x12\x19.runcore.v1.GetRunRequest\x1a\x1a.runcore.v1.GetRunResponse\x12E\n" +
 	"\bListRuns\x12\x1b.runcore.v1.ListRunsRequest\x1a\x1c.runcore.v1.ListRunsResponse\x12P\n" +
-	"\vScanHistory\x12\x1e.runcore.v1.ScanHistoryRequest\x1a\x1f.runcore.v1.ScanHistoryResponse0\x01\x12W\n" +
+	"\vScanHistory\x12\x1e.runcore.v1.ScanHistoryRequest\x1a\x1f.runcore.v1.ScanHistoryResponse0\x01\x12H\n" +
+	"\tUpdateRun\x12\x1c.runcore.v1.UpdateRunRequest\x1a\x1d.runcore.v1.UpdateRunResponse\x12H\n" +
+	"\tDeleteRun\x12\x1c.runcore.v1.DeleteRunRequest\x1a\x1d.runcore.v1.DeleteRunResponse\x12H\n" +
+	"\tListFiles\x12\x1c.runcore.v1.ListFilesRequest\x1a\x1d.runcore.v1.ListFilesResponse\x12G\n" +
+	"\bReadFile\x12\x1b.runcore.v1.ReadFileRequest\x1a\x1c.runcore.v1.ReadFileResponse0\x01\x12W\n" +
 	"\x0eCreateArtifact\x12!.runcore.v1.CreateArtifactRequest\x1a\".runcore.v1.CreateArtifactResponse\x12_\n" +
 	"\x10AddArtifactFiles\x12#.runcore.v1.AddArtifactFilesRequest\x1a$.runcore.v1.AddArtifactFilesResponse(\x01\x12W\n" +
 	"\x0eCommitArtifact\x12!.runcore.v1.CommitArtifactRequest\x1a\".runcore.v1.CommitArtifactResponse\x12N\n" +
@@ -5419,7 +6097,7 @@ func file_runcore_v1_runcore_proto_rawDescGZIP() []byte {
 }
 
 var file_runcore_v1_runcore_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 97)
 var file_runcore_v1_runcore_proto_goTypes = []any{
 	(MediaKind)(0),                     // 0: runcore.v1.MediaKind
 	(RunState)(0),                      // 1: runcore.v1.RunState
@@ -5467,169 +6145,204 @@ var file_runcore_v1_runcore_proto_goTypes = []any{
 	(*ScanHistoryRequest)(nil),         // 43: runcore.v1.ScanHistoryRequest
 	(*HistoryRow)(nil),                 // 44: runcore.v1.HistoryRow
 	(*ScanHistoryResponse)(nil),        // 45: runcore.v1.ScanHistoryResponse
-	(*ArtifactFile)(nil),               // 46: runcore.v1.ArtifactFile
-	(*Artifact)(nil),                   // 47: runcore.v1.Artifact
-	(*CreateArtifactRequest)(nil),      // 48: runcore.v1.CreateArtifactRequest
-	(*CreateArtifactResponse)(nil),     // 49: runcore.v1.CreateArtifactResponse
-	(*ArtifactFileSource)(nil),         // 50: runcore.v1.ArtifactFileSource
-	(*ArtifactChunk)(nil),              // 51: runcore.v1.ArtifactChunk
-	(*AddArtifactFilesRequest)(nil),    // 52: runcore.v1.AddArtifactFilesRequest
-	(*AddArtifactFilesResponse)(nil),   // 53: runcore.v1.AddArtifactFilesResponse
-	(*CommitArtifactRequest)(nil),      // 54: runcore.v1.CommitArtifactRequest
-	(*CommitArtifactResponse)(nil),     // 55: runcore.v1.CommitArtifactResponse
-	(*GetArtifactRequest)(nil),         // 56: runcore.v1.GetArtifactRequest
-	(*GetArtifactResponse)(nil),        // 57: runcore.v1.GetArtifactResponse
-	(*UseArtifactRequest)(nil),         // 58: runcore.v1.UseArtifactRequest
-	(*UseArtifactResponse)(nil),        // 59: runcore.v1.UseArtifactResponse
-	(*LinkArtifactRequest)(nil),        // 60: runcore.v1.LinkArtifactRequest
-	(*LinkedArtifact)(nil),             // 61: runcore.v1.LinkedArtifact
-	(*LinkArtifactResponse)(nil),       // 62: runcore.v1.LinkArtifactResponse
-	(*SetArtifactAliasesRequest)(nil),  // 63: runcore.v1.SetArtifactAliasesRequest
-	(*SetArtifactAliasesResponse)(nil), // 64: runcore.v1.SetArtifactAliasesResponse
-	(*ListArtifactsRequest)(nil),       // 65: runcore.v1.ListArtifactsRequest
-	(*ListArtifactsResponse)(nil),      // 66: runcore.v1.ListArtifactsResponse
-	(*DownloadArtifactRequest)(nil),    // 67: runcore.v1.DownloadArtifactRequest
-	(*DownloadArtifactResponse)(nil),   // 68: runcore.v1.DownloadArtifactResponse
-	nil,                                // 69: runcore.v1.MapValue.FieldsEntry
-	nil,                                // 70: runcore.v1.Media.ExtraEntry
-	nil,                                // 71: runcore.v1.InitRequest.ConfigEntry
-	nil,                                // 72: runcore.v1.Row.ValuesEntry
-	nil,                                // 73: runcore.v1.LogRequest.DataEntry
-	nil,                                // 74: runcore.v1.UpdateConfigRequest.ConfigEntry
-	nil,                                // 75: runcore.v1.UpdateConfigResponse.ConfigEntry
-	nil,                                // 76: runcore.v1.UpdateSummaryRequest.SummaryEntry
-	nil,                                // 77: runcore.v1.UpdateSummaryResponse.SummaryEntry
-	nil,                                // 78: runcore.v1.FinishResponse.SummaryEntry
-	nil,                                // 79: runcore.v1.GetRunResponse.ConfigEntry
-	nil,                                // 80: runcore.v1.GetRunResponse.SummaryEntry
-	nil,                                // 81: runcore.v1.HistoryRow.ValuesEntry
-	nil,                                // 82: runcore.v1.ArtifactFile.ExtraEntry
-	nil,                                // 83: runcore.v1.Artifact.MetadataEntry
-	nil,                                // 84: runcore.v1.CreateArtifactRequest.MetadataEntry
+	(*Tags)(nil),                       // 46: runcore.v1.Tags
+	(*UpdateRunRequest)(nil),           // 47: runcore.v1.UpdateRunRequest
+	(*UpdateRunResponse)(nil),          // 48: runcore.v1.UpdateRunResponse
+	(*DeleteRunRequest)(nil),           // 49: runcore.v1.DeleteRunRequest
+	(*DeleteRunResponse)(nil),          // 50: runcore.v1.DeleteRunResponse
+	(*ListFilesRequest)(nil),           // 51: runcore.v1.ListFilesRequest
+	(*FileInfo)(nil),                   // 52: runcore.v1.FileInfo
+	(*ListFilesResponse)(nil),          // 53: runcore.v1.ListFilesResponse
+	(*ReadFileRequest)(nil),            // 54: runcore.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),           // 55: runcore.v1.ReadFileResponse
+	(*ArtifactFile)(nil),               // 56: runcore.v1.ArtifactFile
+	(*Artifact)(nil),                   // 57: runcore.v1.Artifact
+	(*CreateArtifactRequest)(nil),      // 58: runcore.v1.CreateArtifactRequest
+	(*CreateArtifactResponse)(nil),     // 59: runcore.v1.CreateArtifactResponse
+	(*ArtifactFileSource)(nil),         // 60: runcore.v1.ArtifactFileSource
+	(*ArtifactChunk)(nil),              // 61: runcore.v1.ArtifactChunk
+	(*AddArtifactFilesRequest)(nil),    // 62: runcore.v1.AddArtifactFilesRequest
+	(*AddArtifactFilesResponse)(nil),   // 63: runcore.v1.AddArtifactFilesResponse
+	(*CommitArtifactRequest)(nil),      // 64: runcore.v1.CommitArtifactRequest
+	(*CommitArtifactResponse)(nil),     // 65: runcore.v1.CommitArtifactResponse
+	(*GetArtifactRequest)(nil),         // 66: runcore.v1.GetArtifactRequest
+	(*GetArtifactResponse)(nil),        // 67: runcore.v1.GetArtifactResponse
+	(*UseArtifactRequest)(nil),         // 68: runcore.v1.UseArtifactRequest
+	(*UseArtifactResponse)(nil),        // 69: runcore.v1.UseArtifactResponse
+	(*LinkArtifactRequest)(nil),        // 70: runcore.v1.LinkArtifactRequest
+	(*LinkedArtifact)(nil),             // 71: runcore.v1.LinkedArtifact
+	(*LinkArtifactResponse)(nil),       // 72: runcore.v1.LinkArtifactResponse
+	(*SetArtifactAliasesRequest)(nil),  // 73: runcore.v1.SetArtifactAliasesRequest
+	(*SetArtifactAliasesResponse)(nil), // 74: runcore.v1.SetArtifactAliasesResponse
+	(*ListArtifactsRequest)(nil),       // 75: runcore.v1.ListArtifactsRequest
+	(*ListArtifactsResponse)(nil),      // 76: runcore.v1.ListArtifactsResponse
+	(*DownloadArtifactRequest)(nil),    // 77: runcore.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil),   // 78: runcore.v1.DownloadArtifactResponse
+	nil,                                // 79: runcore.v1.MapValue.FieldsEntry
+	nil,                                // 80: runcore.v1.Media.ExtraEntry
+	nil,                                // 81: runcore.v1.InitRequest.ConfigEntry
+	nil,                                // 82: runcore.v1.Row.ValuesEntry
+	nil,                                // 83: runcore.v1.LogRequest.DataEntry
+	nil,                                // 84: runcore.v1.UpdateConfigRequest.ConfigEntry
+	nil,                                // 85: runcore.v1.UpdateConfigResponse.ConfigEntry
+	nil,                                // 86: runcore.v1.UpdateSummaryRequest.SummaryEntry
+	nil,                                // 87: runcore.v1.UpdateSummaryResponse.SummaryEntry
+	nil,                                // 88: runcore.v1.FinishResponse.SummaryEntry
+	nil,                                // 89: runcore.v1.GetRunResponse.ConfigEntry
+	nil,                                // 90: runcore.v1.GetRunResponse.SummaryEntry
+	nil,                                // 91: runcore.v1.GetRunResponse.SystemMetricsEntry
+	nil,                                // 92: runcore.v1.HistoryRow.ValuesEntry
+	nil,                                // 93: runcore.v1.UpdateRunRequest.ConfigEntry
+	nil,                                // 94: runcore.v1.UpdateRunRequest.SummaryEntry
+	nil,                                // 95: runcore.v1.UpdateRunResponse.ConfigEntry
+	nil,                                // 96: runcore.v1.UpdateRunResponse.SummaryEntry
+	nil,                                // 97: runcore.v1.ArtifactFile.ExtraEntry
+	nil,                                // 98: runcore.v1.Artifact.MetadataEntry
+	nil,                                // 99: runcore.v1.CreateArtifactRequest.MetadataEntry
 }
 var file_runcore_v1_runcore_proto_depIdxs = []int32{
-	4,  // 0: runcore.v1.Value.map_value:type_name -> runcore.v1.MapValue
-	5,  // 1: runcore.v1.Value.list_value:type_name -> runcore.v1.ListValue
-	6,  // 2: runcore.v1.Value.histogram:type_name -> runcore.v1.Histogram
-	7,  // 3: runcore.v1.Value.media:type_name -> runcore.v1.Media
-	69, // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
-	3,  // 5: runcore.v1.ListValue.values:type_name -> runcore.v1.Value
-	0,  // 6: runcore.v1.Media.kind:type_name -> runcore.v1.MediaKind
-	70, // 7: runcore.v1.Media.extra:type_name -> runcore.v1.Media.ExtraEntry
-	71, // 8: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
-	2,  // 9: runcore.v1.InitRequest.resume:type_name -> runcore.v1.Resume
-	8,  // 10: runcore.v1.InitRequest.client:type_name -> runcore.v1.ClientInfo
-	10, // 11: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
-	1,  // 12: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
-	11, // 13: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
-	72, // 14: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
-	73, // 15: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
-	15, // 16: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
-	13, // 17: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
-	15, // 18: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
-	20, // 19: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
-	74, // 20: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
-	75, // 21: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
-	76, // 22: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
-	77, // 23: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
-	1,  // 24: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
-	11, // 25: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
-	11, // 26: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
-	78, // 27: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
-	36, // 28: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
-	11, // 29: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
-	11, // 30: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
-	79, // 31: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
-	80, // 32: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
-	20, // 33: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
-	36, // 34: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
-	11, // 35: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
-	81, // 36: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
-	44, // 37: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
-	82, // 38: runcore.v1.ArtifactFile.extra:type_name -> runcore.v1.ArtifactFile.ExtraEntry
-	83, // 39: runcore.v1.Artifact.metadata:type_name -> runcore.v1.Artifact.MetadataEntry
-	46, // 40: runcore.v1.Artifact.files:type_name -> runcore.v1.ArtifactFile
-	84, // 41: runcore.v1.CreateArtifactRequest.metadata:type_name -> runcore.v1.CreateArtifactRequest.MetadataEntry
-	50, // 42: runcore.v1.AddArtifactFilesRequest.file:type_name -> runcore.v1.ArtifactFileSource
-	46, // 43: runcore.v1.AddArtifactFilesRequest.reference:type_name -> runcore.v1.ArtifactFile
-	51, // 44: runcore.v1.AddArtifactFilesRequest.chunk:type_name -> runcore.v1.ArtifactChunk
-	47, // 45: runcore.v1.CommitArtifactResponse.artifact:type_name -> runcore.v1.Artifact
-	47, // 46: runcore.v1.GetArtifactResponse.artifact:type_name -> runcore.v1.Artifact
-	47, // 47: runcore.v1.UseArtifactResponse.artifact:type_name -> runcore.v1.Artifact
-	47, // 48: runcore.v1.LinkedArtifact.artifact:type_name -> runcore.v1.Artifact
-	61, // 49: runcore.v1.LinkArtifactResponse.link:type_name -> runcore.v1.LinkedArtifact
-	47, // 50: runcore.v1.SetArtifactAliasesResponse.artifact:type_name -> runcore.v1.Artifact
-	47, // 51: runcore.v1.ListArtifactsResponse.artifacts:type_name -> runcore.v1.Artifact
-	61, // 52: runcore.v1.ListArtifactsResponse.links:type_name -> runcore.v1.LinkedArtifact
-	3,  // 53: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
-	3,  // 54: runcore.v1.Media.ExtraEntry.value:type_name -> runcore.v1.Value
-	3,  // 55: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 56: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 57: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
-	3,  // 58: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 59: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 60: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 61: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 62: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 63: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 64: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 65: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 66: runcore.v1.ArtifactFile.ExtraEntry.value:type_name -> runcore.v1.Value
-	3,  // 67: runcore.v1.Artifact.MetadataEntry.value:type_name -> runcore.v1.Value
-	3,  // 68: runcore.v1.CreateArtifactRequest.MetadataEntry.value:type_name -> runcore.v1.Value
-	9,  // 69: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
-	14, // 70: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
-	17, // 71: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
-	19, // 72: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
-	22, // 73: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
-	24, // 74: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
-	26, // 75: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
-	28, // 76: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
-	30, // 77: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
-	32, // 78: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
-	34, // 79: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
-	37, // 80: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
-	39, // 81: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
-	41, // 82: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
-	43, // 83: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
-	48, // 84: runcore.v1.RunService.CreateArtifact:input_type -> runcore.v1.CreateArtifactRequest
-	52, // 85: runcore.v1.RunService.AddArtifactFiles:input_type -> runcore.v1.AddArtifactFilesRequest
-	54, // 86: runcore.v1.RunService.CommitArtifact:input_type -> runcore.v1.CommitArtifactRequest
-	56, // 87: runcore.v1.RunService.GetArtifact:input_type -> runcore.v1.GetArtifactRequest
-	58, // 88: runcore.v1.RunService.UseArtifact:input_type -> runcore.v1.UseArtifactRequest
-	60, // 89: runcore.v1.RunService.LinkArtifact:input_type -> runcore.v1.LinkArtifactRequest
-	63, // 90: runcore.v1.RunService.SetArtifactAliases:input_type -> runcore.v1.SetArtifactAliasesRequest
-	65, // 91: runcore.v1.RunService.ListArtifacts:input_type -> runcore.v1.ListArtifactsRequest
-	67, // 92: runcore.v1.RunService.DownloadArtifact:input_type -> runcore.v1.DownloadArtifactRequest
-	12, // 93: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
-	16, // 94: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
-	18, // 95: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
-	21, // 96: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
-	23, // 97: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
-	25, // 98: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
-	27, // 99: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
-	29, // 100: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
-	31, // 101: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
-	33, // 102: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
-	35, // 103: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
-	38, // 104: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
-	40, // 105: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
-	42, // 106: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
-	45, // 107: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
-	49, // 108: runcore.v1.RunService.CreateArtifact:output_type -> runcore.v1.CreateArtifactResponse
-	53, // 109: runcore.v1.RunService.AddArtifactFiles:output_type -> runcore.v1.AddArtifactFilesResponse
-	55, // 110: runcore.v1.RunService.CommitArtifact:output_type -> runcore.v1.CommitArtifactResponse
-	57, // 111: runcore.v1.RunService.GetArtifact:output_type -> runcore.v1.GetArtifactResponse
-	59, // 112: runcore.v1.RunService.UseArtifact:output_type -> runcore.v1.UseArtifactResponse
-	62, // 113: runcore.v1.RunService.LinkArtifact:output_type -> runcore.v1.LinkArtifactResponse
-	64, // 114: runcore.v1.RunService.SetArtifactAliases:output_type -> runcore.v1.SetArtifactAliasesResponse
-	66, // 115: runcore.v1.RunService.ListArtifacts:output_type -> runcore.v1.ListArtifactsResponse
-	68, // 116: runcore.v1.RunService.DownloadArtifact:output_type -> runcore.v1.DownloadArtifactResponse
-	93, // [93:117] is the sub-list for method output_type
-	69, // [69:93] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	4,   // 0: runcore.v1.Value.map_value:type_name -> runcore.v1.MapValue
+	5,   // 1: runcore.v1.Value.list_value:type_name -> runcore.v1.ListValue
+	6,   // 2: runcore.v1.Value.histogram:type_name -> runcore.v1.Histogram
+	7,   // 3: runcore.v1.Value.media:type_name -> runcore.v1.Media
+	79,  // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
+	3,   // 5: runcore.v1.ListValue.values:type_name -> runcore.v1.Value
+	0,   // 6: runcore.v1.Media.kind:type_name -> runcore.v1.MediaKind
+	80,  // 7: runcore.v1.Media.extra:type_name -> runcore.v1.Media.ExtraEntry
+	81,  // 8: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
+	2,   // 9: runcore.v1.InitRequest.resume:type_name -> runcore.v1.Resume
+	8,   // 10: runcore.v1.InitRequest.client:type_name -> runcore.v1.ClientInfo
+	10,  // 11: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
+	1,   // 12: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
+	11,  // 13: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
+	82,  // 14: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
+	83,  // 15: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
+	15,  // 16: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
+	13,  // 17: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
+	15,  // 18: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
+	20,  // 19: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
+	84,  // 20: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
+	85,  // 21: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
+	86,  // 22: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
+	87,  // 23: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
+	1,   // 24: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
+	11,  // 25: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
+	11,  // 26: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
+	88,  // 27: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
+	36,  // 28: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
+	11,  // 29: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
+	11,  // 30: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
+	89,  // 31: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
+	90,  // 32: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
+	20,  // 33: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
+	36,  // 34: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
+	91,  // 35: runcore.v1.GetRunResponse.system_metrics:type_name -> runcore.v1.GetRunResponse.SystemMetricsEntry
+	11,  // 36: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
+	92,  // 37: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
+	44,  // 38: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
+	46,  // 39: runcore.v1.UpdateRunRequest.tags:type_name -> runcore.v1.Tags
+	93,  // 40: runcore.v1.UpdateRunRequest.config:type_name -> runcore.v1.UpdateRunRequest.ConfigEntry
+	94,  // 41: runcore.v1.UpdateRunRequest.summary:type_name -> runcore.v1.UpdateRunRequest.SummaryEntry
+	11,  // 42: runcore.v1.UpdateRunResponse.run:type_name -> runcore.v1.RunInfo
+	95,  // 43: runcore.v1.UpdateRunResponse.config:type_name -> runcore.v1.UpdateRunResponse.ConfigEntry
+	96,  // 44: runcore.v1.UpdateRunResponse.summary:type_name -> runcore.v1.UpdateRunResponse.SummaryEntry
+	52,  // 45: runcore.v1.ListFilesResponse.files:type_name -> runcore.v1.FileInfo
+	97,  // 46: runcore.v1.ArtifactFile.extra:type_name -> runcore.v1.ArtifactFile.ExtraEntry
+	98,  // 47: runcore.v1.Artifact.metadata:type_name -> runcore.v1.Artifact.MetadataEntry
+	56,  // 48: runcore.v1.Artifact.files:type_name -> runcore.v1.ArtifactFile
+	99,  // 49: runcore.v1.CreateArtifactRequest.metadata:type_name -> runcore.v1.CreateArtifactRequest.MetadataEntry
+	60,  // 50: runcore.v1.AddArtifactFilesRequest.file:type_name -> runcore.v1.ArtifactFileSource
+	56,  // 51: runcore.v1.AddArtifactFilesRequest.reference:type_name -> runcore.v1.ArtifactFile
+	61,  // 52: runcore.v1.AddArtifactFilesRequest.chunk:type_name -> runcore.v1.ArtifactChunk
+	57,  // 53: runcore.v1.CommitArtifactResponse.artifact:type_name -> runcore.v1.Artifact
+	57,  // 54: runcore.v1.GetArtifactResponse.artifact:type_name -> runcore.v1.Artifact
+	57,  // 55: runcore.v1.UseArtifactResponse.artifact:type_name -> runcore.v1.Artifact
+	57,  // 56: runcore.v1.LinkedArtifact.artifact:type_name -> runcore.v1.Artifact
+	71,  // 57: runcore.v1.LinkArtifactResponse.link:type_name -> runcore.v1.LinkedArtifact
+	57,  // 58: runcore.v1.SetArtifactAliasesResponse.artifact:type_name -> runcore.v1.Artifact
+	57,  // 59: runcore.v1.ListArtifactsResponse.artifacts:type_name -> runcore.v1.Artifact
+	71,  // 60: runcore.v1.ListArtifactsResponse.links:type_name -> runcore.v1.LinkedArtifact
+	3,   // 61: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
+	3,   // 62: runcore.v1.Media.ExtraEntry.value:type_name -> runcore.v1.Value
+	3,   // 63: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 64: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,   // 65: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
+	3,   // 66: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 67: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 68: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 69: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 70: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 71: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 72: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 73: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,   // 74: runcore.v1.UpdateRunRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 75: runcore.v1.UpdateRunRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 76: runcore.v1.UpdateRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 77: runcore.v1.UpdateRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 78: runcore.v1.ArtifactFile.ExtraEntry.value:type_name -> runcore.v1.Value
+	3,   // 79: runcore.v1.Artifact.MetadataEntry.value:type_name -> runcore.v1.Value
+	3,   // 80: runcore.v1.CreateArtifactRequest.MetadataEntry.value:type_name -> runcore.v1.Value
+	9,   // 81: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
+	14,  // 82: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
+	17,  // 83: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
+	19,  // 84: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
+	22,  // 85: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
+	24,  // 86: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
+	26,  // 87: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
+	28,  // 88: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
+	30,  // 89: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
+	32,  // 90: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
+	34,  // 91: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
+	37,  // 92: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
+	39,  // 93: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
+	41,  // 94: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
+	43,  // 95: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
+	47,  // 96: runcore.v1.RunService.UpdateRun:input_type -> runcore.v1.UpdateRunRequest
+	49,  // 97: runcore.v1.RunService.DeleteRun:input_type -> runcore.v1.DeleteRunRequest
+	51,  // 98: runcore.v1.RunService.ListFiles:input_type -> runcore.v1.ListFilesRequest
+	54,  // 99: runcore.v1.RunService.ReadFile:input_type -> runcore.v1.ReadFileRequest
+	58,  // 100: runcore.v1.RunService.CreateArtifact:input_type -> runcore.v1.CreateArtifactRequest
+	62,  // 101: runcore.v1.RunService.AddArtifactFiles:input_type -> runcore.v1.AddArtifactFilesRequest
+	64,  // 102: runcore.v1.RunService.CommitArtifact:input_type -> runcore.v1.CommitArtifactRequest
+	66,  // 103: runcore.v1.RunService.GetArtifact:input_type -> runcore.v1.GetArtifactRequest
+	68,  // 104: runcore.v1.RunService.UseArtifact:input_type -> runcore.v1.UseArtifactRequest
+	70,  // 105: runcore.v1.RunService.LinkArtifact:input_type -> runcore.v1.LinkArtifactRequest
+	73,  // 106: runcore.v1.RunService.SetArtifactAliases:input_type -> runcore.v1.SetArtifactAliasesRequest
+	75,  // 107: runcore.v1.RunService.ListArtifacts:input_type -> runcore.v1.ListArtifactsRequest
+	77,  // 108: runcore.v1.RunService.DownloadArtifact:input_type -> runcore.v1.DownloadArtifactRequest
+	12,  // 109: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
+	16,  // 110: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
+	18,  // 111: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
+	21,  // 112: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
+	23,  // 113: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
+	25,  // 114: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
+	27,  // 115: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
+	29,  // 116: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
+	31,  // 117: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
+	33,  // 118: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
+	35,  // 119: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
+	38,  // 120: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
+	40,  // 121: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
+	42,  // 122: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
+	45,  // 123: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
+	48,  // 124: runcore.v1.RunService.UpdateRun:output_type -> runcore.v1.UpdateRunResponse
+	50,  // 125: runcore.v1.RunService.DeleteRun:output_type -> runcore.v1.DeleteRunResponse
+	53,  // 126: runcore.v1.RunService.ListFiles:output_type -> runcore.v1.ListFilesResponse
+	55,  // 127: runcore.v1.RunService.ReadFile:output_type -> runcore.v1.ReadFileResponse
+	59,  // 128: runcore.v1.RunService.CreateArtifact:output_type -> runcore.v1.CreateArtifactResponse
+	63,  // 129: runcore.v1.RunService.AddArtifactFiles:output_type -> runcore.v1.AddArtifactFilesResponse
+	65,  // 130: runcore.v1.RunService.CommitArtifact:output_type -> runcore.v1.CommitArtifactResponse
+	67,  // 131: runcore.v1.RunService.GetArtifact:output_type -> runcore.v1.GetArtifactResponse
+	69,  // 132: runcore.v1.RunService.UseArtifact:output_type -> runcore.v1.UseArtifactResponse
+	72,  // 133: runcore.v1.RunService.LinkArtifact:output_type -> runcore.v1.LinkArtifactResponse
+	74,  // 134: runcore.v1.RunService.SetArtifactAliases:output_type -> runcore.v1.SetArtifactAliasesResponse
+	76,  // 135: runcore.v1.RunService.ListArtifacts:output_type -> runcore.v1.ListArtifactsResponse
+	78,  // 136: runcore.v1.RunService.DownloadArtifact:output_type -> runcore.v1.DownloadArtifactResponse
+	109, // [109:137] is the sub-list for method output_type
+	81,  // [81:109] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_runcore_v1_runcore_proto_init() }
@@ -5656,7 +6369,8 @@ func file_runcore_v1_runcore_proto_init() {
 	file_runcore_v1_runcore_proto_msgTypes[23].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[31].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[40].OneofWrappers = []any{}
-	file_runcore_v1_runcore_proto_msgTypes[49].OneofWrappers = []any{
+	file_runcore_v1_runcore_proto_msgTypes[44].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[59].OneofWrappers = []any{
 		(*AddArtifactFilesRequest_File)(nil),
 		(*AddArtifactFilesRequest_Reference)(nil),
 		(*AddArtifactFilesRequest_Chunk)(nil),
@@ -5668,7 +6382,7 @@ func file_runcore_v1_runcore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runcore_v1_runcore_proto_rawDesc), len(file_runcore_v1_runcore_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   82,
+			NumMessages:   97,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

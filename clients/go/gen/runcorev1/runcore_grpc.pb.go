@@ -38,6 +38,10 @@ const (
 	RunService_GetRun_FullMethodName             = "/runcore.v1.RunService/GetRun"
 	RunService_ListRuns_FullMethodName           = "/runcore.v1.RunService/ListRuns"
 	RunService_ScanHistory_FullMethodName        = "/runcore.v1.RunService/ScanHistory"
+	RunService_UpdateRun_FullMethodName          = "/runcore.v1.RunService/UpdateRun"
+	RunService_DeleteRun_FullMethodName          = "/runcore.v1.RunService/DeleteRun"
+	RunService_ListFiles_FullMethodName          = "/runcore.v1.RunService/ListFiles"
+	RunService_ReadFile_FullMethodName           = "/runcore.v1.RunService/ReadFile"
 	RunService_CreateArtifact_FullMethodName     = "/runcore.v1.RunService/CreateArtifact"
 	RunService_AddArtifactFiles_FullMethodName   = "/runcore.v1.RunService/AddArtifactFiles"
 	RunService_CommitArtifact_FullMethodName     = "/runcore.v1.RunService/CommitArtifact"
@@ -80,6 +84,17 @@ type RunServiceClient interface {
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
 	// Streams a run's committed history rows, in step order.
 	ScanHistory(ctx context.Context, in *ScanHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanHistoryResponse], error)
+	// Changes a run's name, tags, notes, group, job type, config or summary, open or
+	// ended: the change is a record in the run's log (replayed by restarts, reads and
+	// `runcore sync`) and is forwarded to the remote backend.
+	UpdateRun(ctx context.Context, in *UpdateRunRequest, opts ...grpc.CallOption) (*UpdateRunResponse, error)
+	// Removes an ended run's directory from the local store (the remote backends
+	// keep their copy). An open run is refused with FAILED_PRECONDITION.
+	DeleteRun(ctx context.Context, in *DeleteRunRequest, opts ...grpc.CallOption) (*DeleteRunResponse, error)
+	// The files under a run's files/ directory (saved files and media).
+	ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error)
+	// Streams one file of a run's files/ directory in chunks.
+	ReadFile(ctx context.Context, in *ReadFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadFileResponse], error)
 	// Artifacts (see "Artifacts" at the end of this file). Logging one is three
 	// calls: CreateArtifact opens a draft, AddArtifactFiles streams its files (by
 	// path on the sidecar's host, or their bytes), CommitArtifact makes it a version.
@@ -272,6 +287,55 @@ func (c *runServiceClient) ScanHistory(ctx context.Context, in *ScanHistoryReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RunService_ScanHistoryClient = grpc.ServerStreamingClient[ScanHistoryResponse]
 
+func (c *runServiceClient) UpdateRun(ctx context.Context, in *UpdateRunRequest, opts ...grpc.CallOption) (*UpdateRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateRunResponse)
+	err := c.cc.Invoke(ctx, RunService_UpdateRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) DeleteRun(ctx context.Context, in *DeleteRunRequest, opts ...grpc.CallOption) (*DeleteRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteRunResponse)
+	err := c.cc.Invoke(ctx, RunService_DeleteRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFilesResponse)
+	err := c.cc.Invoke(ctx, RunService_ListFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) ReadFile(ctx context.Context, in *ReadFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadFileResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[2], RunService_ReadFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadFileRequest, ReadFileResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunService_ReadFileClient = grpc.ServerStreamingClient[ReadFileResponse]
+
 func (c *runServiceClient) CreateArtifact(ctx context.Context, in *CreateArtifactRequest, opts ...grpc.CallOption) (*CreateArtifactResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateArtifactResponse)
@@ -284,7 +348,7 @@ func (c *runServiceClient) CreateArtifact(ctx context.Context, in *CreateArtifac
 
 func (c *runServiceClient) AddArtifactFiles(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AddArtifactFilesRequest, AddArtifactFilesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[2], RunService_AddArtifactFiles_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[3], RunService_AddArtifactFiles_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +421,7 @@ func (c *runServiceClient) ListArtifacts(ctx context.Context, in *ListArtifactsR
 
 func (c *runServiceClient) DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[3], RunService_DownloadArtifact_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[4], RunService_DownloadArtifact_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +469,17 @@ type RunServiceServer interface {
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
 	// Streams a run's committed history rows, in step order.
 	ScanHistory(*ScanHistoryRequest, grpc.ServerStreamingServer[ScanHistoryResponse]) error
+	// Changes a run's name, tags, notes, group, job type, config or summary, open or
+	// ended: the change is a record in the run's log (replayed by restarts, reads and
+	// `runcore sync`) and is forwarded to the remote backend.
+	UpdateRun(context.Context, *UpdateRunRequest) (*UpdateRunResponse, error)
+	// Removes an ended run's directory from the local store (the remote backends
+	// keep their copy). An open run is refused with FAILED_PRECONDITION.
+	DeleteRun(context.Context, *DeleteRunRequest) (*DeleteRunResponse, error)
+	// The files under a run's files/ directory (saved files and media).
+	ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error)
+	// Streams one file of a run's files/ directory in chunks.
+	ReadFile(*ReadFileRequest, grpc.ServerStreamingServer[ReadFileResponse]) error
 	// Artifacts (see "Artifacts" at the end of this file). Logging one is three
 	// calls: CreateArtifact opens a draft, AddArtifactFiles streams its files (by
 	// path on the sidecar's host, or their bytes), CommitArtifact makes it a version.
@@ -479,6 +554,18 @@ func (UnimplementedRunServiceServer) ListRuns(context.Context, *ListRunsRequest)
 }
 func (UnimplementedRunServiceServer) ScanHistory(*ScanHistoryRequest, grpc.ServerStreamingServer[ScanHistoryResponse]) error {
 	return status.Error(codes.Unimplemented, "method ScanHistory not implemented")
+}
+func (UnimplementedRunServiceServer) UpdateRun(context.Context, *UpdateRunRequest) (*UpdateRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateRun not implemented")
+}
+func (UnimplementedRunServiceServer) DeleteRun(context.Context, *DeleteRunRequest) (*DeleteRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRun not implemented")
+}
+func (UnimplementedRunServiceServer) ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFiles not implemented")
+}
+func (UnimplementedRunServiceServer) ReadFile(*ReadFileRequest, grpc.ServerStreamingServer[ReadFileResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReadFile not implemented")
 }
 func (UnimplementedRunServiceServer) CreateArtifact(context.Context, *CreateArtifactRequest) (*CreateArtifactResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateArtifact not implemented")
@@ -780,6 +867,71 @@ func _RunService_ScanHistory_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RunService_ScanHistoryServer = grpc.ServerStreamingServer[ScanHistoryResponse]
 
+func _RunService_UpdateRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).UpdateRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_UpdateRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).UpdateRun(ctx, req.(*UpdateRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_DeleteRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).DeleteRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_DeleteRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).DeleteRun(ctx, req.(*DeleteRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_ListFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).ListFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_ListFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).ListFiles(ctx, req.(*ListFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_ReadFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadFileRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RunServiceServer).ReadFile(m, &grpc.GenericServerStream[ReadFileRequest, ReadFileResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunService_ReadFileServer = grpc.ServerStreamingServer[ReadFileResponse]
+
 func _RunService_CreateArtifact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateArtifactRequest)
 	if err := dec(in); err != nil {
@@ -984,6 +1136,18 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _RunService_ListRuns_Handler,
 		},
 		{
+			MethodName: "UpdateRun",
+			Handler:    _RunService_UpdateRun_Handler,
+		},
+		{
+			MethodName: "DeleteRun",
+			Handler:    _RunService_DeleteRun_Handler,
+		},
+		{
+			MethodName: "ListFiles",
+			Handler:    _RunService_ListFiles_Handler,
+		},
+		{
 			MethodName: "CreateArtifact",
 			Handler:    _RunService_CreateArtifact_Handler,
 		},
@@ -1022,6 +1186,11 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ScanHistory",
 			Handler:       _RunService_ScanHistory_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ReadFile",
+			Handler:       _RunService_ReadFile_Handler,
 			ServerStreams: true,
 		},
 		{

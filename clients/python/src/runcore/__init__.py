@@ -21,7 +21,9 @@ spawning and reconnecting to the sidecar), ``_values`` (values and data types),
 ``_settings``, ``_errors``, ``_proto`` (generated stubs), ``_artifacts``
 (``Artifact``), ``_run_artifacts`` (the run's artifact methods), ``_media``
 (``Table``, ``Html``, ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on
-tables), ``_rpc`` (what a failed call becomes).
+tables), ``_rpc`` (what a failed call becomes); ``public`` (``runcore.Api``: W&B's
+public read API, reading and editing runs) with ``_query`` (its filters, ordering
+and history downsampling).
 """
 
 from __future__ import annotations
@@ -61,10 +63,12 @@ from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summa
 from ._settings import Settings
 from ._media import Audio, Html, Object3D, Table, Video
 from ._values import Histogram, Image
+from .public import Api
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Api",
     "Artifact",
     "ArtifactManifestEntry",
     "Audio",

@@ -583,6 +583,23 @@ def list_artifacts(
     return [Artifact._from_proto(a, client) for a in resp.artifacts]
 
 
+def get_artifact(sidecar: "Sidecar", settings: "Settings", name: str, type: str = "") -> Artifact:
+    """The version ``name`` names ("name:alias", "name:vN", a registry path), of
+    ``type`` when given, bound to the sidecar: the public API's ``Api.artifact``."""
+    client = _Client(sidecar, settings)
+    req = pb.GetArtifactRequest(name=name, type=type)
+    return Artifact._from_proto(client.call("get artifact", "GetArtifact", req).artifact, client)
+
+
+def artifact_versions(sidecar: "Sidecar", settings: "Settings", name: str, type: str = "") -> list[Artifact]:
+    """Every version of artifact ``name`` (of ``type`` when given), oldest first:
+    the public API's ``Api.artifact_versions``."""
+    client = _Client(sidecar, settings)
+    req = pb.ListArtifactsRequest(name=name, type=type)
+    resp = client.call("list artifacts", "ListArtifacts", req)
+    return [Artifact._from_proto(a, client) for a in resp.artifacts]
+
+
 def _receive(c: _Client, req: pb.DownloadArtifactRequest, where: str) -> list[str]:
     """Writes a version's streamed files under ``where``; returns references not
     fetched."""

@@ -21,6 +21,9 @@ class Kind(str, enum.Enum):
     UNARY = "unary"
     #: The end of a LogStream call.
     STREAM = "stream"
+    #: A call of the public read API (``runcore.Api``): about any run, open or
+    #: ended, that this client does not log to.
+    API = "api"
 
 
 class Action(str, enum.Enum):
@@ -51,27 +54,27 @@ RETRY_LIMITED_ATTEMPTS = 3
 
 _C = grpc.StatusCode
 _A = Action
-# code: (init, unary, stream)
-_TABLE: dict[grpc.StatusCode, tuple[Action, Action, Action]] = {
-    _C.OK: (_A.NONE, _A.NONE, _A.NONE),
-    _C.CANCELLED: (_A.RETRY, _A.RETRY, _A.RETRY),
-    _C.UNKNOWN: (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED),
-    _C.INVALID_ARGUMENT: (_A.FAIL, _A.FAIL, _A.DROP_BATCH),
-    _C.DEADLINE_EXCEEDED: (_A.FAIL, _A.FAIL, _A.RETRY),
-    _C.NOT_FOUND: (_A.FAIL, _A.REINIT, _A.REINIT),
-    _C.ALREADY_EXISTS: (_A.FAIL, _A.FAIL, _A.STOP),
-    _C.PERMISSION_DENIED: (_A.FAIL, _A.STOP, _A.STOP),
-    _C.RESOURCE_EXHAUSTED: (_A.FAIL, _A.FAIL, _A.DROP_BATCH),
-    _C.FAILED_PRECONDITION: (_A.FAIL, _A.ENDED, _A.ENDED),
-    _C.ABORTED: (_A.FAIL, _A.FAIL, _A.RETRY),
-    _C.OUT_OF_RANGE: (_A.FAIL, _A.FAIL, _A.DROP_BATCH),
-    _C.UNIMPLEMENTED: (_A.FAIL, _A.STOP, _A.STOP),
-    _C.INTERNAL: (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED),
-    _C.UNAVAILABLE: (_A.RETRY, _A.RETRY, _A.RETRY),
-    _C.DATA_LOSS: (_A.FAIL, _A.STOP, _A.STOP),
-    _C.UNAUTHENTICATED: (_A.FAIL, _A.STOP, _A.STOP),
+# code: (init, unary, stream, api)
+_TABLE: dict[grpc.StatusCode, tuple[Action, Action, Action, Action]] = {
+    _C.OK: (_A.NONE, _A.NONE, _A.NONE, _A.NONE),
+    _C.CANCELLED: (_A.RETRY, _A.RETRY, _A.RETRY, _A.RETRY),
+    _C.UNKNOWN: (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED, _A.FAIL),
+    _C.INVALID_ARGUMENT: (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
+    _C.DEADLINE_EXCEEDED: (_A.FAIL, _A.FAIL, _A.RETRY, _A.FAIL),
+    _C.NOT_FOUND: (_A.FAIL, _A.REINIT, _A.REINIT, _A.FAIL),
+    _C.ALREADY_EXISTS: (_A.FAIL, _A.FAIL, _A.STOP, _A.FAIL),
+    _C.PERMISSION_DENIED: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+    _C.RESOURCE_EXHAUSTED: (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
+    _C.FAILED_PRECONDITION: (_A.FAIL, _A.ENDED, _A.ENDED, _A.FAIL),
+    _C.ABORTED: (_A.FAIL, _A.FAIL, _A.RETRY, _A.FAIL),
+    _C.OUT_OF_RANGE: (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
+    _C.UNIMPLEMENTED: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+    _C.INTERNAL: (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED, _A.FAIL),
+    _C.UNAVAILABLE: (_A.RETRY, _A.RETRY, _A.RETRY, _A.RETRY),
+    _C.DATA_LOSS: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+    _C.UNAUTHENTICATED: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
 }
-_INDEX = {Kind.INIT: 0, Kind.UNARY: 1, Kind.STREAM: 2}
+_INDEX = {Kind.INIT: 0, Kind.UNARY: 1, Kind.STREAM: 2, Kind.API: 3}
 
 
 def classify(code: grpc.StatusCode, kind: Kind) -> Action:

@@ -375,7 +375,7 @@ class Run(ArtifactMethods):
 
     @name.setter
     def name(self, value: str) -> None:
-        self._set_unsent("name", value)
+        self._edit(name=str(value))
         self._name = str(value)
 
     @property
@@ -384,7 +384,7 @@ class Run(ArtifactMethods):
 
     @notes.setter
     def notes(self, value: str) -> None:
-        self._set_unsent("notes", value)
+        self._edit(notes=str(value))
         self._notes = str(value)
 
     @property
@@ -393,8 +393,9 @@ class Run(ArtifactMethods):
 
     @tags.setter
     def tags(self, value: Any) -> None:
-        self._set_unsent("tags", value)
-        self._tags = tuple(str(t) for t in value)
+        tags = tuple(str(t) for t in ([value] if isinstance(value, str) else value))
+        self._edit(tags=tags)
+        self._tags = tags
 
     @property
     def group(self) -> str:
@@ -404,12 +405,19 @@ class Run(ArtifactMethods):
     def job_type(self) -> str:
         return self._job_type
 
-    def _set_unsent(self, what: str, value: Any) -> None:
-        self._warn_once(
-            f"set-{what}",
-            f"runcore: run.{what} was changed here only: the sidecar has no call to rename "
-            f"a run or change its {what} after init; pass it to runcore.init() instead",
-        )
+    def _edit(self, name: Optional[str] = None, notes: Optional[str] = None, tags: Optional[tuple[str, ...]] = None) -> None:
+        """Sends a change of name, notes or tags to the sidecar (UpdateRun: a
+        record in the run's log, forwarded to its backend); works after finish too."""
+        req = pb.UpdateRunRequest(run_id=self.id)
+        if name is not None:
+            req.name = name
+        if notes is not None:
+            req.notes = notes
+        if tags is not None:
+            req.tags.SetInParent()
+            req.tags.tags.extend(tags)
+        resp = self._call("run update", "UpdateRun", req)
+        self._info = resp.run
 
     @property
     def step(self) -> int:

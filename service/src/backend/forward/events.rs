@@ -59,12 +59,6 @@ impl Sink for EventSink {
     }
 }
 
-pub(super) struct NoSink;
-
-impl Sink for NoSink {
-    fn history(&mut self, _row: &CommittedRow<'_>) {}
-}
-
 /// Reads up to `max` whole records after `offset`; returns them with the offset
 /// after the last.
 pub(super) fn read_from(
@@ -101,6 +95,11 @@ pub(super) fn events_of(mirror: &mut RunState, records: &[Record]) -> Vec<Event>
             }
             Some(Kind::SavedFiles(f)) => sink.events.push(Event::Files(f.files.clone())),
             Some(Kind::Artifact(a)) => sink.events.push(Event::Artifact(Box::new(a.clone()))),
+            Some(Kind::Edit(e)) => {
+                sink.events.push(Event::Edit);
+                config |= !e.config.is_empty() || !e.config_remove.is_empty();
+                summary |= !e.summary.is_empty() || !e.summary_remove.is_empty();
+            }
             Some(Kind::State(change)) => {
                 summary = true;
                 sink.events.push(Event::State {

@@ -14,6 +14,7 @@
 
 mod cursor;
 mod events;
+mod lock;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,14 +26,14 @@ use tokio::time::Instant;
 
 use self::cursor::{cursor_path, read_cursor, write_cursor, Cursor};
 pub use self::cursor::{pending_bytes, started, status_from_disk, Checkpoint};
-use self::events::{events_of, read_from, NoSink};
+use self::events::{events_of, read_from};
 use super::retry::{self, Backoff, Delivered};
 use super::{Backend, BackendSettings, Batch};
 use crate::clock;
 use crate::proto::v1::BackendStatus;
 use crate::proto::wal::{record::Kind, Record};
 use crate::run::Delivery;
-use crate::semantics::state::RunState;
+use crate::semantics::state::{NoSink, RunState};
 use crate::shutdown::ShutdownToken;
 use crate::store;
 use crate::wal::{WalError, WalReader};
@@ -293,7 +294,8 @@ impl Forwarder {
     /// Delivers until the run has ended and its log is delivered (or, without a
     /// registry, until the end of the log), or shutdown.
     pub async fn forward(mut self, mut token: ShutdownToken) -> Stopped {
-        let _lock = match self.lock_delivery() {
+        let registry = self.registry.as_deref().map(|r| (r, self.id.as_str()));
+        let _lock = match lock::lock_delivery(&self.dir, self.backend.name(), registry).await {
             Ok(lock) => lock,
             Err(stopped) => return stopped,
         };
@@ -326,27 +328,6 @@ impl Forwarder {
                 self.heartbeat(&at.mirror).await;
                 at.next_beat = Instant::now() + self.heartbeat_interval;
             }
-        }
-    }
-
-    /// One forwarder per run and backend, across processes: holds the lock file.
-    fn lock_delivery(&self) -> Result<std::fs::File, Stopped> {
-        let lock_path = self
-            .dir
-            .join("forward")
-            .join(format!("{}.lock", self.backend.name()));
-        let file = std::fs::create_dir_all(self.dir.join("forward"))
-            .and_then(|_| std::fs::File::create(&lock_path))
-            .map_err(|e| Stopped::Failed(format!("{}: {e}", lock_path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if let Some(reg) = &self.registry {
-                    reg.lock().remove(&self.id);
-                }
-                Err(Stopped::Busy)
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(Stopped::Failed(e.to_string())),
         }
     }
 

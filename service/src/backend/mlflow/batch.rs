@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::convert::{flatten, key, metric_value, ms, number, param_text, status_of, truncate};
+use super::identity::identity_tags;
 use super::{LogBatch, Mlflow, MAX_PARAM_VALUE, SUMMARY_EVERY, TAG_STATE};
 use crate::backend::retry::BackendError;
 use crate::backend::{media_paths, uploads_on_save, Batch, Event};
@@ -102,6 +103,10 @@ impl Mlflow {
                 }
             }
             Event::Files(files) => todo.uploads.extend(uploads_on_save(files)),
+            Event::Edit => {
+                todo.edited = true;
+                todo.tags.extend(identity_tags(batch.run));
+            }
             Event::Output { .. } => todo.output = true,
             Event::State {
                 state, timestamp, ..
@@ -167,11 +172,15 @@ impl Mlflow {
                 .unwrap_or_default();
             self.upload(store::ALERTS_JSONL, bytes).await?;
         }
+        if todo.edited {
+            self.edited(batch.run).await?;
+        }
         self.upload_output(batch, todo.output, todo.end.is_some())
             .await?;
         if let Some(s) = todo.summary {
             let now = crate::clock::now();
-            if todo.end.is_some() || now - self.st.last_summary_upload >= SUMMARY_EVERY {
+            let due = now - self.st.last_summary_upload >= SUMMARY_EVERY;
+            if todo.end.is_some() || todo.edited || due {
                 self.upload(store::SUMMARY_JSON, value::map_to_json(s).into_bytes())
                     .await?;
                 self.st.last_summary_upload = now;
@@ -229,6 +238,8 @@ pub(super) struct Todo<'a> {
     pub(super) alerts: bool,
     /// What the run did with artifacts, in log order.
     pub(super) artifacts: Vec<&'a ArtifactRecord>,
+    /// The run was edited: rename it, drop removed tags, upload the summary now.
+    pub(super) edited: bool,
     /// Console lines arrived: output.log is uploaded (at most every SUMMARY_EVERY,
     /// and at the end).
     pub(super) output: bool,

@@ -9,10 +9,11 @@
 //! `alerts.jsonl` artifact and a tag; console lines -> `output.log` artifact (at
 //! most every 10 s, and at the end); saved files -> artifacts (proxied artifact
 //! API); end -> status FINISHED / FAILED / KILLED plus tag `runcore.state`;
-//! heartbeats -> tag `runcore.heartbeat`; media values' files -> artifacts at
-//! their `media/...` paths; artifacts -> [`artifacts`] (run artifacts, logged
-//! models, registered model versions, dataset inputs). Requests respect
-//! log-batch's limits.
+//! heartbeats -> tag `runcore.heartbeat`; an edit (UpdateRun) -> the run renamed
+//! (`runs/update` run_name), its identity tags set again and dropped `tag.<t>`
+//! deleted; media values' files -> artifacts at their `media/...` paths;
+//! artifacts -> [`artifacts`] (run artifacts, logged models, registered model
+//! versions, dataset inputs). Requests respect log-batch's limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -25,10 +26,12 @@ use serde_json::{json, Value as Json};
 mod artifacts;
 mod batch;
 mod convert;
+mod identity;
 
 use self::batch::Todo;
 pub use self::convert::ms;
-use self::convert::{key, truncate};
+use self::convert::truncate;
+use self::identity::identity_tags;
 use super::retry::{self, BackendError};
 use super::{http_client, Backend, Batch};
 use crate::proto::v1::RunInfo;
@@ -86,6 +89,10 @@ struct State {
     /// Keys already warned about (non-numeric metrics, changed params).
     warned: BTreeSet<String>,
     system_step: i64,
+    /// The run's tags as MLflow has them (`tag.<t>`), so an edit can remove the
+    /// ones it dropped.
+    #[serde(default)]
+    tags: Vec<String>,
     #[serde(skip)]
     last_summary_upload: f64,
     /// Artifact versions ("name:vN") whose files were uploaded.
@@ -269,24 +276,18 @@ impl Mlflow {
         } else {
             let mut tags = vec![
                 json!({"key": TAG_RUN_ID, "value": run.id}),
-                json!({"key": "mlflow.runName", "value": run.name}),
                 json!({"key": "mlflow.source.name", "value": "runcore"}),
             ];
-            for (k, v) in [
-                ("runcore.entity", &run.entity),
-                ("runcore.group", &run.group),
-                ("runcore.job_type", &run.job_type),
-                ("mlflow.note.content", &run.notes),
-            ] {
-                if !v.is_empty() {
-                    tags.push(json!({"key": k, "value": truncate(v, MAX_TAG_VALUE)}));
-                }
+            if !run.entity.is_empty() {
+                tags.push(
+                    json!({"key": "runcore.entity", "value": truncate(&run.entity, MAX_TAG_VALUE)}),
+                );
             }
-            if !run.tags.is_empty() {
-                tags.push(json!({"key": "runcore.tags", "value": truncate(&run.tags.join(","), MAX_TAG_VALUE)}));
-                for t in &run.tags {
-                    tags.push(json!({"key": format!("tag.{}", key(t)), "value": "true"}));
-                }
+            for (k, v) in identity_tags(run)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+            {
+                tags.push(json!({"key": k, "value": truncate(&v, MAX_TAG_VALUE)}));
             }
             let created = self
                 .call(
@@ -309,6 +310,7 @@ impl Mlflow {
             ));
         }
         self.st.run_id = id;
+        self.st.tags.clone_from(&run.tags);
         self.st.artifact_uri = info["artifact_uri"].as_str().unwrap_or_default().to_owned();
         Ok(())
     }

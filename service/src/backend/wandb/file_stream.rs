@@ -155,7 +155,11 @@ impl Wandb {
         files: &mut serde_json::Map<String, Json>,
         body: &mut serde_json::Map<String, Json>,
     ) -> usize {
-        if let Some(summary) = &plan.summary {
+        // An ended run's edit carried its summary in UpsertBucket: nothing is
+        // streamed to a run that is complete.
+        let ended = crate::semantics::state::is_terminal(run.state());
+        let summary = plan.summary.as_ref().filter(|_| !(plan.edit && ended));
+        if let Some(summary) = summary {
             if summary.len() <= MAX_LINE_BYTES {
                 files.insert(
                     SUMMARY_FILE.into(),

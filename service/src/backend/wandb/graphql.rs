@@ -16,10 +16,12 @@ use crate::store;
 
 pub(super) const UPSERT_BUCKET: &str = "mutation UpsertBucket($name: String, $project: String, \
 $entity: String, $groupName: String, $displayName: String, $notes: String, \
-$config: JSONString, $host: String, $program: String, $jobType: String, $tags: [String!]) {
+$config: JSONString, $host: String, $program: String, $jobType: String, $tags: [String!], \
+$summaryMetrics: JSONString) {
   upsertBucket(input: {name: $name, modelName: $project, entityName: $entity, \
 groupName: $groupName, displayName: $displayName, notes: $notes, config: $config, \
-host: $host, jobProgram: $program, jobType: $jobType, tags: $tags}) {
+host: $host, jobProgram: $program, jobType: $jobType, tags: $tags, \
+summaryMetrics: $summaryMetrics}) {
     bucket { id name displayName project { id name entity { id name } } }
     inserted
   }
@@ -87,15 +89,21 @@ impl Wandb {
         self.st.program = meta["program"].as_str().unwrap_or_default().to_owned();
     }
 
-    /// Creates or updates the run with its identity and `config`.
-    pub(super) async fn upsert(&mut self, run: &RunInfo, config: &str) -> Result<(), BackendError> {
+    /// Creates or updates the run with its identity and `config` (and, after an
+    /// edit, its summary: W&B's public API edits a run's summary this way).
+    pub(super) async fn upsert(
+        &mut self,
+        run: &RunInfo,
+        config: &str,
+        summary: Option<&str>,
+    ) -> Result<(), BackendError> {
         let opt = |s: &str| if s.is_empty() { Json::Null } else { json!(s) };
         let entity = if self.st.entity.is_empty() {
             &run.entity
         } else {
             &self.st.entity
         };
-        let vars = json!({
+        let mut vars = json!({
             "name": run.id,
             "project": run.project,
             "entity": opt(entity),
@@ -108,6 +116,9 @@ impl Wandb {
             "host": opt(&self.st.host),
             "program": opt(&self.st.program),
         });
+        if let Some(summary) = summary {
+            vars["summaryMetrics"] = json!(summary);
+        }
         let data = self.graphql("UpsertBucket", UPSERT_BUCKET, vars).await?;
         let given = data["upsertBucket"]["bucket"]["project"]["entity"]["name"]
             .as_str()
@@ -150,7 +161,7 @@ impl Wandb {
             .last_upsert
             .is_none_or(|at| at.elapsed() >= CONFIG_EVERY);
         if force || due {
-            self.upsert(run, &config).await?;
+            self.upsert(run, &config, None).await?;
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! basic auth, user `api`, the API key as password).
 //!
 //! run -> GraphQL `UpsertBucket` (name = the runcore id, display name, group, job
-//! type, tags, notes, host, program, config as `{key: {"value": v}}`), again when
+//! type, tags, notes, host, program, config as `{key: {"value": v}}`), again after
+//! an edit (UpdateRun; with the summary as `summaryMetrics`), again when
 //! the config changes, at most every `CONFIG_EVERY` (a change inside that window
 //! waits for the next delivery after it, a heartbeat, or the end of the run);
 //! history -> `wandb-history.jsonl` lines on the file_stream endpoint
@@ -196,7 +197,7 @@ impl Wandb {
     /// Sends what a batch asks for, acknowledging each part as it goes.
     async fn send(&mut self, batch: &Batch<'_>, plan: &Plan) -> Result<(), BackendError> {
         let run = batch.run;
-        if !self.st.created || plan.start {
+        if !self.st.created || plan.start || plan.edit {
             self.read_metadata(batch.dir).await;
             let config = plan
                 .config
@@ -209,7 +210,8 @@ impl Wandb {
                         self.st.config_sent.clone()
                     }
                 });
-            self.upsert(run, &config).await?;
+            let summary = plan.summary.as_deref().filter(|_| plan.edit);
+            self.upsert(run, &config, summary).await?;
         }
         if let Some(config) = &plan.config {
             if *config != self.st.config_sent {

@@ -11,6 +11,8 @@ use crate::value::{self, write_json_str};
 #[derive(Default)]
 pub(super) struct Plan {
     pub(super) start: bool,
+    /// The run was edited (UpdateRun): upsert its identity (and summary) again.
+    pub(super) edit: bool,
     pub(super) config: Option<String>,
     pub(super) history: Vec<String>,
     pub(super) events: Vec<String>,
@@ -136,6 +138,7 @@ impl Plan {
                     }
                 }
                 Event::Files(files) => p.uploads.extend(uploads_on_save(files)),
+                Event::Edit => p.edit = true,
                 Event::Output { timestamp, lines } => {
                     let (date, time) = crate::clock::utc(*timestamp);
                     p.output

@@ -1,4 +1,5 @@
-//! The step/commit table, the pending row at finish, step_sync, artifact records.
+//! The step/commit table, finish and step_sync, artifact records, applied record by
+//! record.
 
 use super::*;
 
@@ -17,7 +18,7 @@ impl Sink for Collect {
     }
 }
 
-fn started() -> RunState {
+pub(super) fn started() -> RunState {
     let mut s = RunState::default();
     let rec = Record {
         time: 100.0,

@@ -571,7 +571,7 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class GetRunResponse(_message.Message):
-    __slots__ = ("run", "config", "summary", "metrics", "files", "backends")
+    __slots__ = ("run", "config", "summary", "metrics", "files", "backends", "system_metrics")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -586,19 +586,28 @@ class GetRunResponse(_message.Message):
         key: str
         value: Value
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    class SystemMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     RUN_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_METRICS_FIELD_NUMBER: _ClassVar[int]
     run: RunInfo
     config: _containers.MessageMap[str, Value]
     summary: _containers.MessageMap[str, Value]
     metrics: _containers.RepeatedCompositeFieldContainer[MetricDefinition]
     files: _containers.RepeatedScalarFieldContainer[str]
     backends: _containers.RepeatedCompositeFieldContainer[BackendStatus]
-    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., config: _Optional[_Mapping[str, Value]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., metrics: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., files: _Optional[_Iterable[str]] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ...) -> None: ...
+    system_metrics: _containers.ScalarMap[str, float]
+    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., config: _Optional[_Mapping[str, Value]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., metrics: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., files: _Optional[_Iterable[str]] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., system_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("project",)
@@ -613,16 +622,18 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
 
 class ScanHistoryRequest(_message.Message):
-    __slots__ = ("run_id", "keys", "min_step", "max_step")
+    __slots__ = ("run_id", "keys", "min_step", "max_step", "page_size")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     MIN_STEP_FIELD_NUMBER: _ClassVar[int]
     MAX_STEP_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     keys: _containers.RepeatedScalarFieldContainer[str]
     min_step: int
     max_step: int
-    def __init__(self, run_id: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., min_step: _Optional[int] = ..., max_step: _Optional[int] = ...) -> None: ...
+    page_size: int
+    def __init__(self, run_id: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., min_step: _Optional[int] = ..., max_step: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
 
 class HistoryRow(_message.Message):
     __slots__ = ("step", "values")
@@ -644,6 +655,128 @@ class ScanHistoryResponse(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[HistoryRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[HistoryRow, _Mapping]]] = ...) -> None: ...
+
+class Tags(_message.Message):
+    __slots__ = ("tags",)
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateRunRequest(_message.Message):
+    __slots__ = ("run_id", "name", "notes", "tags", "group", "job_type", "config", "config_remove", "summary", "summary_remove")
+    class ConfigEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    class SummaryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    notes: str
+    tags: Tags
+    group: str
+    job_type: str
+    config: _containers.MessageMap[str, Value]
+    config_remove: _containers.RepeatedScalarFieldContainer[str]
+    summary: _containers.MessageMap[str, Value]
+    summary_remove: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., notes: _Optional[str] = ..., tags: _Optional[_Union[Tags, _Mapping]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., config: _Optional[_Mapping[str, Value]] = ..., config_remove: _Optional[_Iterable[str]] = ..., summary: _Optional[_Mapping[str, Value]] = ..., summary_remove: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateRunResponse(_message.Message):
+    __slots__ = ("run", "config", "summary")
+    class ConfigEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    class SummaryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    run: RunInfo
+    config: _containers.MessageMap[str, Value]
+    summary: _containers.MessageMap[str, Value]
+    def __init__(self, run: _Optional[_Union[RunInfo, _Mapping]] = ..., config: _Optional[_Mapping[str, Value]] = ..., summary: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class DeleteRunRequest(_message.Message):
+    __slots__ = ("run_id", "delete_artifacts")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    delete_artifacts: bool
+    def __init__(self, run_id: _Optional[str] = ..., delete_artifacts: _Optional[bool] = ...) -> None: ...
+
+class DeleteRunResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFilesRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class FileInfo(_message.Message):
+    __slots__ = ("name", "size", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    updated_at: float
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., updated_at: _Optional[float] = ...) -> None: ...
+
+class ListFilesResponse(_message.Message):
+    __slots__ = ("files",)
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[FileInfo]
+    def __init__(self, files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ...) -> None: ...
+
+class ReadFileRequest(_message.Message):
+    __slots__ = ("run_id", "name", "offset")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    offset: int
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ReadFileResponse(_message.Message):
+    __slots__ = ("data", "offset", "size")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    size: int
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
 
 class ArtifactFile(_message.Message):
     __slots__ = ("path", "sha256", "md5", "size", "ref", "extra")

@@ -31,9 +31,11 @@ class RunServiceStub:
 
     The same table, as data, is tests/vectors/status_contract.json; the Python and Go
     clients follow it through one classifying function each (runcore._contract.classify,
-    classify in clients/go/contract.go), tested against that file. Three kinds of
+    classify in clients/go/contract.go), tested against that file. Four kinds of
     call: Init; any other unary call about an open run ("unary"); the end of a
-    LogStream ("stream").
+    LogStream ("stream"); a call of the public read API ("api": GetRun, ListRuns,
+    ScanHistory, ListFiles, ReadFile, UpdateRun, DeleteRun made by runcore.Api or
+    the Go Client, about any run, open or ended, that the client does not log to).
 
     Actions:
     retry          Transient. Reconnect (restarting a sidecar the client spawned),
@@ -66,6 +68,15 @@ class RunServiceStub:
     usable.
     stop           Return the error; do not retry. On a stream the sender gives up:
     held and later rows are lost and reported.
+
+    The "api" kind: UNAVAILABLE, and CANCELLED not caused by the caller, are retry
+    (reconnect and call again, backing off, for up to the reconnect timeout; every
+    api call is idempotent, and an interrupted ScanHistory or ReadFile goes on after
+    the last row or byte received, with min_step or offset); PERMISSION_DENIED,
+    UNIMPLEMENTED, DATA_LOSS and UNAUTHENTICATED are stop; every other code is fail
+    (NOT_FOUND: no such run or file; FAILED_PRECONDITION: DeleteRun of an open run,
+    a run held by another sidecar or still being delivered; PERMISSION_DENIED: a
+    file name that resolves outside the run's files/ directory).
 
     code                 init   unary          stream         when the sidecar returns it
     OK                   -      -              -              success; a half-closed LogStream ends OK
@@ -191,6 +202,26 @@ class RunServiceStub:
                 request_serializer=runcore_dot_v1_dot_runcore__pb2.ScanHistoryRequest.SerializeToString,
                 response_deserializer=runcore_dot_v1_dot_runcore__pb2.ScanHistoryResponse.FromString,
                 _registered_method=True)
+        self.UpdateRun = channel.unary_unary(
+                '/runcore.v1.RunService/UpdateRun',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.UpdateRunRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.UpdateRunResponse.FromString,
+                _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/runcore.v1.RunService/DeleteRun',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.DeleteRunRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.DeleteRunResponse.FromString,
+                _registered_method=True)
+        self.ListFiles = channel.unary_unary(
+                '/runcore.v1.RunService/ListFiles',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.ListFilesRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.ListFilesResponse.FromString,
+                _registered_method=True)
+        self.ReadFile = channel.unary_stream(
+                '/runcore.v1.RunService/ReadFile',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.ReadFileRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.ReadFileResponse.FromString,
+                _registered_method=True)
         self.CreateArtifact = channel.unary_unary(
                 '/runcore.v1.RunService/CreateArtifact',
                 request_serializer=runcore_dot_v1_dot_runcore__pb2.CreateArtifactRequest.SerializeToString,
@@ -244,9 +275,11 @@ class RunServiceServicer:
 
     The same table, as data, is tests/vectors/status_contract.json; the Python and Go
     clients follow it through one classifying function each (runcore._contract.classify,
-    classify in clients/go/contract.go), tested against that file. Three kinds of
+    classify in clients/go/contract.go), tested against that file. Four kinds of
     call: Init; any other unary call about an open run ("unary"); the end of a
-    LogStream ("stream").
+    LogStream ("stream"); a call of the public read API ("api": GetRun, ListRuns,
+    ScanHistory, ListFiles, ReadFile, UpdateRun, DeleteRun made by runcore.Api or
+    the Go Client, about any run, open or ended, that the client does not log to).
 
     Actions:
     retry          Transient. Reconnect (restarting a sidecar the client spawned),
@@ -279,6 +312,15 @@ class RunServiceServicer:
     usable.
     stop           Return the error; do not retry. On a stream the sender gives up:
     held and later rows are lost and reported.
+
+    The "api" kind: UNAVAILABLE, and CANCELLED not caused by the caller, are retry
+    (reconnect and call again, backing off, for up to the reconnect timeout; every
+    api call is idempotent, and an interrupted ScanHistory or ReadFile goes on after
+    the last row or byte received, with min_step or offset); PERMISSION_DENIED,
+    UNIMPLEMENTED, DATA_LOSS and UNAUTHENTICATED are stop; every other code is fail
+    (NOT_FOUND: no such run or file; FAILED_PRECONDITION: DeleteRun of an open run,
+    a run held by another sidecar or still being delivered; PERMISSION_DENIED: a
+    file name that resolves outside the run's files/ directory).
 
     code                 init   unary          stream         when the sidecar returns it
     OK                   -      -              -              success; a half-closed LogStream ends OK
@@ -416,6 +458,37 @@ class RunServiceServicer:
 
     def ScanHistory(self, request, context):
         """Streams a run's committed history rows, in step order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRun(self, request, context):
+        """Changes a run's name, tags, notes, group, job type, config or summary, open or
+        ended: the change is a record in the run's log (replayed by restarts, reads and
+        `runcore sync`) and is forwarded to the remote backend.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRun(self, request, context):
+        """Removes an ended run's directory from the local store (the remote backends
+        keep their copy). An open run is refused with FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiles(self, request, context):
+        """The files under a run's files/ directory (saved files and media).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadFile(self, request, context):
+        """Streams one file of a run's files/ directory in chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -564,6 +637,26 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=runcore_dot_v1_dot_runcore__pb2.ScanHistoryRequest.FromString,
                     response_serializer=runcore_dot_v1_dot_runcore__pb2.ScanHistoryResponse.SerializeToString,
             ),
+            'UpdateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRun,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.UpdateRunRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.UpdateRunResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.DeleteRunRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.DeleteRunResponse.SerializeToString,
+            ),
+            'ListFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiles,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.ListFilesRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'ReadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadFile,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.ReadFileRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.ReadFileResponse.SerializeToString,
+            ),
             'CreateArtifact': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateArtifact,
                     request_deserializer=runcore_dot_v1_dot_runcore__pb2.CreateArtifactRequest.FromString,
@@ -623,9 +716,11 @@ class RunService:
 
     The same table, as data, is tests/vectors/status_contract.json; the Python and Go
     clients follow it through one classifying function each (runcore._contract.classify,
-    classify in clients/go/contract.go), tested against that file. Three kinds of
+    classify in clients/go/contract.go), tested against that file. Four kinds of
     call: Init; any other unary call about an open run ("unary"); the end of a
-    LogStream ("stream").
+    LogStream ("stream"); a call of the public read API ("api": GetRun, ListRuns,
+    ScanHistory, ListFiles, ReadFile, UpdateRun, DeleteRun made by runcore.Api or
+    the Go Client, about any run, open or ended, that the client does not log to).
 
     Actions:
     retry          Transient. Reconnect (restarting a sidecar the client spawned),
@@ -658,6 +753,15 @@ class RunService:
     usable.
     stop           Return the error; do not retry. On a stream the sender gives up:
     held and later rows are lost and reported.
+
+    The "api" kind: UNAVAILABLE, and CANCELLED not caused by the caller, are retry
+    (reconnect and call again, backing off, for up to the reconnect timeout; every
+    api call is idempotent, and an interrupted ScanHistory or ReadFile goes on after
+    the last row or byte received, with min_step or offset); PERMISSION_DENIED,
+    UNIMPLEMENTED, DATA_LOSS and UNAUTHENTICATED are stop; every other code is fail
+    (NOT_FOUND: no such run or file; FAILED_PRECONDITION: DeleteRun of an open run,
+    a run held by another sidecar or still being delivered; PERMISSION_DENIED: a
+    file name that resolves outside the run's files/ directory).
 
     code                 init   unary          stream         when the sidecar returns it
     OK                   -      -              -              success; a half-closed LogStream ends OK
@@ -1097,6 +1201,114 @@ class RunService:
             '/runcore.v1.RunService/ScanHistory',
             runcore_dot_v1_dot_runcore__pb2.ScanHistoryRequest.SerializeToString,
             runcore_dot_v1_dot_runcore__pb2.ScanHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/UpdateRun',
+            runcore_dot_v1_dot_runcore__pb2.UpdateRunRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.UpdateRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/DeleteRun',
+            runcore_dot_v1_dot_runcore__pb2.DeleteRunRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.DeleteRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/ListFiles',
+            runcore_dot_v1_dot_runcore__pb2.ListFilesRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runcore.v1.RunService/ReadFile',
+            runcore_dot_v1_dot_runcore__pb2.ReadFileRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.ReadFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,179 @@
+//! A connection's socket, read and written by two threads of its own, outside
+//! tokio's reactor.
+//!
+//! The SDK sends one small frame per `run.log` call. Registered with the reactor,
+//! the socket woke the runtime once per frame (epoll reports every arrival), and
+//! those wake-ups were most of what a logged row cost the sidecar. A blocking
+//! reader instead reads whatever has piled up: in a burst of rows it waits
+//! [`READ_PAUSE`] between reads, so one wake-up brings many frames, and hands them
+//! to the connection's task as one batch. Replies go out through a blocking writer
+//! fed by a channel. Two threads per SDK process (one connection each) is cheap.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use super::framing::{self, FrameError, FrameReader};
+use crate::proto::wandb as wb;
+
+/// In a burst of `run.log` calls (the connection holds rows not yet sent to
+/// their run), how long the reader lets frames pile up in the socket before it
+/// reads again. A question the SDK asks in such a burst waits this much longer at
+/// most; outside a burst frames are read as they come.
+pub const READ_PAUSE: Duration = Duration::from_millis(5);
+/// Batches of frames read ahead of the connection's task before the reader waits
+/// (and the SDK, once the socket's buffer is full, with it).
+const READ_AHEAD: usize = 16;
+
+/// A blocking stream socket the two threads can share.
+pub trait Socket: io::Read + io::Write + Send + Sized + 'static {
+    fn try_clone(&self) -> io::Result<Self>;
+    /// Blocking mode (an accepted socket comes out of tokio non-blocking).
+    fn set_blocking(&self) -> io::Result<()>;
+    /// Ends both directions: a blocked read returns, later writes fail.
+    fn close(&self);
+}
+
+impl Socket for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+    fn set_blocking(&self) -> io::Result<()> {
+        self.set_nonblocking(false)
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Socket for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn set_blocking(&self) -> io::Result<()> {
+        self.set_nonblocking(false)
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// What the reader hands the connection's task: every whole frame one read
+/// brought (an empty batch at the stream's clean end), or why reading stopped.
+pub type FrameBatch = Result<Vec<BytesMut>, FrameError>;
+
+/// The connection's side of the two threads.
+pub struct SocketThreads<S: Socket> {
+    socket: S,
+    /// Frames as they are read.
+    pub frames: mpsc::Receiver<FrameBatch>,
+    /// Replies to write.
+    pub replies: mpsc::Sender<wb::ServerResponse>,
+    /// Set while the connection holds rows: the reader pauses between reads.
+    pub burst: Arc<AtomicBool>,
+    /// Dropped to wake the reader from a pause at the end.
+    stop: std_mpsc::Sender<()>,
+    written: oneshot::Receiver<()>,
+}
+
+impl<S: Socket> SocketThreads<S> {
+    /// Starts the reader and the writer of `socket` (blocking mode).
+    pub fn start(socket: S, max_frame: usize, reply_buffer: usize) -> io::Result<Self> {
+        let (frame_tx, frames) = mpsc::channel(READ_AHEAD);
+        let (replies, reply_rx) = mpsc::channel(reply_buffer);
+        let (stop, stopped) = std_mpsc::channel();
+        let (written_tx, written) = oneshot::channel();
+        let burst = Arc::new(AtomicBool::new(false));
+        let reader = FrameReader::new(socket.try_clone()?, max_frame);
+        let pause = burst.clone();
+        std::thread::Builder::new()
+            .name("wandb-read".into())
+            .spawn(move || read_frames(reader, frame_tx, &pause, &stopped))?;
+        let out = socket.try_clone()?;
+        let writer = std::thread::Builder::new()
+            .name("wandb-write".into())
+            .spawn(move || {
+                write_replies(out, reply_rx);
+                let _ = written_tx.send(());
+            });
+        if let Err(e) = writer {
+            socket.close();
+            return Err(e);
+        }
+        Ok(SocketThreads {
+            socket,
+            frames,
+            replies,
+            burst,
+            stop,
+            written,
+        })
+    }
+
+    /// Ends the connection: the writer gets up to `drain` to write the replies
+    /// queued before (every sender of `replies` must be gone by then, or it waits
+    /// the whole `drain`), then the socket closes and the reader ends.
+    pub async fn close(self, drain: Duration) {
+        let SocketThreads {
+            socket,
+            frames,
+            replies,
+            stop,
+            written,
+            ..
+        } = self;
+        drop(replies);
+        drop(stop);
+        if tokio::time::timeout(drain, written).await.is_err() {
+            tracing::debug!("W&B connection: the SDK did not take its last replies");
+        }
+        socket.close();
+        drop(frames);
+    }
+}
+
+/// The reader thread: batches of whole frames until the stream ends, fails, or
+/// the connection's task stops listening.
+fn read_frames<S: Socket>(
+    mut reader: FrameReader<S>,
+    out: mpsc::Sender<FrameBatch>,
+    burst: &AtomicBool,
+    stop: &std_mpsc::Receiver<()>,
+) {
+    loop {
+        let batch = reader.next_batch();
+        let last = !matches!(&batch, Ok(frames) if !frames.is_empty());
+        if out.blocking_send(batch).is_err() || last {
+            return;
+        }
+        if burst.load(Ordering::Relaxed) {
+            match stop.recv_timeout(READ_PAUSE) {
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The writer thread: replies as they come, several per write when they queue up.
+fn write_replies<S: Socket>(mut socket: S, mut rx: mpsc::Receiver<wb::ServerResponse>) {
+    let mut buf = Vec::with_capacity(4096);
+    while let Some(reply) = rx.blocking_recv() {
+        buf.clear();
+        framing::encode(&reply.encode_to_vec(), &mut buf);
+        while let Ok(more) = rx.try_recv() {
+            framing::encode(&more.encode_to_vec(), &mut buf);
+        }
+        if let Err(e) = framing::write_all(&mut socket, &buf) {
+            tracing::debug!("W&B connection: the SDK stopped reading replies: {e}");
+            return;
+        }
+    }
+}
