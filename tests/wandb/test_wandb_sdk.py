@@ -134,6 +134,13 @@ def test_the_with_form_finishes_the_run(sidecar, tmp_path):
     assert summary["done"] is True and summary["step_sq"] == 81
 
 
+def test_name_tags_and_notes_set_by_the_script_reach_the_run(sidecar, tmp_path):
+    run_id = f"rename-{TAG}"
+    ok(run_script("wandb", "rename", run_id, tmp_path, sidecar))
+    run = read_json(sidecar.run_dir(run_id) / "run.json")
+    assert (run["name"], run["tags"], run["notes"]) == ("renamed", ["b", "c"], "changed from the script"), run
+
+
 def test_an_exception_inside_with_fails_the_run(sidecar, tmp_path):
     run_id = f"exc-{TAG}"
     proc = run_script("wandb", "exception", run_id, tmp_path, sidecar)

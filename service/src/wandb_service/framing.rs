@@ -100,6 +100,42 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
+/// Whether a `ServerRequest` is anything but a record the SDK does not wait on:
+/// a `record_publish` (field 1) without a `request_id` (field 10). Reads only the
+/// top-level tags; a payload it cannot walk counts as waiting.
+pub fn awaits_reply(payload: &[u8]) -> bool {
+    let mut rest = payload;
+    let mut publish = false;
+    while !rest.is_empty() {
+        let Some((tag, after)) = varint(rest) else {
+            return true;
+        };
+        let (field, wire) = (tag >> 3, tag & 7);
+        let Some(len) = (wire == 2).then(|| varint(after)).flatten() else {
+            return true;
+        };
+        let (len, after) = (len.0 as usize, len.1);
+        if after.len() < len || (field == 10 && len > 0) {
+            return true;
+        }
+        publish |= field == 1;
+        rest = &after[len..];
+    }
+    !publish
+}
+
+/// A protobuf varint and what follows it.
+fn varint(b: &[u8]) -> Option<(u64, &[u8])> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, &b[i + 1..]));
+        }
+    }
+    None
+}
+
 /// Appends one frame holding `payload` to `out`.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
     out.push(MAGIC);
@@ -159,6 +195,27 @@ mod tests {
         assert_eq!(r.next_batch().unwrap().len(), 9);
         assert_eq!(r.next_batch().unwrap()[0][..], [9u8; 20]);
         assert!(r.next_batch().unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_a_publish_without_request_id_awaits_nothing() {
+        use crate::proto::wandb as wb;
+        use prost::Message;
+        let request = |kind, id: &str| {
+            wb::ServerRequest {
+                request_id: id.into(),
+                kind: Some(kind),
+            }
+            .encode_to_vec()
+        };
+        let record = || wb::Record::default();
+        let publish = wb::server_request::Kind::RecordPublish(record());
+        assert!(!awaits_reply(&request(publish.clone(), "")));
+        assert!(awaits_reply(&request(publish, "q1")));
+        let ask = wb::server_request::Kind::RecordCommunicate(record());
+        assert!(awaits_reply(&request(ask, "q2")));
+        assert!(awaits_reply(&[0x0a, 0x05, 0x01]), "a field past the end");
+        assert!(awaits_reply(&[]), "no record at all");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use crate::liveness::local_host;
 use crate::proto::v1::{
     value::Kind, AlertRequest, ClientInfo, DefineMetricRequest, InitRequest, InitResponse,
-    MapValue, Resume, SaveFilesRequest, SystemMetricsSettings, Value,
+    MapValue, Resume, RunInfo, SaveFilesRequest, SystemMetricsSettings, Tags, UpdateRunRequest,
+    Value,
 };
 use crate::proto::wandb as wb;
 use crate::value::{self, parse_json};
@@ -127,6 +128,30 @@ pub fn scalar(text: &str) -> Option<Scalar> {
         }
         _ => None,
     }
+}
+
+/// What a later run record changes of an open run (name, notes, tags, group,
+/// job type), as an edit; None when it changes none of them. Empty fields in the
+/// record leave the run's as they are (the SDK sends the whole record).
+pub fn run_edit(now: &RunInfo, run: &wb::Run) -> Option<UpdateRunRequest> {
+    let changed = |new: &str, old: &str| (!new.is_empty() && new != old).then(|| new.to_owned());
+    let edit = UpdateRunRequest {
+        run_id: now.id.clone(),
+        name: changed(&run.display_name, &now.name),
+        notes: changed(&run.notes, &now.notes),
+        group: changed(&run.run_group, &now.group),
+        job_type: changed(&run.job_type, &now.job_type),
+        tags: (run.tags != now.tags).then(|| Tags {
+            tags: run.tags.clone(),
+        }),
+        ..Default::default()
+    };
+    let any = edit.name.is_some()
+        || edit.notes.is_some()
+        || edit.group.is_some()
+        || edit.job_type.is_some()
+        || edit.tags.is_some();
+    any.then_some(edit)
 }
 
 /// Sets (or with None removes) the value at `path` in `map`, creating nested maps

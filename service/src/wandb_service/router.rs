@@ -235,8 +235,25 @@ impl Router {
             .entry(stream_id.to_owned())
             .or_insert_with(|| Stream::new(stream_id, StreamSettings::default()));
         if let Some(handle) = &stream.run {
-            // A later run record (a changed name, tags...): runcore keeps the
-            // identity Init gave the run; the SDK is told what it is.
+            // A later run record: the script set run.name, tags, notes, group or
+            // job_type. What changed becomes an edit of the run (as UpdateRun);
+            // its id and project stay what Init gave it. The SDK is told the run.
+            if let Some(mut edit) = map::run_edit(&handle.info(), &run) {
+                let applied = match validate::update(&mut edit) {
+                    Ok(()) => stream
+                        .call(CALL_TIMEOUT, |reply| Command::Update { req: edit, reply })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = applied {
+                    tracing::warn!(run = %stream.run_id, "the script's change of the run's name, tags or notes is not applied: {e}");
+                }
+            }
+            let Some(handle) = &stream.run else {
+                return failed_run("the run is gone".into(), wb::ErrorCode::Unknown);
+            };
             let reply = crate::proto::v1::InitResponse {
                 run: Some(handle.info()),
                 ..Default::default()

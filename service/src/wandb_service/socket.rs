@@ -4,9 +4,9 @@
 //! The SDK sends one small frame per `run.log` call. Registered with the reactor,
 //! the socket woke the runtime once per frame (epoll reports every arrival), and
 //! those wake-ups were most of what a logged row cost the sidecar. A blocking
-//! reader instead reads whatever has piled up: in a burst of rows it waits
-//! [`READ_PAUSE`] between reads, so one wake-up brings many frames, and hands them
-//! to the connection's task as one batch. Replies go out through a blocking writer
+//! reader instead reads whatever has piled up: in a burst of rows (frames the SDK
+//! waits on none of) it waits [`READ_PAUSE`] between reads, so one wake-up brings
+//! many frames, and hands them to the connection's task as one batch. Replies go out through a blocking writer
 //! fed by a channel. Two threads per SDK process (one connection each) is cheap.
 
 use std::io;
@@ -24,10 +24,12 @@ use super::framing::{self, FrameError, FrameReader};
 use crate::proto::wandb as wb;
 
 /// In a burst of `run.log` calls (the connection holds rows not yet sent to
-/// their run), how long the reader lets frames pile up in the socket before it
-/// reads again. A question the SDK asks in such a burst waits this much longer at
-/// most; outside a burst frames are read as they come.
-pub const READ_PAUSE: Duration = Duration::from_millis(5);
+/// their run, and the last read brought only records the SDK waits on none of),
+/// how long the reader lets frames pile up in the socket before it reads again.
+/// The same as the rows' own linger (`listener::LINGER`): a question the SDK asks
+/// in such a burst is answered at most this much later, as its rows would be;
+/// outside a burst frames are read as they come.
+pub const READ_PAUSE: Duration = Duration::from_millis(20);
 /// Batches of frames read ahead of the connection's task before the reader waits
 /// (and the SDK, once the socket's buffer is full, with it).
 const READ_AHEAD: usize = 16;
@@ -150,10 +152,13 @@ fn read_frames<S: Socket>(
     loop {
         let batch = reader.next_batch();
         let last = !matches!(&batch, Ok(frames) if !frames.is_empty());
+        // The SDK waits on nothing it sent: more rows are likely on their way.
+        let rows_only =
+            matches!(&batch, Ok(frames) if !frames.iter().any(|f| framing::awaits_reply(f)));
         if out.blocking_send(batch).is_err() || last {
             return;
         }
-        if burst.load(Ordering::Relaxed) {
+        if rows_only && burst.load(Ordering::Relaxed) {
             match stop.recv_timeout(READ_PAUSE) {
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,

@@ -10,6 +10,7 @@ client: `SDK=wandb python docs_example.py SCENARIO RUN_ID` imports `wandb`,
   sigkill    logs, prints "ready", and waits to be killed
   nan        a metric with min/max/mean summaries that logs NaN (where runcore and
              wandb-core differ on purpose)
+  rename     sets run.name, run.tags and run.notes after init
 """
 
 import os
@@ -113,4 +114,13 @@ def nan():
             run.log({"loss": v})
 
 
-{"nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()
+def rename():
+    with wandb.init(project=PROJECT, id=run_id, name="first", tags=["a"]) as run:
+        run.log({"loss": 1.0})
+        run.name = "renamed"
+        run.tags = ("b", "c")
+        run.notes = "changed from the script"
+        run.log({"loss": 0.5})
+
+
+{"rename": rename, "nan": nan, "basic": basic, "with": with_form, "exception": exception, "uncaught": uncaught, "sigkill": sigkill}[scenario]()

@@ -162,3 +162,31 @@ fn settings_find_the_files_dir_in_old_and_new_sdks() {
     };
     assert!(init_request(&wb::Run::default(), &shared).is_err());
 }
+
+#[test]
+fn a_later_run_record_edits_only_what_it_changes() {
+    let now = RunInfo {
+        id: "r".into(),
+        name: "first".into(),
+        tags: vec!["a".into()],
+        notes: "n".into(),
+        ..Default::default()
+    };
+    let same = wb::Run {
+        display_name: "first".into(),
+        tags: vec!["a".into()],
+        ..Default::default()
+    };
+    assert!(run_edit(&now, &same).is_none(), "empty fields keep the run's");
+    let renamed = wb::Run {
+        display_name: "second".into(),
+        tags: vec!["b".into()],
+        notes: "n".into(),
+        ..Default::default()
+    };
+    let edit = run_edit(&now, &renamed).expect("an edit");
+    assert_eq!(edit.run_id, "r");
+    assert_eq!(edit.name.as_deref(), Some("second"));
+    assert_eq!(edit.tags.map(|t| t.tags), Some(vec!["b".to_owned()]));
+    assert!(edit.notes.is_none() && edit.group.is_none());
+}
