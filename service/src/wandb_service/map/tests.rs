@@ -177,7 +177,10 @@ fn a_later_run_record_edits_only_what_it_changes() {
         tags: vec!["a".into()],
         ..Default::default()
     };
-    assert!(run_edit(&now, &same).is_none(), "empty fields keep the run's");
+    assert!(
+        run_edit(&now, &same).is_none(),
+        "empty fields keep the run's"
+    );
     let renamed = wb::Run {
         display_name: "second".into(),
         tags: vec!["b".into()],
