@@ -534,7 +534,13 @@ func (r *Run) call(ctx context.Context, op string, fn func(ctx context.Context) 
 
 // callNow makes one unary call as the client contract says (kind unary).
 func (r *Run) callNow(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	reinit := true
+	return r.callWith(ctx, op, true, fn)
+}
+
+// callWith is callNow; with reinit false, NOT_FOUND is returned to the caller
+// rather than answered by Init-ing the run again (artifact calls, where it names a
+// missing artifact).
+func (r *Run) callWith(ctx context.Context, op string, reinit bool, fn func(ctx context.Context) error) error {
 	// Since when the call is retried, and the backoff between retries after the
 	// first: a sidecar that is reachable yet keeps answering UNAVAILABLE is given
 	// up on after ReconnectTimeout.

@@ -25,6 +25,9 @@
 //! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
 //! - [`backend`]: remote backends (MLflow, W&B) fed from each run's log by a
 //!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).
+//! - [`artifacts`]: the content-addressed artifact store (blobs, manifests,
+//!   versions, aliases, lineage, the registry) under `<data-dir>/artifacts/`;
+//!   read by the backends; it reads client files through [`run::files`].
 //! - [`run`]: the per-run actor (commands, durability, live files, SaveFiles and
 //!   media rules); it sees a forwarder only as a [`run::Delivery`].
 //! - [`store`]: the local store's files, all derived from the log.
@@ -45,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod artifacts;
 pub mod auth;
 pub mod backend;
 pub mod cli;

@@ -75,6 +75,34 @@ pub const GLOB_MAX_FILES: usize = 10_000;
 /// Time one SaveFiles glob may spend expanding.
 pub const GLOB_MAX_TIME: Duration = Duration::from_secs(10);
 
+/// Files held by all open artifact drafts together (each file costs the sidecar
+/// memory until its draft is committed); also the most files one version has.
+pub const MAX_DRAFT_FILES: usize = 1_000_000;
+
+/// Artifact drafts open at once (created, not yet committed; a draft idle for a
+/// day is dropped).
+pub const MAX_OPEN_DRAFTS: usize = 1_000;
+
+/// Aliases one artifact request may name.
+pub const MAX_ALIASES: usize = 100;
+
+/// Characters of an artifact's description.
+pub const MAX_DESCRIPTION: usize = 65_536;
+
+/// Bytes of an artifact path, a source path on the sidecar's host, or a
+/// reference URI (Linux's PATH_MAX).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Bytes of one component of an artifact path (Linux's NAME_MAX).
+pub const MAX_PATH_COMPONENT: usize = 255;
+
+/// Paths one DownloadArtifact may select.
+pub const MAX_DOWNLOAD_PATHS: usize = 10_000;
+
+/// Largest size a reference may declare (2^53 - 1: exact as a JSON number in
+/// every language).
+pub const MAX_REFERENCE_SIZE: u64 = (1 << 53) - 1;
+
 /// Largest GetRun reply: under the 4 MiB most gRPC clients accept by default.
 pub const GET_RUN_REPLY_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 

@@ -239,6 +239,7 @@ async fn value_kinds_round_trip_to_history() {
             path: "pic.png".into(),
             kind: MediaKind::Image as i32,
             caption: "cap".into(),
+            ..Default::default()
         })),
     );
     c.log(LogRequest {

@@ -1,6 +1,7 @@
 //! gRPC handlers of `runcore.v1.RunService`: validate a request, hand it to the run's
 //! actor (or the registry), and turn the answer into a reply.
 
+mod artifacts;
 pub mod reply;
 pub mod status;
 pub mod validate;
@@ -322,6 +323,89 @@ impl RunService for Api {
         self.runs.read_file(req, tx).await?;
         let chunks = ReceiverStream::new(rx).map(|c| c.map_err(Status::from));
         Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn create_artifact(
+        &self,
+        request: Request<CreateArtifactRequest>,
+    ) -> Result<Response<CreateArtifactResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_create(request.into_inner()).await?,
+        ))
+    }
+
+    async fn add_artifact_files(
+        &self,
+        request: Request<Streaming<AddArtifactFilesRequest>>,
+    ) -> Result<Response<AddArtifactFilesResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_add(request.into_inner()).await?,
+        ))
+    }
+
+    async fn commit_artifact(
+        &self,
+        request: Request<CommitArtifactRequest>,
+    ) -> Result<Response<CommitArtifactResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_commit(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_artifact(
+        &self,
+        request: Request<GetArtifactRequest>,
+    ) -> Result<Response<GetArtifactResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_get(request.into_inner()).await?,
+        ))
+    }
+
+    async fn use_artifact(
+        &self,
+        request: Request<UseArtifactRequest>,
+    ) -> Result<Response<UseArtifactResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_use(request.into_inner()).await?,
+        ))
+    }
+
+    async fn link_artifact(
+        &self,
+        request: Request<LinkArtifactRequest>,
+    ) -> Result<Response<LinkArtifactResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_link(request.into_inner()).await?,
+        ))
+    }
+
+    async fn set_artifact_aliases(
+        &self,
+        request: Request<SetArtifactAliasesRequest>,
+    ) -> Result<Response<SetArtifactAliasesResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_aliases(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<ListArtifactsRequest>,
+    ) -> Result<Response<ListArtifactsResponse>, Status> {
+        Ok(Response::new(
+            self.artifact_list(request.into_inner()).await?,
+        ))
+    }
+
+    type DownloadArtifactStream = BoxStream<DownloadArtifactResponse>;
+
+    async fn download_artifact(
+        &self,
+        request: Request<DownloadArtifactRequest>,
+    ) -> Result<Response<Self::DownloadArtifactStream>, Status> {
+        Ok(Response::new(
+            self.artifact_download(request.into_inner()).await?,
+        ))
     }
 }
 

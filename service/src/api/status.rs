@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use super::validate::Invalid;
+use crate::artifacts::ArtifactError;
 use crate::run::files::FilesError;
 use crate::run::RunError;
 use crate::runs::RegistryError;
@@ -25,6 +26,7 @@ impl From<RegistryError> for Status {
             RegistryError::AlreadyExists { .. } => Status::already_exists(msg),
             RegistryError::ProjectMismatch { .. } => Status::failed_precondition(msg),
             RegistryError::TooManyRuns(_) => Status::resource_exhausted(msg),
+            RegistryError::Artifacts(e) => e.into(),
             RegistryError::Open { .. } | RegistryError::Delivering { .. } => {
                 Status::failed_precondition(msg)
             }
@@ -57,15 +59,47 @@ impl From<RunError> for Status {
             | RunError::WriterEnded { .. }
             | RunError::UnknownWriter { .. } => Status::failed_precondition(msg),
             RunError::Metric(_) => Status::invalid_argument(msg),
-            RunError::Files(FilesError::Copy { .. }) => Status::failed_precondition(msg),
-            RunError::Files(FilesError::OutsideRoots { .. }) => Status::permission_denied(msg),
-            RunError::Files(FilesError::TooLarge { .. } | FilesError::GlobTooLarge { .. }) => {
-                Status::resource_exhausted(msg)
-            }
-            RunError::Files(_) => Status::invalid_argument(msg),
+            RunError::Files(f) => files_status(&f, msg),
             RunError::Wal(crate::wal::WalError::InUse(_)) => Status::failed_precondition(msg),
             RunError::Wal(crate::wal::WalError::NoRecords { .. }) => Status::data_loss(msg),
             RunError::Wal(_) | RunError::Store(_) => Status::internal(msg),
+        }
+    }
+}
+
+/// Reading a client's file: unreadable -> FAILED_PRECONDITION, outside the
+/// allowed roots -> PERMISSION_DENIED, too large -> RESOURCE_EXHAUSTED, a bad
+/// path or pattern -> INVALID_ARGUMENT.
+fn files_status(e: &FilesError, msg: String) -> Status {
+    match e {
+        FilesError::Copy { .. } => Status::failed_precondition(msg),
+        FilesError::OutsideRoots { .. } => Status::permission_denied(msg),
+        FilesError::TooLarge { .. } | FilesError::GlobTooLarge { .. } => {
+            Status::resource_exhausted(msg)
+        }
+        _ => Status::invalid_argument(msg),
+    }
+}
+
+impl From<ArtifactError> for Status {
+    fn from(e: ArtifactError) -> Self {
+        let msg = e.to_string();
+        if e.is_disk_full() {
+            return Status::resource_exhausted(format!(
+                "{msg}; the disk is full: free space, then retry"
+            ));
+        }
+        match e {
+            ArtifactError::TooLarge(_) => Status::resource_exhausted(msg),
+            ArtifactError::Invalid(_)
+            | ArtifactError::DigestMismatch { .. }
+            | ArtifactError::TypeMismatch { .. } => Status::invalid_argument(msg),
+            ArtifactError::NotFound(_) => Status::not_found(msg),
+            ArtifactError::Changed(_) => Status::failed_precondition(msg),
+            ArtifactError::Files(f) => files_status(&f, msg),
+            ArtifactError::Io { .. }
+            | ArtifactError::Corrupt { .. }
+            | ArtifactError::Internal(_) => Status::internal(msg),
         }
     }
 }

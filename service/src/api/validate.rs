@@ -3,6 +3,8 @@
 //! request of the wrong shape, RESOURCE_EXHAUSTED for one past a size limit
 //! (`crate::limits`). Input is quoted back at most `limits::QUOTE_CHARS` long.
 
+pub mod artifacts;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -186,6 +188,12 @@ pub fn init(req: &mut InitRequest) -> Result<(), Invalid> {
         check_id(&req.id, "run id")?;
     }
     project(&req.project, "project")?;
+    if req.project == crate::artifacts::DIR {
+        return Err(invalid(format!(
+            "project {:?} is where the sidecar keeps its artifact store (<data-dir>/{0}/); choose another project name",
+            crate::artifacts::DIR
+        )));
+    }
     project(&req.entity, "entity")?;
     label(&req.name, "name")?;
     label(&req.group, "group")?;

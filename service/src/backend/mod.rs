@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use self::retry::BackendError;
-use crate::proto::v1::{RunInfo, RunState, Value};
-use crate::proto::wal::SavedFile;
+use crate::proto::v1::{value::Kind, RunInfo, RunState, Value};
+use crate::proto::wal::{ArtifactRecord, SavedFile};
 use crate::run::files::SavePolicy;
 
 /// What a backend is told, in log order.
@@ -60,6 +60,9 @@ pub enum Event {
         exit_code: Option<i32>,
         timestamp: f64,
     },
+    /// The run logged, used, linked or re-aliased an artifact version (its
+    /// manifest and files are in the artifact store, [`Batch::artifacts`]).
+    Artifact(Box<ArtifactRecord>),
 }
 
 /// A batch of events for one run.
@@ -68,6 +71,8 @@ pub struct Batch<'a> {
     pub run: &'a RunInfo,
     /// The run's directory (files/ holds what Files events name).
     pub dir: &'a Path,
+    /// The artifact store of the run's data dir (what Artifact events name).
+    pub artifacts: &'a Path,
     /// Every file saved so far (for the final upload at the end of a run).
     pub saved: &'a [SavedFile],
     pub events: Vec<Event>,
@@ -86,7 +91,39 @@ pub fn uploads_on_save(files: &[SavedFile]) -> impl Iterator<Item = String> + '_
         .map(|f| f.name.clone())
 }
 
+/// Paths (under the run's files/) of the media files a history row's values
+/// name, anywhere inside them.
+pub fn media_paths(values: &[(String, Value)]) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match &v.kind {
+            Some(Kind::Media(m)) if !m.path.is_empty() => out.push(m.path.clone()),
+            Some(Kind::MapValue(m)) => m.fields.values().for_each(|v| walk(v, out)),
+            Some(Kind::ListValue(l)) => l.values.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (_, v) in values {
+        walk(v, &mut out);
+    }
+    out
+}
+
 impl Batch<'_> {
+    /// A version's manifest, read from the artifact store.
+    pub async fn manifest(
+        &self,
+        a: &crate::proto::v1::Artifact,
+    ) -> Result<crate::artifacts::manifest::Manifest, BackendError> {
+        let (root, name, version) = (self.artifacts.to_owned(), a.name.clone(), a.version_index);
+        tokio::task::spawn_blocking(move || crate::artifacts::read_manifest(&root, &name, version))
+            .await
+            .map_err(|e| BackendError::retryable(e.to_string()))?
+            .map_err(|e| BackendError::Rejected {
+                reason: format!("artifact {}:{} is not in the store: {e}", a.name, a.version),
+            })
+    }
+
     /// Names of saved files to upload when the run ends: `live` and `end` files have
     /// their final copies then; `now` files were uploaded when saved.
     pub fn uploads_at_end(&self) -> impl Iterator<Item = String> + '_ {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::command::{Busy, Command, LogReply, RunHandle, COMMAND_BUFFER};
+use super::command::{Busy, Command, LogReply, Reply, RunHandle, COMMAND_BUFFER};
 use super::delivery::Delivery;
 use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
@@ -202,16 +202,17 @@ impl Actor {
                 reply,
             } => {
                 let r = self.finish(exit_code, &writer_id).await;
-                // A writer of a shared run may end alone: the run goes on.
-                let ended = r.is_ok() && !self.state.is_open();
-                let _ = reply.send(r);
-                return ended;
+                return self.ended(r, reply);
             }
             Command::Get { reply } => {
                 let _ = reply.send(Ok(self.get().await));
             }
             Command::Resume { init, reply } => {
                 let r = self.resume(*init).await;
+                let _ = reply.send(r);
+            }
+            Command::Artifact { record, reply } => {
+                let r = self.record_artifact(*record).await;
                 let _ = reply.send(r);
             }
             Command::Stop { reply } => {
@@ -233,12 +234,18 @@ impl Actor {
                 reply,
             } => {
                 let r = self.end_as(state, reason, &writer_id).await;
-                let ended = r.is_ok() && !self.state.is_open();
-                let _ = reply.send(r);
-                return ended;
+                return self.ended(r, reply);
             }
         }
         false
+    }
+
+    /// Answers a Finish or End; true when the run ended (a writer of a shared run
+    /// may end alone: the run goes on).
+    fn ended<T>(&self, r: Result<T, RunError>, reply: Reply<T>) -> bool {
+        let ended = r.is_ok() && !self.state.is_open();
+        let _ = reply.send(r);
+        ended
     }
 
     /// The run's state, and whether an operator or the backend asked it to stop.

@@ -14,6 +14,7 @@ use crate::proto::v1::{
     RunState as State, SaveFilesRequest, UpdateConfigRequest, UpdateRunRequest, UpdateRunResponse,
     UpdateSummaryRequest, Value,
 };
+use crate::proto::wal::ArtifactRecord;
 
 /// Commands queued per run before senders wait: a burst of batches from several
 /// streams fits, and a client that outpaces the disk is slowed down, not dropped.
@@ -107,6 +108,12 @@ pub enum Command {
     Resume {
         init: Box<InitRequest>,
         reply: Reply<InitResponse>,
+    },
+    /// The run logged, used, linked or re-aliased an artifact version (the store
+    /// has it already): the record goes into the run's log.
+    Artifact {
+        record: Box<ArtifactRecord>,
+        reply: Reply<()>,
     },
     /// An operator asks the run to stop (the client learns it from Heartbeat).
     Stop {

@@ -126,6 +126,61 @@ fn open_beneath(roots: &[PathBuf], path: &Path) -> Result<File, FilesError> {
     }
 }
 
+/// Opens directory `name` in `dir`, making it first when it is not there. With
+/// `follow` false a symlink in its place is refused (ELOOP or ENOTDIR), never
+/// followed.
+pub fn make_dir_at(dir: impl AsFd, name: &Path, follow: bool) -> Result<OwnedFd, Errno> {
+    match rustix::fs::mkdirat(dir.as_fd(), name, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let mut flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    rustix::fs::openat(dir.as_fd(), name, flags, Mode::empty())
+}
+
+/// Opens directory `path` to write files into, making it (and what is missing
+/// above it) as `policy` allows: anywhere (over a unix socket), or only under an
+/// allowed root, each directory below the root reached without symlinks (TCP).
+/// Returns the directory and its real path.
+pub fn open_dir(policy: &FilesPolicy, path: &Path) -> Result<(OwnedFd, PathBuf), FilesError> {
+    let copy_err = |e: io::Error| FilesError::Copy {
+        from: path.to_owned(),
+        source: e,
+    };
+    let Some(roots) = &policy.roots else {
+        std::fs::create_dir_all(path).map_err(copy_err)?;
+        let real = std::fs::canonicalize(path).map_err(copy_err)?;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&real, flags, Mode::empty()).map_err(|e| copy_err(e.into()))?;
+        return Ok((fd, real));
+    };
+    let fail = |e: Errno| match e {
+        Errno::LOOP | Errno::NOTDIR | Errno::XDEV => outside(path, roots),
+        e => copy_err(e.into()),
+    };
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(outside(path, roots));
+    }
+    let Some((root, rel)) = roots
+        .iter()
+        .find_map(|r| Some((r, path.strip_prefix(r).ok()?)))
+    else {
+        return Err(outside(path, roots));
+    };
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, flags, Mode::empty()).map_err(fail)?;
+    for part in rel.components() {
+        let Component::Normal(name) = part else {
+            continue;
+        };
+        dir = make_dir_at(&dir, Path::new(name), false).map_err(fail)?;
+    }
+    Ok((dir, path.to_owned()))
+}
+
 /// The `O_NOFOLLOW` walk, for kernels without openat2: each directory is opened
 /// relative to the one before, never through a symlink.
 fn walk(root: OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
@@ -194,6 +249,32 @@ mod tests {
         };
         assert!(walk(fd(&root), Path::new("a/f")).is_ok());
         assert!(walk(fd(&root), Path::new("l/f")).is_err());
+    }
+
+    #[test]
+    fn a_directory_to_write_in_is_reached_without_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), root.join("link")).unwrap();
+        let p = tcp(&root);
+        let (_, real) = open_dir(&p, &root.join("new/deeper")).unwrap();
+        assert_eq!(real, root.join("new/deeper"));
+        assert!(root.join("new/deeper").is_dir());
+        for bad in ["link/x", "link", "new/../../x"] {
+            assert!(
+                matches!(
+                    open_dir(&p, &root.join(bad)),
+                    Err(FilesError::OutsideRoots { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(!elsewhere.path().join("x").exists());
+        assert!(matches!(
+            open_dir(&p, Path::new("/elsewhere")),
+            Err(FilesError::OutsideRoots { .. })
+        ));
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use super::confine::Admitted;
+pub use super::confine::{make_dir_at, open_dir, Admitted};
 use super::glob::GlobError;
-use crate::proto::v1::{value::Kind, Value};
+use crate::proto::v1::{value::Kind, Media, MediaKind, Value};
 use crate::proto::wal::SavedFile;
 use crate::value::media_dir;
 
@@ -274,49 +274,7 @@ pub fn copy_media(
     files: &FilesPolicy,
 ) -> Result<(), FilesError> {
     match &mut value.kind {
-        Some(Kind::Media(m)) => {
-            let source = resolve("media path", &m.path, working_dir)?;
-            let media_err = |path: PathBuf, source| FilesError::Media {
-                key: key.to_owned(),
-                path,
-                source,
-            };
-            let mut opened = match admit(files, &source) {
-                Ok(opened) => opened,
-                Err(FilesError::Copy { from, source }) => return Err(media_err(from, source)),
-                Err(e) => return Err(e),
-            };
-            let mut bytes = Vec::with_capacity(opened.len as usize);
-            io::Read::read_to_end(&mut opened.file, &mut bytes)
-                .map_err(|e| media_err(source.clone(), e))?;
-            let ext = source
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(|e| format!(".{e}"))
-                .unwrap_or_default();
-            let safe: String = key
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let name = format!(
-                "media/{}/{safe}_{step}_{:08x}{ext}",
-                media_dir(m.kind),
-                crc32fast::hash(&bytes)
-            );
-            let to = files_dir.join(&name);
-            if !to.exists() {
-                // The bytes read are what is written: the file may change after.
-                write_copy(&bytes, &to).map_err(|e| media_err(source.clone(), e))?;
-            }
-            m.path = name;
-            Ok(())
-        }
+        Some(Kind::Media(m)) => copy_one_media(key, m, step, working_dir, files_dir, files),
         Some(Kind::MapValue(map)) => map
             .fields
             .values_mut()
@@ -327,6 +285,80 @@ pub fn copy_media(
             .try_for_each(|v| copy_media(key, v, step, working_dir, files_dir, files)),
         _ => Ok(()),
     }
+}
+
+/// A media read error, named by the logged key.
+fn media_err(key: &str) -> impl Fn(FilesError) -> FilesError + '_ {
+    move |e| match e {
+        FilesError::Copy { from, source } => FilesError::Media {
+            key: key.to_owned(),
+            path: from,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Copies one media file and points the value at the copy (with its digest).
+fn copy_one_media(
+    key: &str,
+    m: &mut Media,
+    step: i64,
+    working_dir: &str,
+    files_dir: &Path,
+    files: &FilesPolicy,
+) -> Result<(), FilesError> {
+    let source = resolve("media path", &m.path, working_dir)?;
+    let mut opened = admit(files, &source).map_err(media_err(key))?;
+    let read_err = |e| FilesError::Media {
+        key: key.to_owned(),
+        path: source.clone(),
+        source: e,
+    };
+    let mut bytes = Vec::with_capacity(opened.len as usize);
+    io::Read::read_to_end(&mut opened.file, &mut bytes).map_err(read_err)?;
+    let name = media_name(key, m.kind, &source, step, &bytes);
+    let to = files_dir.join(&name);
+    if !to.exists() {
+        // The bytes read are what is written: the file may change after.
+        write_copy(&bytes, &to).map_err(read_err)?;
+    }
+    m.path = name;
+    m.sha256 = ring::digest::digest(&ring::digest::SHA256, &bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    m.size = bytes.len() as u64;
+    Ok(())
+}
+
+/// `media/<kind dir>/<key>_<step>_<crc32><ext>`, as W&B lays media out.
+fn media_name(key: &str, kind: i32, source: &Path, step: i64, bytes: &[u8]) -> String {
+    let ext = match MediaKind::try_from(kind) {
+        // W&B's name for table files.
+        Ok(MediaKind::Table) => ".table.json".to_owned(),
+        _ => source
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| format!(".{e}"))
+            .unwrap_or_default(),
+    };
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "media/{}/{safe}_{step}_{:08x}{ext}",
+        media_dir(kind),
+        crc32fast::hash(bytes)
+    )
 }
 
 /// Writes `bytes` to `to` by way of a temporary file.

@@ -13,7 +13,9 @@ use crate::proto::v1::{
     InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo, RunState as State,
     SaveFilesRequest, UpdateConfigRequest, UpdateSummaryRequest, Value,
 };
-use crate::proto::wal::{record::Kind, ConsoleOutput, SavedFiles, StateChange, StopRequest};
+use crate::proto::wal::{
+    record::Kind, ArtifactRecord, ConsoleOutput, SavedFiles, StateChange, StopRequest,
+};
 use crate::semantics::state::{self, Outcome};
 use crate::store;
 use crate::value;
@@ -349,6 +351,13 @@ impl Actor {
         let files = saved.into_iter().map(|(f, _)| f).collect();
         self.commit(Kind::SavedFiles(SavedFiles { files })).await?;
         Ok(names)
+    }
+
+    /// Appends what the run did with an artifact version (the store has it).
+    pub(super) async fn record_artifact(&mut self, record: ArtifactRecord) -> Result<(), RunError> {
+        self.ensure_open()?;
+        self.commit(Kind::Artifact(record)).await?;
+        Ok(())
     }
 
     /// Appends console lines (output.log).

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::artifacts::{ArtifactError, Artifacts};
 use crate::backend::forward::{self, Forwarders};
 use crate::config::ServeConfig;
 use crate::monitor::Monitor;
@@ -37,6 +38,8 @@ pub struct Runs {
     init_lock: tokio::sync::Mutex<()>,
     /// Cloned into each run actor; taken at shutdown so no new run starts.
     token: Mutex<Option<ShutdownToken>>,
+    /// The data dir's artifact store.
+    artifacts: Artifacts,
 }
 
 /// What the registry can answer instead of a run.
@@ -54,6 +57,8 @@ pub enum RegistryError {
     },
     #[error("this client process already has {0} open runs (the sidecar's --max-runs-per-client); finish some first")]
     TooManyRuns(usize),
+    #[error("opening the artifact store: {0}")]
+    Artifacts(#[from] ArtifactError),
     #[error("run {id:?} is open ({state}); finish it (or ask its client to stop with `runcore runs stop {id}`) before deleting it")]
     Open { id: String, state: &'static str },
     #[error("run {id:?} is still being delivered to {backend} ({pending} records pending); delete it once GetRun shows nothing pending, or with the sidecar stopped")]
@@ -100,7 +105,14 @@ impl Runs {
         config: Arc<ServeConfig>,
         token: ShutdownToken,
     ) -> Result<Arc<Self>, RegistryError> {
+        let (data_dir, files) = (config.data_dir.clone(), config.files.clone());
+        let durable = config.fsync != crate::wal::FsyncPolicy::Never;
+        let artifacts =
+            tokio::task::spawn_blocking(move || Artifacts::open(&data_dir, files, durable))
+                .await
+                .map_err(blocking_err)??;
         let runs = Arc::new(Runs {
+            artifacts,
             forwarders: Forwarders::new(config.backend.clone(), config.heartbeat_interval),
             monitor: Monitor::new(None),
             run_settings: Arc::new(config.run_settings()),
@@ -165,6 +177,22 @@ impl Runs {
             runs.lock().insert(info.id, handle);
         }
         Ok(runs)
+    }
+
+    /// The artifact store.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
+    }
+
+    /// A run's path (entity/project/id): the open run's, else its run.json's.
+    pub fn run_path(&self, id: &str) -> Result<String, RegistryError> {
+        if let Some(h) = self.active(id) {
+            return Ok(h.info().path);
+        }
+        let dir = store::find_run(&self.config.data_dir, id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let r = store::read_run_file(&dir)?;
+        Ok(state::run_path(&r.entity, &r.project, &r.id))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunHandle>> {

@@ -25,7 +25,9 @@ use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
     Row, RunInfo, RunState as State, Value,
 };
-use crate::proto::wal::{record::Kind, Record, SavedFile, StateChange, SystemSample};
+use crate::proto::wal::{
+    artifact_record, record::Kind, ArtifactRecord, Record, SavedFile, StateChange, SystemSample,
+};
 use crate::value;
 
 mod edit;
@@ -183,6 +185,10 @@ pub struct RunState {
     step_metric_last: HashMap<String, Value>,
     /// Title -> time of the last alert sent with it.
     alerts_sent: HashMap<String, f64>,
+    /// Artifact versions ("name:vN") the run logged and used, in log order (the
+    /// versions themselves are in the artifact store).
+    pub logged_artifacts: Vec<String>,
+    pub used_artifacts: Vec<String>,
 }
 
 impl RunState {
@@ -255,6 +261,10 @@ impl RunState {
             }
             Some(Kind::Stop(_)) => {
                 self.info.stop_requested = true;
+                Outcome::Nothing
+            }
+            Some(Kind::Artifact(rec)) => {
+                self.artifact(rec);
                 Outcome::Nothing
             }
             Some(Kind::System(sample)) => {
@@ -543,6 +553,18 @@ impl RunState {
             throttled_until: reply.throttled_until,
         });
         reply
+    }
+
+    fn artifact(&mut self, rec: &ArtifactRecord) {
+        let (list, a) = match &rec.kind {
+            Some(artifact_record::Kind::Logged(a)) => (&mut self.logged_artifacts, a),
+            Some(artifact_record::Kind::Used(a)) => (&mut self.used_artifacts, a),
+            _ => return,
+        };
+        let key = format!("{}:{}", a.name, a.version);
+        if !list.contains(&key) {
+            list.push(key);
+        }
     }
 
     fn change_state(&mut self, change: &StateChange, time: f64, sink: &mut impl Sink) {

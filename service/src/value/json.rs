@@ -85,6 +85,19 @@ pub fn write_json(out: &mut String, value: &Value) {
                 out.push_str(",\"caption\":");
                 write_json_str(out, &m.caption);
             }
+            if !m.sha256.is_empty() {
+                out.push_str(",\"sha256\":");
+                write_json_str(out, &m.sha256);
+                let _ = write!(out, ",\"size\":{}", m.size);
+            }
+            for (k, v) in &m.extra {
+                if !super::MEDIA_FIELDS.contains(&k.as_str()) {
+                    out.push(',');
+                    write_json_str(out, k);
+                    out.push(':');
+                    write_json(out, v);
+                }
+            }
             out.push('}');
         }
     }

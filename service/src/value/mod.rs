@@ -26,12 +26,18 @@ pub use self::parse::{parse_json, parse_json_map, JsonError};
 pub use self::validate::{check_key, check_name, check_value, ValueError, MAX_DEPTH};
 use crate::proto::v1::{value::Kind, MapValue, MediaKind, Value};
 
+/// The fields of a media value's JSON object that are not its `extra`.
+const MEDIA_FIELDS: &[&str] = &["_type", "path", "caption", "sha256", "size"];
+
 /// Media values' W&B `_type` tag.
 pub fn media_type(kind: i32) -> &'static str {
     match MediaKind::try_from(kind).unwrap_or(MediaKind::File) {
         MediaKind::Image => "image-file",
         MediaKind::Audio => "audio-file",
         MediaKind::Video => "video-file",
+        MediaKind::Table => "table-file",
+        MediaKind::Html => "html-file",
+        MediaKind::Object3d => "object3D-file",
         MediaKind::Unspecified | MediaKind::File => "file",
     }
 }
@@ -41,6 +47,9 @@ fn media_kind(tag: &str) -> Option<MediaKind> {
         "image-file" => MediaKind::Image,
         "audio-file" => MediaKind::Audio,
         "video-file" => MediaKind::Video,
+        "table-file" => MediaKind::Table,
+        "html-file" => MediaKind::Html,
+        "object3D-file" => MediaKind::Object3d,
         "file" => MediaKind::File,
         _ => return None,
     })
@@ -52,6 +61,9 @@ pub fn media_dir(kind: i32) -> &'static str {
         MediaKind::Image => "images",
         MediaKind::Audio => "audio",
         MediaKind::Video => "videos",
+        MediaKind::Table => "table",
+        MediaKind::Html => "html",
+        MediaKind::Object3d => "object3D",
         MediaKind::Unspecified | MediaKind::File => "other",
     }
 }
@@ -143,6 +155,9 @@ mod tests {
             path: "media/images/a_0.png".into(),
             kind: MediaKind::Image as i32,
             caption: "c".into(),
+            sha256: "ab".repeat(32),
+            size: 12,
+            extra: BTreeMap::from([("width".to_string(), int(4))]),
         }));
         assert_eq!(round_trip(&m), m);
     }

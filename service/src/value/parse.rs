@@ -257,10 +257,19 @@ fn tagged(fields: BTreeMap<String, Value>) -> Value {
             Some(Kind::StringValue(s)) => s.clone(),
             _ => String::new(),
         };
+        let size = fields.get("size").and_then(as_f64).unwrap_or(0.0);
+        let extra = fields
+            .iter()
+            .filter(|(k, _)| !super::MEDIA_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         return kind(Kind::Media(Media {
             path: text("path"),
             kind: media as i32,
             caption: text("caption"),
+            sha256: text("sha256"),
+            size: size as u64,
+            extra,
         }));
     }
     kind(Kind::MapValue(MapValue { fields }))

@@ -401,6 +401,7 @@ pub fn run_json_state(dir: &Path) -> String {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     v["state"].as_str().unwrap_or_default().to_owned()
 }
+pub mod artifacts;
 pub mod mlflow;
 pub mod wandb;
 pub mod wandb_sdk;

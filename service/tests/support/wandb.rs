@@ -1,8 +1,9 @@
 //! A fake W&B server for the W&B backend's tests, written from the protocol's
 //! public shapes: a real HTTP server on 127.0.0.1:0 (its own thread and runtime)
-//! that answers GraphQL (`UpsertBucket`, with `summaryMetrics` for edits, `CreateRunFiles`,
-//! `NotifyScriptableRunAlert`, `RunStoppedStatus`), the file_stream endpoint and
-//! the signed-URL PUTs it hands out. It records every request, checks each one's
+//! that answers GraphQL (`UpsertBucket`, with `summaryMetrics` for edits,
+//! `CreateRunFiles`, `NotifyScriptableRunAlert`, `RunStoppedStatus`, and the
+//! artifact protocol in [`artifacts`]), the file_stream endpoint and the
+//! signed-URL PUTs it hands out. It records every request, checks each one's
 //! shape (operation names and variables, basic auth as user `api`, file_stream
 //! bodies and lines, offsets contiguous and never repeated, Content-MD5 and the
 //! upload headers of PUTs) and keeps what W&B would show of each run. Anything
@@ -29,6 +30,9 @@ use serde_json::{json, Value as Json};
 use tokio::sync::Notify;
 
 use super::{wait_for, Sidecar, BIN};
+
+mod artifacts;
+pub use self::artifacts::{ArtifactView, LinkView};
 
 /// The API key the fake accepts.
 pub const API_KEY: &str = "fake-wandb-key-0123456789abcdef";
@@ -127,6 +131,7 @@ struct Inner {
     hang_after: Option<usize>,
     history_accepted: usize,
     hung: usize,
+    artifacts: artifacts::State,
 }
 
 struct Shared {
@@ -220,6 +225,15 @@ impl FakeWandb {
 
     pub fn run(&self, run: &str) -> Option<RunView> {
         self.shared.lock().runs.get(run).cloned()
+    }
+
+    /// Every artifact version W&B has, in creation order.
+    pub fn artifacts(&self) -> Vec<ArtifactView> {
+        self.shared.lock().artifacts.list.clone()
+    }
+
+    pub fn links(&self) -> Vec<LinkView> {
+        self.shared.lock().artifacts.links.clone()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -421,6 +435,17 @@ async fn route(shared: &Shared, r: &Arrived, rec: &mut Recorded) -> (u16, Json) 
                 == Some("true");
             let mut i = shared.lock();
             file_stream(&mut i, (entity, project, run), &rec.body, async_mode)
+        }
+        ("PUT", ["artifact-storage", id, name @ ..]) => {
+            rec.op = "artifact-upload".into();
+            let mut i = shared.lock();
+            match artifacts::upload(&mut i, r, id, &name.join("/")) {
+                Ok(()) => (200, Json::Null),
+                Err(why) => {
+                    i.violations.push(format!("PUT {}: {why}", r.path));
+                    (400, json!({"error": why}))
+                }
+            }
         }
         ("PUT", ["storage", entity, project, run, name @ ..]) => {
             rec.op = "upload".into();
@@ -706,6 +731,10 @@ fn graphql(i: &mut Inner, base: &str, rec: &mut Recorded) -> (u16, Json) {
                 json!({"data": {"project": {"run": {"stopped": stopped}}}}),
             )
         }
+        op if artifacts::OPS.contains(&op) => match artifacts::graphql(i, base, op, query, vars) {
+            Ok(data) => (200, json!({ "data": data })),
+            Err(why) => bad(i, format!("{op}: {why}")),
+        },
         other => bad(i, format!("unknown operation {other}")),
     }
 }

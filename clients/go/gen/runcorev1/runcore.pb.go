@@ -33,6 +33,11 @@ const (
 	MediaKind_MEDIA_KIND_AUDIO       MediaKind = 2
 	MediaKind_MEDIA_KIND_VIDEO       MediaKind = 3
 	MediaKind_MEDIA_KIND_FILE        MediaKind = 4
+	// A runcore.Table as W&B's table JSON ({"columns": [...], "data": [[...]]}).
+	MediaKind_MEDIA_KIND_TABLE MediaKind = 5
+	MediaKind_MEDIA_KIND_HTML  MediaKind = 6
+	// A 3D object file (.obj, .gltf, .glb, .stl, .pts.json).
+	MediaKind_MEDIA_KIND_OBJECT3D MediaKind = 7
 )
 
 // Enum value maps for MediaKind.
@@ -43,6 +48,9 @@ var (
 		2: "MEDIA_KIND_AUDIO",
 		3: "MEDIA_KIND_VIDEO",
 		4: "MEDIA_KIND_FILE",
+		5: "MEDIA_KIND_TABLE",
+		6: "MEDIA_KIND_HTML",
+		7: "MEDIA_KIND_OBJECT3D",
 	}
 	MediaKind_value = map[string]int32{
 		"MEDIA_KIND_UNSPECIFIED": 0,
@@ -50,6 +58,9 @@ var (
 		"MEDIA_KIND_AUDIO":       2,
 		"MEDIA_KIND_VIDEO":       3,
 		"MEDIA_KIND_FILE":        4,
+		"MEDIA_KIND_TABLE":       5,
+		"MEDIA_KIND_HTML":        6,
+		"MEDIA_KIND_OBJECT3D":    7,
 	}
 )
 
@@ -560,9 +571,15 @@ func (x *Histogram) GetNumBins() uint32 {
 type Media struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Absolute path, or relative to the run's working_dir.
-	Path          string    `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Kind          MediaKind `protobuf:"varint,2,opt,name=kind,proto3,enum=runcore.v1.MediaKind" json:"kind,omitempty"`
-	Caption       string    `protobuf:"bytes,3,opt,name=caption,proto3" json:"caption,omitempty"`
+	Path    string    `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Kind    MediaKind `protobuf:"varint,2,opt,name=kind,proto3,enum=runcore.v1.MediaKind" json:"kind,omitempty"`
+	Caption string    `protobuf:"bytes,3,opt,name=caption,proto3" json:"caption,omitempty"`
+	// Set by the sidecar when it copies the file: hex SHA-256 and size of the copy.
+	Sha256 string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size   uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	// Kind-specific fields written next to `_type` and `path` in the history
+	// (W&B's: ncols/nrows of a table, width/height/format of an image, ...).
+	Extra         map[string]*Value `protobuf:"bytes,6,rep,name=extra,proto3" json:"extra,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -616,6 +633,27 @@ func (x *Media) GetCaption() string {
 		return x.Caption
 	}
 	return ""
+}
+
+func (x *Media) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Media) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Media) GetExtra() map[string]*Value {
+	if x != nil {
+		return x.Extra
+	}
+	return nil
 }
 
 // Who is logging: lets the sidecar notice a client that dies.
@@ -3772,8 +3810,9 @@ func (x *UpdateRunResponse) GetSummary() map[string]*Value {
 type DeleteRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	// Accepted for W&B's `run.delete(delete_artifacts=...)`; runcore keeps no
-	// artifacts yet, so it changes nothing.
+	// Accepted for W&B's `run.delete(delete_artifacts=...)`; it changes nothing:
+	// the versions the run logged stay in the artifact store (other runs may use
+	// them), with the deleted run still named in their lineage.
 	DeleteArtifacts bool `protobuf:"varint,2,opt,name=delete_artifacts,json=deleteArtifacts,proto3" json:"delete_artifacts,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -4134,6 +4173,1702 @@ func (x *ReadFileResponse) GetSize() uint64 {
 	return 0
 }
 
+// One file of a version (a manifest entry).
+type ArtifactFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path inside the artifact, '/'-separated, relative, no '..'.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Hex SHA-256 of the content (the blob's name); empty for a reference that was
+	// not read.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Base64 MD5 of the content (what W&B manifests carry); for a reference that was
+	// not read, the reference itself stands in.
+	Md5  string `protobuf:"bytes,3,opt,name=md5,proto3" json:"md5,omitempty"`
+	Size uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// A reference kept as a URI, not stored: file://, s3://, gs://, http(s)://.
+	Ref           string            `protobuf:"bytes,5,opt,name=ref,proto3" json:"ref,omitempty"`
+	Extra         map[string]*Value `protobuf:"bytes,6,rep,name=extra,proto3" json:"extra,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactFile) Reset() {
+	*x = ArtifactFile{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactFile) ProtoMessage() {}
+
+func (x *ArtifactFile) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactFile.ProtoReflect.Descriptor instead.
+func (*ArtifactFile) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ArtifactFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactFile) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ArtifactFile) GetMd5() string {
+	if x != nil {
+		return x.Md5
+	}
+	return ""
+}
+
+func (x *ArtifactFile) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ArtifactFile) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *ArtifactFile) GetExtra() map[string]*Value {
+	if x != nil {
+		return x.Extra
+	}
+	return nil
+}
+
+// A committed version.
+type Artifact struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type  string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// "v3".
+	Version      string            `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	VersionIndex uint32            `protobuf:"varint,4,opt,name=version_index,json=versionIndex,proto3" json:"version_index,omitempty"`
+	Aliases      []string          `protobuf:"bytes,5,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Description  string            `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	Metadata     map[string]*Value `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Hex SHA-256 over the sorted manifest (path, content digest or reference):
+	// equal digests, equal content.
+	Digest    string `protobuf:"bytes,8,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size      uint64 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`
+	FileCount uint64 `protobuf:"varint,10,opt,name=file_count,json=fileCount,proto3" json:"file_count,omitempty"`
+	// Run paths (entity/project/id) that logged this content; the first made it.
+	LoggedBy []string `protobuf:"bytes,11,rep,name=logged_by,json=loggedBy,proto3" json:"logged_by,omitempty"`
+	// Run paths that used it.
+	UsedBy []string `protobuf:"bytes,12,rep,name=used_by,json=usedBy,proto3" json:"used_by,omitempty"`
+	// Unix seconds.
+	CreatedAt float64 `protobuf:"fixed64,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The manifest on the sidecar's host (<data-dir>/artifacts/<name>/<version>.json).
+	ManifestPath string `protobuf:"bytes,14,opt,name=manifest_path,json=manifestPath,proto3" json:"manifest_path,omitempty"`
+	// Only when asked for (GetArtifactRequest.include_files).
+	Files         []*ArtifactFile `protobuf:"bytes,15,rep,name=files,proto3" json:"files,omitempty"`
+	DistributedId string          `protobuf:"bytes,16,opt,name=distributed_id,json=distributedId,proto3" json:"distributed_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Artifact) Reset() {
+	*x = Artifact{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Artifact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Artifact) ProtoMessage() {}
+
+func (x *Artifact) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
+func (*Artifact) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *Artifact) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Artifact) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Artifact) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Artifact) GetVersionIndex() uint32 {
+	if x != nil {
+		return x.VersionIndex
+	}
+	return 0
+}
+
+func (x *Artifact) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *Artifact) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Artifact) GetMetadata() map[string]*Value {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *Artifact) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Artifact) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Artifact) GetFileCount() uint64 {
+	if x != nil {
+		return x.FileCount
+	}
+	return 0
+}
+
+func (x *Artifact) GetLoggedBy() []string {
+	if x != nil {
+		return x.LoggedBy
+	}
+	return nil
+}
+
+func (x *Artifact) GetUsedBy() []string {
+	if x != nil {
+		return x.UsedBy
+	}
+	return nil
+}
+
+func (x *Artifact) GetCreatedAt() float64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Artifact) GetManifestPath() string {
+	if x != nil {
+		return x.ManifestPath
+	}
+	return ""
+}
+
+func (x *Artifact) GetFiles() []*ArtifactFile {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *Artifact) GetDistributedId() string {
+	if x != nil {
+		return x.DistributedId
+	}
+	return ""
+}
+
+type CreateArtifactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run logging the artifact.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Letters, digits, '-', '_' and '.'; an "entity/project/" prefix is ignored.
+	Name        string            `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type        string            `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	Description string            `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Metadata    map[string]*Value `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Besides `latest`, which every new version gets.
+	Aliases []string `protobuf:"bytes,6,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// W&B's upsert_artifact: every CreateArtifact with the same name and
+	// distributed_id, from any client, returns the same draft until it is committed.
+	DistributedId string `protobuf:"bytes,7,opt,name=distributed_id,json=distributedId,proto3" json:"distributed_id,omitempty"`
+	// Start from this version's files ("name:vN" or "name:alias"): the draft adds to,
+	// replaces or removes them (W&B's new_draft).
+	Base          string `protobuf:"bytes,8,opt,name=base,proto3" json:"base,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateArtifactRequest) Reset() {
+	*x = CreateArtifactRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateArtifactRequest) ProtoMessage() {}
+
+func (x *CreateArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateArtifactRequest.ProtoReflect.Descriptor instead.
+func (*CreateArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *CreateArtifactRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CreateArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateArtifactRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CreateArtifactRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateArtifactRequest) GetMetadata() map[string]*Value {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *CreateArtifactRequest) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *CreateArtifactRequest) GetDistributedId() string {
+	if x != nil {
+		return x.DistributedId
+	}
+	return ""
+}
+
+func (x *CreateArtifactRequest) GetBase() string {
+	if x != nil {
+		return x.Base
+	}
+	return ""
+}
+
+type CreateArtifactResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	DraftId string                 `protobuf:"bytes,1,opt,name=draft_id,json=draftId,proto3" json:"draft_id,omitempty"`
+	// Files the draft holds already (a base version's, or a distributed draft's).
+	FileCount     uint64 `protobuf:"varint,2,opt,name=file_count,json=fileCount,proto3" json:"file_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateArtifactResponse) Reset() {
+	*x = CreateArtifactResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateArtifactResponse) ProtoMessage() {}
+
+func (x *CreateArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateArtifactResponse.ProtoReflect.Descriptor instead.
+func (*CreateArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CreateArtifactResponse) GetDraftId() string {
+	if x != nil {
+		return x.DraftId
+	}
+	return ""
+}
+
+func (x *CreateArtifactResponse) GetFileCount() uint64 {
+	if x != nil {
+		return x.FileCount
+	}
+	return 0
+}
+
+// A file on the sidecar's host, added by path.
+type ArtifactFileSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path inside the artifact.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Absolute path of the file to add.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// Hex SHA-256 the client expects, checked when given.
+	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactFileSource) Reset() {
+	*x = ArtifactFileSource{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactFileSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactFileSource) ProtoMessage() {}
+
+func (x *ArtifactFileSource) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactFileSource.ProtoReflect.Descriptor instead.
+func (*ArtifactFileSource) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ArtifactFileSource) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactFileSource) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ArtifactFileSource) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// A piece of a file whose bytes travel in the stream. A file's pieces come in
+// order; the piece with `last` ends it.
+type ArtifactChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Data  []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Last  bool                   `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	// With `last`: the whole file's hex SHA-256, checked when given.
+	Sha256        string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactChunk) Reset() {
+	*x = ArtifactChunk{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactChunk) ProtoMessage() {}
+
+func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
+func (*ArtifactChunk) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ArtifactChunk) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ArtifactChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *ArtifactChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+type AddArtifactFilesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The draft (every message names it; the first must).
+	DraftId string `protobuf:"bytes,1,opt,name=draft_id,json=draftId,proto3" json:"draft_id,omitempty"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*AddArtifactFilesRequest_File
+	//	*AddArtifactFilesRequest_Reference
+	//	*AddArtifactFilesRequest_Chunk
+	//	*AddArtifactFilesRequest_Remove
+	Item          isAddArtifactFilesRequest_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddArtifactFilesRequest) Reset() {
+	*x = AddArtifactFilesRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddArtifactFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddArtifactFilesRequest) ProtoMessage() {}
+
+func (x *AddArtifactFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddArtifactFilesRequest.ProtoReflect.Descriptor instead.
+func (*AddArtifactFilesRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *AddArtifactFilesRequest) GetDraftId() string {
+	if x != nil {
+		return x.DraftId
+	}
+	return ""
+}
+
+func (x *AddArtifactFilesRequest) GetItem() isAddArtifactFilesRequest_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *AddArtifactFilesRequest) GetFile() *ArtifactFileSource {
+	if x != nil {
+		if x, ok := x.Item.(*AddArtifactFilesRequest_File); ok {
+			return x.File
+		}
+	}
+	return nil
+}
+
+func (x *AddArtifactFilesRequest) GetReference() *ArtifactFile {
+	if x != nil {
+		if x, ok := x.Item.(*AddArtifactFilesRequest_Reference); ok {
+			return x.Reference
+		}
+	}
+	return nil
+}
+
+func (x *AddArtifactFilesRequest) GetChunk() *ArtifactChunk {
+	if x != nil {
+		if x, ok := x.Item.(*AddArtifactFilesRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *AddArtifactFilesRequest) GetRemove() string {
+	if x != nil {
+		if x, ok := x.Item.(*AddArtifactFilesRequest_Remove); ok {
+			return x.Remove
+		}
+	}
+	return ""
+}
+
+type isAddArtifactFilesRequest_Item interface {
+	isAddArtifactFilesRequest_Item()
+}
+
+type AddArtifactFilesRequest_File struct {
+	File *ArtifactFileSource `protobuf:"bytes,2,opt,name=file,proto3,oneof"`
+}
+
+type AddArtifactFilesRequest_Reference struct {
+	// A reference: path, ref, and optionally size/sha256/md5/extra. A file:// ref
+	// is read for its digest (not stored); others are kept as given, not fetched.
+	Reference *ArtifactFile `protobuf:"bytes,3,opt,name=reference,proto3,oneof"`
+}
+
+type AddArtifactFilesRequest_Chunk struct {
+	Chunk *ArtifactChunk `protobuf:"bytes,4,opt,name=chunk,proto3,oneof"`
+}
+
+type AddArtifactFilesRequest_Remove struct {
+	// Removes a path from the draft (one added before, or a base version's).
+	Remove string `protobuf:"bytes,5,opt,name=remove,proto3,oneof"`
+}
+
+func (*AddArtifactFilesRequest_File) isAddArtifactFilesRequest_Item() {}
+
+func (*AddArtifactFilesRequest_Reference) isAddArtifactFilesRequest_Item() {}
+
+func (*AddArtifactFilesRequest_Chunk) isAddArtifactFilesRequest_Item() {}
+
+func (*AddArtifactFilesRequest_Remove) isAddArtifactFilesRequest_Item() {}
+
+type AddArtifactFilesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries added (files and references).
+	Added uint64 `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	// Bytes copied into the store (new content), and bytes of content it had already.
+	BytesStored       uint64 `protobuf:"varint,2,opt,name=bytes_stored,json=bytesStored,proto3" json:"bytes_stored,omitempty"`
+	BytesDeduplicated uint64 `protobuf:"varint,3,opt,name=bytes_deduplicated,json=bytesDeduplicated,proto3" json:"bytes_deduplicated,omitempty"`
+	FileCount         uint64 `protobuf:"varint,4,opt,name=file_count,json=fileCount,proto3" json:"file_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AddArtifactFilesResponse) Reset() {
+	*x = AddArtifactFilesResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddArtifactFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddArtifactFilesResponse) ProtoMessage() {}
+
+func (x *AddArtifactFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddArtifactFilesResponse.ProtoReflect.Descriptor instead.
+func (*AddArtifactFilesResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *AddArtifactFilesResponse) GetAdded() uint64 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
+
+func (x *AddArtifactFilesResponse) GetBytesStored() uint64 {
+	if x != nil {
+		return x.BytesStored
+	}
+	return 0
+}
+
+func (x *AddArtifactFilesResponse) GetBytesDeduplicated() uint64 {
+	if x != nil {
+		return x.BytesDeduplicated
+	}
+	return 0
+}
+
+func (x *AddArtifactFilesResponse) GetFileCount() uint64 {
+	if x != nil {
+		return x.FileCount
+	}
+	return 0
+}
+
+type CommitArtifactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DraftId       string                 `protobuf:"bytes,1,opt,name=draft_id,json=draftId,proto3" json:"draft_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitArtifactRequest) Reset() {
+	*x = CommitArtifactRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitArtifactRequest) ProtoMessage() {}
+
+func (x *CommitArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitArtifactRequest.ProtoReflect.Descriptor instead.
+func (*CommitArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CommitArtifactRequest) GetDraftId() string {
+	if x != nil {
+		return x.DraftId
+	}
+	return ""
+}
+
+type CommitArtifactResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Artifact *Artifact              `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	// The content was there already: `artifact` is the existing version.
+	Existing      bool `protobuf:"varint,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitArtifactResponse) Reset() {
+	*x = CommitArtifactResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitArtifactResponse) ProtoMessage() {}
+
+func (x *CommitArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitArtifactResponse.ProtoReflect.Descriptor instead.
+func (*CommitArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CommitArtifactResponse) GetArtifact() *Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+func (x *CommitArtifactResponse) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+type GetArtifactRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	IncludeFiles bool                   `protobuf:"varint,2,opt,name=include_files,json=includeFiles,proto3" json:"include_files,omitempty"`
+	// Only this type (W&B's use_artifact(type=...)); empty: any.
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetArtifactRequest) Reset() {
+	*x = GetArtifactRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetArtifactRequest) ProtoMessage() {}
+
+func (x *GetArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetArtifactRequest.ProtoReflect.Descriptor instead.
+func (*GetArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *GetArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetArtifactRequest) GetIncludeFiles() bool {
+	if x != nil {
+		return x.IncludeFiles
+	}
+	return false
+}
+
+func (x *GetArtifactRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type GetArtifactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Artifact      *Artifact              `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetArtifactResponse) Reset() {
+	*x = GetArtifactResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetArtifactResponse) ProtoMessage() {}
+
+func (x *GetArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetArtifactResponse.ProtoReflect.Descriptor instead.
+func (*GetArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *GetArtifactResponse) GetArtifact() *Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+type UseArtifactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	IncludeFiles  bool                   `protobuf:"varint,4,opt,name=include_files,json=includeFiles,proto3" json:"include_files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UseArtifactRequest) Reset() {
+	*x = UseArtifactRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseArtifactRequest) ProtoMessage() {}
+
+func (x *UseArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseArtifactRequest.ProtoReflect.Descriptor instead.
+func (*UseArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *UseArtifactRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *UseArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UseArtifactRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *UseArtifactRequest) GetIncludeFiles() bool {
+	if x != nil {
+		return x.IncludeFiles
+	}
+	return false
+}
+
+type UseArtifactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Artifact      *Artifact              `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UseArtifactResponse) Reset() {
+	*x = UseArtifactResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UseArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UseArtifactResponse) ProtoMessage() {}
+
+func (x *UseArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UseArtifactResponse.ProtoReflect.Descriptor instead.
+func (*UseArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *UseArtifactResponse) GetArtifact() *Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+type LinkArtifactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run that links (recorded in its log and forwarded); empty: store only.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The version to link: "name:vN" or "name:alias".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// "{collection}", "{project}/{collection}" or "{entity}/{project}/{collection}";
+	// the collection is the registry's key ("model-registry/resnet" -> "resnet").
+	TargetPath string `protobuf:"bytes,3,opt,name=target_path,json=targetPath,proto3" json:"target_path,omitempty"`
+	// Aliases in the collection; `latest` moves by itself.
+	Aliases       []string `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkArtifactRequest) Reset() {
+	*x = LinkArtifactRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkArtifactRequest) ProtoMessage() {}
+
+func (x *LinkArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkArtifactRequest.ProtoReflect.Descriptor instead.
+func (*LinkArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *LinkArtifactRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *LinkArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LinkArtifactRequest) GetTargetPath() string {
+	if x != nil {
+		return x.TargetPath
+	}
+	return ""
+}
+
+func (x *LinkArtifactRequest) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+// A version linked into a registry collection.
+type LinkedArtifact struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	TargetPath string                 `protobuf:"bytes,2,opt,name=target_path,json=targetPath,proto3" json:"target_path,omitempty"`
+	// The link's own version in the collection: "v0", "v1", ...
+	Version      string    `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	VersionIndex uint32    `protobuf:"varint,4,opt,name=version_index,json=versionIndex,proto3" json:"version_index,omitempty"`
+	Aliases      []string  `protobuf:"bytes,5,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Artifact     *Artifact `protobuf:"bytes,6,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	// Unix seconds.
+	LinkedAt      float64 `protobuf:"fixed64,7,opt,name=linked_at,json=linkedAt,proto3" json:"linked_at,omitempty"`
+	LinkedBy      string  `protobuf:"bytes,8,opt,name=linked_by,json=linkedBy,proto3" json:"linked_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkedArtifact) Reset() {
+	*x = LinkedArtifact{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkedArtifact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkedArtifact) ProtoMessage() {}
+
+func (x *LinkedArtifact) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkedArtifact.ProtoReflect.Descriptor instead.
+func (*LinkedArtifact) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *LinkedArtifact) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *LinkedArtifact) GetTargetPath() string {
+	if x != nil {
+		return x.TargetPath
+	}
+	return ""
+}
+
+func (x *LinkedArtifact) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *LinkedArtifact) GetVersionIndex() uint32 {
+	if x != nil {
+		return x.VersionIndex
+	}
+	return 0
+}
+
+func (x *LinkedArtifact) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+func (x *LinkedArtifact) GetArtifact() *Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+func (x *LinkedArtifact) GetLinkedAt() float64 {
+	if x != nil {
+		return x.LinkedAt
+	}
+	return 0
+}
+
+func (x *LinkedArtifact) GetLinkedBy() string {
+	if x != nil {
+		return x.LinkedBy
+	}
+	return ""
+}
+
+type LinkArtifactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Link          *LinkedArtifact        `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkArtifactResponse) Reset() {
+	*x = LinkArtifactResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkArtifactResponse) ProtoMessage() {}
+
+func (x *LinkArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkArtifactResponse.ProtoReflect.Descriptor instead.
+func (*LinkArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *LinkArtifactResponse) GetLink() *LinkedArtifact {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+type SetArtifactAliasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "name:vN" or "name:alias".
+	Name   string   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Add    []string `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	Remove []string `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	// Recorded in this run's log and forwarded; empty: the store only.
+	RunId         string `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetArtifactAliasesRequest) Reset() {
+	*x = SetArtifactAliasesRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetArtifactAliasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetArtifactAliasesRequest) ProtoMessage() {}
+
+func (x *SetArtifactAliasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetArtifactAliasesRequest.ProtoReflect.Descriptor instead.
+func (*SetArtifactAliasesRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *SetArtifactAliasesRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetArtifactAliasesRequest) GetAdd() []string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *SetArtifactAliasesRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *SetArtifactAliasesRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type SetArtifactAliasesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Artifact      *Artifact              `protobuf:"bytes,1,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetArtifactAliasesResponse) Reset() {
+	*x = SetArtifactAliasesResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetArtifactAliasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetArtifactAliasesResponse) ProtoMessage() {}
+
+func (x *SetArtifactAliasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetArtifactAliasesResponse.ProtoReflect.Descriptor instead.
+func (*SetArtifactAliasesResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *SetArtifactAliasesResponse) GetArtifact() *Artifact {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+type ListArtifactsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Versions of this name; empty: every name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Versions this run logged (direction "logged") or used ("used"); empty: any.
+	RunId     string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Direction string `protobuf:"bytes,3,opt,name=direction,proto3" json:"direction,omitempty"`
+	Type      string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	// The versions linked into this registry collection instead.
+	Collection    string `protobuf:"bytes,5,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListArtifactsRequest) Reset() {
+	*x = ListArtifactsRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListArtifactsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListArtifactsRequest) ProtoMessage() {}
+
+func (x *ListArtifactsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListArtifactsRequest.ProtoReflect.Descriptor instead.
+func (*ListArtifactsRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ListArtifactsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ListArtifactsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListArtifactsRequest) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *ListArtifactsRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ListArtifactsRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type ListArtifactsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Artifacts []*Artifact            `protobuf:"bytes,1,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	// With `collection`: its links, in version order.
+	Links         []*LinkedArtifact `protobuf:"bytes,2,rep,name=links,proto3" json:"links,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListArtifactsResponse) Reset() {
+	*x = ListArtifactsResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListArtifactsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListArtifactsResponse) ProtoMessage() {}
+
+func (x *ListArtifactsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListArtifactsResponse.ProtoReflect.Descriptor instead.
+func (*ListArtifactsResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ListArtifactsResponse) GetArtifacts() []*Artifact {
+	if x != nil {
+		return x.Artifacts
+	}
+	return nil
+}
+
+func (x *ListArtifactsResponse) GetLinks() []*LinkedArtifact {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+type DownloadArtifactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "name:vN", "name:alias" or a registry path.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// An absolute directory on the sidecar's host to place the files in (hard links
+	// to the store where possible: read-only, so edit a copy). Empty: stream bytes.
+	Root string `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	// Copy instead of hard-linking.
+	Copy bool `protobuf:"varint,3,opt,name=copy,proto3" json:"copy,omitempty"`
+	// Only these paths (or paths under these directories); empty: all.
+	Paths         []string `protobuf:"bytes,4,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadArtifactRequest) Reset() {
+	*x = DownloadArtifactRequest{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadArtifactRequest) ProtoMessage() {}
+
+func (x *DownloadArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadArtifactRequest.ProtoReflect.Descriptor instead.
+func (*DownloadArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *DownloadArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DownloadArtifactRequest) GetRoot() string {
+	if x != nil {
+		return x.Root
+	}
+	return ""
+}
+
+func (x *DownloadArtifactRequest) GetCopy() bool {
+	if x != nil {
+		return x.Copy
+	}
+	return false
+}
+
+func (x *DownloadArtifactRequest) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+type DownloadArtifactResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file (one message per file placed under root; per chunk when streaming).
+	Path   string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Data   []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The last message of this file.
+	Last bool `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	// Placed as a hard link (root mode).
+	Linked bool `protobuf:"varint,5,opt,name=linked,proto3" json:"linked,omitempty"`
+	// A reference not fetched (s3://, gs://, http(s)://): nothing placed.
+	SkippedRef    string `protobuf:"bytes,6,opt,name=skipped_ref,json=skippedRef,proto3" json:"skipped_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadArtifactResponse) Reset() {
+	*x = DownloadArtifactResponse{}
+	mi := &file_runcore_v1_runcore_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadArtifactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadArtifactResponse) ProtoMessage() {}
+
+func (x *DownloadArtifactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runcore_v1_runcore_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadArtifactResponse.ProtoReflect.Descriptor instead.
+func (*DownloadArtifactResponse) Descriptor() ([]byte, []int) {
+	return file_runcore_v1_runcore_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *DownloadArtifactResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DownloadArtifactResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *DownloadArtifactResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *DownloadArtifactResponse) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+func (x *DownloadArtifactResponse) GetLinked() bool {
+	if x != nil {
+		return x.Linked
+	}
+	return false
+}
+
+func (x *DownloadArtifactResponse) GetSkippedRef() string {
+	if x != nil {
+		return x.SkippedRef
+	}
+	return ""
+}
+
 var File_runcore_v1_runcore_proto protoreflect.FileDescriptor
 
 const file_runcore_v1_runcore_proto_rawDesc = "" +
@@ -4165,11 +5900,18 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x04bins\x18\x01 \x03(\x01R\x04bins\x12\x16\n" +
 	"\x06counts\x18\x02 \x03(\x03R\x06counts\x12\x16\n" +
 	"\x06values\x18\x03 \x03(\x01R\x06values\x12\x19\n" +
-	"\bnum_bins\x18\x04 \x01(\rR\anumBins\"`\n" +
+	"\bnum_bins\x18\x04 \x01(\rR\anumBins\"\x8d\x02\n" +
 	"\x05Media\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.runcore.v1.MediaKindR\x04kind\x12\x18\n" +
-	"\acaption\x18\x03 \x01(\tR\acaption\"S\n" +
+	"\acaption\x18\x03 \x01(\tR\acaption\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\x122\n" +
+	"\x05extra\x18\x06 \x03(\v2\x1c.runcore.v1.Media.ExtraEntryR\x05extra\x1aK\n" +
+	"\n" +
+	"ExtraEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"S\n" +
 	"\n" +
 	"ClientInfo\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12\x1a\n" +
@@ -4510,13 +6252,157 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x10ReadFileResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x04R\x04size*~\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\"\xfa\x01\n" +
+	"\fArtifactFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x10\n" +
+	"\x03md5\x18\x03 \x01(\tR\x03md5\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x10\n" +
+	"\x03ref\x18\x05 \x01(\tR\x03ref\x129\n" +
+	"\x05extra\x18\x06 \x03(\v2#.runcore.v1.ArtifactFile.ExtraEntryR\x05extra\x1aK\n" +
+	"\n" +
+	"ExtraEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"\xd9\x04\n" +
+	"\bArtifact\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12#\n" +
+	"\rversion_index\x18\x04 \x01(\rR\fversionIndex\x12\x18\n" +
+	"\aaliases\x18\x05 \x03(\tR\aaliases\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12>\n" +
+	"\bmetadata\x18\a \x03(\v2\".runcore.v1.Artifact.MetadataEntryR\bmetadata\x12\x16\n" +
+	"\x06digest\x18\b \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\t \x01(\x04R\x04size\x12\x1d\n" +
+	"\n" +
+	"file_count\x18\n" +
+	" \x01(\x04R\tfileCount\x12\x1b\n" +
+	"\tlogged_by\x18\v \x03(\tR\bloggedBy\x12\x17\n" +
+	"\aused_by\x18\f \x03(\tR\x06usedBy\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\r \x01(\x01R\tcreatedAt\x12#\n" +
+	"\rmanifest_path\x18\x0e \x01(\tR\fmanifestPath\x12.\n" +
+	"\x05files\x18\x0f \x03(\v2\x18.runcore.v1.ArtifactFileR\x05files\x12%\n" +
+	"\x0edistributed_id\x18\x10 \x01(\tR\rdistributedId\x1aN\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"\xea\x02\n" +
+	"\x15CreateArtifactRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12K\n" +
+	"\bmetadata\x18\x05 \x03(\v2/.runcore.v1.CreateArtifactRequest.MetadataEntryR\bmetadata\x12\x18\n" +
+	"\aaliases\x18\x06 \x03(\tR\aaliases\x12%\n" +
+	"\x0edistributed_id\x18\a \x01(\tR\rdistributedId\x12\x12\n" +
+	"\x04base\x18\b \x01(\tR\x04base\x1aN\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.runcore.v1.ValueR\x05value:\x028\x01\"R\n" +
+	"\x16CreateArtifactResponse\x12\x19\n" +
+	"\bdraft_id\x18\x01 \x01(\tR\adraftId\x12\x1d\n" +
+	"\n" +
+	"file_count\x18\x02 \x01(\x04R\tfileCount\"X\n" +
+	"\x12ArtifactFileSource\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"c\n" +
+	"\rArtifactChunk\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xf9\x01\n" +
+	"\x17AddArtifactFilesRequest\x12\x19\n" +
+	"\bdraft_id\x18\x01 \x01(\tR\adraftId\x124\n" +
+	"\x04file\x18\x02 \x01(\v2\x1e.runcore.v1.ArtifactFileSourceH\x00R\x04file\x128\n" +
+	"\treference\x18\x03 \x01(\v2\x18.runcore.v1.ArtifactFileH\x00R\treference\x121\n" +
+	"\x05chunk\x18\x04 \x01(\v2\x19.runcore.v1.ArtifactChunkH\x00R\x05chunk\x12\x18\n" +
+	"\x06remove\x18\x05 \x01(\tH\x00R\x06removeB\x06\n" +
+	"\x04item\"\xa1\x01\n" +
+	"\x18AddArtifactFilesResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\x04R\x05added\x12!\n" +
+	"\fbytes_stored\x18\x02 \x01(\x04R\vbytesStored\x12-\n" +
+	"\x12bytes_deduplicated\x18\x03 \x01(\x04R\x11bytesDeduplicated\x12\x1d\n" +
+	"\n" +
+	"file_count\x18\x04 \x01(\x04R\tfileCount\"2\n" +
+	"\x15CommitArtifactRequest\x12\x19\n" +
+	"\bdraft_id\x18\x01 \x01(\tR\adraftId\"f\n" +
+	"\x16CommitArtifactResponse\x120\n" +
+	"\bartifact\x18\x01 \x01(\v2\x14.runcore.v1.ArtifactR\bartifact\x12\x1a\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"a\n" +
+	"\x12GetArtifactRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rinclude_files\x18\x02 \x01(\bR\fincludeFiles\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"G\n" +
+	"\x13GetArtifactResponse\x120\n" +
+	"\bartifact\x18\x01 \x01(\v2\x14.runcore.v1.ArtifactR\bartifact\"x\n" +
+	"\x12UseArtifactRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12#\n" +
+	"\rinclude_files\x18\x04 \x01(\bR\fincludeFiles\"G\n" +
+	"\x13UseArtifactResponse\x120\n" +
+	"\bartifact\x18\x01 \x01(\v2\x14.runcore.v1.ArtifactR\bartifact\"{\n" +
+	"\x13LinkArtifactRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vtarget_path\x18\x03 \x01(\tR\n" +
+	"targetPath\x12\x18\n" +
+	"\aaliases\x18\x04 \x03(\tR\aaliases\"\x96\x02\n" +
+	"\x0eLinkedArtifact\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\tR\n" +
+	"collection\x12\x1f\n" +
+	"\vtarget_path\x18\x02 \x01(\tR\n" +
+	"targetPath\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12#\n" +
+	"\rversion_index\x18\x04 \x01(\rR\fversionIndex\x12\x18\n" +
+	"\aaliases\x18\x05 \x03(\tR\aaliases\x120\n" +
+	"\bartifact\x18\x06 \x01(\v2\x14.runcore.v1.ArtifactR\bartifact\x12\x1b\n" +
+	"\tlinked_at\x18\a \x01(\x01R\blinkedAt\x12\x1b\n" +
+	"\tlinked_by\x18\b \x01(\tR\blinkedBy\"F\n" +
+	"\x14LinkArtifactResponse\x12.\n" +
+	"\x04link\x18\x01 \x01(\v2\x1a.runcore.v1.LinkedArtifactR\x04link\"p\n" +
+	"\x19SetArtifactAliasesRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03add\x18\x02 \x03(\tR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\"N\n" +
+	"\x1aSetArtifactAliasesResponse\x120\n" +
+	"\bartifact\x18\x01 \x01(\v2\x14.runcore.v1.ArtifactR\bartifact\"\x93\x01\n" +
+	"\x14ListArtifactsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
+	"\tdirection\x18\x03 \x01(\tR\tdirection\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x05 \x01(\tR\n" +
+	"collection\"}\n" +
+	"\x15ListArtifactsResponse\x122\n" +
+	"\tartifacts\x18\x01 \x03(\v2\x14.runcore.v1.ArtifactR\tartifacts\x120\n" +
+	"\x05links\x18\x02 \x03(\v2\x1a.runcore.v1.LinkedArtifactR\x05links\"k\n" +
+	"\x17DownloadArtifactRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\tR\x04root\x12\x12\n" +
+	"\x04copy\x18\x03 \x01(\bR\x04copy\x12\x14\n" +
+	"\x05paths\x18\x04 \x03(\tR\x05paths\"\xa7\x01\n" +
+	"\x18DownloadArtifactResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\x12\x16\n" +
+	"\x06linked\x18\x05 \x01(\bR\x06linked\x12\x1f\n" +
+	"\vskipped_ref\x18\x06 \x01(\tR\n" +
+	"skippedRef*\xc2\x01\n" +
 	"\tMediaKind\x12\x1a\n" +
 	"\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MEDIA_KIND_IMAGE\x10\x01\x12\x14\n" +
 	"\x10MEDIA_KIND_AUDIO\x10\x02\x12\x14\n" +
 	"\x10MEDIA_KIND_VIDEO\x10\x03\x12\x13\n" +
-	"\x0fMEDIA_KIND_FILE\x10\x04*\xca\x01\n" +
+	"\x0fMEDIA_KIND_FILE\x10\x04\x12\x14\n" +
+	"\x10MEDIA_KIND_TABLE\x10\x05\x12\x13\n" +
+	"\x0fMEDIA_KIND_HTML\x10\x06\x12\x17\n" +
+	"\x13MEDIA_KIND_OBJECT3D\x10\a*\xca\x01\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATE_RUNNING\x10\x01\x12\x16\n" +
@@ -4530,8 +6416,7 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x12RESUME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fRESUME_NEVER\x10\x01\x12\x10\n" +
 	"\fRESUME_ALLOW\x10\x02\x12\x0f\n" +
-	"\vRESUME_MUST\x10\x032\xe7\n" +
-	"\n" +
+	"\vRESUME_MUST\x10\x032\x89\x11\n" +
 	"\n" +
 	"RunService\x129\n" +
 	"\x04Init\x12\x17.runcore.v1.InitRequest\x1a\x18.runcore.v1.InitResponse\x126\n" +
@@ -4552,7 +6437,16 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\tUpdateRun\x12\x1c.runcore.v1.UpdateRunRequest\x1a\x1d.runcore.v1.UpdateRunResponse\x12H\n" +
 	"\tDeleteRun\x12\x1c.runcore.v1.DeleteRunRequest\x1a\x1d.runcore.v1.DeleteRunResponse\x12H\n" +
 	"\tListFiles\x12\x1c.runcore.v1.ListFilesRequest\x1a\x1d.runcore.v1.ListFilesResponse\x12G\n" +
-	"\bReadFile\x12\x1b.runcore.v1.ReadFileRequest\x1a\x1c.runcore.v1.ReadFileResponse0\x01B?Z=github.com/runcore/runcore/clients/go/gen/runcorev1;runcorev1b\x06proto3"
+	"\bReadFile\x12\x1b.runcore.v1.ReadFileRequest\x1a\x1c.runcore.v1.ReadFileResponse0\x01\x12W\n" +
+	"\x0eCreateArtifact\x12!.runcore.v1.CreateArtifactRequest\x1a\".runcore.v1.CreateArtifactResponse\x12_\n" +
+	"\x10AddArtifactFiles\x12#.runcore.v1.AddArtifactFilesRequest\x1a$.runcore.v1.AddArtifactFilesResponse(\x01\x12W\n" +
+	"\x0eCommitArtifact\x12!.runcore.v1.CommitArtifactRequest\x1a\".runcore.v1.CommitArtifactResponse\x12N\n" +
+	"\vGetArtifact\x12\x1e.runcore.v1.GetArtifactRequest\x1a\x1f.runcore.v1.GetArtifactResponse\x12N\n" +
+	"\vUseArtifact\x12\x1e.runcore.v1.UseArtifactRequest\x1a\x1f.runcore.v1.UseArtifactResponse\x12Q\n" +
+	"\fLinkArtifact\x12\x1f.runcore.v1.LinkArtifactRequest\x1a .runcore.v1.LinkArtifactResponse\x12c\n" +
+	"\x12SetArtifactAliases\x12%.runcore.v1.SetArtifactAliasesRequest\x1a&.runcore.v1.SetArtifactAliasesResponse\x12T\n" +
+	"\rListArtifacts\x12 .runcore.v1.ListArtifactsRequest\x1a!.runcore.v1.ListArtifactsResponse\x12_\n" +
+	"\x10DownloadArtifact\x12#.runcore.v1.DownloadArtifactRequest\x1a$.runcore.v1.DownloadArtifactResponse0\x01B?Z=github.com/runcore/runcore/clients/go/gen/runcorev1;runcorev1b\x06proto3"
 
 var (
 	file_runcore_v1_runcore_proto_rawDescOnce sync.Once
@@ -4567,194 +6461,259 @@ func file_runcore_v1_runcore_proto_rawDescGZIP() []byte {
 }
 
 var file_runcore_v1_runcore_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_runcore_v1_runcore_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
 var file_runcore_v1_runcore_proto_goTypes = []any{
-	(MediaKind)(0),                 // 0: runcore.v1.MediaKind
-	(RunState)(0),                  // 1: runcore.v1.RunState
-	(Resume)(0),                    // 2: runcore.v1.Resume
-	(*Value)(nil),                  // 3: runcore.v1.Value
-	(*MapValue)(nil),               // 4: runcore.v1.MapValue
-	(*ListValue)(nil),              // 5: runcore.v1.ListValue
-	(*Histogram)(nil),              // 6: runcore.v1.Histogram
-	(*Media)(nil),                  // 7: runcore.v1.Media
-	(*ClientInfo)(nil),             // 8: runcore.v1.ClientInfo
-	(*InitRequest)(nil),            // 9: runcore.v1.InitRequest
-	(*WriterSettings)(nil),         // 10: runcore.v1.WriterSettings
-	(*WriterInfo)(nil),             // 11: runcore.v1.WriterInfo
-	(*SystemMetricsSettings)(nil),  // 12: runcore.v1.SystemMetricsSettings
-	(*RunInfo)(nil),                // 13: runcore.v1.RunInfo
-	(*InitResponse)(nil),           // 14: runcore.v1.InitResponse
-	(*Row)(nil),                    // 15: runcore.v1.Row
-	(*LogRequest)(nil),             // 16: runcore.v1.LogRequest
-	(*DroppedRow)(nil),             // 17: runcore.v1.DroppedRow
-	(*LogResponse)(nil),            // 18: runcore.v1.LogResponse
-	(*LogBatch)(nil),               // 19: runcore.v1.LogBatch
-	(*LogAck)(nil),                 // 20: runcore.v1.LogAck
-	(*DefineMetricRequest)(nil),    // 21: runcore.v1.DefineMetricRequest
-	(*MetricDefinition)(nil),       // 22: runcore.v1.MetricDefinition
-	(*DefineMetricResponse)(nil),   // 23: runcore.v1.DefineMetricResponse
-	(*UpdateConfigRequest)(nil),    // 24: runcore.v1.UpdateConfigRequest
-	(*UpdateConfigResponse)(nil),   // 25: runcore.v1.UpdateConfigResponse
-	(*UpdateSummaryRequest)(nil),   // 26: runcore.v1.UpdateSummaryRequest
-	(*UpdateSummaryResponse)(nil),  // 27: runcore.v1.UpdateSummaryResponse
-	(*AlertRequest)(nil),           // 28: runcore.v1.AlertRequest
-	(*AlertResponse)(nil),          // 29: runcore.v1.AlertResponse
-	(*SaveFilesRequest)(nil),       // 30: runcore.v1.SaveFilesRequest
-	(*SaveFilesResponse)(nil),      // 31: runcore.v1.SaveFilesResponse
-	(*HeartbeatRequest)(nil),       // 32: runcore.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 33: runcore.v1.HeartbeatResponse
-	(*MarkPreemptingRequest)(nil),  // 34: runcore.v1.MarkPreemptingRequest
-	(*MarkPreemptingResponse)(nil), // 35: runcore.v1.MarkPreemptingResponse
-	(*FinishRequest)(nil),          // 36: runcore.v1.FinishRequest
-	(*FinishResponse)(nil),         // 37: runcore.v1.FinishResponse
-	(*BackendStatus)(nil),          // 38: runcore.v1.BackendStatus
-	(*StopRunRequest)(nil),         // 39: runcore.v1.StopRunRequest
-	(*StopRunResponse)(nil),        // 40: runcore.v1.StopRunResponse
-	(*GetRunRequest)(nil),          // 41: runcore.v1.GetRunRequest
-	(*GetRunResponse)(nil),         // 42: runcore.v1.GetRunResponse
-	(*ListRunsRequest)(nil),        // 43: runcore.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 44: runcore.v1.ListRunsResponse
-	(*ScanHistoryRequest)(nil),     // 45: runcore.v1.ScanHistoryRequest
-	(*HistoryRow)(nil),             // 46: runcore.v1.HistoryRow
-	(*ScanHistoryResponse)(nil),    // 47: runcore.v1.ScanHistoryResponse
-	(*Tags)(nil),                   // 48: runcore.v1.Tags
-	(*UpdateRunRequest)(nil),       // 49: runcore.v1.UpdateRunRequest
-	(*UpdateRunResponse)(nil),      // 50: runcore.v1.UpdateRunResponse
-	(*DeleteRunRequest)(nil),       // 51: runcore.v1.DeleteRunRequest
-	(*DeleteRunResponse)(nil),      // 52: runcore.v1.DeleteRunResponse
-	(*ListFilesRequest)(nil),       // 53: runcore.v1.ListFilesRequest
-	(*FileInfo)(nil),               // 54: runcore.v1.FileInfo
-	(*ListFilesResponse)(nil),      // 55: runcore.v1.ListFilesResponse
-	(*ReadFileRequest)(nil),        // 56: runcore.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),       // 57: runcore.v1.ReadFileResponse
-	nil,                            // 58: runcore.v1.MapValue.FieldsEntry
-	nil,                            // 59: runcore.v1.InitRequest.ConfigEntry
-	nil,                            // 60: runcore.v1.Row.ValuesEntry
-	nil,                            // 61: runcore.v1.LogRequest.DataEntry
-	nil,                            // 62: runcore.v1.UpdateConfigRequest.ConfigEntry
-	nil,                            // 63: runcore.v1.UpdateConfigResponse.ConfigEntry
-	nil,                            // 64: runcore.v1.UpdateSummaryRequest.SummaryEntry
-	nil,                            // 65: runcore.v1.UpdateSummaryResponse.SummaryEntry
-	nil,                            // 66: runcore.v1.FinishResponse.SummaryEntry
-	nil,                            // 67: runcore.v1.GetRunResponse.ConfigEntry
-	nil,                            // 68: runcore.v1.GetRunResponse.SummaryEntry
-	nil,                            // 69: runcore.v1.GetRunResponse.SystemMetricsEntry
-	nil,                            // 70: runcore.v1.HistoryRow.ValuesEntry
-	nil,                            // 71: runcore.v1.UpdateRunRequest.ConfigEntry
-	nil,                            // 72: runcore.v1.UpdateRunRequest.SummaryEntry
-	nil,                            // 73: runcore.v1.UpdateRunResponse.ConfigEntry
-	nil,                            // 74: runcore.v1.UpdateRunResponse.SummaryEntry
+	(MediaKind)(0),                     // 0: runcore.v1.MediaKind
+	(RunState)(0),                      // 1: runcore.v1.RunState
+	(Resume)(0),                        // 2: runcore.v1.Resume
+	(*Value)(nil),                      // 3: runcore.v1.Value
+	(*MapValue)(nil),                   // 4: runcore.v1.MapValue
+	(*ListValue)(nil),                  // 5: runcore.v1.ListValue
+	(*Histogram)(nil),                  // 6: runcore.v1.Histogram
+	(*Media)(nil),                      // 7: runcore.v1.Media
+	(*ClientInfo)(nil),                 // 8: runcore.v1.ClientInfo
+	(*InitRequest)(nil),                // 9: runcore.v1.InitRequest
+	(*WriterSettings)(nil),             // 10: runcore.v1.WriterSettings
+	(*WriterInfo)(nil),                 // 11: runcore.v1.WriterInfo
+	(*SystemMetricsSettings)(nil),      // 12: runcore.v1.SystemMetricsSettings
+	(*RunInfo)(nil),                    // 13: runcore.v1.RunInfo
+	(*InitResponse)(nil),               // 14: runcore.v1.InitResponse
+	(*Row)(nil),                        // 15: runcore.v1.Row
+	(*LogRequest)(nil),                 // 16: runcore.v1.LogRequest
+	(*DroppedRow)(nil),                 // 17: runcore.v1.DroppedRow
+	(*LogResponse)(nil),                // 18: runcore.v1.LogResponse
+	(*LogBatch)(nil),                   // 19: runcore.v1.LogBatch
+	(*LogAck)(nil),                     // 20: runcore.v1.LogAck
+	(*DefineMetricRequest)(nil),        // 21: runcore.v1.DefineMetricRequest
+	(*MetricDefinition)(nil),           // 22: runcore.v1.MetricDefinition
+	(*DefineMetricResponse)(nil),       // 23: runcore.v1.DefineMetricResponse
+	(*UpdateConfigRequest)(nil),        // 24: runcore.v1.UpdateConfigRequest
+	(*UpdateConfigResponse)(nil),       // 25: runcore.v1.UpdateConfigResponse
+	(*UpdateSummaryRequest)(nil),       // 26: runcore.v1.UpdateSummaryRequest
+	(*UpdateSummaryResponse)(nil),      // 27: runcore.v1.UpdateSummaryResponse
+	(*AlertRequest)(nil),               // 28: runcore.v1.AlertRequest
+	(*AlertResponse)(nil),              // 29: runcore.v1.AlertResponse
+	(*SaveFilesRequest)(nil),           // 30: runcore.v1.SaveFilesRequest
+	(*SaveFilesResponse)(nil),          // 31: runcore.v1.SaveFilesResponse
+	(*HeartbeatRequest)(nil),           // 32: runcore.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),          // 33: runcore.v1.HeartbeatResponse
+	(*MarkPreemptingRequest)(nil),      // 34: runcore.v1.MarkPreemptingRequest
+	(*MarkPreemptingResponse)(nil),     // 35: runcore.v1.MarkPreemptingResponse
+	(*FinishRequest)(nil),              // 36: runcore.v1.FinishRequest
+	(*FinishResponse)(nil),             // 37: runcore.v1.FinishResponse
+	(*BackendStatus)(nil),              // 38: runcore.v1.BackendStatus
+	(*StopRunRequest)(nil),             // 39: runcore.v1.StopRunRequest
+	(*StopRunResponse)(nil),            // 40: runcore.v1.StopRunResponse
+	(*GetRunRequest)(nil),              // 41: runcore.v1.GetRunRequest
+	(*GetRunResponse)(nil),             // 42: runcore.v1.GetRunResponse
+	(*ListRunsRequest)(nil),            // 43: runcore.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),           // 44: runcore.v1.ListRunsResponse
+	(*ScanHistoryRequest)(nil),         // 45: runcore.v1.ScanHistoryRequest
+	(*HistoryRow)(nil),                 // 46: runcore.v1.HistoryRow
+	(*ScanHistoryResponse)(nil),        // 47: runcore.v1.ScanHistoryResponse
+	(*Tags)(nil),                       // 48: runcore.v1.Tags
+	(*UpdateRunRequest)(nil),           // 49: runcore.v1.UpdateRunRequest
+	(*UpdateRunResponse)(nil),          // 50: runcore.v1.UpdateRunResponse
+	(*DeleteRunRequest)(nil),           // 51: runcore.v1.DeleteRunRequest
+	(*DeleteRunResponse)(nil),          // 52: runcore.v1.DeleteRunResponse
+	(*ListFilesRequest)(nil),           // 53: runcore.v1.ListFilesRequest
+	(*FileInfo)(nil),                   // 54: runcore.v1.FileInfo
+	(*ListFilesResponse)(nil),          // 55: runcore.v1.ListFilesResponse
+	(*ReadFileRequest)(nil),            // 56: runcore.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),           // 57: runcore.v1.ReadFileResponse
+	(*ArtifactFile)(nil),               // 58: runcore.v1.ArtifactFile
+	(*Artifact)(nil),                   // 59: runcore.v1.Artifact
+	(*CreateArtifactRequest)(nil),      // 60: runcore.v1.CreateArtifactRequest
+	(*CreateArtifactResponse)(nil),     // 61: runcore.v1.CreateArtifactResponse
+	(*ArtifactFileSource)(nil),         // 62: runcore.v1.ArtifactFileSource
+	(*ArtifactChunk)(nil),              // 63: runcore.v1.ArtifactChunk
+	(*AddArtifactFilesRequest)(nil),    // 64: runcore.v1.AddArtifactFilesRequest
+	(*AddArtifactFilesResponse)(nil),   // 65: runcore.v1.AddArtifactFilesResponse
+	(*CommitArtifactRequest)(nil),      // 66: runcore.v1.CommitArtifactRequest
+	(*CommitArtifactResponse)(nil),     // 67: runcore.v1.CommitArtifactResponse
+	(*GetArtifactRequest)(nil),         // 68: runcore.v1.GetArtifactRequest
+	(*GetArtifactResponse)(nil),        // 69: runcore.v1.GetArtifactResponse
+	(*UseArtifactRequest)(nil),         // 70: runcore.v1.UseArtifactRequest
+	(*UseArtifactResponse)(nil),        // 71: runcore.v1.UseArtifactResponse
+	(*LinkArtifactRequest)(nil),        // 72: runcore.v1.LinkArtifactRequest
+	(*LinkedArtifact)(nil),             // 73: runcore.v1.LinkedArtifact
+	(*LinkArtifactResponse)(nil),       // 74: runcore.v1.LinkArtifactResponse
+	(*SetArtifactAliasesRequest)(nil),  // 75: runcore.v1.SetArtifactAliasesRequest
+	(*SetArtifactAliasesResponse)(nil), // 76: runcore.v1.SetArtifactAliasesResponse
+	(*ListArtifactsRequest)(nil),       // 77: runcore.v1.ListArtifactsRequest
+	(*ListArtifactsResponse)(nil),      // 78: runcore.v1.ListArtifactsResponse
+	(*DownloadArtifactRequest)(nil),    // 79: runcore.v1.DownloadArtifactRequest
+	(*DownloadArtifactResponse)(nil),   // 80: runcore.v1.DownloadArtifactResponse
+	nil,                                // 81: runcore.v1.MapValue.FieldsEntry
+	nil,                                // 82: runcore.v1.Media.ExtraEntry
+	nil,                                // 83: runcore.v1.InitRequest.ConfigEntry
+	nil,                                // 84: runcore.v1.Row.ValuesEntry
+	nil,                                // 85: runcore.v1.LogRequest.DataEntry
+	nil,                                // 86: runcore.v1.UpdateConfigRequest.ConfigEntry
+	nil,                                // 87: runcore.v1.UpdateConfigResponse.ConfigEntry
+	nil,                                // 88: runcore.v1.UpdateSummaryRequest.SummaryEntry
+	nil,                                // 89: runcore.v1.UpdateSummaryResponse.SummaryEntry
+	nil,                                // 90: runcore.v1.FinishResponse.SummaryEntry
+	nil,                                // 91: runcore.v1.GetRunResponse.ConfigEntry
+	nil,                                // 92: runcore.v1.GetRunResponse.SummaryEntry
+	nil,                                // 93: runcore.v1.GetRunResponse.SystemMetricsEntry
+	nil,                                // 94: runcore.v1.HistoryRow.ValuesEntry
+	nil,                                // 95: runcore.v1.UpdateRunRequest.ConfigEntry
+	nil,                                // 96: runcore.v1.UpdateRunRequest.SummaryEntry
+	nil,                                // 97: runcore.v1.UpdateRunResponse.ConfigEntry
+	nil,                                // 98: runcore.v1.UpdateRunResponse.SummaryEntry
+	nil,                                // 99: runcore.v1.ArtifactFile.ExtraEntry
+	nil,                                // 100: runcore.v1.Artifact.MetadataEntry
+	nil,                                // 101: runcore.v1.CreateArtifactRequest.MetadataEntry
 }
 var file_runcore_v1_runcore_proto_depIdxs = []int32{
-	4,  // 0: runcore.v1.Value.map_value:type_name -> runcore.v1.MapValue
-	5,  // 1: runcore.v1.Value.list_value:type_name -> runcore.v1.ListValue
-	6,  // 2: runcore.v1.Value.histogram:type_name -> runcore.v1.Histogram
-	7,  // 3: runcore.v1.Value.media:type_name -> runcore.v1.Media
-	58, // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
-	3,  // 5: runcore.v1.ListValue.values:type_name -> runcore.v1.Value
-	0,  // 6: runcore.v1.Media.kind:type_name -> runcore.v1.MediaKind
-	59, // 7: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
-	2,  // 8: runcore.v1.InitRequest.resume:type_name -> runcore.v1.Resume
-	8,  // 9: runcore.v1.InitRequest.client:type_name -> runcore.v1.ClientInfo
-	12, // 10: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
-	10, // 11: runcore.v1.InitRequest.writer:type_name -> runcore.v1.WriterSettings
-	8,  // 12: runcore.v1.WriterInfo.client:type_name -> runcore.v1.ClientInfo
-	1,  // 13: runcore.v1.WriterInfo.state:type_name -> runcore.v1.RunState
-	1,  // 14: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
-	13, // 15: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
-	60, // 16: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
-	61, // 17: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
-	17, // 18: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
-	15, // 19: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
-	17, // 20: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
-	22, // 21: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
-	62, // 22: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
-	63, // 23: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
-	64, // 24: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
-	65, // 25: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
-	1,  // 26: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
-	13, // 27: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
-	13, // 28: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
-	66, // 29: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
-	38, // 30: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
-	11, // 31: runcore.v1.FinishResponse.writer:type_name -> runcore.v1.WriterInfo
-	13, // 32: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
-	13, // 33: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
-	67, // 34: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
-	68, // 35: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
-	22, // 36: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
-	38, // 37: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
-	69, // 38: runcore.v1.GetRunResponse.system_metrics:type_name -> runcore.v1.GetRunResponse.SystemMetricsEntry
-	11, // 39: runcore.v1.GetRunResponse.writers:type_name -> runcore.v1.WriterInfo
-	13, // 40: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
-	70, // 41: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
-	46, // 42: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
-	48, // 43: runcore.v1.UpdateRunRequest.tags:type_name -> runcore.v1.Tags
-	71, // 44: runcore.v1.UpdateRunRequest.config:type_name -> runcore.v1.UpdateRunRequest.ConfigEntry
-	72, // 45: runcore.v1.UpdateRunRequest.summary:type_name -> runcore.v1.UpdateRunRequest.SummaryEntry
-	13, // 46: runcore.v1.UpdateRunResponse.run:type_name -> runcore.v1.RunInfo
-	73, // 47: runcore.v1.UpdateRunResponse.config:type_name -> runcore.v1.UpdateRunResponse.ConfigEntry
-	74, // 48: runcore.v1.UpdateRunResponse.summary:type_name -> runcore.v1.UpdateRunResponse.SummaryEntry
-	54, // 49: runcore.v1.ListFilesResponse.files:type_name -> runcore.v1.FileInfo
-	3,  // 50: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
-	3,  // 51: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 52: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 53: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
-	3,  // 54: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 55: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 56: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 57: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 58: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 59: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 60: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 61: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
-	3,  // 62: runcore.v1.UpdateRunRequest.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 63: runcore.v1.UpdateRunRequest.SummaryEntry.value:type_name -> runcore.v1.Value
-	3,  // 64: runcore.v1.UpdateRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
-	3,  // 65: runcore.v1.UpdateRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
-	9,  // 66: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
-	16, // 67: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
-	19, // 68: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
-	21, // 69: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
-	24, // 70: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
-	26, // 71: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
-	28, // 72: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
-	30, // 73: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
-	32, // 74: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
-	34, // 75: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
-	36, // 76: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
-	39, // 77: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
-	41, // 78: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
-	43, // 79: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
-	45, // 80: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
-	49, // 81: runcore.v1.RunService.UpdateRun:input_type -> runcore.v1.UpdateRunRequest
-	51, // 82: runcore.v1.RunService.DeleteRun:input_type -> runcore.v1.DeleteRunRequest
-	53, // 83: runcore.v1.RunService.ListFiles:input_type -> runcore.v1.ListFilesRequest
-	56, // 84: runcore.v1.RunService.ReadFile:input_type -> runcore.v1.ReadFileRequest
-	14, // 85: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
-	18, // 86: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
-	20, // 87: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
-	23, // 88: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
-	25, // 89: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
-	27, // 90: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
-	29, // 91: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
-	31, // 92: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
-	33, // 93: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
-	35, // 94: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
-	37, // 95: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
-	40, // 96: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
-	42, // 97: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
-	44, // 98: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
-	47, // 99: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
-	50, // 100: runcore.v1.RunService.UpdateRun:output_type -> runcore.v1.UpdateRunResponse
-	52, // 101: runcore.v1.RunService.DeleteRun:output_type -> runcore.v1.DeleteRunResponse
-	55, // 102: runcore.v1.RunService.ListFiles:output_type -> runcore.v1.ListFilesResponse
-	57, // 103: runcore.v1.RunService.ReadFile:output_type -> runcore.v1.ReadFileResponse
-	85, // [85:104] is the sub-list for method output_type
-	66, // [66:85] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	4,   // 0: runcore.v1.Value.map_value:type_name -> runcore.v1.MapValue
+	5,   // 1: runcore.v1.Value.list_value:type_name -> runcore.v1.ListValue
+	6,   // 2: runcore.v1.Value.histogram:type_name -> runcore.v1.Histogram
+	7,   // 3: runcore.v1.Value.media:type_name -> runcore.v1.Media
+	81,  // 4: runcore.v1.MapValue.fields:type_name -> runcore.v1.MapValue.FieldsEntry
+	3,   // 5: runcore.v1.ListValue.values:type_name -> runcore.v1.Value
+	0,   // 6: runcore.v1.Media.kind:type_name -> runcore.v1.MediaKind
+	82,  // 7: runcore.v1.Media.extra:type_name -> runcore.v1.Media.ExtraEntry
+	83,  // 8: runcore.v1.InitRequest.config:type_name -> runcore.v1.InitRequest.ConfigEntry
+	2,   // 9: runcore.v1.InitRequest.resume:type_name -> runcore.v1.Resume
+	8,   // 10: runcore.v1.InitRequest.client:type_name -> runcore.v1.ClientInfo
+	12,  // 11: runcore.v1.InitRequest.system_metrics:type_name -> runcore.v1.SystemMetricsSettings
+	10,  // 12: runcore.v1.InitRequest.writer:type_name -> runcore.v1.WriterSettings
+	8,   // 13: runcore.v1.WriterInfo.client:type_name -> runcore.v1.ClientInfo
+	1,   // 14: runcore.v1.WriterInfo.state:type_name -> runcore.v1.RunState
+	1,   // 15: runcore.v1.RunInfo.state:type_name -> runcore.v1.RunState
+	13,  // 16: runcore.v1.InitResponse.run:type_name -> runcore.v1.RunInfo
+	84,  // 17: runcore.v1.Row.values:type_name -> runcore.v1.Row.ValuesEntry
+	85,  // 18: runcore.v1.LogRequest.data:type_name -> runcore.v1.LogRequest.DataEntry
+	17,  // 19: runcore.v1.LogResponse.dropped:type_name -> runcore.v1.DroppedRow
+	15,  // 20: runcore.v1.LogBatch.rows:type_name -> runcore.v1.Row
+	17,  // 21: runcore.v1.LogAck.dropped:type_name -> runcore.v1.DroppedRow
+	22,  // 22: runcore.v1.DefineMetricResponse.metric:type_name -> runcore.v1.MetricDefinition
+	86,  // 23: runcore.v1.UpdateConfigRequest.config:type_name -> runcore.v1.UpdateConfigRequest.ConfigEntry
+	87,  // 24: runcore.v1.UpdateConfigResponse.config:type_name -> runcore.v1.UpdateConfigResponse.ConfigEntry
+	88,  // 25: runcore.v1.UpdateSummaryRequest.summary:type_name -> runcore.v1.UpdateSummaryRequest.SummaryEntry
+	89,  // 26: runcore.v1.UpdateSummaryResponse.summary:type_name -> runcore.v1.UpdateSummaryResponse.SummaryEntry
+	1,   // 27: runcore.v1.HeartbeatResponse.state:type_name -> runcore.v1.RunState
+	13,  // 28: runcore.v1.MarkPreemptingResponse.run:type_name -> runcore.v1.RunInfo
+	13,  // 29: runcore.v1.FinishResponse.run:type_name -> runcore.v1.RunInfo
+	90,  // 30: runcore.v1.FinishResponse.summary:type_name -> runcore.v1.FinishResponse.SummaryEntry
+	38,  // 31: runcore.v1.FinishResponse.backends:type_name -> runcore.v1.BackendStatus
+	11,  // 32: runcore.v1.FinishResponse.writer:type_name -> runcore.v1.WriterInfo
+	13,  // 33: runcore.v1.StopRunResponse.run:type_name -> runcore.v1.RunInfo
+	13,  // 34: runcore.v1.GetRunResponse.run:type_name -> runcore.v1.RunInfo
+	91,  // 35: runcore.v1.GetRunResponse.config:type_name -> runcore.v1.GetRunResponse.ConfigEntry
+	92,  // 36: runcore.v1.GetRunResponse.summary:type_name -> runcore.v1.GetRunResponse.SummaryEntry
+	22,  // 37: runcore.v1.GetRunResponse.metrics:type_name -> runcore.v1.MetricDefinition
+	38,  // 38: runcore.v1.GetRunResponse.backends:type_name -> runcore.v1.BackendStatus
+	93,  // 39: runcore.v1.GetRunResponse.system_metrics:type_name -> runcore.v1.GetRunResponse.SystemMetricsEntry
+	11,  // 40: runcore.v1.GetRunResponse.writers:type_name -> runcore.v1.WriterInfo
+	13,  // 41: runcore.v1.ListRunsResponse.runs:type_name -> runcore.v1.RunInfo
+	94,  // 42: runcore.v1.HistoryRow.values:type_name -> runcore.v1.HistoryRow.ValuesEntry
+	46,  // 43: runcore.v1.ScanHistoryResponse.rows:type_name -> runcore.v1.HistoryRow
+	48,  // 44: runcore.v1.UpdateRunRequest.tags:type_name -> runcore.v1.Tags
+	95,  // 45: runcore.v1.UpdateRunRequest.config:type_name -> runcore.v1.UpdateRunRequest.ConfigEntry
+	96,  // 46: runcore.v1.UpdateRunRequest.summary:type_name -> runcore.v1.UpdateRunRequest.SummaryEntry
+	13,  // 47: runcore.v1.UpdateRunResponse.run:type_name -> runcore.v1.RunInfo
+	97,  // 48: runcore.v1.UpdateRunResponse.config:type_name -> runcore.v1.UpdateRunResponse.ConfigEntry
+	98,  // 49: runcore.v1.UpdateRunResponse.summary:type_name -> runcore.v1.UpdateRunResponse.SummaryEntry
+	54,  // 50: runcore.v1.ListFilesResponse.files:type_name -> runcore.v1.FileInfo
+	99,  // 51: runcore.v1.ArtifactFile.extra:type_name -> runcore.v1.ArtifactFile.ExtraEntry
+	100, // 52: runcore.v1.Artifact.metadata:type_name -> runcore.v1.Artifact.MetadataEntry
+	58,  // 53: runcore.v1.Artifact.files:type_name -> runcore.v1.ArtifactFile
+	101, // 54: runcore.v1.CreateArtifactRequest.metadata:type_name -> runcore.v1.CreateArtifactRequest.MetadataEntry
+	62,  // 55: runcore.v1.AddArtifactFilesRequest.file:type_name -> runcore.v1.ArtifactFileSource
+	58,  // 56: runcore.v1.AddArtifactFilesRequest.reference:type_name -> runcore.v1.ArtifactFile
+	63,  // 57: runcore.v1.AddArtifactFilesRequest.chunk:type_name -> runcore.v1.ArtifactChunk
+	59,  // 58: runcore.v1.CommitArtifactResponse.artifact:type_name -> runcore.v1.Artifact
+	59,  // 59: runcore.v1.GetArtifactResponse.artifact:type_name -> runcore.v1.Artifact
+	59,  // 60: runcore.v1.UseArtifactResponse.artifact:type_name -> runcore.v1.Artifact
+	59,  // 61: runcore.v1.LinkedArtifact.artifact:type_name -> runcore.v1.Artifact
+	73,  // 62: runcore.v1.LinkArtifactResponse.link:type_name -> runcore.v1.LinkedArtifact
+	59,  // 63: runcore.v1.SetArtifactAliasesResponse.artifact:type_name -> runcore.v1.Artifact
+	59,  // 64: runcore.v1.ListArtifactsResponse.artifacts:type_name -> runcore.v1.Artifact
+	73,  // 65: runcore.v1.ListArtifactsResponse.links:type_name -> runcore.v1.LinkedArtifact
+	3,   // 66: runcore.v1.MapValue.FieldsEntry.value:type_name -> runcore.v1.Value
+	3,   // 67: runcore.v1.Media.ExtraEntry.value:type_name -> runcore.v1.Value
+	3,   // 68: runcore.v1.InitRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 69: runcore.v1.Row.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,   // 70: runcore.v1.LogRequest.DataEntry.value:type_name -> runcore.v1.Value
+	3,   // 71: runcore.v1.UpdateConfigRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 72: runcore.v1.UpdateConfigResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 73: runcore.v1.UpdateSummaryRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 74: runcore.v1.UpdateSummaryResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 75: runcore.v1.FinishResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 76: runcore.v1.GetRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 77: runcore.v1.GetRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 78: runcore.v1.HistoryRow.ValuesEntry.value:type_name -> runcore.v1.Value
+	3,   // 79: runcore.v1.UpdateRunRequest.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 80: runcore.v1.UpdateRunRequest.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 81: runcore.v1.UpdateRunResponse.ConfigEntry.value:type_name -> runcore.v1.Value
+	3,   // 82: runcore.v1.UpdateRunResponse.SummaryEntry.value:type_name -> runcore.v1.Value
+	3,   // 83: runcore.v1.ArtifactFile.ExtraEntry.value:type_name -> runcore.v1.Value
+	3,   // 84: runcore.v1.Artifact.MetadataEntry.value:type_name -> runcore.v1.Value
+	3,   // 85: runcore.v1.CreateArtifactRequest.MetadataEntry.value:type_name -> runcore.v1.Value
+	9,   // 86: runcore.v1.RunService.Init:input_type -> runcore.v1.InitRequest
+	16,  // 87: runcore.v1.RunService.Log:input_type -> runcore.v1.LogRequest
+	19,  // 88: runcore.v1.RunService.LogStream:input_type -> runcore.v1.LogBatch
+	21,  // 89: runcore.v1.RunService.DefineMetric:input_type -> runcore.v1.DefineMetricRequest
+	24,  // 90: runcore.v1.RunService.UpdateConfig:input_type -> runcore.v1.UpdateConfigRequest
+	26,  // 91: runcore.v1.RunService.UpdateSummary:input_type -> runcore.v1.UpdateSummaryRequest
+	28,  // 92: runcore.v1.RunService.Alert:input_type -> runcore.v1.AlertRequest
+	30,  // 93: runcore.v1.RunService.SaveFiles:input_type -> runcore.v1.SaveFilesRequest
+	32,  // 94: runcore.v1.RunService.Heartbeat:input_type -> runcore.v1.HeartbeatRequest
+	34,  // 95: runcore.v1.RunService.MarkPreempting:input_type -> runcore.v1.MarkPreemptingRequest
+	36,  // 96: runcore.v1.RunService.Finish:input_type -> runcore.v1.FinishRequest
+	39,  // 97: runcore.v1.RunService.StopRun:input_type -> runcore.v1.StopRunRequest
+	41,  // 98: runcore.v1.RunService.GetRun:input_type -> runcore.v1.GetRunRequest
+	43,  // 99: runcore.v1.RunService.ListRuns:input_type -> runcore.v1.ListRunsRequest
+	45,  // 100: runcore.v1.RunService.ScanHistory:input_type -> runcore.v1.ScanHistoryRequest
+	49,  // 101: runcore.v1.RunService.UpdateRun:input_type -> runcore.v1.UpdateRunRequest
+	51,  // 102: runcore.v1.RunService.DeleteRun:input_type -> runcore.v1.DeleteRunRequest
+	53,  // 103: runcore.v1.RunService.ListFiles:input_type -> runcore.v1.ListFilesRequest
+	56,  // 104: runcore.v1.RunService.ReadFile:input_type -> runcore.v1.ReadFileRequest
+	60,  // 105: runcore.v1.RunService.CreateArtifact:input_type -> runcore.v1.CreateArtifactRequest
+	64,  // 106: runcore.v1.RunService.AddArtifactFiles:input_type -> runcore.v1.AddArtifactFilesRequest
+	66,  // 107: runcore.v1.RunService.CommitArtifact:input_type -> runcore.v1.CommitArtifactRequest
+	68,  // 108: runcore.v1.RunService.GetArtifact:input_type -> runcore.v1.GetArtifactRequest
+	70,  // 109: runcore.v1.RunService.UseArtifact:input_type -> runcore.v1.UseArtifactRequest
+	72,  // 110: runcore.v1.RunService.LinkArtifact:input_type -> runcore.v1.LinkArtifactRequest
+	75,  // 111: runcore.v1.RunService.SetArtifactAliases:input_type -> runcore.v1.SetArtifactAliasesRequest
+	77,  // 112: runcore.v1.RunService.ListArtifacts:input_type -> runcore.v1.ListArtifactsRequest
+	79,  // 113: runcore.v1.RunService.DownloadArtifact:input_type -> runcore.v1.DownloadArtifactRequest
+	14,  // 114: runcore.v1.RunService.Init:output_type -> runcore.v1.InitResponse
+	18,  // 115: runcore.v1.RunService.Log:output_type -> runcore.v1.LogResponse
+	20,  // 116: runcore.v1.RunService.LogStream:output_type -> runcore.v1.LogAck
+	23,  // 117: runcore.v1.RunService.DefineMetric:output_type -> runcore.v1.DefineMetricResponse
+	25,  // 118: runcore.v1.RunService.UpdateConfig:output_type -> runcore.v1.UpdateConfigResponse
+	27,  // 119: runcore.v1.RunService.UpdateSummary:output_type -> runcore.v1.UpdateSummaryResponse
+	29,  // 120: runcore.v1.RunService.Alert:output_type -> runcore.v1.AlertResponse
+	31,  // 121: runcore.v1.RunService.SaveFiles:output_type -> runcore.v1.SaveFilesResponse
+	33,  // 122: runcore.v1.RunService.Heartbeat:output_type -> runcore.v1.HeartbeatResponse
+	35,  // 123: runcore.v1.RunService.MarkPreempting:output_type -> runcore.v1.MarkPreemptingResponse
+	37,  // 124: runcore.v1.RunService.Finish:output_type -> runcore.v1.FinishResponse
+	40,  // 125: runcore.v1.RunService.StopRun:output_type -> runcore.v1.StopRunResponse
+	42,  // 126: runcore.v1.RunService.GetRun:output_type -> runcore.v1.GetRunResponse
+	44,  // 127: runcore.v1.RunService.ListRuns:output_type -> runcore.v1.ListRunsResponse
+	47,  // 128: runcore.v1.RunService.ScanHistory:output_type -> runcore.v1.ScanHistoryResponse
+	50,  // 129: runcore.v1.RunService.UpdateRun:output_type -> runcore.v1.UpdateRunResponse
+	52,  // 130: runcore.v1.RunService.DeleteRun:output_type -> runcore.v1.DeleteRunResponse
+	55,  // 131: runcore.v1.RunService.ListFiles:output_type -> runcore.v1.ListFilesResponse
+	57,  // 132: runcore.v1.RunService.ReadFile:output_type -> runcore.v1.ReadFileResponse
+	61,  // 133: runcore.v1.RunService.CreateArtifact:output_type -> runcore.v1.CreateArtifactResponse
+	65,  // 134: runcore.v1.RunService.AddArtifactFiles:output_type -> runcore.v1.AddArtifactFilesResponse
+	67,  // 135: runcore.v1.RunService.CommitArtifact:output_type -> runcore.v1.CommitArtifactResponse
+	69,  // 136: runcore.v1.RunService.GetArtifact:output_type -> runcore.v1.GetArtifactResponse
+	71,  // 137: runcore.v1.RunService.UseArtifact:output_type -> runcore.v1.UseArtifactResponse
+	74,  // 138: runcore.v1.RunService.LinkArtifact:output_type -> runcore.v1.LinkArtifactResponse
+	76,  // 139: runcore.v1.RunService.SetArtifactAliases:output_type -> runcore.v1.SetArtifactAliasesResponse
+	78,  // 140: runcore.v1.RunService.ListArtifacts:output_type -> runcore.v1.ListArtifactsResponse
+	80,  // 141: runcore.v1.RunService.DownloadArtifact:output_type -> runcore.v1.DownloadArtifactResponse
+	114, // [114:142] is the sub-list for method output_type
+	86,  // [86:114] is the sub-list for method input_type
+	86,  // [86:86] is the sub-list for extension type_name
+	86,  // [86:86] is the sub-list for extension extendee
+	0,   // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_runcore_v1_runcore_proto_init() }
@@ -4784,13 +6743,19 @@ func file_runcore_v1_runcore_proto_init() {
 	file_runcore_v1_runcore_proto_msgTypes[33].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[42].OneofWrappers = []any{}
 	file_runcore_v1_runcore_proto_msgTypes[46].OneofWrappers = []any{}
+	file_runcore_v1_runcore_proto_msgTypes[61].OneofWrappers = []any{
+		(*AddArtifactFilesRequest_File)(nil),
+		(*AddArtifactFilesRequest_Reference)(nil),
+		(*AddArtifactFilesRequest_Chunk)(nil),
+		(*AddArtifactFilesRequest_Remove)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runcore_v1_runcore_proto_rawDesc), len(file_runcore_v1_runcore_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   72,
+			NumMessages:   99,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,25 +23,34 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RunService_Init_FullMethodName           = "/runcore.v1.RunService/Init"
-	RunService_Log_FullMethodName            = "/runcore.v1.RunService/Log"
-	RunService_LogStream_FullMethodName      = "/runcore.v1.RunService/LogStream"
-	RunService_DefineMetric_FullMethodName   = "/runcore.v1.RunService/DefineMetric"
-	RunService_UpdateConfig_FullMethodName   = "/runcore.v1.RunService/UpdateConfig"
-	RunService_UpdateSummary_FullMethodName  = "/runcore.v1.RunService/UpdateSummary"
-	RunService_Alert_FullMethodName          = "/runcore.v1.RunService/Alert"
-	RunService_SaveFiles_FullMethodName      = "/runcore.v1.RunService/SaveFiles"
-	RunService_Heartbeat_FullMethodName      = "/runcore.v1.RunService/Heartbeat"
-	RunService_MarkPreempting_FullMethodName = "/runcore.v1.RunService/MarkPreempting"
-	RunService_Finish_FullMethodName         = "/runcore.v1.RunService/Finish"
-	RunService_StopRun_FullMethodName        = "/runcore.v1.RunService/StopRun"
-	RunService_GetRun_FullMethodName         = "/runcore.v1.RunService/GetRun"
-	RunService_ListRuns_FullMethodName       = "/runcore.v1.RunService/ListRuns"
-	RunService_ScanHistory_FullMethodName    = "/runcore.v1.RunService/ScanHistory"
-	RunService_UpdateRun_FullMethodName      = "/runcore.v1.RunService/UpdateRun"
-	RunService_DeleteRun_FullMethodName      = "/runcore.v1.RunService/DeleteRun"
-	RunService_ListFiles_FullMethodName      = "/runcore.v1.RunService/ListFiles"
-	RunService_ReadFile_FullMethodName       = "/runcore.v1.RunService/ReadFile"
+	RunService_Init_FullMethodName               = "/runcore.v1.RunService/Init"
+	RunService_Log_FullMethodName                = "/runcore.v1.RunService/Log"
+	RunService_LogStream_FullMethodName          = "/runcore.v1.RunService/LogStream"
+	RunService_DefineMetric_FullMethodName       = "/runcore.v1.RunService/DefineMetric"
+	RunService_UpdateConfig_FullMethodName       = "/runcore.v1.RunService/UpdateConfig"
+	RunService_UpdateSummary_FullMethodName      = "/runcore.v1.RunService/UpdateSummary"
+	RunService_Alert_FullMethodName              = "/runcore.v1.RunService/Alert"
+	RunService_SaveFiles_FullMethodName          = "/runcore.v1.RunService/SaveFiles"
+	RunService_Heartbeat_FullMethodName          = "/runcore.v1.RunService/Heartbeat"
+	RunService_MarkPreempting_FullMethodName     = "/runcore.v1.RunService/MarkPreempting"
+	RunService_Finish_FullMethodName             = "/runcore.v1.RunService/Finish"
+	RunService_StopRun_FullMethodName            = "/runcore.v1.RunService/StopRun"
+	RunService_GetRun_FullMethodName             = "/runcore.v1.RunService/GetRun"
+	RunService_ListRuns_FullMethodName           = "/runcore.v1.RunService/ListRuns"
+	RunService_ScanHistory_FullMethodName        = "/runcore.v1.RunService/ScanHistory"
+	RunService_UpdateRun_FullMethodName          = "/runcore.v1.RunService/UpdateRun"
+	RunService_DeleteRun_FullMethodName          = "/runcore.v1.RunService/DeleteRun"
+	RunService_ListFiles_FullMethodName          = "/runcore.v1.RunService/ListFiles"
+	RunService_ReadFile_FullMethodName           = "/runcore.v1.RunService/ReadFile"
+	RunService_CreateArtifact_FullMethodName     = "/runcore.v1.RunService/CreateArtifact"
+	RunService_AddArtifactFiles_FullMethodName   = "/runcore.v1.RunService/AddArtifactFiles"
+	RunService_CommitArtifact_FullMethodName     = "/runcore.v1.RunService/CommitArtifact"
+	RunService_GetArtifact_FullMethodName        = "/runcore.v1.RunService/GetArtifact"
+	RunService_UseArtifact_FullMethodName        = "/runcore.v1.RunService/UseArtifact"
+	RunService_LinkArtifact_FullMethodName       = "/runcore.v1.RunService/LinkArtifact"
+	RunService_SetArtifactAliases_FullMethodName = "/runcore.v1.RunService/SetArtifactAliases"
+	RunService_ListArtifacts_FullMethodName      = "/runcore.v1.RunService/ListArtifacts"
+	RunService_DownloadArtifact_FullMethodName   = "/runcore.v1.RunService/DownloadArtifact"
 )
 
 // RunServiceClient is the client API for RunService service.
@@ -86,6 +95,26 @@ type RunServiceClient interface {
 	ListFiles(ctx context.Context, in *ListFilesRequest, opts ...grpc.CallOption) (*ListFilesResponse, error)
 	// Streams one file of a run's files/ directory in chunks.
 	ReadFile(ctx context.Context, in *ReadFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadFileResponse], error)
+	// Artifacts (see "Artifacts" at the end of this file). Logging one is three
+	// calls: CreateArtifact opens a draft, AddArtifactFiles streams its files (by
+	// path on the sidecar's host, or their bytes), CommitArtifact makes it a version.
+	CreateArtifact(ctx context.Context, in *CreateArtifactRequest, opts ...grpc.CallOption) (*CreateArtifactResponse, error)
+	AddArtifactFiles(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AddArtifactFilesRequest, AddArtifactFilesResponse], error)
+	CommitArtifact(ctx context.Context, in *CommitArtifactRequest, opts ...grpc.CallOption) (*CommitArtifactResponse, error)
+	// One version, by "name:alias", "name:vN", or a registry path
+	// ("model-registry/NAME:alias"); with its files if asked.
+	GetArtifact(ctx context.Context, in *GetArtifactRequest, opts ...grpc.CallOption) (*GetArtifactResponse, error)
+	// Declares a version an input of a run (lineage: used_by).
+	UseArtifact(ctx context.Context, in *UseArtifactRequest, opts ...grpc.CallOption) (*UseArtifactResponse, error)
+	// Links a version into a registry collection (W&B's portfolio, the model registry).
+	LinkArtifact(ctx context.Context, in *LinkArtifactRequest, opts ...grpc.CallOption) (*LinkArtifactResponse, error)
+	// Adds or removes custom aliases of a version (`latest` moves by itself).
+	SetArtifactAliases(ctx context.Context, in *SetArtifactAliasesRequest, opts ...grpc.CallOption) (*SetArtifactAliasesResponse, error)
+	// Versions in the store: of one name, logged or used by one run, or all.
+	ListArtifacts(ctx context.Context, in *ListArtifactsRequest, opts ...grpc.CallOption) (*ListArtifactsResponse, error)
+	// Places a version's files under a directory on the sidecar's host (hard links
+	// where possible), or streams their bytes.
+	DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error)
 }
 
 type runServiceClient struct {
@@ -307,6 +336,108 @@ func (c *runServiceClient) ReadFile(ctx context.Context, in *ReadFileRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RunService_ReadFileClient = grpc.ServerStreamingClient[ReadFileResponse]
 
+func (c *runServiceClient) CreateArtifact(ctx context.Context, in *CreateArtifactRequest, opts ...grpc.CallOption) (*CreateArtifactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateArtifactResponse)
+	err := c.cc.Invoke(ctx, RunService_CreateArtifact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) AddArtifactFiles(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AddArtifactFilesRequest, AddArtifactFilesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[3], RunService_AddArtifactFiles_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AddArtifactFilesRequest, AddArtifactFilesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunService_AddArtifactFilesClient = grpc.ClientStreamingClient[AddArtifactFilesRequest, AddArtifactFilesResponse]
+
+func (c *runServiceClient) CommitArtifact(ctx context.Context, in *CommitArtifactRequest, opts ...grpc.CallOption) (*CommitArtifactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitArtifactResponse)
+	err := c.cc.Invoke(ctx, RunService_CommitArtifact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) GetArtifact(ctx context.Context, in *GetArtifactRequest, opts ...grpc.CallOption) (*GetArtifactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetArtifactResponse)
+	err := c.cc.Invoke(ctx, RunService_GetArtifact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) UseArtifact(ctx context.Context, in *UseArtifactRequest, opts ...grpc.CallOption) (*UseArtifactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UseArtifactResponse)
+	err := c.cc.Invoke(ctx, RunService_UseArtifact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) LinkArtifact(ctx context.Context, in *LinkArtifactRequest, opts ...grpc.CallOption) (*LinkArtifactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkArtifactResponse)
+	err := c.cc.Invoke(ctx, RunService_LinkArtifact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) SetArtifactAliases(ctx context.Context, in *SetArtifactAliasesRequest, opts ...grpc.CallOption) (*SetArtifactAliasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetArtifactAliasesResponse)
+	err := c.cc.Invoke(ctx, RunService_SetArtifactAliases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) ListArtifacts(ctx context.Context, in *ListArtifactsRequest, opts ...grpc.CallOption) (*ListArtifactsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListArtifactsResponse)
+	err := c.cc.Invoke(ctx, RunService_ListArtifacts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) DownloadArtifact(ctx context.Context, in *DownloadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadArtifactResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[4], RunService_DownloadArtifact_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadArtifactRequest, DownloadArtifactResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunService_DownloadArtifactClient = grpc.ServerStreamingClient[DownloadArtifactResponse]
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility.
@@ -349,6 +480,26 @@ type RunServiceServer interface {
 	ListFiles(context.Context, *ListFilesRequest) (*ListFilesResponse, error)
 	// Streams one file of a run's files/ directory in chunks.
 	ReadFile(*ReadFileRequest, grpc.ServerStreamingServer[ReadFileResponse]) error
+	// Artifacts (see "Artifacts" at the end of this file). Logging one is three
+	// calls: CreateArtifact opens a draft, AddArtifactFiles streams its files (by
+	// path on the sidecar's host, or their bytes), CommitArtifact makes it a version.
+	CreateArtifact(context.Context, *CreateArtifactRequest) (*CreateArtifactResponse, error)
+	AddArtifactFiles(grpc.ClientStreamingServer[AddArtifactFilesRequest, AddArtifactFilesResponse]) error
+	CommitArtifact(context.Context, *CommitArtifactRequest) (*CommitArtifactResponse, error)
+	// One version, by "name:alias", "name:vN", or a registry path
+	// ("model-registry/NAME:alias"); with its files if asked.
+	GetArtifact(context.Context, *GetArtifactRequest) (*GetArtifactResponse, error)
+	// Declares a version an input of a run (lineage: used_by).
+	UseArtifact(context.Context, *UseArtifactRequest) (*UseArtifactResponse, error)
+	// Links a version into a registry collection (W&B's portfolio, the model registry).
+	LinkArtifact(context.Context, *LinkArtifactRequest) (*LinkArtifactResponse, error)
+	// Adds or removes custom aliases of a version (`latest` moves by itself).
+	SetArtifactAliases(context.Context, *SetArtifactAliasesRequest) (*SetArtifactAliasesResponse, error)
+	// Versions in the store: of one name, logged or used by one run, or all.
+	ListArtifacts(context.Context, *ListArtifactsRequest) (*ListArtifactsResponse, error)
+	// Places a version's files under a directory on the sidecar's host (hard links
+	// where possible), or streams their bytes.
+	DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -415,6 +566,33 @@ func (UnimplementedRunServiceServer) ListFiles(context.Context, *ListFilesReques
 }
 func (UnimplementedRunServiceServer) ReadFile(*ReadFileRequest, grpc.ServerStreamingServer[ReadFileResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReadFile not implemented")
+}
+func (UnimplementedRunServiceServer) CreateArtifact(context.Context, *CreateArtifactRequest) (*CreateArtifactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateArtifact not implemented")
+}
+func (UnimplementedRunServiceServer) AddArtifactFiles(grpc.ClientStreamingServer[AddArtifactFilesRequest, AddArtifactFilesResponse]) error {
+	return status.Error(codes.Unimplemented, "method AddArtifactFiles not implemented")
+}
+func (UnimplementedRunServiceServer) CommitArtifact(context.Context, *CommitArtifactRequest) (*CommitArtifactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitArtifact not implemented")
+}
+func (UnimplementedRunServiceServer) GetArtifact(context.Context, *GetArtifactRequest) (*GetArtifactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetArtifact not implemented")
+}
+func (UnimplementedRunServiceServer) UseArtifact(context.Context, *UseArtifactRequest) (*UseArtifactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UseArtifact not implemented")
+}
+func (UnimplementedRunServiceServer) LinkArtifact(context.Context, *LinkArtifactRequest) (*LinkArtifactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkArtifact not implemented")
+}
+func (UnimplementedRunServiceServer) SetArtifactAliases(context.Context, *SetArtifactAliasesRequest) (*SetArtifactAliasesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetArtifactAliases not implemented")
+}
+func (UnimplementedRunServiceServer) ListArtifacts(context.Context, *ListArtifactsRequest) (*ListArtifactsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListArtifacts not implemented")
+}
+func (UnimplementedRunServiceServer) DownloadArtifact(*DownloadArtifactRequest, grpc.ServerStreamingServer[DownloadArtifactResponse]) error {
+	return status.Error(codes.Unimplemented, "method DownloadArtifact not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 func (UnimplementedRunServiceServer) testEmbeddedByValue()                    {}
@@ -754,6 +932,150 @@ func _RunService_ReadFile_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RunService_ReadFileServer = grpc.ServerStreamingServer[ReadFileResponse]
 
+func _RunService_CreateArtifact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateArtifactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).CreateArtifact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_CreateArtifact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).CreateArtifact(ctx, req.(*CreateArtifactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_AddArtifactFiles_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RunServiceServer).AddArtifactFiles(&grpc.GenericServerStream[AddArtifactFilesRequest, AddArtifactFilesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunService_AddArtifactFilesServer = grpc.ClientStreamingServer[AddArtifactFilesRequest, AddArtifactFilesResponse]
+
+func _RunService_CommitArtifact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitArtifactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).CommitArtifact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_CommitArtifact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).CommitArtifact(ctx, req.(*CommitArtifactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_GetArtifact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetArtifactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).GetArtifact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_GetArtifact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).GetArtifact(ctx, req.(*GetArtifactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_UseArtifact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UseArtifactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).UseArtifact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_UseArtifact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).UseArtifact(ctx, req.(*UseArtifactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_LinkArtifact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkArtifactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).LinkArtifact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_LinkArtifact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).LinkArtifact(ctx, req.(*LinkArtifactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_SetArtifactAliases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetArtifactAliasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).SetArtifactAliases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_SetArtifactAliases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).SetArtifactAliases(ctx, req.(*SetArtifactAliasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_ListArtifacts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListArtifactsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).ListArtifacts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_ListArtifacts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).ListArtifacts(ctx, req.(*ListArtifactsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_DownloadArtifact_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadArtifactRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RunServiceServer).DownloadArtifact(m, &grpc.GenericServerStream[DownloadArtifactRequest, DownloadArtifactResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunService_DownloadArtifactServer = grpc.ServerStreamingServer[DownloadArtifactResponse]
+
 // RunService_ServiceDesc is the grpc.ServiceDesc for RunService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -825,6 +1147,34 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListFiles",
 			Handler:    _RunService_ListFiles_Handler,
 		},
+		{
+			MethodName: "CreateArtifact",
+			Handler:    _RunService_CreateArtifact_Handler,
+		},
+		{
+			MethodName: "CommitArtifact",
+			Handler:    _RunService_CommitArtifact_Handler,
+		},
+		{
+			MethodName: "GetArtifact",
+			Handler:    _RunService_GetArtifact_Handler,
+		},
+		{
+			MethodName: "UseArtifact",
+			Handler:    _RunService_UseArtifact_Handler,
+		},
+		{
+			MethodName: "LinkArtifact",
+			Handler:    _RunService_LinkArtifact_Handler,
+		},
+		{
+			MethodName: "SetArtifactAliases",
+			Handler:    _RunService_SetArtifactAliases_Handler,
+		},
+		{
+			MethodName: "ListArtifacts",
+			Handler:    _RunService_ListArtifacts_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -841,6 +1191,16 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ReadFile",
 			Handler:       _RunService_ReadFile_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "AddArtifactFiles",
+			Handler:       _RunService_AddArtifactFiles_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "DownloadArtifact",
+			Handler:       _RunService_DownloadArtifact_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -18,15 +18,19 @@ summary), ``_sender`` (the LogStream sender; it knows its run only through a
 ``RunLink``), ``_steps`` (the client's mirror of the step rules), ``_contract``
 (what a failed call means: retry, re-Init, run ended, ...), ``_sidecar`` (finding,
 spawning and reconnecting to the sidecar), ``_values`` (values and data types),
-``_settings``, ``_errors``, ``_proto`` (generated stubs); ``public`` (``runcore.Api``:
-W&B's public read API, reading and editing runs) with ``_query`` (its filters,
-ordering and history downsampling).
+``_settings``, ``_errors``, ``_proto`` (generated stubs), ``_artifacts``
+(``Artifact``), ``_run_artifacts`` (the run's artifact methods), ``_media``
+(``Table``, ``Html``, ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on
+tables), ``_rpc`` (what a failed call becomes); ``public`` (``runcore.Api``: W&B's
+public read API, reading and editing runs) with ``_query`` (its filters, ordering
+and history downsampling).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from . import plot
 from ._api import (
     _PreInit,
     active as _active,
@@ -34,12 +38,18 @@ from ._api import (
     define_metric,
     finish,
     init,
+    link_model,
     log,
+    log_artifact,
+    log_model,
     login,
     mark_preempting,
     save,
     teardown,
+    use_artifact,
+    use_model,
 )
+from ._artifacts import Artifact, ArtifactManifestEntry
 from ._errors import (
     CommError,
     ConfigError,
@@ -51,13 +61,16 @@ from ._errors import (
 )
 from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summary
 from ._settings import Settings
-from ._values import Audio, Histogram, Image, Video
+from ._media import Audio, Html, Object3D, Table, Video
+from ._values import Histogram, Image
 from .public import Api
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Api",
+    "Artifact",
+    "ArtifactManifestEntry",
     "Audio",
     "AlertLevel",
     "AlertResult",
@@ -66,8 +79,10 @@ __all__ = [
     "ConfigError",
     "Error",
     "Histogram",
+    "Html",
     "Image",
     "Metric",
+    "Object3D",
     "Run",
     "RunEndedError",
     "RunStatus",
@@ -75,6 +90,7 @@ __all__ = [
     "Settings",
     "SidecarNotFoundError",
     "Summary",
+    "Table",
     "UsageError",
     "Video",
     "alert",
@@ -82,13 +98,19 @@ __all__ = [
     "define_metric",
     "finish",
     "init",
+    "link_model",
     "log",
+    "log_artifact",
+    "log_model",
     "login",
     "mark_preempting",
+    "plot",
     "run",
     "save",
     "summary",
     "teardown",
+    "use_artifact",
+    "use_model",
 ]
 
 _PRE_INIT = {"config": _PreInit("config"), "summary": _PreInit("summary")}

@@ -14,10 +14,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import grpc
 
 from . import _sidecar, _values
+from . import _artifacts
+from ._artifacts import Artifact
 from ._errors import Error, UsageError
 from ._proto import runcore_pb2 as pb
 from ._contract import Kind
-from ._run import AlertLevel, AlertResult, Metric, Run, _as_dict, _normalized, rpc_error, should_retry
+from ._rpc import rpc_error, should_retry
+from ._run import AlertLevel, AlertResult, Metric, Run, _as_dict, _normalized
 from ._settings import (
     ENV_ENTITY,
     ENV_JOB_TYPE,
@@ -47,6 +50,9 @@ _RESUME = {
 
 def active() -> Optional[Run]:
     return _active
+
+
+_artifacts.active_run = active
 
 
 def _client_info() -> pb.ClientInfo:
@@ -234,6 +240,28 @@ def save(glob_str: Any, base_path: Any = None, policy: str = "live") -> list[str
 
 def mark_preempting() -> None:
     _require("mark_preempting").mark_preempting()
+
+
+def log_artifact(artifact_or_path: Any, *args: Any, **kwargs: Any) -> Artifact:
+    """``runcore.run.log_artifact(...)``."""
+    return _require("log_artifact").log_artifact(artifact_or_path, *args, **kwargs)
+
+
+def use_artifact(artifact_or_name: Any, *args: Any, **kwargs: Any) -> Artifact:
+    """``runcore.run.use_artifact(...)``."""
+    return _require("use_artifact").use_artifact(artifact_or_name, *args, **kwargs)
+
+
+def log_model(path: Any, name: Optional[str] = None, aliases: Optional[list[str]] = None) -> None:
+    _require("log_model").log_model(path, name=name, aliases=aliases)
+
+
+def use_model(name: str) -> str:
+    return _require("use_model").use_model(name)
+
+
+def link_model(path: Any, registered_model_name: str, name: Optional[str] = None, aliases: Optional[list[str]] = None) -> Optional[Artifact]:
+    return _require("link_model").link_model(path, registered_model_name, name=name, aliases=aliases)
 
 
 def login(*args: Any, **kwargs: Any) -> bool:

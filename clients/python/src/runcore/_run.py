@@ -37,6 +37,8 @@ from . import _values
 from ._contract import Action, Kind, classify
 from ._errors import CommError, ConfigError, Error, RunEndedError, RuncoreWarning, UsageError
 from ._proto import runcore_pb2 as pb
+from ._rpc import rpc_error, should_retry
+from ._run_artifacts import ArtifactMethods
 from ._sender import Sender
 from ._settings import Settings
 from ._steps import StepMirror
@@ -136,28 +138,6 @@ class RunStatus:
 
 def state_name(state: int) -> str:
     return _STATE_NAMES.get(state, "unknown")
-
-
-def rpc_error(what: str, e: grpc.RpcError) -> Exception:
-    """The exception a failed unary call becomes."""
-    code, details = e.code(), e.details() or ""
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return ValueError(details)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return CommError(f"runcore: {what}: the sidecar is unreachable: {code.name}: {details}")
-    if code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-        return UsageError(f"runcore: {what}: {details}")
-    return Error(f"runcore: {what}: {code.name}: {details}")
-
-
-def should_retry(e: grpc.RpcError, kind: Kind, sidecar: "Sidecar", generation: int) -> bool:
-    """Whether a failed call is retried after a reconnect: the contract says
-    retry, and it was not this client that cancelled it (a CANCELLED call is
-    retried only when another thread replaced the channel under it)."""
-    code = e.code()
-    if classify(code, kind) is not Action.RETRY:
-        return False
-    return code != grpc.StatusCode.CANCELLED or sidecar.generation != generation
 
 
 def _interrupt_main() -> bool:
@@ -332,7 +312,7 @@ class Summary(MutableMapping[str, Any]):
         return f"Summary({self._get()!r})"
 
 
-class Run:
+class Run(ArtifactMethods):
     """A run being logged to the sidecar. Made by ``runcore.init()``."""
 
     def __init__(
@@ -572,14 +552,22 @@ class Run:
     # -- RPCs ---------------------------------------------------------------------------
 
     def _call(
-        self, what: str, method: str, request: Any, timeout: Optional[float] = None, retry: bool = True
+        self,
+        what: str,
+        method: str,
+        request: Any,
+        timeout: Optional[float] = None,
+        retry: bool = True,
+        reinit: bool = True,
     ) -> Any:
         """One unary call, handled as the client contract says: when the sidecar is
         unreachable it reconnects (and re-attaches the run) and calls again, for up
         to settings.reconnect_timeout (unless ``retry=False``); a run the sidecar
-        does not know is Init-ed again; a run it ended raises RunEndedError."""
+        does not know is Init-ed again (unless ``reinit=False``: for artifact
+        calls NOT_FOUND may name the artifact); a run it ended raises
+        RunEndedError."""
         deadline = time.monotonic() + (self.settings.reconnect_timeout if retry else 0.0)
-        reinit = retry
+        reinit = retry and reinit
         retries = 0
         while True:
             sidecar = self._sidecar

@@ -1,5 +1,6 @@
 """Logged values: Python objects to the wire's ``Value`` and back, and the data
-types users log (``Histogram``, ``Image``, ``Audio``, ``Video``).
+types users log (``Histogram``, ``Image``; the other media, tables and plots are
+in ``_media`` and ``plot``).
 
 ``log()`` keeps plain floats out of this module (they travel in the packed scalar
 fields); everything else is checked here, at call time, so that a value that cannot
@@ -165,6 +166,9 @@ def _fill_foreign(dst: "Value", key: str, v: Any, depth: int) -> None:
         dst.string_value = str(v)
         return
     module = type(v).__module__ or ""
+    if _is_figure(v):
+        Image(v)._fill(dst.media)
+        return
     if module.startswith("torch") and hasattr(v, "detach"):
         fill(dst, key, v.detach().cpu().numpy(), depth)
         return
@@ -335,6 +339,8 @@ class Media:
 
     _kind: int = pb.MEDIA_KIND_FILE
     _what = "File"
+    #: Fields W&B writes next to the path in the history (width, ncols, ...).
+    _extra: dict[str, Any] = {}
 
     def __init__(self, path: StrPath, caption: Optional[str] = None) -> None:
         self._path = _stage_copy(path, self._what)
@@ -345,6 +351,8 @@ class Media:
         m.kind = self._kind
         if self.caption:
             m.caption = str(self.caption)
+        if self._extra:
+            map_to_proto(m.extra, self._extra, "media")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._path!r}, caption={self.caption!r})"
@@ -410,31 +418,19 @@ class Image(Media):
             self._path = data_or_path._path
             self.caption = caption or data_or_path.caption
             return
+        if _is_figure(data_or_path):
+            self._path = _figure_to_png(data_or_path)
+            return
         self._path = _image_array_to_png(data_or_path, mode)
 
 
-class Audio(Media):
-    """An audio file (by path), as W&B's ``wandb.Audio``."""
-
-    _kind = pb.MEDIA_KIND_AUDIO
-    _what = "Audio"
-
-    def __init__(self, data_or_path: Any, sample_rate: Optional[int] = None, caption: Optional[str] = None) -> None:
-        if not isinstance(data_or_path, (str, os.PathLike)):
-            raise ValueError("Audio: only a file path is supported; write the audio to a file first")
-        super().__init__(data_or_path, caption)
+def _is_figure(obj: Any) -> bool:
+    """A matplotlib figure (or pyplot itself)."""
+    module = type(obj).__module__ or getattr(obj, "__name__", "")
+    return module.startswith("matplotlib") and hasattr(obj, "savefig")
 
 
-class Video(Media):
-    """A video file (by path), as W&B's ``wandb.Video``."""
-
-    _kind = pb.MEDIA_KIND_VIDEO
-    _what = "Video"
-
-    def __init__(
-        self, data_or_path: Any, caption: Optional[str] = None, fps: Optional[int] = None, format: Optional[str] = None
-    ) -> None:
-        if not isinstance(data_or_path, (str, os.PathLike)):
-            raise ValueError("Video: only a file path is supported; encode the frames to a file first")
-        super().__init__(data_or_path, caption)
-
+def _figure_to_png(fig: Any) -> str:
+    dst = os.path.join(staging_dir(), f"{uuid.uuid4().hex}.png")
+    fig.savefig(dst, format="png")
+    return dst

@@ -30,11 +30,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import grpc
 
-from . import _query, _sidecar, _values
+from . import _artifacts, _query, _sidecar, _values
 from ._contract import Kind
 from ._errors import CommError
 from ._proto import runcore_pb2 as pb
-from ._run import _OPEN_STATES, should_retry, state_name
+from ._rpc import should_retry
+from ._run import _OPEN_STATES, state_name
 from ._settings import Settings
 
 T = TypeVar("T")
@@ -152,6 +153,16 @@ class Api:
                 r.load()
         runs = [r for r in runs if _query.matches(r, filters)]
         return Runs(_query.sort(runs, order))
+
+    def artifact(self, name: str, type: Optional[str] = None) -> _artifacts.Artifact:
+        """An artifact version by ``"name:alias"``, ``"name:vN"``, with an optional
+        ``entity/project/`` prefix, or a registry path (``"model-registry/NAME:alias"``);
+        ``type`` checks its type."""
+        return _artifacts.get_artifact(self._sidecar, self.settings, name, type or "")
+
+    def artifact_versions(self, type_name: str, name: str) -> list[_artifacts.Artifact]:
+        """Every version of artifact ``name`` of type ``type_name``, oldest first."""
+        return _artifacts.artifact_versions(self._sidecar, self.settings, name, type_name)
 
     def run(self, path: str) -> "Run":
         """The run at ``entity/project/run_id`` (or ``project/run_id``, or the bare
@@ -434,10 +445,20 @@ class Run:
 
     save = update
 
+    def logged_artifacts(self) -> list[_artifacts.Artifact]:
+        """The artifact versions this run logged, as Artifact objects bound to the
+        sidecar (``download()``, ``files()``, ``get_entry()``, ``verify()``)."""
+        return _artifacts.list_artifacts(self._api._sidecar, self._api.settings, self.id, "logged")
+
+    def used_artifacts(self) -> list[_artifacts.Artifact]:
+        """The artifact versions this run used as inputs (``use_artifact``)."""
+        return _artifacts.list_artifacts(self._api._sidecar, self._api.settings, self.id, "used")
+
     def delete(self, delete_artifacts: bool = False) -> None:
         """Removes the run from the sidecar's local store (its backends keep their
         copy). An open run is refused: finish it first. ``delete_artifacts`` is
-        accepted and changes nothing: runcore keeps no artifacts yet."""
+        accepted and changes nothing: the versions the run logged stay in the
+        artifact store (other runs may use them)."""
         self._api._call("delete", "DeleteRun", pb.DeleteRunRequest(run_id=self.id, delete_artifacts=delete_artifacts))
 
     def wait_until_finished(self, timeout: Optional[float] = None, poll_interval: float = WAIT_POLL) -> None:

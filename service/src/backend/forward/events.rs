@@ -90,6 +90,7 @@ pub(super) fn events_of(mirror: &mut RunState, records: &[Record]) -> Vec<Event>
             Some(Kind::SavedFiles(f)) => sink.events.push(Event::Files(f.files.clone())),
             // Ended on this sidecar only: the backend's run goes on.
             Some(Kind::State(change)) if change.local_only => summary = true,
+            Some(Kind::Artifact(a)) => sink.events.push(Event::Artifact(Box::new(a.clone()))),
             Some(Kind::Edit(e)) => {
                 sink.events.push(Event::Edit);
                 config |= !e.config.is_empty() || !e.config_remove.is_empty();

@@ -170,6 +170,7 @@ impl Forwarders {
         let forwarder = Forwarder {
             id: id.to_owned(),
             dir: dir.to_owned(),
+            artifacts: crate::artifacts::root_of_run(dir),
             backend,
             wake: link.wake.clone(),
             hurry: link.hurry.clone(),
@@ -205,6 +206,8 @@ impl Forwarders {
 pub struct Forwarder {
     id: String,
     dir: PathBuf,
+    /// The artifact store of the run's data dir.
+    artifacts: PathBuf,
     backend: Box<dyn Backend>,
     wake: Arc<Notify>,
     hurry: Arc<Notify>,
@@ -246,6 +249,7 @@ impl Forwarder {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 dir: dir.to_owned(),
+                artifacts: crate::artifacts::root_of_run(dir),
                 backend,
                 wake: Arc::new(Notify::new()),
                 hurry: Arc::new(Notify::new()),
@@ -470,6 +474,7 @@ impl Forwarder {
         let batch = Batch {
             run: &at.mirror.info,
             dir: &self.dir,
+            artifacts: &self.artifacts,
             saved: &saved,
             events,
             checkpoint: &checkpoint,

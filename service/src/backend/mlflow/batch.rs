@@ -10,8 +10,9 @@ use super::convert::{flatten, key, metric_value, ms, number, param_text, status_
 use super::identity::identity_tags;
 use super::{LogBatch, Mlflow, MAX_PARAM_VALUE, SUMMARY_EVERY, TAG_STATE};
 use crate::backend::retry::BackendError;
-use crate::backend::{uploads_on_save, Batch, Event};
+use crate::backend::{media_paths, uploads_on_save, Batch, Event};
 use crate::proto::v1::{RunState, Value};
+use crate::proto::wal::ArtifactRecord;
 use crate::semantics::state::state_name;
 use crate::store;
 use crate::value;
@@ -74,7 +75,11 @@ impl Mlflow {
                 timestamp,
                 values,
                 ..
-            } => self.history(*step, *timestamp, values, b).await?,
+            } => {
+                todo.uploads.extend(media_paths(values));
+                self.history(*step, *timestamp, values, b).await?
+            }
+            Event::Artifact(a) => todo.artifacts.push(a),
             Event::System { timestamp, metrics } => {
                 let step = self.st.system_step;
                 self.st.system_step += 1;
@@ -158,6 +163,9 @@ impl Mlflow {
         for name in uploads {
             self.upload_file(batch.dir, &name).await?;
         }
+        for a in todo.artifacts {
+            self.artifact(batch, a).await?;
+        }
         if todo.alerts {
             let bytes = tokio::fs::read(batch.dir.join(store::ALERTS_JSONL))
                 .await
@@ -228,6 +236,8 @@ pub(super) struct Todo<'a> {
     pub(super) uploads: Vec<String>,
     pub(super) summary: Option<&'a BTreeMap<String, Value>>,
     pub(super) alerts: bool,
+    /// What the run did with artifacts, in log order.
+    pub(super) artifacts: Vec<&'a ArtifactRecord>,
     /// The run was edited: rename it, drop removed tags, upload the summary now.
     pub(super) edited: bool,
     /// Console lines arrived: output.log is uploaded (at most every SUMMARY_EVERY,

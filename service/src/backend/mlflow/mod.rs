@@ -11,7 +11,9 @@
 //! API); end -> status FINISHED / FAILED / KILLED plus tag `runcore.state`;
 //! heartbeats -> tag `runcore.heartbeat`; an edit (UpdateRun) -> the run renamed
 //! (`runs/update` run_name), its identity tags set again and dropped `tag.<t>`
-//! deleted. Requests respect log-batch's limits.
+//! deleted; media values' files -> artifacts at their `media/...` paths;
+//! artifacts -> [`artifacts`] (run artifacts, logged models, registered model
+//! versions, dataset inputs). Requests respect log-batch's limits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,6 +23,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
+mod artifacts;
 mod batch;
 mod convert;
 mod identity;
@@ -92,6 +95,12 @@ struct State {
     tags: Vec<String>,
     #[serde(skip)]
     last_summary_upload: f64,
+    /// Artifact versions ("name:vN") whose files were uploaded.
+    #[serde(default)]
+    artifacts_sent: BTreeSet<String>,
+    /// Artifact version -> the MLflow logged model made of it.
+    #[serde(default)]
+    models: BTreeMap<String, String>,
     /// Console lines came since output.log was last uploaded.
     #[serde(default)]
     output_pending: bool,
@@ -277,12 +286,23 @@ impl Mlflow {
         .map(|_| ())
     }
 
-    /// Uploads bytes as artifact `path` through the proxied artifact API.
+    /// Uploads bytes as the run's artifact `path` through the proxied artifact API.
     async fn upload(&mut self, path: &str, bytes: Vec<u8>) -> Result<(), BackendError> {
-        let Some(root) = self.st.artifact_uri.strip_prefix("mlflow-artifacts:") else {
+        let root = self.st.artifact_uri.clone();
+        self.upload_to(&root, path, bytes).await
+    }
+
+    /// Uploads bytes as `path` under an artifact root (a run's, a logged model's).
+    async fn upload_to(
+        &mut self,
+        uri: &str,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), BackendError> {
+        let Some(root) = uri.strip_prefix("mlflow-artifacts:") else {
             if self.st.warned.insert("artifacts".into()) {
                 tracing::warn!(
-                    artifact_uri = %self.st.artifact_uri,
+                    artifact_uri = %uri,
                     "MLflow run's artifacts are not served by the tracking server (start it with --artifacts-destination); artifacts are not uploaded"
                 );
             }

@@ -19,7 +19,10 @@
 //! `CreateRunFiles` and a PUT of each file to its signed URL with `Content-MD5`,
 //! skipped when the same content was already uploaded, then reported in
 //! file_stream's `uploaded`; alerts -> `NotifyScriptableRunAlert` (runcore has
-//! throttled them already).
+//! throttled them already); artifacts -> W&B's artifact protocol ([`artifacts`]:
+//! `CreateArtifact`, the manifest, `CreateArtifactFiles` and PUTs with
+//! Content-MD5, `CommitArtifact`, `UseArtifact`, `LinkArtifact`); media values'
+//! files -> run files uploaded with the history lines that name them.
 //!
 //! A shared run (several writers, maybe through several sidecars): file_stream
 //! requests carry `X-WANDB-USE-ASYNC-FILESTREAM: true`, as the W&B SDK's shared
@@ -33,6 +36,7 @@
 //! so a retry or a restart in the middle of a batch goes on at the next offset
 //! and sends nothing twice.
 
+mod artifacts;
 mod file_stream;
 mod graphql;
 mod plan;
@@ -135,6 +139,12 @@ struct State {
     uploaded: BTreeMap<String, String>,
     /// Uploads not yet reported in file_stream's `uploaded`.
     unreported: Vec<String>,
+    /// Artifact versions ("name:vN") W&B has, and their W&B ids.
+    #[serde(default)]
+    artifacts: BTreeMap<String, String>,
+    /// Artifact records of the run delivered (uses, links), by position in the run.
+    #[serde(default)]
+    artifact_records: Numbered,
     #[serde(skip)]
     last_upsert: Option<Instant>,
     /// A file_stream request went out since the last heartbeat.
@@ -234,6 +244,7 @@ impl Wandb {
         }
         self.flush_config(run, plan.ended).await?;
         self.upload(batch, &plan.uploads).await?;
+        self.artifacts(batch, &plan.artifacts).await?;
         self.notify_alerts(batch, plan).await?;
         self.stream(batch, plan).await
     }
@@ -252,6 +263,7 @@ impl Backend for Wandb {
                 &mut self.st.history,
                 &mut self.st.events,
                 &mut self.st.alerts,
+                &mut self.st.artifact_records,
                 &mut self.st.output,
             ] {
                 n.done = n.done.max(n.base);
@@ -274,6 +286,7 @@ impl Backend for Wandb {
             self.st.history.close_batch(plan.history.len());
             self.st.events.close_batch(plan.events.len());
             self.st.alerts.close_batch(plan.alerts.len());
+            self.st.artifact_records.close_batch(plan.artifacts.len());
             self.st.output.close_batch(plan.output.len());
         }
         result

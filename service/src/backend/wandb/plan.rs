@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::backend::{uploads_on_save, Batch, Event};
+use crate::backend::{media_paths, uploads_on_save, Batch, Event};
 use crate::proto::v1::{RunState, Value};
+use crate::proto::wal::ArtifactRecord;
 use crate::value::{self, write_json_str};
 
 /// What one batch asks of W&B.
@@ -20,8 +21,10 @@ pub(super) struct Plan {
     pub(super) alerts: Vec<(String, String, String)>,
     /// output.log lines: `<UTC time> <line>`, as W&B's console shows them.
     pub(super) output: Vec<String>,
-    /// Saved files to upload (unless unchanged), in order.
+    /// Saved files and media files to upload (unless unchanged), in order.
     pub(super) uploads: Vec<String>,
+    /// What the run did with artifacts, in log order.
+    pub(super) artifacts: Vec<ArtifactRecord>,
     pub(super) preempting: bool,
     /// The run ended in this batch.
     pub(super) ended: bool,
@@ -109,9 +112,13 @@ impl Plan {
                     timestamp,
                     runtime,
                     values,
-                } => p
-                    .history
-                    .push(history_line(values, *step, *runtime, *timestamp)),
+                } => {
+                    // A media value's file goes up with the line that names it.
+                    p.uploads.extend(media_paths(values));
+                    p.history
+                        .push(history_line(values, *step, *runtime, *timestamp))
+                }
+                Event::Artifact(a) => p.artifacts.push((**a).clone()),
                 Event::System { timestamp, metrics } => p.events.push(events_line(
                     metrics,
                     (timestamp - start_time).max(0.0),

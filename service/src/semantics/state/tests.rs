@@ -1,4 +1,5 @@
-//! The step/commit table, finish and step_sync, applied record by record.
+//! The step/commit table, finish and step_sync, artifact records, applied record by
+//! record.
 
 use super::*;
 
@@ -153,4 +154,30 @@ fn system_metrics_keep_each_writer_labels_latest_sample() {
     assert_eq!(got["system.cpu/l:rank-1"], 20.0);
     assert_eq!((got["_timestamp"], got["_runtime"]), (103.0, 3.0));
     assert_eq!(got.len(), 4);
+}
+
+#[test]
+fn artifact_records_keep_what_the_run_logged_and_used() {
+    use crate::proto::v1::Artifact;
+    use crate::proto::wal::{artifact_record, ArtifactRecord};
+    let mut s = started();
+    let record = |kind| Record {
+        time: 103.0,
+        kind: Some(Kind::Artifact(ArtifactRecord { kind: Some(kind) })),
+    };
+    let version = |name: &str, v: &str| Artifact {
+        name: name.into(),
+        version: v.into(),
+        ..Default::default()
+    };
+    for kind in [
+        artifact_record::Kind::Logged(version("ds", "v0")),
+        artifact_record::Kind::Logged(version("ds", "v0")),
+        artifact_record::Kind::Used(version("model", "v2")),
+        artifact_record::Kind::Aliased(version("ds", "v0")),
+    ] {
+        s.apply(&record(kind), &mut Collect::default());
+    }
+    assert_eq!(s.logged_artifacts, ["ds:v0"]);
+    assert_eq!(s.used_artifacts, ["model:v2"]);
 }

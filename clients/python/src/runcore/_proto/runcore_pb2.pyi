@@ -14,6 +14,9 @@ class MediaKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEDIA_KIND_AUDIO: _ClassVar[MediaKind]
     MEDIA_KIND_VIDEO: _ClassVar[MediaKind]
     MEDIA_KIND_FILE: _ClassVar[MediaKind]
+    MEDIA_KIND_TABLE: _ClassVar[MediaKind]
+    MEDIA_KIND_HTML: _ClassVar[MediaKind]
+    MEDIA_KIND_OBJECT3D: _ClassVar[MediaKind]
 
 class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +40,9 @@ MEDIA_KIND_IMAGE: MediaKind
 MEDIA_KIND_AUDIO: MediaKind
 MEDIA_KIND_VIDEO: MediaKind
 MEDIA_KIND_FILE: MediaKind
+MEDIA_KIND_TABLE: MediaKind
+MEDIA_KIND_HTML: MediaKind
+MEDIA_KIND_OBJECT3D: MediaKind
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_RUNNING: RunState
 RUN_STATE_FINISHED: RunState
@@ -104,14 +110,27 @@ class Histogram(_message.Message):
     def __init__(self, bins: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., num_bins: _Optional[int] = ...) -> None: ...
 
 class Media(_message.Message):
-    __slots__ = ("path", "kind", "caption")
+    __slots__ = ("path", "kind", "caption", "sha256", "size", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
     PATH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     path: str
     kind: MediaKind
     caption: str
-    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., caption: _Optional[str] = ...) -> None: ...
+    sha256: str
+    size: int
+    extra: _containers.MessageMap[str, Value]
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., caption: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., extra: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
 class ClientInfo(_message.Message):
     __slots__ = ("pid", "hostname", "boot_id")
@@ -820,3 +839,306 @@ class ReadFileResponse(_message.Message):
     offset: int
     size: int
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ArtifactFile(_message.Message):
+    __slots__ = ("path", "sha256", "md5", "size", "ref", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MD5_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    md5: str
+    size: int
+    ref: str
+    extra: _containers.MessageMap[str, Value]
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., md5: _Optional[str] = ..., size: _Optional[int] = ..., ref: _Optional[str] = ..., extra: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class Artifact(_message.Message):
+    __slots__ = ("name", "type", "version", "version_index", "aliases", "description", "metadata", "digest", "size", "file_count", "logged_by", "used_by", "created_at", "manifest_path", "files", "distributed_id")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOGGED_BY_FIELD_NUMBER: _ClassVar[int]
+    USED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    version: str
+    version_index: int
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    metadata: _containers.MessageMap[str, Value]
+    digest: str
+    size: int
+    file_count: int
+    logged_by: _containers.RepeatedScalarFieldContainer[str]
+    used_by: _containers.RepeatedScalarFieldContainer[str]
+    created_at: float
+    manifest_path: str
+    files: _containers.RepeatedCompositeFieldContainer[ArtifactFile]
+    distributed_id: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., version: _Optional[str] = ..., version_index: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, Value]] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., file_count: _Optional[int] = ..., logged_by: _Optional[_Iterable[str]] = ..., used_by: _Optional[_Iterable[str]] = ..., created_at: _Optional[float] = ..., manifest_path: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ArtifactFile, _Mapping]]] = ..., distributed_id: _Optional[str] = ...) -> None: ...
+
+class CreateArtifactRequest(_message.Message):
+    __slots__ = ("run_id", "name", "type", "description", "metadata", "aliases", "distributed_id", "base")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    type: str
+    description: str
+    metadata: _containers.MessageMap[str, Value]
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    distributed_id: str
+    base: str
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, Value]] = ..., aliases: _Optional[_Iterable[str]] = ..., distributed_id: _Optional[str] = ..., base: _Optional[str] = ...) -> None: ...
+
+class CreateArtifactResponse(_message.Message):
+    __slots__ = ("draft_id", "file_count")
+    DRAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    draft_id: str
+    file_count: int
+    def __init__(self, draft_id: _Optional[str] = ..., file_count: _Optional[int] = ...) -> None: ...
+
+class ArtifactFileSource(_message.Message):
+    __slots__ = ("path", "source", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    source: str
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., source: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ArtifactChunk(_message.Message):
+    __slots__ = ("path", "data", "last", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    data: bytes
+    last: bool
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class AddArtifactFilesRequest(_message.Message):
+    __slots__ = ("draft_id", "file", "reference", "chunk", "remove")
+    DRAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    draft_id: str
+    file: ArtifactFileSource
+    reference: ArtifactFile
+    chunk: ArtifactChunk
+    remove: str
+    def __init__(self, draft_id: _Optional[str] = ..., file: _Optional[_Union[ArtifactFileSource, _Mapping]] = ..., reference: _Optional[_Union[ArtifactFile, _Mapping]] = ..., chunk: _Optional[_Union[ArtifactChunk, _Mapping]] = ..., remove: _Optional[str] = ...) -> None: ...
+
+class AddArtifactFilesResponse(_message.Message):
+    __slots__ = ("added", "bytes_stored", "bytes_deduplicated", "file_count")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_STORED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    bytes_stored: int
+    bytes_deduplicated: int
+    file_count: int
+    def __init__(self, added: _Optional[int] = ..., bytes_stored: _Optional[int] = ..., bytes_deduplicated: _Optional[int] = ..., file_count: _Optional[int] = ...) -> None: ...
+
+class CommitArtifactRequest(_message.Message):
+    __slots__ = ("draft_id",)
+    DRAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    draft_id: str
+    def __init__(self, draft_id: _Optional[str] = ...) -> None: ...
+
+class CommitArtifactResponse(_message.Message):
+    __slots__ = ("artifact", "existing")
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    artifact: Artifact
+    existing: bool
+    def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ..., existing: _Optional[bool] = ...) -> None: ...
+
+class GetArtifactRequest(_message.Message):
+    __slots__ = ("name", "include_files", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FILES_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    include_files: bool
+    type: str
+    def __init__(self, name: _Optional[str] = ..., include_files: _Optional[bool] = ..., type: _Optional[str] = ...) -> None: ...
+
+class GetArtifactResponse(_message.Message):
+    __slots__ = ("artifact",)
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    artifact: Artifact
+    def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
+
+class UseArtifactRequest(_message.Message):
+    __slots__ = ("run_id", "name", "type", "include_files")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FILES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    type: str
+    include_files: bool
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., include_files: _Optional[bool] = ...) -> None: ...
+
+class UseArtifactResponse(_message.Message):
+    __slots__ = ("artifact",)
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    artifact: Artifact
+    def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
+
+class LinkArtifactRequest(_message.Message):
+    __slots__ = ("run_id", "name", "target_path", "aliases")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    target_path: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., target_path: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LinkedArtifact(_message.Message):
+    __slots__ = ("collection", "target_path", "version", "version_index", "aliases", "artifact", "linked_at", "linked_by")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    LINKED_AT_FIELD_NUMBER: _ClassVar[int]
+    LINKED_BY_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    target_path: str
+    version: str
+    version_index: int
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    artifact: Artifact
+    linked_at: float
+    linked_by: str
+    def __init__(self, collection: _Optional[str] = ..., target_path: _Optional[str] = ..., version: _Optional[str] = ..., version_index: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., linked_at: _Optional[float] = ..., linked_by: _Optional[str] = ...) -> None: ...
+
+class LinkArtifactResponse(_message.Message):
+    __slots__ = ("link",)
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    link: LinkedArtifact
+    def __init__(self, link: _Optional[_Union[LinkedArtifact, _Mapping]] = ...) -> None: ...
+
+class SetArtifactAliasesRequest(_message.Message):
+    __slots__ = ("name", "add", "remove", "run_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    add: _containers.RepeatedScalarFieldContainer[str]
+    remove: _containers.RepeatedScalarFieldContainer[str]
+    run_id: str
+    def __init__(self, name: _Optional[str] = ..., add: _Optional[_Iterable[str]] = ..., remove: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class SetArtifactAliasesResponse(_message.Message):
+    __slots__ = ("artifact",)
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    artifact: Artifact
+    def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
+
+class ListArtifactsRequest(_message.Message):
+    __slots__ = ("name", "run_id", "direction", "type", "collection")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    run_id: str
+    direction: str
+    type: str
+    collection: str
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., direction: _Optional[str] = ..., type: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class ListArtifactsResponse(_message.Message):
+    __slots__ = ("artifacts", "links")
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    artifacts: _containers.RepeatedCompositeFieldContainer[Artifact]
+    links: _containers.RepeatedCompositeFieldContainer[LinkedArtifact]
+    def __init__(self, artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkedArtifact, _Mapping]]] = ...) -> None: ...
+
+class DownloadArtifactRequest(_message.Message):
+    __slots__ = ("name", "root", "copy", "paths")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    COPY_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    root: str
+    copy: bool
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., root: _Optional[str] = ..., copy: _Optional[bool] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DownloadArtifactResponse(_message.Message):
+    __slots__ = ("path", "data", "offset", "last", "linked", "skipped_ref")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    LINKED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_REF_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    data: bytes
+    offset: int
+    last: bool
+    linked: bool
+    skipped_ref: str
+    def __init__(self, path: _Optional[str] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., last: _Optional[bool] = ..., linked: _Optional[bool] = ..., skipped_ref: _Optional[str] = ...) -> None: ...

@@ -224,6 +224,51 @@ class RunServiceStub:
                 request_serializer=runcore_dot_v1_dot_runcore__pb2.ReadFileRequest.SerializeToString,
                 response_deserializer=runcore_dot_v1_dot_runcore__pb2.ReadFileResponse.FromString,
                 _registered_method=True)
+        self.CreateArtifact = channel.unary_unary(
+                '/runcore.v1.RunService/CreateArtifact',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.CreateArtifactRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.CreateArtifactResponse.FromString,
+                _registered_method=True)
+        self.AddArtifactFiles = channel.stream_unary(
+                '/runcore.v1.RunService/AddArtifactFiles',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.AddArtifactFilesRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.AddArtifactFilesResponse.FromString,
+                _registered_method=True)
+        self.CommitArtifact = channel.unary_unary(
+                '/runcore.v1.RunService/CommitArtifact',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.CommitArtifactRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.CommitArtifactResponse.FromString,
+                _registered_method=True)
+        self.GetArtifact = channel.unary_unary(
+                '/runcore.v1.RunService/GetArtifact',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.GetArtifactRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.GetArtifactResponse.FromString,
+                _registered_method=True)
+        self.UseArtifact = channel.unary_unary(
+                '/runcore.v1.RunService/UseArtifact',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.UseArtifactRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.UseArtifactResponse.FromString,
+                _registered_method=True)
+        self.LinkArtifact = channel.unary_unary(
+                '/runcore.v1.RunService/LinkArtifact',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.LinkArtifactRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.LinkArtifactResponse.FromString,
+                _registered_method=True)
+        self.SetArtifactAliases = channel.unary_unary(
+                '/runcore.v1.RunService/SetArtifactAliases',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.SetArtifactAliasesRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.SetArtifactAliasesResponse.FromString,
+                _registered_method=True)
+        self.ListArtifacts = channel.unary_unary(
+                '/runcore.v1.RunService/ListArtifacts',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.ListArtifactsRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.ListArtifactsResponse.FromString,
+                _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/runcore.v1.RunService/DownloadArtifact',
+                request_serializer=runcore_dot_v1_dot_runcore__pb2.DownloadArtifactRequest.SerializeToString,
+                response_deserializer=runcore_dot_v1_dot_runcore__pb2.DownloadArtifactResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -453,6 +498,71 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateArtifact(self, request, context):
+        """Artifacts (see "Artifacts" at the end of this file). Logging one is three
+        calls: CreateArtifact opens a draft, AddArtifactFiles streams its files (by
+        path on the sidecar's host, or their bytes), CommitArtifact makes it a version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddArtifactFiles(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitArtifact(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArtifact(self, request, context):
+        """One version, by "name:alias", "name:vN", or a registry path
+        ("model-registry/NAME:alias"); with its files if asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UseArtifact(self, request, context):
+        """Declares a version an input of a run (lineage: used_by).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkArtifact(self, request, context):
+        """Links a version into a registry collection (W&B's portfolio, the model registry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetArtifactAliases(self, request, context):
+        """Adds or removes custom aliases of a version (`latest` moves by itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListArtifacts(self, request, context):
+        """Versions in the store: of one name, logged or used by one run, or all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadArtifact(self, request, context):
+        """Places a version's files under a directory on the sidecar's host (hard links
+        where possible), or streams their bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -550,6 +660,51 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ReadFile,
                     request_deserializer=runcore_dot_v1_dot_runcore__pb2.ReadFileRequest.FromString,
                     response_serializer=runcore_dot_v1_dot_runcore__pb2.ReadFileResponse.SerializeToString,
+            ),
+            'CreateArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateArtifact,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.CreateArtifactRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.CreateArtifactResponse.SerializeToString,
+            ),
+            'AddArtifactFiles': grpc.stream_unary_rpc_method_handler(
+                    servicer.AddArtifactFiles,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.AddArtifactFilesRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.AddArtifactFilesResponse.SerializeToString,
+            ),
+            'CommitArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitArtifact,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.CommitArtifactRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.CommitArtifactResponse.SerializeToString,
+            ),
+            'GetArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArtifact,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.GetArtifactRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.GetArtifactResponse.SerializeToString,
+            ),
+            'UseArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.UseArtifact,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.UseArtifactRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.UseArtifactResponse.SerializeToString,
+            ),
+            'LinkArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkArtifact,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.LinkArtifactRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.LinkArtifactResponse.SerializeToString,
+            ),
+            'SetArtifactAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetArtifactAliases,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.SetArtifactAliasesRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.SetArtifactAliasesResponse.SerializeToString,
+            ),
+            'ListArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArtifacts,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.ListArtifactsRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.ListArtifactsResponse.SerializeToString,
+            ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=runcore_dot_v1_dot_runcore__pb2.DownloadArtifactRequest.FromString,
+                    response_serializer=runcore_dot_v1_dot_runcore__pb2.DownloadArtifactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1160,6 +1315,249 @@ class RunService:
             '/runcore.v1.RunService/ReadFile',
             runcore_dot_v1_dot_runcore__pb2.ReadFileRequest.SerializeToString,
             runcore_dot_v1_dot_runcore__pb2.ReadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/CreateArtifact',
+            runcore_dot_v1_dot_runcore__pb2.CreateArtifactRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.CreateArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddArtifactFiles(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/runcore.v1.RunService/AddArtifactFiles',
+            runcore_dot_v1_dot_runcore__pb2.AddArtifactFilesRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.AddArtifactFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/CommitArtifact',
+            runcore_dot_v1_dot_runcore__pb2.CommitArtifactRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.CommitArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/GetArtifact',
+            runcore_dot_v1_dot_runcore__pb2.GetArtifactRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.GetArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UseArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/UseArtifact',
+            runcore_dot_v1_dot_runcore__pb2.UseArtifactRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.UseArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/LinkArtifact',
+            runcore_dot_v1_dot_runcore__pb2.LinkArtifactRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.LinkArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetArtifactAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/SetArtifactAliases',
+            runcore_dot_v1_dot_runcore__pb2.SetArtifactAliasesRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.SetArtifactAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runcore.v1.RunService/ListArtifacts',
+            runcore_dot_v1_dot_runcore__pb2.ListArtifactsRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.ListArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/runcore.v1.RunService/DownloadArtifact',
+            runcore_dot_v1_dot_runcore__pb2.DownloadArtifactRequest.SerializeToString,
+            runcore_dot_v1_dot_runcore__pb2.DownloadArtifactResponse.FromString,
             options,
             channel_credentials,
             insecure,
