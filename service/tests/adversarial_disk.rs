@@ -1,5 +1,6 @@
 //! Disk faults (issue 14): a corrupt record in the middle of a run's log, store
-//! files the disk refused to write. What was acknowledged is kept or recovered,
+//! files the disk refused to write, a disk that fills while a run logs (a small
+//! tmpfs, mounted when the tests run as root, as CI's do). What was acknowledged is kept or recovered,
 //! the damage is kept for inspection and reported, and the store ends up matching
 //! the log.
 
@@ -148,4 +149,113 @@ async fn store_files_the_disk_refused_are_rebuilt_from_the_log() {
         .map(|r| num(get(r, "x")))
         .collect();
     assert_eq!(xs, [1.0, 2.0, 3.0, 4.0]);
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `bytes` at a new temp dir; None when this process may not
+    /// mount (not root).
+    fn mount(bytes: u64) -> Option<Self> {
+        let uid = Command::new("id").arg("-u").output().expect("id -u");
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount")
+            .success();
+        assert!(ok, "root, but mounting a tmpfs at {} failed", dir.display());
+        Some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The disk fills while a run logs: the log append that does not fit is refused
+/// with RESOURCE_EXHAUSTED (never acknowledged), every acknowledged row is in the
+/// history exactly once after space is freed and the run finishes, and again after
+/// a restart.
+#[tokio::test]
+async fn a_disk_that_fills_mid_run_loses_no_acknowledged_row() {
+    let Some(disk) = SmallDisk::mount(4 << 20) else {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    };
+    let data = disk.0.join("data");
+    let tmp = tempfile::tempdir().unwrap();
+    let data_arg = data.display().to_string();
+    let mut s = Sidecar::start_in(tmp.path(), Transport::Tcp, &["--data-dir", &data_arg]);
+    let mut c = s.client().await;
+    init(
+        &mut c,
+        InitRequest {
+            id: "full".into(),
+            project: "p".into(),
+            client_timeout: Some(3600.0),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Most of the disk taken by something else.
+    let filler = disk.0.join("filler");
+    std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
+    let text = "x".repeat(4096);
+    let mut acked = Vec::new();
+    let refused = loop {
+        let n = acked.len() as f64;
+        let mut req = log_req("full", &[("n", n)], None, None);
+        req.data
+            .insert("text".into(), runcore::value::string(&text));
+        match c.log(req).await {
+            Ok(_) => acked.push(n),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 10_000, "the disk never filled");
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("disk is full"),
+        "{}",
+        refused.message()
+    );
+    assert!(!acked.is_empty());
+    eprintln!("{} rows acknowledged before the disk filled", acked.len());
+
+    std::fs::remove_file(&filler).unwrap();
+    c.finish(FinishRequest {
+        run_id: "full".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("finish once there is space again");
+    let dir = s.run_dir("p", "full");
+    let logged = |dir: &Path| -> Vec<f64> {
+        read_jsonl(&dir.join("history.jsonl"))
+            .iter()
+            .map(|r| num(get(r, "n")))
+            .collect()
+    };
+    assert_eq!(
+        logged(&dir),
+        acked,
+        "every acknowledged row, once, in order"
+    );
+    s.terminate();
+    let s = Sidecar::start_in(tmp.path(), Transport::Tcp, &["--data-dir", &data_arg]);
+    assert_eq!(logged(&dir), acked, "and after a restart");
+    drop(s);
 }
