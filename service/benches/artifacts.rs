@@ -249,7 +249,7 @@ async fn bench(o: Opts) -> Result<(), BoxError> {
         "never" => FsyncPolicy::Never,
         other => return Err(format!("--fsync {other}: always, batch or never").into()),
     };
-    let listener = runcore::server::Listener::bind(&config.listen, None).await?;
+    let listener = runcore::listen::Listener::bind(&config.listen, None).await?;
     let addr = listener.local_addr().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(runcore::server::serve(listener, config, async move {

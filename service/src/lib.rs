@@ -11,8 +11,10 @@
 //!   `health`); [`client`]: connecting to a sidecar.
 //! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes).
 //! - [`datadir`]: the data-dir lock (one sidecar per data dir, unless shared).
+//! - [`listen`]: binding the listeners (TCP, or a unix socket no other user can
+//!   reach); used by the gRPC server and the W&B listener.
 //! - [`net`]: accepted connections: accept backoff, idle timeout.
-//! - [`server`]: binds the listener, serves gRPC (RunService, health, reflection),
+//! - [`server`]: serves gRPC (RunService, health, reflection),
 //!   drains on shutdown; [`h2front`] rewrites a unix client's socket-path
 //!   `:authority`; [`auth`] is the bearer-token layer; [`shutdown`] owns the stop
 //!   signal.
@@ -58,6 +60,7 @@ pub mod config;
 pub mod datadir;
 pub mod h2front;
 pub mod limits;
+pub mod listen;
 pub mod liveness;
 pub mod metadata;
 pub mod monitor;

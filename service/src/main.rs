@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use runcore::cli::{self, Cli, Command, RunsCommand};
 use runcore::config::{LogFormat, ServeArgs, ENV_LOG};
-use runcore::server::{serve, Listener};
+use runcore::listen::Listener;
+use runcore::server::serve;
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)

@@ -12,11 +12,11 @@ use tokio::sync::mpsc;
 
 use super::router::Router;
 use super::socket::{FrameBatch, Socket, SocketThreads};
+use crate::listen::Listener;
 use crate::proto::v1::LogAck;
 use crate::proto::wandb as wb;
 use crate::run::RunError;
 use crate::runs::Runs;
-use crate::server::Listener;
 use crate::shutdown::ShutdownToken;
 
 /// Replies queued per connection before the reader waits for the SDK to read them:

@@ -213,7 +213,7 @@ impl InProcess {
         let root = std::env::temp_dir().canonicalize().expect("temp dir");
         config.files.roots = Some(vec![root]);
         change(&mut config);
-        let listener = runcore::server::Listener::bind(&config.listen, None)
+        let listener = runcore::listen::Listener::bind(&config.listen, None)
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().to_string();
