@@ -292,6 +292,8 @@ class RunPage {
       if (newKeys(this.metrics.history, before.history) || this.metrics.x_axes.length !== before.x_axes.length) this.renderCharts();
       if (newKeys(this.metrics.system, before.system)) this.renderSystem();
       if (changed("history_bytes")) for (const c of this.cards.values()) c.invalidate();
+      // New media show when the tab is opened again (not redrawn under the reader).
+      if (changed("history_bytes") && this.currentTab() !== "media") this.media = null;
       if (changed("events_bytes")) for (const c of this.systemCards.values()) c.invalidate();
     }
     if (changed("alerts_bytes") || s.run.state !== this.detail.run.state || s.run.steps !== this.detail.run.steps) {
