@@ -51,6 +51,10 @@ pub fn media(dir: &Path) -> Result<Vec<MediaKey>, UiError> {
     let mut keys: BTreeMap<String, MediaKey> = BTreeMap::new();
     for line in BufReader::new(file).lines() {
         let Ok(line) = line else { break };
+        // Most rows hold no media: not parsed at all.
+        if !line.contains("\"_type\":") {
+            continue;
+        }
         // A line still being written (or a broken one) is skipped.
         let Ok(row) = value::parse_json_map(&line) else {
             continue;

@@ -163,6 +163,7 @@ export function plotData(chart, columns, rows) {
   }
   const vi = col(chart.value);
   const values = rows.map((r) => num(r[vi])).filter((v) => v !== null && Number.isFinite(v));
+  if (!values.length) return { data: [[], []], series: [bars("count")], xLabels: null };
   const lo = Math.min(...values);
   const hi = Math.max(...values);
   const width = hi > lo ? (hi - lo) / HIST_BINS : 1;
@@ -179,7 +180,8 @@ function bars(label) {
 async function plotCard(base, item, box) {
   const chart = item.chart;
   const q = new URLSearchParams({ path: item.path, limit: PLOT_ROWS });
-  if (chart.type === "line" && chart.x) q.set("sort", chart.x);
+  // uPlot wants x ascending.
+  if ((chart.type === "line" || chart.type === "scatter") && chart.x) q.set("sort", chart.x);
   const page = await api(`${base}/table?${q}`);
   const { data, series, xLabels } = plotData(chart, page.columns, page.rows);
   const axes = [{ values: xLabels ? (_, ticks) => ticks.map((t) => xLabels[t] ?? "") : undefined, label: chart.x || chart.label || chart.value }, { label: chart.y || chart.value || "count" }];
