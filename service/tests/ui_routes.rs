@@ -1,7 +1,8 @@
 //! The web UI's HTTP routes, served in-process (`runcore::ui::serve` on
 //! 127.0.0.1:0) over a store written by the real sidecar: the JSON API's
 //! answers, the downsampled series with NaN/Inf kept, a live run's index growing,
-//! status codes for bad input, and the token and Host rules.
+//! status codes for bad input, the token and Host rules, and a run's artifacts
+//! (lineage), media values and table pages.
 
 mod support;
 
@@ -382,4 +383,157 @@ async fn without_a_token_other_hosts_are_refused() {
     );
     assert_eq!(with_host("localhost:6007").await.unwrap().status(), 200);
     assert_eq!(ui.json("/api/projects").await, serde_json::json!([]));
+}
+
+/// A media value of `kind` for the file at `path`.
+fn media(path: &Path, kind: runcore::proto::v1::MediaKind) -> Value {
+    Value {
+        kind: Some(runcore::proto::v1::value::Kind::Media(
+            runcore::proto::v1::Media {
+                path: path.display().to_string(),
+                kind: kind as i32,
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+#[tokio::test]
+async fn artifacts_with_lineage_media_and_table_pages() {
+    use runcore::proto::v1::{MediaKind, UseArtifactRequest};
+    let sidecar = Sidecar::start();
+    let mut c = sidecar.client().await;
+    start_run(&mut c, "maker").await;
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("ds")).unwrap();
+    for i in 0..3 {
+        std::fs::write(src.path().join(format!("ds/{i}.txt")), format!("row {i}")).unwrap();
+    }
+    support::artifacts::log_dir(&mut c, "maker", "digits", "dataset", &src.path().join("ds")).await;
+    let rows: Vec<String> = (0..25)
+        .map(|i| format!("[{i}, {}, \"n{:02}\"]", (i * 7) % 25, 24 - i))
+        .collect();
+    let table = src.path().join("t.table.json");
+    std::fs::write(
+        &table,
+        format!(
+            "{{\"columns\": [\"i\", \"score\", \"name\"], \"data\": [{}]}}",
+            rows.join(",")
+        ),
+    )
+    .unwrap();
+    let png = src.path().join("sample.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    for _ in 0..2 {
+        let mut req = log_req("maker", &[("loss", 0.5)], None, None);
+        req.data
+            .insert("preds".into(), media(&table, MediaKind::Table));
+        req.data
+            .insert("sample".into(), media(&png, MediaKind::Image));
+        c.log(req).await.unwrap();
+    }
+    c.finish(FinishRequest {
+        run_id: "maker".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    start_run(&mut c, "user").await;
+    c.use_artifact(UseArtifactRequest {
+        run_id: "user".into(),
+        name: "digits:latest".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ui = Ui::start(&sidecar.data_dir, None).await;
+
+    let made = ui.json("/api/runs/p/maker/artifacts").await;
+    let v0 = &made["logged"][0];
+    assert_eq!(
+        (&v0["name"], &v0["type"], &v0["version"]),
+        (
+            &Json::from("digits"),
+            &Json::from("dataset"),
+            &Json::from("v0")
+        ),
+        "{made}"
+    );
+    assert_eq!(v0["file_count"], 3);
+    assert_eq!(v0["size"], 15);
+    assert_eq!(v0["aliases"], serde_json::json!(["latest"]));
+    assert_eq!(v0["digest"].as_str().map(str::len), Some(64));
+    assert_eq!(v0["used_by"][0]["id"], "user");
+    assert_eq!(made["used"], serde_json::json!([]));
+    let used = ui.json("/api/runs/p/user/artifacts").await;
+    assert_eq!(used["used"][0]["logged_by"][0]["project"], "p");
+    assert_eq!(used["used"][0]["logged_by"][0]["id"], "maker");
+    assert_eq!(used["logged"], serde_json::json!([]));
+
+    let keys = wait_for_async(|| async {
+        ui.try_json("/api/runs/p/maker/media")
+            .await
+            .filter(|k| k.as_array().is_some_and(|a| a.len() == 2))
+    })
+    .await;
+    let by_key = |k: &str| {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == k)
+            .unwrap()
+            .clone()
+    };
+    let preds = by_key("preds");
+    assert_eq!(preds["type"], "table-file");
+    assert_eq!(preds["items"].as_array().unwrap().len(), 2);
+    assert_eq!(preds["items"][1]["step"], 1.0);
+    let sample = by_key("sample");
+    assert_eq!(sample["type"], "image-file");
+    let image_path = sample["items"][1]["path"].as_str().unwrap().to_owned();
+    let img = ui.get(&format!("/media/p/maker/{image_path}")).await;
+    assert_eq!(img.status(), 200, "{image_path}");
+    assert_eq!(img.headers()["content-type"], "image/png");
+    assert!(img.bytes().await.unwrap().starts_with(b"\x89PNG"));
+
+    let table_path = preds["items"][0]["path"].as_str().unwrap().to_owned();
+    let q = |rest: &str| format!("/api/runs/p/maker/table?path={table_path}{rest}");
+    let page = ui.json(&q("")).await;
+    assert_eq!(page["total"], 25);
+    assert_eq!(page["columns"], serde_json::json!(["i", "score", "name"]));
+    assert_eq!(page["rows"].as_array().unwrap().len(), 25);
+    let page = ui.json(&q("&sort=score&desc=true&offset=1&limit=3")).await;
+    assert_eq!(
+        page["rows"],
+        serde_json::json!([[14, 23, "n10"], [21, 22, "n03"], [3, 21, "n21"]])
+    );
+    let page = ui.json(&q("&sort=name&limit=2")).await;
+    assert_eq!(page["rows"][0], serde_json::json!([24, 18, "n00"]));
+    let page = ui.json(&q("&offset=24&limit=10")).await;
+    assert_eq!(page["rows"].as_array().unwrap().len(), 1);
+    let missing = "/api/runs/p/maker/table?path=media/table/nope.table.json";
+    for (path, code) in [
+        (q("&sort=nope"), 400),
+        (q("&limit=0"), 400),
+        (q("&limit=5000"), 400),
+        (q("&offset=-1"), 400),
+        (q("&desc=maybe"), 400),
+        ("/api/runs/p/maker/table".to_owned(), 400),
+        (missing.to_owned(), 404),
+        ("/api/runs/p/maker/table?path=../run.json".to_owned(), 400),
+        (format!("/api/runs/p/maker/table?path={image_path}"), 400),
+        ("/api/runs/p/nope/artifacts".to_owned(), 404),
+        ("/api/runs/p/nope/media".to_owned(), 404),
+        ("/api/runs/p/nope/table?path=x".to_owned(), 404),
+    ] {
+        let r = ui.get(&path).await;
+        assert_eq!(r.status().as_u16(), code, "{path}");
+        let j: Json = r.json().await.unwrap();
+        assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}");
+    }
+    assert_eq!(
+        ui.status(&format!("/media/p/maker/{table_path}")).await,
+        400
+    );
+    assert_eq!(ui.status("/media/p/maker/media/images/nope.png").await, 404);
 }

@@ -162,6 +162,70 @@ test("the run page draws a chart for each metric, system metrics, tables and fil
   await page.close();
 });
 
+test("the Artifacts tab lists logged and used artifacts with lineage links", async () => {
+  const runs = await runsOf(PROJECT);
+  const maker = runs.find((r) => r.name === "baseline");
+  const user = runs.find((r) => r.name === "wider-lr");
+  const { page } = await open(`/runs/${PROJECT}/${maker.id}#artifacts`);
+  await ready(page);
+  const row = page.locator('#artifacts-logged tr[data-artifact="ui-dataset:v0"]');
+  await row.waitFor({ timeout: 20000 });
+  const text = await row.textContent();
+  assert(text.includes("dataset") && text.includes("gold") && text.includes("latest"), `row: ${text}`);
+  const link = row.locator("a.lineage");
+  assert((await link.getAttribute("href")) === `/runs/${PROJECT}/${user.id}`, "links to the run that used it");
+  await Promise.all([page.waitForURL(new RegExp(`/runs/${PROJECT}/${user.id}`)), link.click()]);
+  await ready(page);
+  await page.click('a[data-tab="artifacts"]');
+  const used = page.locator('#artifacts-used tr[data-artifact="ui-dataset:v0"] a.lineage');
+  await used.waitFor({ timeout: 20000 });
+  assert((await used.getAttribute("href")) === `/runs/${PROJECT}/${maker.id}`, "links back to the run that logged it");
+  await page.close();
+});
+
+test("the Media tab shows images with a step slider, a sortable paged table and a plot", async () => {
+  const run = (await runsOf(PROJECT)).find((r) => r.name === "baseline");
+  const { page } = await open(`/runs/${PROJECT}/${run.id}#media`);
+  await ready(page);
+  const img = page.locator('.media-card[data-key="samples"] img');
+  await img.waitFor({ timeout: 20000 });
+  await page.waitForFunction((i) => i.complete && i.naturalWidth > 0, await img.elementHandle(), { timeout: 20000 });
+  assert((await img.evaluate((i) => i.naturalWidth)) === 32, "the latest image decodes");
+  const slider = page.locator('.media-card[data-key="samples"] input.step-slider');
+  assert((await slider.getAttribute("max")) === "2", "a slider over three steps");
+  const latest = await img.getAttribute("src");
+  await slider.fill("0");
+  assert((await img.getAttribute("src")) !== latest, "the slider shows another step");
+  const table = page.locator('.media-card[data-key="predictions"]');
+  const firstCell = () => table.locator("tbody tr").first().locator("td").first().textContent();
+  const range = () => table.locator(".pager .range").textContent();
+  await page.waitForFunction((c) => c.querySelectorAll("tbody tr").length > 0, await table.elementHandle(), { timeout: 20000 });
+  assert((await table.locator("tbody tr").count()) === 20, "a page of 20 rows");
+  assert((await range()).includes("1–20 of 45"), `range ${await range()}`);
+  await table.locator("button.next").click();
+  await page.waitForFunction((c) => c.querySelector(".pager .range").textContent.includes("21–40"), await table.elementHandle());
+  assert((await firstCell()) === "20", `page 2 starts at id 20, not ${await firstCell()}`);
+  await table.locator('th[data-column="score"]').click();
+  await page.waitForFunction((c) => c.querySelector("th[data-column=score]").textContent.includes("▲"), await table.elementHandle());
+  assert((await firstCell()) === "44", `ascending score puts id 44 first, not ${await firstCell()}`);
+  await table.locator('th[data-column="score"]').click();
+  await page.waitForFunction((c) => c.querySelector("th[data-column=score]").textContent.includes("▼"), await table.elementHandle());
+  assert((await firstCell()) === "0", `descending score puts id 0 first, not ${await firstCell()}`);
+  const plot = page.locator('.media-card[data-key="loss_curve"] .plot-box');
+  await page.waitForFunction((b) => ["drawn", "error"].includes(b.dataset.state), await plot.elementHandle(), { timeout: 20000 });
+  assert((await plot.getAttribute("data-state")) === "drawn", `plot: ${await plot.textContent()}`);
+  assert((await plot.getAttribute("data-points")) === "10", "the plot has the table's 10 rows");
+  const coloured = await plot.evaluate((b) => {
+    const c = b.querySelector("canvas");
+    const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 100 && Math.max(px[i], px[i + 1], px[i + 2]) - Math.min(px[i], px[i + 1], px[i + 2]) > 60) n++;
+    return n;
+  });
+  assert(coloured > 50, `the plot has ${coloured} coloured pixels`);
+  await page.close();
+});
+
 test("compare overlays the selected runs", async () => {
   const { page } = await open(`/projects/${PROJECT}`);
   await ready(page);

@@ -6,7 +6,9 @@ with the Python client the W&B way.
 
 The finished runs have nested keys, a define_metric step metric (hidden) for the
 val/* metrics, a NaN and an Inf, an alert, a saved file and system metrics; one
-of them fails (exit code 1). The live run writes READY after its first rows.
+of them fails (exit code 1). "baseline" also logs images (three steps), a table
+of 45 rows, a runcore.plot line chart and an artifact "ui-dataset", which
+"wider-lr" uses. The live run writes READY after its first rows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 import random
 import sys
 import tempfile
+import struct
 import time
+import zlib
 
 import runcore as wandb
 
@@ -26,6 +30,35 @@ SETTINGS = {"x_stats_sampling_interval": 0.1}
 
 def curve(step: int, lr: float, rng: random.Random) -> float:
     return 2.5 * math.exp(-step * lr / 40.0) + 0.1 + rng.gauss(0.0, 0.04)
+
+
+def png(path: str, width: int, height: int, shade: int) -> str:
+    """A small RGB PNG (a gradient), written without Pillow."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + bytes(c for x in range(width) for c in (x * 255 // width, shade, 255 - y * 255 // height))
+                   for y in range(height))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def log_media_and_artifact(run: "wandb.Run", tmp: str) -> None:
+    for step, shade in enumerate((40, 120, 200)):
+        run.log({"samples": wandb.Image(png(os.path.join(tmp, f"s{step}.png"), 32, 24, shade), caption=f"shade {shade}")})
+    rows = [[i, round(1.0 / (1 + i), 4), f"item-{(i * 17) % 45:02d}"] for i in range(45)]
+    run.log({"predictions": wandb.Table(columns=["id", "score", "label"], data=rows)})
+    curve = wandb.Table(columns=["epoch", "loss"], data=[[e, 2.0 / (1 + e)] for e in range(10)])
+    run.log({"loss_curve": wandb.plot.line(curve, "epoch", "loss", title="Loss by epoch")})
+    data = os.path.join(tmp, "data")
+    os.makedirs(data)
+    for i in range(3):
+        with open(os.path.join(data, f"part{i}.csv"), "w") as f:
+            f.write(f"x,y\n{i},{i * i}\n")
+    artifact = wandb.Artifact("ui-dataset", type="dataset", description="three parts")
+    artifact.add_dir(data)
+    run.log_artifact(artifact, aliases=["gold"])
 
 
 def finished_run(name: str, group: str, tags: list[str], lr: float, seed: int, exit_code: int = 0) -> str:
@@ -53,6 +86,11 @@ def finished_run(name: str, group: str, tags: list[str], lr: float, seed: int, e
             val = curve(step, lr, rng) + 0.05
             run.log({"epoch": epoch, "val/loss": val, "val/acc": 1.0 - val / 3.0})
         time.sleep(0.003)
+    if name == "baseline":
+        with tempfile.TemporaryDirectory() as tmp:
+            log_media_and_artifact(run, tmp)
+    if name == "wider-lr":
+        run.use_artifact("ui-dataset:latest")
     run.alert(title="loss plateau", text=f"{name}: train/loss below {loss:.2f}", level=wandb.AlertLevel.WARN)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model-card.txt")

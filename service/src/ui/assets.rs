@@ -23,13 +23,14 @@ macro_rules! asset {
     };
 }
 
-static ASSETS: [Asset; 12] = [
+static ASSETS: [Asset; 13] = [
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("util.js", "text/javascript; charset=utf-8"),
     asset!("chart.js", "text/javascript; charset=utf-8"),
     asset!("projects.js", "text/javascript; charset=utf-8"),
     asset!("runs.js", "text/javascript; charset=utf-8"),
     asset!("run.js", "text/javascript; charset=utf-8"),
+    asset!("media.js", "text/javascript; charset=utf-8"),
     asset!("compare.js", "text/javascript; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),

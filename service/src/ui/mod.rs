@@ -6,19 +6,22 @@
 //! - [`routes`]: the HTTP routes (axum, on the caller's tokio runtime): pages,
 //!   the JSON API they use (docs/UI.md), downloads, assets; [`auth`] in front.
 //! - [`reader`]: projects, runs, config, summary, alerts, files, output from the
-//!   store's files.
+//!   store's files; [`artifacts`]: the versions a run logged and used, with
+//!   lineage; [`media`]: its images, tables and plots, and table pages.
 //! - [`index`]: per-run column files of every numeric history and system key,
 //!   brought up to date incrementally; [`downsample`] reduces a series to a
 //!   chart's pixel width.
 //! - [`assets`]: the HTML, scripts and chart library built into the binary.
 //! - [`error`]: the UI's errors and the one place they become HTTP responses.
 
+pub mod artifacts;
 pub mod assets;
 mod auth;
 pub mod config;
 pub mod downsample;
 pub mod error;
 pub mod index;
+pub mod media;
 pub mod reader;
 mod routes;
 pub mod sections;

@@ -1,8 +1,10 @@
 // The run page: header, then tabs: history charts, system charts, overview
-// (identity and metadata), config, summary, alerts, files, console output.
+// (identity and metadata), config, summary, alerts, files, console output,
+// media (images, tables, plots) and artifacts (media.js).
 // A running run is polled: new rows redraw the visible charts without a reload.
 
 import { ChartCard, followResizes, seriesUrl, xLabel } from "./chart.js";
+import { artifactsView, mediaView } from "./media.js";
 import {
   api, crumbs, el, enc, fill, fmtBytes, fmtDuration, fmtTime, fmtValue, isLive, kvTable, notice,
   PALETTE, poll, runPath, stateBadge,
@@ -10,12 +12,14 @@ import {
 
 const TABS = [
   ["charts", "Charts"],
+  ["media", "Media"],
   ["system", "System"],
   ["overview", "Overview"],
   ["config", "Config"],
   ["summary", "Summary"],
   ["alerts", "Alerts"],
   ["files", "Files"],
+  ["artifacts", "Artifacts"],
   ["logs", "Logs"],
 ];
 
@@ -117,6 +121,8 @@ class RunPage {
   tabCount(key) {
     if (key === "alerts") return this.detail.alerts.length;
     if (key === "files") return this.files ? this.files.length : null;
+    if (key === "artifacts") return this.artifacts ? this.artifacts.logged.length + this.artifacts.used.length : null;
+    if (key === "media") return this.media ? this.media.length : null;
     return null;
   }
 
@@ -141,6 +147,8 @@ class RunPage {
     for (const [key, panel] of Object.entries(this.panels)) panel.hidden = key !== tab;
     this.renderTabs();
     if (tab === "files" && !this.files) this.loadFiles();
+    if (tab === "artifacts" && !this.artifacts) this.loadArtifacts();
+    if (tab === "media" && !this.media) this.loadMedia();
     if (tab === "logs") this.loadOutput();
   }
 
@@ -239,6 +247,18 @@ class RunPage {
     this.renderTabs();
   }
 
+  async loadArtifacts() {
+    this.artifacts = await api(`${this.base}/artifacts`);
+    fill(this.panels.artifacts, artifactsView(this.artifacts, this.detail.run.path));
+    this.renderTabs();
+  }
+
+  async loadMedia() {
+    this.media = await api(`${this.base}/media`);
+    fill(this.panels.media, mediaView(this.base, this.project, this.id, this.media));
+    this.renderTabs();
+  }
+
   async loadOutput() {
     if (!this.output) {
       this.output = { end: 0, pre: el("pre", { id: "output", class: "output" }) };
@@ -272,6 +292,8 @@ class RunPage {
       if (newKeys(this.metrics.history, before.history) || this.metrics.x_axes.length !== before.x_axes.length) this.renderCharts();
       if (newKeys(this.metrics.system, before.system)) this.renderSystem();
       if (changed("history_bytes")) for (const c of this.cards.values()) c.invalidate();
+      // New media show when the tab is opened again (not redrawn under the reader).
+      if (changed("history_bytes") && this.currentTab() !== "media") this.media = null;
       if (changed("events_bytes")) for (const c of this.systemCards.values()) c.invalidate();
     }
     if (changed("alerts_bytes") || s.run.state !== this.detail.run.state || s.run.steps !== this.detail.run.steps) {
@@ -285,7 +307,11 @@ class RunPage {
     if (!isLive(s.run.state) && this.stopPolling) {
       this.stopPolling();
       this.files = null;
+      this.artifacts = null;
+      this.media = null;
       if (this.currentTab() === "files") this.loadFiles();
+      if (this.currentTab() === "artifacts") this.loadArtifacts();
+      if (this.currentTab() === "media") this.loadMedia();
     }
   }
 }

@@ -82,11 +82,12 @@ impl LineScanner {
             if base > 0 {
                 self.path.push('.');
             }
+            let key_start = self.path.len();
             c.string(Some(&mut self.path))?;
             if base == 0 {
                 self.top_len = self.path.len();
             }
-            if first && &self.path[base..] == "_type" {
+            if first && &self.path[key_start..] == "_type" {
                 // A histogram or a media value, not a number.
                 self.path.truncate(base);
                 return c.skip_rest_of_object();
@@ -304,7 +305,7 @@ mod tests {
         let got = scan(concat!(
             r#"{"s":"x\"}{","t":true,"f":false,"z":null,"l":[1,{"a":[2]}],"#,
             r#""h":{"_type":"histogram","bins":[0,1],"values":[3]},"#,
-            r#""img":{"_type":"image-file","path":"media/a}.png"},"k\u00e9\n":4}"#
+            r#""img":{"_type":"image-file","path":"media/a}.png","size":7,"ncols":2},"k\u00e9\n":4}"#
         ))
         .unwrap();
         assert_eq!(got, vec![("ké\n".to_owned(), 4.0)]);

@@ -16,8 +16,9 @@ use super::scan::LineScanner;
 use super::IndexError;
 use crate::store::write_atomic;
 
-/// Changes whenever the files' layout does: an index of another version is rebuilt.
-const VERSION: u32 = 1;
+/// Changes whenever the files' layout or what they hold does: an index of another
+/// version is rebuilt (2: media values' numeric fields are no longer columns).
+const VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
 /// Bytes of the source kept in the manifest to notice a rewritten source.
 const TAIL: u64 = 32;

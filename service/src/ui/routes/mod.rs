@@ -5,6 +5,7 @@
 mod api;
 mod charts;
 mod files;
+mod media;
 mod pages;
 
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub fn router(state: Arc<UiState>) -> Router {
         .route("/compare", get(pages::compare))
         .route("/assets/{*name}", get(pages::asset))
         .route("/files/{project}/{id}/{*path}", get(files::download))
+        .route("/media/{project}/{id}/{*path}", get(media::image))
         .route("/api/info", get(api::info))
         .route("/api/projects", get(api::projects))
         .route("/api/projects/{project}/runs", get(api::runs))
@@ -37,6 +39,9 @@ pub fn router(state: Arc<UiState>) -> Router {
         .route("/api/runs/{project}/{id}/series", get(charts::series))
         .route("/api/runs/{project}/{id}/files", get(files::list))
         .route("/api/runs/{project}/{id}/output", get(files::output))
+        .route("/api/runs/{project}/{id}/artifacts", get(media::artifacts))
+        .route("/api/runs/{project}/{id}/media", get(media::list))
+        .route("/api/runs/{project}/{id}/table", get(media::table))
         .route("/api/{*rest}", get(api::not_found))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
