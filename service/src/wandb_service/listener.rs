@@ -2,10 +2,9 @@
 //! hands them to the [`Router`], a writer for the replies, and a drain for the
 //! acknowledgements of logged rows (the SDK does not wait for them).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::Ordering;
 
 use prost::Message;
 use tokio::sync::mpsc;
