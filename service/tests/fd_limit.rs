@@ -11,17 +11,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// CPU seconds (user + system) the process has used, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the sidecar's stat");
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("a name") + 2..]
-        .split(' ')
-        .collect();
-    // utime and stime are fields 14 and 15 of the line; the name was field 2.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 /// The soft limit on open files, from /proc.
 fn nofile(pid: u32) -> usize {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");

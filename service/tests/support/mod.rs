@@ -405,3 +405,14 @@ pub mod artifacts;
 pub mod mlflow;
 pub mod wandb;
 pub mod wandb_sdk;
+
+/// CPU seconds (user + system) a process has used so far, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat has a name") + 2..]
+        .split(' ')
+        .collect();
+    // utime and stime are fields 14 and 15 of the line; the name was field 2.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
