@@ -592,6 +592,13 @@ class Run(ArtifactMethods):
                 if action is Action.ENDED:
                     self._attach_or_raise(what, e)  # raises RunEndedError if it ended
                 raise rpc_error(what, e) from None
+            except ValueError:
+                # grpc's "closed channel": the sender thread replaced the channel
+                # (a sidecar restart) between reading the stub and calling it.
+                # Wait for that recovery as for an unreachable sidecar, then again.
+                if not retry or time.monotonic() >= deadline:
+                    raise
+                sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
 
     def _attach_or_raise(self, what: str, error: grpc.RpcError) -> None:
         """Asks the sidecar about the run after ``error``: re-Inits a run it does not
