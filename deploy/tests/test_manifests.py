@@ -88,6 +88,14 @@ def test_manifest_matches_the_binary(path: pathlib.Path) -> None:
     # The grace period Kubernetes gives matches the sidecar's own.
     assert int(env["RUNCORE_SHUTDOWN_GRACE"]["value"]) == spec["terminationGracePeriodSeconds"]
 
+    # The memory budget leaves half the container's limit to the rest, and large
+    # buffers go back to the kernel when freed (service/tests/memory_budget.rs
+    # holds the sidecar to the limit with these settings).
+    limit = sidecar["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    assert int(env["RUNCORE_MEMORY_BUDGET"]["value"]) <= int(limit[:-2]) * 2**20 // 2
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]["value"]) > 0
+
     # The trainer is pointed at the sidecar's listener.
     listen = env["RUNCORE_LISTEN"]["value"]
     address = env_of(trainer)["RUNCORE_ADDRESS"]["value"]

@@ -23,6 +23,7 @@ pub const ENV_LOG_FORMAT: &str = "RUNCORE_LOG_FORMAT";
 pub const ENV_FSYNC: &str = "RUNCORE_FSYNC";
 pub const ENV_SHUTDOWN_GRACE: &str = "RUNCORE_SHUTDOWN_GRACE";
 pub const ENV_MAX_MESSAGE_BYTES: &str = "RUNCORE_MAX_MESSAGE_BYTES";
+pub const ENV_MEMORY_BUDGET: &str = "RUNCORE_MEMORY_BUDGET";
 pub const ENV_FLUSH_INTERVAL: &str = "RUNCORE_FLUSH_INTERVAL";
 pub const ENV_CLIENT_TIMEOUT: &str = "RUNCORE_CLIENT_TIMEOUT";
 pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCORE_HEARTBEAT_INTERVAL";
@@ -98,6 +99,8 @@ pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 pub const DEFAULT_FSYNC: FsyncPolicy = FsyncPolicy::Batch;
 pub const DEFAULT_SHUTDOWN_GRACE: f64 = 30.0;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The smallest `--memory-budget`: room for a few runs and one message.
+pub const MIN_MEMORY_BUDGET: usize = 1024 * 1024;
 pub const DEFAULT_FLUSH_INTERVAL: f64 = 1.0;
 pub const DEFAULT_CLIENT_TIMEOUT: f64 = 60.0;
 pub const DEFAULT_HEARTBEAT_INTERVAL: f64 = 30.0;
@@ -201,6 +204,12 @@ pub struct ServeArgs {
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(long, env = ENV_MAX_MESSAGE_BYTES, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+    /// Bytes of run state (config, summaries, rows not yet committed, open runs)
+    /// and of requests in flight the sidecar may hold; a request past it gets
+    /// RESOURCE_EXHAUSTED (Finish and reads never do). Half the memory limit of
+    /// the sidecar's container is a safe value.
+    #[arg(long, env = ENV_MEMORY_BUDGET, default_value_t = crate::memory::DEFAULT_BUDGET_BYTES)]
+    pub memory_budget: usize,
     /// Seconds between a run's flushes of its store files (and, with --fsync batch,
     /// syncs of its log); also how often `live` saved files are checked for changes.
     #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = DEFAULT_FLUSH_INTERVAL)]
@@ -286,6 +295,8 @@ pub struct ServeConfig {
     /// How long shutdown waits for open streams before it stops them.
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
+    /// The memory budget's limit, bytes (`crate::memory`).
+    pub memory_budget: usize,
     /// How often each run flushes its store files, (with `--fsync batch`) syncs its
     /// log and checks its `live` files; the local store lags the log by at most
     /// this much, and a changed live file is copied once it has been unchanged for
@@ -362,6 +373,8 @@ pub enum ConfigError {
     Grace(f64),
     #[error("--max-message-bytes must be at least 1024, got {0}")]
     MessageSize(usize),
+    #[error("--memory-budget must be at least {MIN_MEMORY_BUDGET} bytes, got {0}")]
+    MemoryBudget(usize),
     #[error("--flush-interval must be seconds between 0.01 and 60, got {0}")]
     FlushInterval(f64),
     #[error("--{0} must be seconds > 0 and at most {max}, got {1}", max = crate::limits::MAX_SECONDS)]
@@ -436,6 +449,9 @@ impl ServeArgs {
         if self.max_message_bytes < 1024 {
             return Err(ConfigError::MessageSize(self.max_message_bytes));
         }
+        if self.memory_budget < MIN_MEMORY_BUDGET {
+            return Err(ConfigError::MemoryBudget(self.memory_budget));
+        }
         if !(0.01..=60.0).contains(&self.flush_interval) {
             return Err(ConfigError::FlushInterval(self.flush_interval));
         }
@@ -463,6 +479,7 @@ impl ServeArgs {
             fsync: self.fsync,
             shutdown_grace: grace,
             max_message_bytes: self.max_message_bytes,
+            memory_budget: self.memory_budget,
             flush_interval: crate::liveness::seconds(self.flush_interval),
             client_timeout,
             heartbeat_interval,
@@ -510,6 +527,7 @@ impl ServeConfig {
             fsync: self.fsync,
             files: self.files.clone(),
             finish_timeout: self.finish_timeout,
+            budget: crate::memory::Budget::new(self.memory_budget),
         }
     }
 
@@ -523,6 +541,7 @@ impl ServeConfig {
             fsync: DEFAULT_FSYNC,
             shutdown_grace: Duration::from_secs_f64(DEFAULT_SHUTDOWN_GRACE),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            memory_budget: crate::memory::DEFAULT_BUDGET_BYTES,
             flush_interval: Duration::from_secs_f64(DEFAULT_FLUSH_INTERVAL),
             client_timeout: Duration::from_secs_f64(DEFAULT_CLIENT_TIMEOUT),
             heartbeat_interval: Duration::from_secs_f64(DEFAULT_HEARTBEAT_INTERVAL),

@@ -9,15 +9,16 @@
 //! imports only modules below it):
 //! - [`cli`]: the commands besides `serve` (`runs ls|show|stop`, `sync`, `reap`,
 //!   `health`); [`client`]: connecting to a sidecar.
-//! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes).
+//! - [`limits`]: every limit a client is held to (nesting, keys, steps, sizes);
+//!   [`memory`]: the memory budget that run state and requests in flight charge.
 //! - [`datadir`]: the data-dir lock (one sidecar per data dir, unless shared).
 //! - [`listen`]: binding the listeners (TCP, or a unix socket no other user can
 //!   reach); used by the gRPC server and the W&B listener.
 //! - [`net`]: accepted connections: accept backoff, idle timeout.
 //! - [`server`]: serves gRPC (RunService, health, reflection),
 //!   drains on shutdown; [`h2front`] rewrites a unix client's socket-path
-//!   `:authority`; [`auth`] is the bearer-token layer; [`shutdown`] owns the stop
-//!   signal.
+//!   `:authority`; [`auth`] is the bearer-token layer; [`inflight`] charges
+//!   request bodies to the memory budget; [`shutdown`] owns the stop signal.
 //! - [`api`]: gRPC handlers; [`api::validate`] checks requests, [`api::status`] is
 //!   the one place errors become gRPC statuses.
 //! - [`runs`]: the registry of runs: Init/resume, recovery at start, lookups, reads
@@ -59,9 +60,11 @@ pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod h2front;
+pub mod inflight;
 pub mod limits;
 pub mod listen;
 pub mod liveness;
+pub mod memory;
 pub mod metadata;
 pub mod monitor;
 pub mod net;

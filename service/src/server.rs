@@ -315,6 +315,7 @@ fn spawn_grpc(
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let limit = config.max_message_bytes;
+    let inflight = crate::inflight::InflightLayer::new(runs.budget().clone());
     let api = RunServiceServer::new(Api::new(runs, limit))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
@@ -336,6 +337,7 @@ fn spawn_grpc(
     let router = builder
         .layer(AuthLayer::new(config.auth_token.clone()))
         .layer(tower::util::MapResponseLayer::new(fix_too_large(limit)))
+        .layer(inflight)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api);

@@ -422,7 +422,11 @@ impl StoreWriter {
         &self.dir
     }
 
+    /// After a write: keeps its first error; drops a long line's buffer.
     fn keep(&mut self, r: io::Result<()>, name: &str) {
+        if self.line.capacity() > crate::memory::SCRATCH_BYTES {
+            self.line = String::new();
+        }
         if let Err(e) = r {
             if self.error.is_none() {
                 self.error = Some(io_err(&self.dir.join(name))(e));

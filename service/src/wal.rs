@@ -456,6 +456,10 @@ impl WalWriter {
         }
         self.len += self.buf.len() as u64;
         self.unsynced = true;
+        if self.buf.capacity() > crate::memory::SCRATCH_BYTES {
+            // Each open run has one: a long record's buffer is not kept.
+            self.buf = Vec::new();
+        }
         Ok(offset)
     }
 

@@ -22,6 +22,7 @@ fn settings() -> Arc<RunSettings> {
             max_bytes: 1 << 20,
         },
         finish_timeout: Duration::from_secs(1),
+        budget: runcore::memory::Budget::unlimited(),
     })
 }
 

@@ -49,6 +49,7 @@ impl From<RunError> for Status {
         match e {
             RunError::Ended { .. } => Status::failed_precondition(msg),
             RunError::AcksNotRead(_)
+            | RunError::OverBudget(_)
             | RunError::TooManyKeys { .. }
             | RunError::TooManyWriters { .. } => Status::resource_exhausted(msg),
             RunError::StepLimit { .. } => Status::invalid_argument(msg),

@@ -30,6 +30,7 @@ fn non_loopback_tcp_is_refused() {
         fsync: FsyncPolicy::Batch,
         shutdown_grace: 1.0,
         max_message_bytes: 4096,
+        memory_budget: crate::memory::DEFAULT_BUDGET_BYTES,
         flush_interval: 1.0,
         client_timeout: 60.0,
         heartbeat_interval: 30.0,
@@ -58,6 +59,16 @@ fn non_loopback_tcp_is_refused() {
         ui_listen: Some("http://0.0.0.0:6007".into()),
         ..args.clone()
     };
+    let tiny_budget = ServeArgs {
+        listen: "tcp://127.0.0.1:1".into(),
+        memory_budget: 1000,
+        ..args.clone()
+    };
+    let err = tiny_budget.into_config().unwrap_err();
+    assert!(
+        err.to_string().contains("--memory-budget must be at least"),
+        "{err}"
+    );
     let err = args.into_config().unwrap_err();
     assert!(err.to_string().contains("--auth-token"), "{err}");
     let err = ui_only.into_config().unwrap_err();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::command::{Busy, Command, LogReply, Reply, RunHandle, COMMAND_BUFFER};
+use super::command::{Busy, Command, LogReply, Queued, Reply, RunHandle, COMMAND_BUFFER};
 use super::delivery::Delivery;
 use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
@@ -19,6 +19,7 @@ use super::settings::RunSettings;
 use super::writers::Links;
 use crate::clock::now;
 use crate::liveness;
+use crate::memory::{Charge, RUN_BASE_BYTES};
 use crate::monitor::Monitor;
 use crate::proto::v1::{HeartbeatResponse, RunInfo};
 use crate::semantics::state::RunState;
@@ -63,6 +64,11 @@ pub fn spawn(
         })
         .collect();
     let sync_file = opened.wal.try_clone_file();
+    // A run opened (created, resumed, recovered) is charged what it holds without
+    // being refused: Init admits a new run against the budget before creating it.
+    let mut charge = Charge::empty(&config.budget);
+    charge.settle(RUN_BASE_BYTES + opened.state.retained_bytes());
+    let budget = config.budget.clone();
     let links = Links::of(&opened.state, monitor.as_ref());
     let client = opened
         .state
@@ -86,10 +92,12 @@ pub fn spawn(
         live,
         store_behind: false,
         busy: busy.clone(),
+        charge,
     };
     tokio::spawn(actor.run(rx, token));
     RunHandle {
         tx,
+        budget,
         status,
         client,
         busy,
@@ -120,10 +128,13 @@ pub(super) struct Actor {
     pub(super) store_behind: bool,
     /// When the actor took up the command it is on.
     pub(super) busy: Arc<Busy>,
+    /// What the run holds against the memory budget: its base cost and state,
+    /// settled after each command.
+    pub(super) charge: Charge,
 }
 
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut token: ShutdownToken) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Queued>, mut token: ShutdownToken) {
         let mut tick = tokio::time::interval(self.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut check = tokio::time::interval(liveness::PID_CHECK);
@@ -132,9 +143,13 @@ impl Actor {
         let ended = loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => {
+                    Some((cmd, charge)) => {
                         self.busy.set(Some(Instant::now()));
+                        // The command's estimate stays held until what the run
+                        // holds after it has been measured.
+                        self.charge.absorb(charge);
                         let ended = self.handle(cmd).await;
+                        self.charge.settle(RUN_BASE_BYTES + self.state.retained_bytes());
                         self.busy.set(None);
                         if ended {
                             break true;

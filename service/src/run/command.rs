@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::RunError;
+use crate::memory::{self, Budget, Charge};
 use crate::proto::v1::{
     AlertRequest, AlertResponse, DefineMetricRequest, FinishResponse, GetRunResponse,
     HeartbeatResponse, InitRequest, InitResponse, LogAck, LogBatch, MetricDefinition, RunInfo,
@@ -157,6 +158,34 @@ impl Command {
 
     /// Whether the command is a sign of life from the run's client (reads, edits,
     /// stops and ends come from elsewhere).
+    /// Bytes the command holds in memory plus the most it can add to its run's
+    /// state while it is handled: a logged value is held in the command, in the
+    /// row being built, as its key's first and last value in the summary, in
+    /// its log record and in its store line (6 times); a config or summary value
+    /// twice. 0 for a command that adds nothing, so that it is never refused
+    /// for memory.
+    pub fn bytes(&self) -> usize {
+        let maps = |a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>| {
+            2 * (memory::map_bytes(a) + memory::map_bytes(b))
+        };
+        match self {
+            Command::Log { batch, .. } => {
+                let rows: usize = batch.rows.iter().map(memory::row_bytes).sum();
+                6 * rows + 2 * memory::strings_bytes(&batch.keys)
+            }
+            Command::UpdateConfig { req, .. } => 2 * memory::map_bytes(&req.config),
+            Command::UpdateSummary { req, .. } => 2 * memory::map_bytes(&req.summary),
+            Command::Update { req, .. } => maps(&req.config, &req.summary),
+            Command::Resume { init, .. } => 2 * memory::map_bytes(&init.config),
+            Command::Output { lines, .. } => 2 * memory::strings_bytes(lines),
+            Command::Alert { req, .. } => 2 * prost::Message::encoded_len(req),
+            Command::DefineMetric { req, .. } => 2 * prost::Message::encoded_len(req),
+            Command::Artifact { record, .. } => 2 * prost::Message::encoded_len(&**record),
+            // What SaveFiles adds (the files it matches) is measured after it ran.
+            _ => 0,
+        }
+    }
+
     pub(super) fn is_sign_of_life(&self) -> bool {
         !matches!(
             self,
@@ -169,9 +198,14 @@ impl Command {
 }
 
 /// A handle on an open run's actor.
+/// A command on its way to a run, with the memory it was charged.
+pub(super) type Queued = (Command, Charge);
+
 #[derive(Clone)]
 pub struct RunHandle {
-    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) tx: mpsc::Sender<Queued>,
+    /// Charged for each command from when it is queued until the actor takes it.
+    pub(super) budget: Arc<Budget>,
     pub(super) status: watch::Receiver<RunInfo>,
     /// The client process (host, pid) that opened the run, for the per-client cap.
     pub(super) client: Option<(String, i64)>,
@@ -183,13 +217,19 @@ impl RunHandle {
     /// Sends a command and waits for its reply.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RunError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| RunError::Closed)?;
+        self.send(make(tx)).await?;
         rx.await.map_err(|_| RunError::Closed)?
     }
 
-    /// Queues a command whose reply goes elsewhere (a stream's ack channel).
+    /// Queues a command whose reply goes elsewhere (a stream's ack channel);
+    /// RESOURCE_EXHAUSTED when its memory does not fit the budget (nothing is
+    /// queued then).
     pub async fn send(&self, cmd: Command) -> Result<(), RunError> {
-        self.tx.send(cmd).await.map_err(|_| RunError::Closed)
+        let charge = self.budget.charge(cmd.bytes())?;
+        self.tx
+            .send((cmd, charge))
+            .await
+            .map_err(|_| RunError::Closed)
     }
 
     /// The run as last published (at most one flush interval old).

@@ -13,6 +13,8 @@ pub enum RunError {
     /// The actor stopped because the sidecar is stopping: the client reconnects.
     #[error("the sidecar is shutting down; reconnect to it (or a new one) and resume the run")]
     Closed,
+    #[error(transparent)]
+    OverBudget(#[from] crate::memory::OverBudget),
     #[error("not applied: batch {seq} of this stream failed; open a new stream and resend from batch {seq}")]
     StreamBroken { seq: u64 },
     /// Another live writer has the run open, and this one did not ask to share it.

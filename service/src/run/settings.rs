@@ -1,8 +1,10 @@
 //! What a run's actor needs to know of the sidecar's settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::files::FilesPolicy;
+use crate::memory::Budget;
 use crate::wal::FsyncPolicy;
 
 /// The sidecar settings a run's actor uses (built from `ServeConfig`).
@@ -18,4 +20,6 @@ pub struct RunSettings {
     pub files: FilesPolicy,
     /// How long Finish waits for the remote backend.
     pub finish_timeout: Duration,
+    /// The sidecar's one memory budget, which every run and command charges.
+    pub budget: Arc<Budget>,
 }

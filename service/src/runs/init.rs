@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::{
     blocking_err, count_runs, random_id, random_name, RegistryError, Runs, DEFAULT_PROJECT,
 };
+use crate::memory;
 use crate::metadata;
 use crate::proto::v1::{InitRequest, InitResponse, Resume};
 use crate::run::{self, Command, RunError, RunHandle};
@@ -30,6 +31,7 @@ impl Runs {
         if let Some(handle) = self.active(&req.id) {
             return self.resume_open(handle, req, resume).await;
         }
+        self.check_memory(&req)?;
         if let Some(dir) = store::find_run(&self.config.data_dir, &req.id) {
             return self.resume_stored(dir, req, resume).await;
         }
@@ -106,6 +108,17 @@ impl Runs {
                 reply,
             })
             .await?)
+    }
+
+    /// Refuses to open a run when its base cost and config do not fit the memory
+    /// budget (a run being opened is then charged what it holds).
+    fn check_memory(&self, req: &InitRequest) -> Result<(), RegistryError> {
+        let bytes = memory::RUN_BASE_BYTES + 2 * memory::map_bytes(&req.config);
+        self.run_settings
+            .budget
+            .charge(bytes)
+            .map(drop)
+            .map_err(|e| RegistryError::Run(e.into()))
     }
 
     /// Refuses a run past the client process's cap of open runs.

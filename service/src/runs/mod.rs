@@ -229,6 +229,11 @@ impl Runs {
         ))
     }
 
+    /// The sidecar's memory budget (`crate::memory`).
+    pub fn budget(&self) -> &std::sync::Arc<crate::memory::Budget> {
+        &self.run_settings.budget
+    }
+
     /// Stops new runs and streams from starting (shutdown).
     pub fn close(&self) {
         self.token.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -214,6 +214,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Metric definitions held.
+    pub fn len(&self) -> usize {
+        self.defs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
     /// Whether `req` makes a valid definition here, merged with an earlier one
     /// when overwrite=false (the request itself was checked with [`check`]).
     pub fn check(&self, req: &DefineMetricRequest) -> Result<(), MetricError> {

@@ -23,6 +23,7 @@ use indexmap::IndexMap;
 
 use super::state::{RunState, Sink, WriterEvent};
 use crate::limits::MAX_STEP;
+use crate::memory::row_bytes;
 use crate::proto::v1::{DroppedRow, InitRequest, Row, RunState as State, Value};
 use crate::proto::wal::WriterEnd;
 use crate::value;
@@ -37,6 +38,8 @@ pub struct OpenRows {
     /// Emptied rows kept for reuse, so a steady stream of steps does not allocate
     /// a map per step.
     spare: Vec<IndexMap<Arc<str>, Value>>,
+    /// What the open rows hold in memory, for the memory budget.
+    bytes: usize,
 }
 
 /// Emptied rows kept at most.
@@ -47,6 +50,8 @@ struct OpenRow {
     values: IndexMap<Arc<str>, Value>,
     /// Time of the latest row merged into it.
     time: f64,
+    /// What `values` holds in memory (counted per value merged in).
+    bytes: usize,
 }
 
 impl OpenRows {
@@ -59,12 +64,30 @@ impl OpenRows {
         self.rows.is_empty()
     }
 
+    /// Bytes the open rows hold in memory (an over-estimate).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes the open row of `step` out, or the first when `step` is None.
+    fn take(&mut self, step: Option<i64>) -> Option<(i64, OpenRow)> {
+        let taken = match step {
+            Some(step) => self.rows.remove(&step).map(|row| (step, row)),
+            None => self.rows.pop_first(),
+        };
+        if let Some((_, row)) = &taken {
+            self.bytes -= row.bytes;
+        }
+        taken
+    }
+
     /// The open row of `step`, made (from a spare) if there is none.
     fn at(&mut self, step: i64) -> &mut OpenRow {
         let spare = &mut self.spare;
         self.rows.entry(step).or_insert_with(|| OpenRow {
             values: spare.pop().unwrap_or_default(),
             time: 0.0,
+            bytes: 0,
         })
     }
 
@@ -109,7 +132,16 @@ impl RunState {
         if !self.pending.is_empty() {
             let values = std::mem::take(&mut self.pending);
             let time = self.pending_time;
-            self.open.rows.insert(step, OpenRow { values, time });
+            let bytes = std::mem::take(&mut self.pending_bytes);
+            self.open.bytes += bytes;
+            self.open.rows.insert(
+                step,
+                OpenRow {
+                    values,
+                    time,
+                    bytes,
+                },
+            );
         }
         for w in self.writers.iter_mut() {
             w.step = w.step.max(step);
@@ -175,7 +207,10 @@ impl RunState {
             .iter()
             .map(|(k, v)| (self.intern(k), v.clone()))
             .collect();
+        let added = row_bytes(row);
+        self.open.bytes += added;
         let open = self.open.at(step);
+        open.bytes += added;
         for (k, v) in row.scalar_keys.iter().zip(&row.scalar_values) {
             // Indices were checked against the key table before the append.
             if let Some(key) = keys.get(*k as usize) {
@@ -200,7 +235,7 @@ impl RunState {
             if limit.is_some_and(|l| step >= l) && self.open.rows.len() <= MAX_OPEN_STEPS {
                 break;
             }
-            let Some(mut row) = self.open.rows.remove(&step) else {
+            let Some((_, mut row)) = self.open.take(Some(step)) else {
                 break;
             };
             self.commit_values(step, &mut row.values, row.time, sink);
@@ -219,7 +254,7 @@ impl RunState {
 
     /// Writes every open row (the run ends).
     pub(super) fn commit_open(&mut self, sink: &mut impl Sink) {
-        while let Some((step, mut row)) = self.open.rows.pop_first() {
+        while let Some((step, mut row)) = self.open.take(None) {
             self.commit_values(step, &mut row.values, row.time, sink);
             self.info.step = self.info.step.max(step + 1);
         }

@@ -20,6 +20,7 @@ use super::shared::OpenRows;
 use super::summary::{LastRow, Summary};
 use super::writers::{self, Writers};
 use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
+use crate::memory::{self, row_bytes};
 use crate::proto::v1::SystemMetricsSettings;
 use crate::proto::v1::{
     AlertRequest, AlertResponse, ClientInfo, DroppedRow, InitRequest, LogBatch, MetricDefinition,
@@ -189,6 +190,11 @@ pub struct RunState {
     /// versions themselves are in the artifact store).
     pub logged_artifacts: Vec<String>,
     pub used_artifacts: Vec<String>,
+    /// What `config`, `pending` and `keys` hold in memory, for the memory
+    /// budget (the summary and the open rows keep their own).
+    config_bytes: usize,
+    pub(super) pending_bytes: usize,
+    keys_bytes: usize,
 }
 
 impl RunState {
@@ -231,21 +237,11 @@ impl RunState {
                 }
             },
             Some(Kind::Config(req)) => {
-                for k in &req.remove {
-                    self.config.remove(k);
-                }
-                for (k, v) in &req.config {
-                    self.config.insert(k.clone(), v.clone());
-                }
+                self.change_config(&req.remove, &req.config);
                 Outcome::Nothing
             }
             Some(Kind::Summary(req)) => {
-                for k in &req.remove {
-                    self.summary.remove(k);
-                }
-                for (k, v) in &req.summary {
-                    self.summary.set(k.clone(), v.clone());
-                }
+                self.change_summary(&req.remove, &req.summary);
                 Outcome::Nothing
             }
             Some(Kind::Alert(req)) => Outcome::Alert(self.alert(req, time, sink)),
@@ -321,6 +317,7 @@ impl RunState {
         };
         self.info.set_state(State::Running);
         self.config = init.config.clone();
+        self.config_changed();
         self.working_dir = init.working_dir.clone();
         self.client = init.client.clone();
         self.system_metrics = init.system_metrics.clone();
@@ -345,6 +342,7 @@ impl RunState {
         for (k, v) in &init.config {
             self.config.insert(k.clone(), v.clone());
         }
+        self.config_bytes = memory::map_bytes(&self.config);
         if init.client.is_some() {
             self.client.clone_from(&init.client);
         }
@@ -372,6 +370,7 @@ impl RunState {
             None => {
                 let k: Arc<str> = Arc::from(key);
                 self.keys.insert(k.clone());
+                self.keys_bytes += memory::entry_bytes(key);
                 k
             }
         }
@@ -438,6 +437,7 @@ impl RunState {
                 self.pending.insert(key.clone(), value::double(*v));
             }
         }
+        self.pending_bytes += row_bytes(row);
         for (k, v) in &row.values {
             let key = self.intern(k);
             self.pending.insert(key, v.clone());
@@ -463,6 +463,7 @@ impl RunState {
         self.commit_values(self.info.step, &mut values, self.pending_time, sink);
         values.clear();
         self.pending = values;
+        self.pending_bytes = 0;
         // Saturating: a log written by another version must not wrap the step
         // (rows past MAX_STEP are dropped, so it stays far below i64::MAX).
         self.info.step = self.info.step.saturating_add(1);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::metrics::{Agg, Goal, Metrics, SummaryRule};
+use crate::memory::{entry_bytes, value_bytes};
 use crate::proto::v1::Value;
 use crate::value::{self, as_f64};
 
@@ -34,9 +35,20 @@ impl Entry {
         e
     }
 
-    fn update(&mut self, v: &Value) {
+    /// Folds `v` in; returns the bytes the entry holds now minus before.
+    fn update(&mut self, v: &Value) -> isize {
+        let before = value_bytes(&self.last);
         self.last.clone_from(v);
         self.fold(v);
+        value_bytes(v) as isize - before as isize
+    }
+
+    /// Bytes the entry holds, keyed `key`.
+    fn bytes(&self, key: &str) -> usize {
+        entry_bytes(key)
+            + std::mem::size_of::<Entry>()
+            + value_bytes(&self.first)
+            + value_bytes(&self.last)
     }
 
     fn fold(&mut self, v: &Value) {
@@ -80,17 +92,26 @@ pub struct Summary {
     entries: HashMap<Arc<str>, Entry>,
     explicit: BTreeMap<String, Value>,
     last_row: Option<LastRow>,
+    /// What `entries` and `explicit` hold in memory, for the memory budget.
+    bytes: usize,
 }
 
 impl Summary {
     /// Folds one committed value in.
     pub fn observe(&mut self, key: &Arc<str>, v: &Value) {
         match self.entries.get_mut(key) {
-            Some(e) => e.update(v),
+            Some(e) => self.bytes = self.bytes.saturating_add_signed(e.update(v)),
             None => {
-                self.entries.insert(key.clone(), Entry::new(v));
+                let e = Entry::new(v);
+                self.bytes += e.bytes(key);
+                self.entries.insert(key.clone(), e);
             }
         }
+    }
+
+    /// Bytes the summary holds in memory (an over-estimate).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn set_last_row(&mut self, row: LastRow) {
@@ -99,7 +120,11 @@ impl Summary {
 
     /// An explicit update: wins over aggregation for these keys from now on.
     pub fn set(&mut self, key: String, v: Value) {
-        self.explicit.insert(key, v);
+        let key_bytes = entry_bytes(&key);
+        self.bytes += key_bytes + value_bytes(&v);
+        if let Some(old) = self.explicit.insert(key, v) {
+            self.bytes -= key_bytes + value_bytes(&old);
+        }
     }
 
     /// Whether `key` has an explicit value.
@@ -114,8 +139,12 @@ impl Summary {
 
     /// Removes a key, explicit and aggregated.
     pub fn remove(&mut self, key: &str) {
-        self.explicit.remove(key);
-        self.entries.remove(key);
+        if let Some(old) = self.explicit.remove(key) {
+            self.bytes -= entry_bytes(key) + value_bytes(&old);
+        }
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= e.bytes(key);
+        }
     }
 
     /// The summary as it is shown and stored.

@@ -100,11 +100,14 @@ impl Stream {
         // ones after it (the SDK has no way to resend).
         let reply = LogReply::Stream(acks.clone(), Arc::new(StreamState::default()));
         let cmd = Command::Log { batch, reply };
-        if tokio::time::timeout(CALL_TIMEOUT, run.send(cmd))
-            .await
-            .is_err()
-        {
-            tracing::error!(run = %self.run_id, "the run did not take logged rows within {} s; they are lost", CALL_TIMEOUT.as_secs());
+        match tokio::time::timeout(CALL_TIMEOUT, run.send(cmd)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(run = %self.run_id, "logged rows were refused, and are lost: {e}")
+            }
+            Err(_) => {
+                tracing::error!(run = %self.run_id, "the run did not take logged rows within {} s; they are lost", CALL_TIMEOUT.as_secs())
+            }
         }
     }
 

@@ -43,9 +43,14 @@ impl Sidecar {
     }
 
     pub fn start_with(transport: Transport, extra: &[&str]) -> Self {
+        Self::start_with_env(transport, extra, &[])
+    }
+
+    /// A sidecar on a fresh temp dir with extra environment variables of its own.
+    pub fn start_with_env(transport: Transport, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let root = tmp.path().to_owned();
-        let mut s = Self::start_in(&root, transport, extra);
+        let mut s = Self::start_in_env(&root, transport, extra, env);
         s._tmp = Some(tmp);
         s
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::RunState;
-use crate::proto::v1::UpdateRunRequest;
+use crate::proto::v1::{UpdateRunRequest, Value};
 use crate::semantics::writers;
 
 impl RunState {
@@ -25,16 +25,28 @@ impl RunState {
         if let Some(tags) = &e.tags {
             info.tags.clone_from(&tags.tags);
         }
-        for k in &e.config_remove {
+        self.change_config(&e.config_remove, &e.config);
+        self.change_summary(&e.summary_remove, &e.summary);
+    }
+
+    /// Removes config keys, then sets others (an UpdateConfig or an edit).
+    pub(super) fn change_config(&mut self, remove: &[String], set: &BTreeMap<String, Value>) {
+        for k in remove {
             self.config.remove(k);
         }
-        for (k, v) in &e.config {
+        for (k, v) in set {
             self.config.insert(k.clone(), v.clone());
         }
-        for k in &e.summary_remove {
+        self.config_changed();
+    }
+
+    /// Removes explicit summary keys, then sets others (an UpdateSummary or an
+    /// edit).
+    pub(super) fn change_summary(&mut self, remove: &[String], set: &BTreeMap<String, Value>) {
+        for k in remove {
             self.summary.remove(k);
         }
-        for (k, v) in &e.summary {
+        for (k, v) in set {
             self.summary.set(k.clone(), v.clone());
         }
     }

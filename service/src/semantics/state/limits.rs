@@ -1,10 +1,12 @@
-//! The run's side of `crate::limits`: rows past the largest step, and history,
-//! config and summary keys past the per-run bound.
+//! The run's side of `crate::limits`: rows past the largest step, history,
+//! config and summary keys past the per-run bound, and what the run holds in
+//! memory (`crate::memory`).
 
 use std::collections::HashSet;
 
 use super::RunState;
 use crate::limits::{MAX_KEYS_PER_RUN, MAX_STEP};
+use crate::memory;
 use crate::proto::v1::{DroppedRow, LogBatch};
 
 impl RunState {
@@ -65,5 +67,39 @@ impl RunState {
             (self.config.len(), new)
         };
         (held + new > MAX_KEYS_PER_RUN).then_some(held)
+    }
+}
+
+/// Bytes of one saved file, metric definition, writer, alert title or artifact
+/// name the run keeps (an over-estimate: names are usually far shorter).
+const ITEM_BYTES: usize = 512;
+
+/// Bytes of one writer's latest system-metrics sample (about 100 named values
+/// with a GPU or two).
+const SAMPLE_BYTES: usize = 8 * 1024;
+
+impl RunState {
+    /// After `config` changed: what it holds, measured again.
+    pub(super) fn config_changed(&mut self) {
+        self.config_bytes = memory::map_bytes(&self.config);
+    }
+
+    /// Bytes the run's state holds in memory, over-estimated: config, summary,
+    /// rows not yet committed, key names, and the run's smaller lists by count.
+    pub fn retained_bytes(&self) -> usize {
+        let items = self.saved.len()
+            + self.alerts_sent.len()
+            + self.metrics.len()
+            + self.writers.len()
+            + self.step_metric_last.len()
+            + self.logged_artifacts.len()
+            + self.used_artifacts.len();
+        self.summary.bytes()
+            + self.config_bytes
+            + self.pending_bytes
+            + self.keys_bytes
+            + self.open.bytes()
+            + items * ITEM_BYTES
+            + self.last_system.len() * SAMPLE_BYTES
     }
 }

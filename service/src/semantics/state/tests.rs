@@ -2,6 +2,7 @@
 //! record.
 
 use super::*;
+use crate::proto::v1::UpdateConfigRequest;
 
 #[derive(Default)]
 struct Collect(Vec<(i64, Vec<(String, f64)>)>);
@@ -180,4 +181,65 @@ fn artifact_records_keep_what_the_run_logged_and_used() {
     }
     assert_eq!(s.logged_artifacts, ["ds:v0"]);
     assert_eq!(s.used_artifacts, ["model:v2"]);
+}
+
+/// Applies one row of `values` (no step: committed at once).
+fn log_values(s: &mut RunState, values: &[(&str, Value)]) {
+    let batch = LogBatch {
+        rows: vec![Row {
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rec = Record {
+        time: 101.0,
+        kind: Some(Kind::Log(batch)),
+    };
+    s.apply(&rec, &mut Collect::default());
+}
+
+#[test]
+fn retained_bytes_follow_what_the_summary_keeps() {
+    let mut s = started();
+    let base = s.retained_bytes();
+    // Scalars logged again and again hold the same memory.
+    let mut out = Collect::default();
+    log(&mut s, &mut out, "loss", 1.0, None, None);
+    let one = s.retained_bytes();
+    for i in 0..1000 {
+        log(&mut s, &mut out, "loss", i as f64, None, None);
+    }
+    assert_eq!(s.retained_bytes(), one);
+    // A long string is held as the key's first and last value; a later short
+    // one replaces only the last.
+    let mb = "x".repeat(1 << 20);
+    log_values(&mut s, &[("text", value::string(mb.clone()))]);
+    let held = s.retained_bytes() - one;
+    assert!((2 << 20..(2 << 20) + 4096).contains(&held), "{held}");
+    log_values(&mut s, &[("text", value::string("short"))]);
+    let held = s.retained_bytes() - one;
+    assert!((1 << 20..(1 << 20) + 4096).contains(&held), "{held}");
+    // Config counts its values; removing them gives the bytes back.
+    let config = |config: BTreeMap<String, Value>, remove: Vec<String>| Record {
+        time: 102.0,
+        kind: Some(Kind::Config(UpdateConfigRequest {
+            config,
+            remove,
+            ..Default::default()
+        })),
+    };
+    let before = s.retained_bytes();
+    let big = BTreeMap::from([("big".to_owned(), value::string(mb))]);
+    s.apply(&config(big, vec![]), &mut Collect::default());
+    assert!(s.retained_bytes() - before >= 1 << 20);
+    s.apply(
+        &config(BTreeMap::new(), vec!["big".into()]),
+        &mut Collect::default(),
+    );
+    assert_eq!(s.retained_bytes(), before);
+    assert!(base < one);
 }

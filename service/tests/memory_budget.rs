@@ -1,0 +1,159 @@
+//! The memory budget (issue 14): whatever clients send, the sidecar's peak
+//! resident memory stays under the Kubernetes manifest's 256 MiB limit with the
+//! manifest's settings, refusing with RESOURCE_EXHAUSTED what would not fit, and
+//! taking it again once runs have ended. The sidecar is a separate process: its
+//! peak RSS (`VmHWM`) is the point.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use runcore::proto::v1::{FinishRequest, LogRequest, Value};
+use support::*;
+use tonic::Code;
+
+/// The manifest's memory limit (deploy/kubernetes/*.yaml).
+const MANIFEST_LIMIT: u64 = 256 << 20;
+
+/// The sidecar with the manifest's memory settings (read from the manifest).
+fn start_as_in_the_manifest() -> Sidecar {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/training-job.yaml"
+    );
+    let manifest = std::fs::read_to_string(path).expect("the manifest");
+    let lines: Vec<&str> = manifest.lines().map(str::trim).collect();
+    let value = |name: &str| -> String {
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("- name: {name}"))
+            .unwrap_or_else(|| panic!("{name} in the manifest"));
+        let v = lines[at + 1].strip_prefix("value: ").expect("a value line");
+        v.trim_matches('"').to_owned()
+    };
+    let names = ["RUNCORE_MEMORY_BUDGET", "MALLOC_MMAP_THRESHOLD_"];
+    let values: Vec<String> = names.iter().map(|n| value(n)).collect();
+    let env: Vec<(&str, &str)> = names
+        .iter()
+        .copied()
+        .zip(values.iter().map(String::as_str))
+        .collect();
+    Sidecar::start_with_env(Transport::Tcp, &[], &env)
+}
+
+/// Peak resident memory of a process, bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("a VmHWM line");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+fn text(seed: usize, len: usize) -> Value {
+    let mut s = format!("{seed:08}");
+    s.push_str(&"x".repeat(len - s.len()));
+    string(s)
+}
+
+fn log_of(run: &str, values: BTreeMap<String, Value>) -> LogRequest {
+    LogRequest {
+        run_id: run.into(),
+        data: values,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn long_summaries_in_many_runs_stay_under_the_manifest_limit() {
+    let sidecar = start_as_in_the_manifest();
+    let mut client = sidecar.client().await;
+    const MIB: usize = 1 << 20;
+    let (mut accepted, mut refused, mut runs) = (0usize, None, Vec::new());
+    // Unbounded, 40 runs x 8 keys x two distinct 1 MiB values would hold 640 MiB
+    // of summaries (each key's first and last value).
+    'runs: for r in 0..40 {
+        let id = format!("r{r}");
+        start_run(&mut client, &id).await;
+        runs.push(id.clone());
+        for round in 0..2 {
+            let values = (0..8)
+                .map(|k| (format!("k{k}"), text(r * 100 + round * 10 + k, MIB)))
+                .collect();
+            match client.log(log_of(&id, values)).await {
+                Ok(_) => accepted += 1,
+                Err(s) => {
+                    refused = Some(s);
+                    break 'runs;
+                }
+            }
+        }
+    }
+    let refused = refused.expect("the budget refused something");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--memory-budget"), "{refused:?}");
+    // It took a good share of the budget before refusing (8 MiB per call).
+    eprintln!(
+        "accepted {accepted} calls; peak {} MiB",
+        peak_rss(sidecar.pid()) >> 20
+    );
+    assert!(accepted >= 6, "only {accepted} calls taken");
+    let peak = peak_rss(sidecar.pid());
+    assert!(peak < MANIFEST_LIMIT, "peak RSS {} MiB", peak >> 20);
+
+    // Once the runs end, memory is given back and a new run takes long values
+    // again; what was acknowledged is in the store.
+    for id in &runs {
+        client
+            .finish(FinishRequest {
+                run_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("finish is never refused for memory");
+    }
+    let summary = read_json(&sidecar.run_dir("p", "r0").join("summary.json"));
+    assert_eq!(as_str(&summary["k0"]).len(), MIB);
+    start_run(&mut client, "after").await;
+    let values = (0..8).map(|k| (format!("k{k}"), text(k, MIB))).collect();
+    client
+        .log(log_of("after", values))
+        .await
+        .expect("logging again once runs ended");
+}
+
+#[tokio::test]
+async fn many_large_messages_at_once_stay_under_the_manifest_limit() {
+    let sidecar = start_as_in_the_manifest();
+    let mut client = sidecar.client().await;
+    start_run(&mut client, "big").await;
+    // 24 connections each send a 12 MiB value at the same moment: 288 MiB of
+    // request bodies before any decoding, unbounded.
+    let len = 12 << 20;
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let mut c = runcore::proto::v1::run_service_client::RunServiceClient::new(
+            channel(&sidecar.addr).await,
+        )
+        .max_encoding_message_size(usize::MAX);
+        let req = log_of("big", BTreeMap::from([(format!("v{i}"), text(i, len))]));
+        calls.push(tokio::spawn(async move { c.log(req).await }));
+    }
+    let (mut ok, mut exhausted) = (0, 0);
+    for call in calls {
+        match call.await.expect("join") {
+            Ok(_) => ok += 1,
+            Err(s) if s.code() == Code::ResourceExhausted => exhausted += 1,
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+    }
+    eprintln!(
+        "{ok} taken, {exhausted} refused; peak {} MiB",
+        peak_rss(sidecar.pid()) >> 20
+    );
+    assert!(ok >= 1 && exhausted >= 1, "{ok} taken, {exhausted} refused");
+    let peak = peak_rss(sidecar.pid());
+    assert!(peak < MANIFEST_LIMIT, "peak RSS {} MiB", peak >> 20);
+}
