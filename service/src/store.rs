@@ -233,15 +233,10 @@ pub fn read_json_map(path: &Path) -> Result<BTreeMap<String, Value>, StoreError>
     })
 }
 
-/// Lists the files under a run's files/ directory, relative to it, sorted.
+/// Lists the regular files under a run's files/ directory, relative to it,
+/// sorted by name. Blocking; reads directories only (no file is stat'ed).
 pub fn list_files(dir: &Path) -> Vec<String> {
-    file_infos(dir).into_iter().map(|f| f.name).collect()
-}
-
-/// The regular files under a run's files/ directory (names relative to it, sizes,
-/// change times), sorted by name. Blocking.
-pub fn file_infos(dir: &Path) -> Vec<FileInfo> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<FileInfo>) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
@@ -250,19 +245,9 @@ pub fn file_infos(dir: &Path) -> Vec<FileInfo> {
             match e.file_type() {
                 Ok(t) if t.is_dir() => walk(root, &path, out),
                 Ok(t) if t.is_file() => {
-                    let (Ok(rel), Ok(meta)) = (path.strip_prefix(root), e.metadata()) else {
-                        continue;
-                    };
-                    let updated_at = meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    out.push(FileInfo {
-                        name: rel.display().to_string(),
-                        size: meta.len(),
-                        updated_at,
-                    });
+                    if let Ok(rel) = path.strip_prefix(root) {
+                        out.push(rel.display().to_string());
+                    }
                 }
                 _ => {}
             }
@@ -271,8 +256,39 @@ pub fn file_infos(dir: &Path) -> Vec<FileInfo> {
     let root = dir.join(FILES_DIR);
     let mut out = Vec::new();
     walk(&root, &root, &mut out);
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort();
     out
+}
+
+/// One page of a run's files (names relative to files/, sizes, change times),
+/// sorted by name: at most `limit` of those whose name sorts after `after` (all
+/// when it is empty); and whether more follow. Only the page's files are
+/// stat'ed, so a page costs the same in a run of 100,000 files. Blocking.
+pub fn file_page(dir: &Path, after: &str, limit: usize) -> (Vec<FileInfo>, bool) {
+    let names = list_files(dir);
+    let start = names.partition_point(|n| n.as_str() <= after);
+    let rest = &names[start..];
+    let root = dir.join(FILES_DIR);
+    let page = rest
+        .iter()
+        .take(limit)
+        .filter_map(|name| {
+            // Not following links, as the walk does not; a file removed since the
+            // walk is left out.
+            let meta = fs::symlink_metadata(root.join(name)).ok()?;
+            let updated_at = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            meta.is_file().then(|| FileInfo {
+                name: name.clone(),
+                size: meta.len(),
+                updated_at,
+            })
+        })
+        .collect();
+    (page, rest.len() > limit)
 }
 
 /// Suffix of the line files a rebuild writes before they replace the store's.

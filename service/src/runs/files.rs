@@ -15,12 +15,25 @@ use crate::store::{self, StoreError};
 const CHUNK: usize = 256 * 1024;
 
 impl Runs {
-    /// The files of run `id`'s files/ directory.
-    pub async fn list_files(&self, id: &str) -> Result<Vec<FileInfo>, RegistryError> {
+    /// One page of the files of run `id`'s files/ directory: at most `limit`,
+    /// those named after `after`; and the token of the next page (empty after
+    /// the last: the last name of this page otherwise).
+    pub async fn list_files(
+        &self,
+        id: &str,
+        after: String,
+        limit: usize,
+    ) -> Result<(Vec<FileInfo>, String), RegistryError> {
         let dir = self.dir_of(id)?;
-        tokio::task::spawn_blocking(move || store::file_infos(&dir))
-            .await
-            .map_err(blocking_err)
+        let (files, more) =
+            tokio::task::spawn_blocking(move || store::file_page(&dir, &after, limit))
+                .await
+                .map_err(blocking_err)?;
+        let next = match files.last() {
+            Some(f) if more => f.name.clone(),
+            _ => String::new(),
+        };
+        Ok((files, next))
     }
 
     /// Streams a file of a run in chunks into `out`: at least one message (empty
