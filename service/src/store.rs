@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::v1::{ClientInfo, FileInfo, RunInfo, Value};
+use crate::proto::v1::{ClientInfo, RunInfo, Value};
 use crate::semantics::state::{
     state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink,
     SystemEvent, WriterEvent,
@@ -258,37 +258,6 @@ pub fn list_files(dir: &Path) -> Vec<String> {
     walk(&root, &root, &mut out);
     out.sort();
     out
-}
-
-/// One page of a run's files (names relative to files/, sizes, change times),
-/// sorted by name: at most `limit` of those whose name sorts after `after` (all
-/// when it is empty); and whether more follow. Only the page's files are
-/// stat'ed, so a page costs the same in a run of 100,000 files. Blocking.
-pub fn file_page(dir: &Path, after: &str, limit: usize) -> (Vec<FileInfo>, bool) {
-    let names = list_files(dir);
-    let start = names.partition_point(|n| n.as_str() <= after);
-    let rest = &names[start..];
-    let root = dir.join(FILES_DIR);
-    let page = rest
-        .iter()
-        .take(limit)
-        .filter_map(|name| {
-            // Not following links, as the walk does not; a file removed since the
-            // walk is left out.
-            let meta = fs::symlink_metadata(root.join(name)).ok()?;
-            let updated_at = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0.0, |d| d.as_secs_f64());
-            meta.is_file().then(|| FileInfo {
-                name: name.clone(),
-                size: meta.len(),
-                updated_at,
-            })
-        })
-        .collect();
-    (page, rest.len() > limit)
 }
 
 /// Suffix of the line files a rebuild writes before they replace the store's.
