@@ -253,11 +253,33 @@ func (c *Client) DeleteRun(ctx context.Context, id string) error {
 	})
 }
 
-// ListFiles lists the files of a run's files directory.
+// ListFiles lists the files of a run's files directory, in name order, fetched
+// from the sidecar a page (1000 files) at a time.
 func (c *Client) ListFiles(ctx context.Context, id string) ([]FileInfo, error) {
 	var out []FileInfo
+	token := ""
+	for {
+		page, next, err := c.ListFilesPage(ctx, id, token, 0)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if next == "" {
+			return out, nil
+		}
+		token = next
+	}
+}
+
+// ListFilesPage lists one page of a run's files, in name order: at most pageSize
+// files (0 means 1000; at most 10000) following the page whose next token is
+// pageToken ("" for the first page). The returned token is "" after the last page.
+func (c *Client) ListFilesPage(ctx context.Context, id, pageToken string, pageSize uint32) ([]FileInfo, string, error) {
+	var out []FileInfo
+	var next string
 	err := c.retrying(ctx, "ListFiles", id, func(func()) error {
-		resp, err := c.sc.client.ListFiles(ctx, &pb.ListFilesRequest{RunId: id})
+		req := &pb.ListFilesRequest{RunId: id, PageToken: pageToken, PageSize: pageSize}
+		resp, err := c.sc.client.ListFiles(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -265,9 +287,10 @@ func (c *Client) ListFiles(ctx context.Context, id string) ([]FileInfo, error) {
 		for _, f := range resp.GetFiles() {
 			out = append(out, FileInfo{Name: f.GetName(), Size: int64(f.GetSize()), UpdatedAt: unixTime(f.GetUpdatedAt())})
 		}
+		next = resp.GetNextPageToken()
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // ReadFile writes a file of a run's files directory (a name ListFiles returned) to

@@ -32,8 +32,13 @@ func TestClientReadsEditsAndDeletesRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := run.Save(ctx, "model.bin", runcore.WithPolicy(runcore.SaveNow)); err != nil {
+	if err := os.WriteFile(filepath.Join(wd, "notes.txt"), []byte("hi"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for _, name := range []string{"model.bin", "notes.txt"} {
+		if _, err := run.Save(ctx, name, runcore.WithPolicy(runcore.SaveNow)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := runcore.Connect(ctx, runcore.Options{Address: shared.addr})
 	if err != nil {
@@ -92,9 +97,20 @@ func TestClientReadsEditsAndDeletesRuns(t *testing.T) {
 	wantStatus(t, err, "UpdateRun", codes.InvalidArgument, "~name must be")
 
 	files, err := c.ListFiles(ctx, run.ID())
-	if err != nil || len(files) != 1 || files[0].Name != "model.bin" || files[0].Size != int64(len(blob)) {
+	if err != nil || len(files) != 2 || files[0].Name != "model.bin" || files[0].Size != int64(len(blob)) ||
+		files[1].Name != "notes.txt" {
 		t.Fatalf("ListFiles = %+v, %v", files, err)
 	}
+	page, next, err := c.ListFilesPage(ctx, run.ID(), "", 1)
+	if err != nil || len(page) != 1 || page[0].Name != "model.bin" || next == "" {
+		t.Fatalf("ListFilesPage first = %+v, %q, %v", page, next, err)
+	}
+	page, next, err = c.ListFilesPage(ctx, run.ID(), next, 1)
+	if err != nil || len(page) != 1 || page[0].Name != "notes.txt" || next != "" {
+		t.Fatalf("ListFilesPage last = %+v, %q, %v", page, next, err)
+	}
+	_, _, err = c.ListFilesPage(ctx, run.ID(), "", 10_001)
+	wantStatus(t, err, "ListFiles", codes.InvalidArgument, "~page_size")
 	var buf bytes.Buffer
 	written, err := c.ReadFile(ctx, run.ID(), "model.bin", &buf)
 	if err != nil || written != int64(len(blob)) || !bytes.Equal(buf.Bytes(), blob) {

@@ -2,7 +2,8 @@
 //! served by `runcore::ui::serve` in-process and asked over HTTP as the page
 //! asks. Figures:
 //!
-//! - building the chart index from nothing (the first time a run is opened);
+//! - the first open of a run never indexed (charts from a preview), and building
+//!   its chart index in the background until the full charts are there;
 //! - opening the run page once the index exists: the run, its metric list and
 //!   the first screen of charts (6 series requests, 6 at a time as a browser);
 //! - all 100 charts of the page;
@@ -160,6 +161,22 @@ impl Client {
         t.elapsed()
     }
 
+    /// Whether the run is still being indexed in the background.
+    async fn indexing(&self, path: &str) -> bool {
+        let url = format!("{}{path}", self.base);
+        let body = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v.get("indexing").is_some()
+    }
+
     /// Fetches `paths`, `parallel` at a time; returns the wall time.
     async fn get_all(&self, paths: &[String], parallel: usize) -> Duration {
         let t = Instant::now();
@@ -250,12 +267,24 @@ async fn measure(data: PathBuf, run_dir: PathBuf, size: &Size, history_bytes: u6
     };
     let run_api = format!("/api/runs/{PROJECT}/{RUN}");
     let _ = fs::remove_dir_all(run_dir.join(runcore::ui::index::INDEX_DIR));
+    let first_screen: Vec<String> = (0..6).map(|k| series(k, "_step")).collect();
     let cpu = cpu_seconds();
-    let cold = c.get(&format!("{run_api}/metrics")).await;
+    // The first open of a run never indexed: the preview, while indexing starts.
+    let t = Instant::now();
+    c.get(&format!("/runs/{PROJECT}/{RUN}")).await;
+    c.get("/api/info").await;
+    c.get(&run_api).await;
+    c.get(&format!("{run_api}/metrics")).await;
+    c.get_all(&first_screen, 6).await;
+    let preview_open = t.elapsed();
+    // Then the index is built in the background; the page asks once a second.
+    while c.indexing(&format!("{run_api}/metrics")).await {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cold = t.elapsed();
     let cold_cpu = cpu_seconds() - cpu;
     let index_bytes = dir_size(&run_dir.join(runcore::ui::index::INDEX_DIR));
 
-    let first_screen: Vec<String> = (0..6).map(|k| series(k, "_step")).collect();
     let mut opens = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
@@ -313,7 +342,7 @@ async fn measure(data: PathBuf, run_dir: PathBuf, size: &Size, history_bytes: u6
         size,
         history_bytes,
         index_bytes,
-        (cold, cold_cpu),
+        (preview_open, cold, cold_cpu),
         opens,
         (alls, series_cpu_ms),
         rows,
@@ -357,7 +386,7 @@ fn print_report(
     size: &Size,
     history_bytes: u64,
     index_bytes: u64,
-    (cold, cold_cpu): (Duration, f64),
+    (preview_open, cold, cold_cpu): (Duration, Duration, f64),
     opens: Vec<Duration>,
     (alls, series_cpu_ms): (Vec<Duration>, f64),
     rows: Vec<(String, String)>,
@@ -380,7 +409,11 @@ fn print_report(
     println!("| figure | time |");
     println!("|---|---|");
     println!(
-        "| building the index from nothing (first `/metrics`) | {:.1} s ({cold_cpu:.1} CPU s) |",
+        "| first open of a run never indexed (preview): page, run, metrics, first 6 charts | {:.1} ms |",
+        ms(preview_open)
+    );
+    println!(
+        "| building the index from nothing in the background, until full charts | {:.1} s ({cold_cpu:.1} CPU s) |",
         cold.as_secs_f64()
     );
     println!(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::v1::{ClientInfo, FileInfo, RunInfo, Value};
+use crate::proto::v1::{ClientInfo, RunInfo, Value};
 use crate::semantics::state::{
     state_from_name, state_name, AlertEvent, CommittedRow, OutputEvent, RunState, Sink,
     SystemEvent, WriterEvent,
@@ -233,15 +233,10 @@ pub fn read_json_map(path: &Path) -> Result<BTreeMap<String, Value>, StoreError>
     })
 }
 
-/// Lists the files under a run's files/ directory, relative to it, sorted.
+/// Lists the regular files under a run's files/ directory, relative to it,
+/// sorted by name. Blocking; reads directories only (no file is stat'ed).
 pub fn list_files(dir: &Path) -> Vec<String> {
-    file_infos(dir).into_iter().map(|f| f.name).collect()
-}
-
-/// The regular files under a run's files/ directory (names relative to it, sizes,
-/// change times), sorted by name. Blocking.
-pub fn file_infos(dir: &Path) -> Vec<FileInfo> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<FileInfo>) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
@@ -250,19 +245,9 @@ pub fn file_infos(dir: &Path) -> Vec<FileInfo> {
             match e.file_type() {
                 Ok(t) if t.is_dir() => walk(root, &path, out),
                 Ok(t) if t.is_file() => {
-                    let (Ok(rel), Ok(meta)) = (path.strip_prefix(root), e.metadata()) else {
-                        continue;
-                    };
-                    let updated_at = meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    out.push(FileInfo {
-                        name: rel.display().to_string(),
-                        size: meta.len(),
-                        updated_at,
-                    });
+                    if let Ok(rel) = path.strip_prefix(root) {
+                        out.push(rel.display().to_string());
+                    }
                 }
                 _ => {}
             }
@@ -271,7 +256,7 @@ pub fn file_infos(dir: &Path) -> Vec<FileInfo> {
     let root = dir.join(FILES_DIR);
     let mut out = Vec::new();
     walk(&root, &root, &mut out);
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort();
     out
 }
 

@@ -517,7 +517,10 @@ async fn every_rpc_checks_its_run_id_as_init_does() {
             .await
             .map(drop));
         bad(c
-            .list_files(ListFilesRequest { run_id: id.clone() })
+            .list_files(ListFilesRequest {
+                run_id: id.clone(),
+                ..Default::default()
+            })
             .await
             .map(drop));
         bad(c

@@ -1,6 +1,6 @@
 //! The public read API's RPCs, in-process: ListFiles and ReadFile (chunks, offsets,
 //! names confined to the run's files directory), DeleteRun (refused while the run
-//! is open), GetRun's latest system metrics, ScanHistory's page size.
+//! is open), GetRun's latest system metrics, ScanHistory's and ListFiles' page sizes.
 
 mod support;
 
@@ -83,6 +83,7 @@ async fn files_are_listed_and_read_in_chunks_inside_the_run_only() {
     let listed = c
         .list_files(ListFilesRequest {
             run_id: "files".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -260,4 +261,78 @@ async fn get_run_has_the_latest_system_sample_and_scan_pages_by_size() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     s.stop().await;
+}
+
+#[tokio::test]
+async fn files_are_listed_in_pages_that_follow_on_from_a_token() {
+    let s = InProcess::start().await;
+    let mut c = s.client().await;
+    init(
+        &mut c,
+        InitRequest {
+            id: "many".into(),
+            project: "p".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Written straight into files/, as a run that saved many files leaves them.
+    let files_dir = s.run_dir("p", "many").join("files");
+    std::fs::create_dir_all(files_dir.join("sub")).unwrap();
+    let mut want = Vec::new();
+    for i in 0..2_345 {
+        let name = if i % 10 == 0 {
+            format!("sub/f{i:05}.txt")
+        } else {
+            format!("f{i:05}.txt")
+        };
+        std::fs::write(files_dir.join(&name), i.to_string()).unwrap();
+        want.push(name);
+    }
+    want.sort();
+    let page = |token: &str, size: u32| ListFilesRequest {
+        run_id: "many".into(),
+        page_size: size,
+        page_token: token.into(),
+    };
+    let (mut got, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let resp = c.list_files(page(&token, 1000)).await.unwrap().into_inner();
+        assert!(resp.files.len() <= 1000);
+        pages += 1;
+        got.extend(resp.files.into_iter().map(|f| (f.name, f.size)));
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        token = resp.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, want, "every file once, in name order");
+    assert_eq!(got[0].1, 1, "f00001.txt holds \"1\"");
+
+    // 0 is the default page (1000); an exact last page says there is no more.
+    let first = c.list_files(page("", 0)).await.unwrap().into_inner();
+    assert_eq!(first.files.len(), 1000);
+    assert_eq!(first.next_page_token, want[999]);
+    let last = c
+        .list_files(page(&want[2_344 - 5], 5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(last.files.len(), 5);
+    assert!(last.next_page_token.is_empty());
+    // A file added behind the cursor is not listed again; one ahead of it is.
+    std::fs::write(files_dir.join("zz-new.txt"), "new").unwrap();
+    let rest = c
+        .list_files(page(&want[2_343], 10))
+        .await
+        .unwrap()
+        .into_inner();
+    let rest: Vec<&str> = rest.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(rest, [want[2_344].as_str(), "zz-new.txt"]);
+
+    let err = c.list_files(page("", 10_001)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(err.message().contains("page_size"), "{}", err.message());
 }

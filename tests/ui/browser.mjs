@@ -301,6 +301,30 @@ test("bad input gives 404/400 pages and JSON errors, and the server lives on", a
   await page.close();
 });
 
+test("a big run never indexed opens at once with preview charts, then full ones", async () => {
+  // make_store.py big: ui-big/bigcopy, 100,000 rows (about 60 MiB) and no index.
+  const { page } = await open("/runs/ui-big/bigcopy");
+  await ready(page);
+  const banner = page.locator("#indexing");
+  await banner.waitFor({ timeout: 20000 });
+  assert(/Preview: .* sampled .*indexing \d+%/.test(await banner.textContent()), `banner: ${await banner.textContent()}`);
+  const card = page.locator('#panel-charts .chart-card[data-key="noisy"]');
+  const preview = await drawnCard(page, card);
+  assert((await card.getAttribute("data-preview")) === "1", "the first chart is a preview");
+  const previewTotal = Number(await card.getAttribute("data-total"));
+  assert(preview.coloured > 50 && previewTotal > 0 && previewTotal <= 1000, `preview of ${previewTotal} rows: ${JSON.stringify(preview)}`);
+  assert(/NaN|Inf/.test(await card.locator(".chart-note").textContent()), "non-finite values show in the preview");
+  // The index is done: the banner goes, the chart is drawn again from every row.
+  await banner.waitFor({ state: "detached", timeout: 180000 });
+  await page.waitForFunction((c) => c.dataset.preview === "" && c.dataset.state === "drawn", await card.elementHandle(), { timeout: 20000 });
+  const full = await drawnCard(page, card);
+  const fullTotal = Number(await card.getAttribute("data-total"));
+  assert(fullTotal === 100000 && full.coloured > 50, `full chart of ${fullTotal} rows: ${JSON.stringify(full)}`);
+  const { body: series } = await getJson(`${base}/api/runs/ui-big/bigcopy/series?key=noisy&width=100`);
+  assert(!series.preview && series.total === 100000, `series total ${series.total}`);
+  await page.close();
+});
+
 test("runcore serve --ui-listen shows the same runs", async () => {
   const r = await fetch(`${sidecarUi.replace(/\/$/, "")}/api/projects/${PROJECT}/runs`);
   assert(r.ok, `sidecar UI: ${r.status}`);

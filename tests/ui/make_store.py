@@ -3,6 +3,9 @@ with the Python client the W&B way.
 
     python make_store.py finished        # three ended runs in project ui-test
     python make_store.py live READY STOP # one run that logs until STOP exists
+    python make_store.py big DATA_DIR ID # a copy of "baseline" as ui-big/ID, with a big
+                                         # history that no UI has indexed (a run
+                                         # copied in from elsewhere)
 
 The finished runs have nested keys, a define_metric step metric (hidden) for the
 val/* metrics, a NaN and an Inf, an alert, a saved file and system metrics; one
@@ -118,6 +121,38 @@ def live_run(ready: str, stop: str) -> None:
     run.finish()
 
 
+def big_run(data_dir: str, new_id: str) -> None:
+    """Copies the baseline run to `new_id` with a history of about 60 MiB (100,000
+    rows of 20 metrics, full precision, NaN at every 50th step of "noisy",
+    +Inf at other 75ths), without the copy's chart index."""
+    import json
+    import shutil
+
+    project = os.path.join(data_dir, PROJECT)
+    src = next(
+        os.path.join(project, d)
+        for d in sorted(os.listdir(project))
+        if os.path.exists(os.path.join(project, d, "run.json"))
+        and json.load(open(os.path.join(project, d, "run.json"))).get("name") == "baseline"
+    )
+    dst = os.path.join(data_dir, "ui-big", new_id)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".ui-index"))
+    meta_path = os.path.join(dst, "run.json")
+    meta = json.load(open(meta_path))
+    meta.update(id=new_id, name="copied-big", group="copied", project="ui-big")
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    rng = random.Random(11)
+    with open(os.path.join(dst, "history.jsonl"), "w") as f:
+        for step in range(100_000):
+            row = {f"big/m{i:02}": math.sin(step / 5000 + i) + rng.random() / 10 for i in range(19)}
+            noisy = float("nan") if step % 50 == 0 else float("inf") if step % 75 == 0 else rng.random()
+            row["noisy"] = noisy
+            row.update(_step=step, _runtime=step / 100, _timestamp=1.7e9 + step / 100)
+            f.write(json.dumps(row) + "\n")
+
+
 def main() -> None:
     if sys.argv[1:2] == ["finished"]:
         ids = [
@@ -126,6 +161,8 @@ def main() -> None:
             finished_run("diverged", "sweep-b", ["lr", "unstable"], 2.0, 3, exit_code=1),
         ]
         print(" ".join(ids))
+    elif sys.argv[1:2] == ["big"] and len(sys.argv) == 4:
+        big_run(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["live"] and len(sys.argv) == 4:
         live_run(sys.argv[2], sys.argv[3])
     else:

@@ -83,6 +83,10 @@ RUNCORE_ADDRESS="$(cat "$work/address")"
   cat "$work/store.log" >&2
   exit 1
 }
+"$venv/bin/python" "$here/make_store.py" big "$work/data" bigcopy >>"$work/store.log" 2>&1 || {
+  cat "$work/store.log" >&2
+  exit 1
+}
 "$venv/bin/python" "$here/make_store.py" live "$work/live.ready" "$work/stop" >"$work/live.log" 2>&1 &
 pids+=($!)
 wait_file "$work/live.ready" "the live run"

@@ -180,6 +180,37 @@ def test_files_are_listed_and_downloaded(sidecar: Sidecar, work_dir: pathlib.Pat
         got.file("missing.txt")
 
 
+def test_files_are_fetched_lazily_a_page_at_a_time(sidecar: Sidecar, work_dir: pathlib.Path) -> None:
+    run = _run(sidecar, id="many")
+    run.finish()
+    files_dir = sidecar.run_dir("many", "proj") / "files"
+    (files_dir / "d").mkdir(parents=True)
+    names = sorted(f"d/f{i:03}.txt" if i % 7 == 0 else f"f{i:03}.txt" for i in range(230))
+    for n in names:
+        (files_dir / n).write_text(n)
+    got = runcore.Api(sidecar.address).run("proj/many")
+    calls: list[Any] = []
+    real = got._api._call
+
+    def counting(what: str, method: str, request: Any) -> Any:
+        if method == "ListFiles":
+            calls.append((request.page_size, request.page_token))
+        return real(what, method, request)
+
+    got._api._call = counting  # type: ignore[method-assign]
+    files = got.files(per_page=100)
+    first = next(iter(files))
+    assert first.name == names[0] and len(calls) == 1, "one page for the first file"
+    assert [f.name for f in files] == names
+    assert [c[0] for c in calls[1:]] == [100, 100, 100]
+    assert calls[2][1] == names[99], "the next page follows on from the last name"
+    assert len(files) == 230 and files[229].name == names[-1]
+    calls.clear()
+    assert len(files) == 230 and not calls, "len() fetched once, then kept"
+    assert [f.name for f in got.files(pattern="d/%", per_page=10)] == [n for n in names if n.startswith("d/")]
+    assert got.file(names[-1]).size == len(names[-1])
+
+
 def test_update_persists_on_an_ended_run(sidecar: Sidecar) -> None:
     _finished(sidecar, id="upd", name="before", tags=["a"], config={"lr": 0.1, "old": 1})
     api = runcore.Api(sidecar.address)

@@ -305,9 +305,15 @@ impl RunService for Api {
         request: Request<ListFilesRequest>,
     ) -> Result<Response<ListFilesResponse>, Status> {
         let req = request.into_inner();
-        validate::run_id(&req.run_id)?;
-        let files = self.runs.list_files(&req.run_id).await?;
-        Ok(Response::new(ListFilesResponse { files }))
+        let limit = validate::list_files(&req)?;
+        let (files, next_page_token) = self
+            .runs
+            .list_files(&req.run_id, req.page_token, limit)
+            .await?;
+        Ok(Response::new(ListFilesResponse {
+            files,
+            next_page_token,
+        }))
     }
 
     type ReadFileStream = BoxStream<ReadFileResponse>;

@@ -12,8 +12,8 @@ use crate::limits::{
     quote, MAX_FILE_NAME_BYTES, MAX_KEYS_PER_BATCH, MAX_SECONDS, MAX_SEQ, MAX_STEP, MAX_TIMESTAMP,
 };
 use crate::proto::v1::{
-    AlertRequest, DefineMetricRequest, InitRequest, LogBatch, LogRequest, ReadFileRequest, Row,
-    SaveFilesRequest, ScanHistoryRequest, UpdateRunRequest, Value,
+    AlertRequest, DefineMetricRequest, InitRequest, ListFilesRequest, LogBatch, LogRequest,
+    ReadFileRequest, Row, SaveFilesRequest, ScanHistoryRequest, UpdateRunRequest, Value,
 };
 use crate::run::files::{self, FilesError};
 use crate::semantics::metrics::MetricError;
@@ -489,6 +489,26 @@ pub fn scan(req: &ScanHistoryRequest) -> Result<(), Invalid> {
     req.keys
         .iter()
         .try_for_each(|k| value::check_name(k).map_err(Invalid::from))
+}
+
+/// Files per ListFiles page when the request names no size.
+const DEFAULT_FILE_PAGE: u32 = 1000;
+
+/// Checks a ListFiles request; returns its page size.
+pub fn list_files(req: &ListFilesRequest) -> Result<usize, Invalid> {
+    run_id(&req.run_id)?;
+    if req.page_size > MAX_PAGE {
+        return Err(invalid(format!(
+            "page_size {} is over {MAX_PAGE} files",
+            req.page_size
+        )));
+    }
+    let size = if req.page_size == 0 {
+        DEFAULT_FILE_PAGE
+    } else {
+        req.page_size
+    };
+    Ok(size as usize)
 }
 
 /// Checks a ReadFile name: a relative path below files/, no "..", not longer

@@ -15,12 +15,24 @@ use crate::store::{self, StoreError};
 const CHUNK: usize = 256 * 1024;
 
 impl Runs {
-    /// The files of run `id`'s files/ directory.
-    pub async fn list_files(&self, id: &str) -> Result<Vec<FileInfo>, RegistryError> {
+    /// One page of the files of run `id`'s files/ directory: at most `limit`,
+    /// those named after `after`; and the token of the next page (empty after
+    /// the last: the last name of this page otherwise).
+    pub async fn list_files(
+        &self,
+        id: &str,
+        after: String,
+        limit: usize,
+    ) -> Result<(Vec<FileInfo>, String), RegistryError> {
         let dir = self.dir_of(id)?;
-        tokio::task::spawn_blocking(move || store::file_infos(&dir))
+        let (files, more) = tokio::task::spawn_blocking(move || file_page(&dir, &after, limit))
             .await
-            .map_err(blocking_err)
+            .map_err(blocking_err)?;
+        let next = match files.last() {
+            Some(f) if more => f.name.clone(),
+            _ => String::new(),
+        };
+        Ok((files, next))
     }
 
     /// Streams a file of a run in chunks into `out`: at least one message (empty
@@ -39,6 +51,37 @@ impl Runs {
         tokio::task::spawn_blocking(move || stream_file(opened, &out));
         Ok(())
     }
+}
+
+/// One page of a run's files (names relative to files/, sizes, change times),
+/// sorted by name: at most `limit` of those whose name sorts after `after` (all
+/// when it is empty); and whether more follow. Only the page's files are
+/// stat'ed, so a page costs the same in a run of 100,000 files. Blocking.
+fn file_page(dir: &Path, after: &str, limit: usize) -> (Vec<FileInfo>, bool) {
+    let names = store::list_files(dir);
+    let start = names.partition_point(|n| n.as_str() <= after);
+    let rest = &names[start..];
+    let root = dir.join(store::FILES_DIR);
+    let page = rest
+        .iter()
+        .take(limit)
+        .filter_map(|name| {
+            // Not following links, as the walk does not; a file removed since the
+            // walk is left out.
+            let meta = std::fs::symlink_metadata(root.join(name)).ok()?;
+            let updated_at = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            meta.is_file().then(|| FileInfo {
+                name: name.clone(),
+                size: meta.len(),
+                updated_at,
+            })
+        })
+        .collect();
+    (page, rest.len() > limit)
 }
 
 /// A file opened for ReadFile, positioned at the request's offset.

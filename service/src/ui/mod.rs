@@ -48,6 +48,8 @@ pub struct UiState {
     pub listen: SocketAddr,
     /// Chart axes kept in memory between requests.
     pub axes: Arc<index::AxisCache>,
+    /// Big runs' indexes being built off the request path, and their previews.
+    pub indexer: Arc<index::background::Indexer>,
 }
 
 impl UiState {
@@ -59,6 +61,7 @@ impl UiState {
             token,
             listen,
             axes: Arc::new(index::AxisCache::new(index::cache::DEFAULT_AXIS_BUDGET)),
+            indexer: Arc::default(),
         }
     }
 }
@@ -74,7 +77,8 @@ pub async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serves the UI over `data_dir` on `listener` until `shutdown` resolves; then
-/// open requests finish and idle connections are closed.
+/// open requests finish, idle connections are closed, and background indexing
+/// stops after its current step.
 pub async fn serve(
     listener: TcpListener,
     data_dir: PathBuf,
@@ -83,9 +87,12 @@ pub async fn serve(
 ) -> io::Result<()> {
     let listen = listener.local_addr()?;
     let state = Arc::new(UiState::new(data_dir, token, listen));
-    axum::serve(listener, routes::router(state))
+    let indexer = state.indexer.clone();
+    let served = axum::serve(listener, routes::router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    indexer.shut_down().await;
+    served
 }
 
 /// `runcore ui`: binds, says where it is (and writes the port file, opens a

@@ -3899,8 +3899,12 @@ func (*DeleteRunResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListFilesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Files per ListFilesResponse at most; 0 means 1000. At most 10000.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Empty for the first page; then the previous reply's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3938,6 +3942,20 @@ func (*ListFilesRequest) Descriptor() ([]byte, []int) {
 func (x *ListFilesRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListFilesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFilesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
 	}
 	return ""
 }
@@ -4005,8 +4023,12 @@ func (x *FileInfo) GetUpdatedAt() float64 {
 }
 
 type ListFilesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Files         []*FileInfo            `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by name.
+	Files []*FileInfo `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	// Pass it back as page_token for the next page; empty after the last page.
+	// Files added before the listing reaches their name are listed.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4046,6 +4068,13 @@ func (x *ListFilesResponse) GetFiles() []*FileInfo {
 		return x.Files
 	}
 	return nil
+}
+
+func (x *ListFilesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ReadFileRequest struct {
@@ -6235,16 +6264,20 @@ const file_runcore_v1_runcore_proto_rawDesc = "" +
 	"\x10DeleteRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12)\n" +
 	"\x10delete_artifacts\x18\x02 \x01(\bR\x0fdeleteArtifacts\"\x13\n" +
-	"\x11DeleteRunResponse\")\n" +
+	"\x11DeleteRunResponse\"e\n" +
 	"\x10ListFilesRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"Q\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"Q\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\x03 \x01(\x01R\tupdatedAt\"?\n" +
+	"updated_at\x18\x03 \x01(\x01R\tupdatedAt\"g\n" +
 	"\x11ListFilesResponse\x12*\n" +
-	"\x05files\x18\x01 \x03(\v2\x14.runcore.v1.FileInfoR\x05files\"T\n" +
+	"\x05files\x18\x01 \x03(\v2\x14.runcore.v1.FileInfoR\x05files\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"T\n" +
 	"\x0fReadFileRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +

@@ -43,6 +43,9 @@ T = TypeVar("T")
 #: Seconds between state checks of ``Run.wait_until_finished``.
 WAIT_POLL = 1.0
 
+# The most rows or files the sidecar sends per page (ScanHistory, ListFiles).
+_MAX_PAGE = 10_000
+
 
 def _iso(t: float) -> str:
     """Unix seconds as W&B's ``created_at`` text (UTC, no zone suffix)."""
@@ -338,7 +341,7 @@ class Run:
         state = {"min_step": min_step}
 
         def one_stream() -> Iterator[dict[str, Any]]:
-            req = pb.ScanHistoryRequest(run_id=self.id, keys=wanted, page_size=min(page_size, 10_000))
+            req = pb.ScanHistoryRequest(run_id=self.id, keys=wanted, page_size=min(page_size, _MAX_PAGE))
             if state["min_step"] is not None:
                 req.min_step = int(state["min_step"])
             if max_step is not None:
@@ -389,22 +392,35 @@ class Run:
 
     def files(self, names: Optional[Sequence[str]] = None, pattern: Optional[str] = None, per_page: int = 50) -> "Files":
         """The run's saved files (its ``files/`` directory): all of them, those
-        named in ``names``, or those matching ``pattern`` (SQL LIKE: ``%.json``)."""
+        named in ``names``, or those matching ``pattern`` (SQL LIKE: ``%.json``),
+        in name order. Fetched lazily, ``per_page`` names per ListFiles call (10000
+        at most), as the iteration goes; ``len()`` and indexing fetch them all."""
         if names and pattern:
             raise ValueError("pass names or pattern, not both")
-        resp = self._api._call("files", "ListFiles", pb.ListFilesRequest(run_id=self.id))
-        found = [File(self, f) for f in resp.files]
+        if per_page < 1:
+            raise ValueError(f"per_page must be >= 1, got {per_page}")
+        keep: Optional[Callable[[str], bool]] = None
         if names:
             wanted = set(_query.as_list(names))
-            found = [f for f in found if f.name in wanted]
+            keep = wanted.__contains__
         elif pattern:
-            match = _query.like(pattern)
-            found = [f for f in found if match(f.name)]
-        return Files(found)
+            keep = _query.like(pattern)
+        return Files(self, per_page, keep)
+
+    def _file_pages(self, per_page: int) -> Iterator[list["File"]]:
+        """The run's files, one ListFiles page at a time."""
+        token = ""
+        while True:
+            req = pb.ListFilesRequest(run_id=self.id, page_size=min(per_page, _MAX_PAGE), page_token=token)
+            resp = self._api._call("files", "ListFiles", req)
+            yield [File(self, f) for f in resp.files]
+            token = resp.next_page_token
+            if not token:
+                return
 
     def file(self, name: str) -> "File":
         """The saved file ``name`` (a path under the run's files directory)."""
-        for f in self.files(names=[name]):
+        for f in self.files(names=[name], per_page=_MAX_PAGE):
             return f
         raise CommError(f"runcore: run {self.id} has no file {name!r}; run.files() lists its files")
 
@@ -578,17 +594,34 @@ class File:
 
 
 class Files(Sequence[File]):
-    """Files of a run: a list that also iterates."""
+    """Files of a run (W&B's paginator): iterating fetches one page at a time,
+    so a run of 100,000 files never needs one huge reply; ``len()`` and indexing
+    fetch every page once and keep them."""
 
-    def __init__(self, files: list[File]) -> None:
-        self._files = files
+    def __init__(self, run: Run, per_page: int, keep: Optional[Callable[[str], bool]]) -> None:
+        self._run = run
+        self._per_page = per_page
+        self._keep = keep
+        self._all: Optional[list[File]] = None
+
+    def __iter__(self) -> Iterator[File]:
+        if self._all is not None:
+            yield from self._all
+            return
+        for page in self._run._file_pages(self._per_page):
+            yield from (f for f in page if self._keep is None or self._keep(f.name))
+
+    def _files(self) -> list[File]:
+        if self._all is None:
+            self._all = list(iter(self))
+        return self._all
 
     def __getitem__(self, i: Any) -> Any:
-        return self._files[i]
+        return self._files()[i]
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._files())
 
     def __repr__(self) -> str:
-        return f"<Files {len(self._files)}>"
+        return f"<Files of run {self._run.id}>"
 

@@ -165,12 +165,31 @@ class RunPage {
     this.metrics = m;
     this.renderCharts();
     this.renderSystem();
+    // A big run being indexed: the charts are a preview until the index is done.
+    if (m.indexing) this.stopIndexPoll = poll(() => this.indexTick(), 1000);
+  }
+
+  /** One poll while the run is indexed: progress, then the full charts. */
+  async indexTick() {
+    const m = await api(`${this.base}/metrics`);
+    if (m.indexing) {
+      this.metrics.indexing = m.indexing;
+      const banner = document.getElementById("indexing");
+      if (banner) banner.textContent = indexingText(this.metrics);
+      return;
+    }
+    this.stopIndexPoll();
+    this.metrics = m;
+    this.renderCharts();
+    this.renderSystem();
+    for (const c of [...this.cards.values(), ...this.systemCards.values()]) c.invalidate();
   }
 
   historyCard(metric) {
     const card = new ChartCard(metric.key, async (width, range) => {
       const x = axisFor(metric, this.xChoice);
       const data = await api(seriesUrl(this.project, this.id, { key: metric.key, x, width, range }));
+      card.root.dataset.preview = data.preview ? "1" : "";
       return [{ label: metric.key, color: PALETTE[0], data }];
     });
     return card;
@@ -208,10 +227,11 @@ class RunPage {
           this.renderCharts();
         } }), ` show ${hiddenCount} hidden`)
         : null,
-      el("span", { class: "muted", text: `${m.rows.toLocaleString()} rows` }),
+      el("span", { class: "muted", text: `${m.indexing ? "about " : ""}${m.rows.toLocaleString()} rows` }),
     );
+    const banner = m.indexing ? el("p", { id: "indexing", class: "indexing", text: indexingText(m) }) : null;
     const focused = document.activeElement && document.activeElement.id === "metric-filter";
-    fill(this.panels.charts, toolbar, sections.length ? sections : notice(m.history.length ? "No metric matches." : "No metrics logged yet."));
+    fill(this.panels.charts, toolbar, banner, sections.length ? sections : notice(m.history.length ? "No metric matches." : "No metrics logged yet."));
     if (focused) {
       const input = document.getElementById("metric-filter");
       input.focus();
@@ -225,6 +245,7 @@ class RunPage {
       if (this.systemCards.has(metric.key)) continue;
       const card = new ChartCard(metric.key.replace(/^system\./, ""), async (width, range) => {
         const data = await api(seriesUrl(this.project, this.id, { key: metric.key, x: this.systemX, width, range, source: "system" }));
+        card.root.dataset.preview = data.preview ? "1" : "";
         return [{ label: metric.key, color: PALETTE[1], data }];
       });
       this.systemCards.set(metric.key, card);
@@ -314,6 +335,11 @@ class RunPage {
       if (this.currentTab() === "media") this.loadMedia();
     }
   }
+}
+
+/** The preview banner's text: what the charts are drawn from, and progress. */
+function indexingText(m) {
+  return `Preview: these charts are drawn from ${m.preview_lines.toLocaleString()} rows sampled across the run, while its chart index is built (indexing ${m.indexing.percent}%). Full-resolution charts replace them when it is done.`;
 }
 
 function overviewFacts(r) {

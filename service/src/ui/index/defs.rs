@@ -93,6 +93,16 @@ impl Definitions {
     }
 }
 
+/// The definitions `dir/defs.json` holds (none when it is missing or stale).
+pub fn saved(dir: &Path) -> Definitions {
+    let file = fs::read(dir.join(DEFS))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<DefsFile>(&b).ok())
+        .filter(|f| f.version == VERSION)
+        .unwrap_or_default();
+    Definitions::new(&file.defs)
+}
+
 /// Reads the definitions in the log `wal` past what `dir/defs.json` holds, saves
 /// the result and returns it. Blocking; the caller holds the index's lock.
 pub fn refresh(dir: &Path, wal: &Path) -> Result<Definitions, IndexError> {

@@ -5,12 +5,16 @@
 //! It lives in `<run dir>/.ui-index/` (or, when the run directory is read-only,
 //! under the system's temp directory), is built the first time a run's charts
 //! are asked for, and grows by reading only what was appended since (live runs).
+//! A run far behind its index is indexed in the background instead, its charts
+//! drawn meanwhile from a preview of sampled lines ([`background`], [`preview`]).
 //! A lock file keeps two UI processes from writing it at once: readers share the
 //! lock, the one bringing it up to date holds it alone.
 
+pub mod background;
 pub mod cache;
 pub mod column;
 mod defs;
+pub mod preview;
 mod scan;
 pub mod source;
 
@@ -53,7 +57,7 @@ impl IndexError {
 }
 
 /// The line files that are indexed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     /// `history.jsonl`: the logged rows.
     History,
@@ -134,13 +138,41 @@ impl RunIndex {
             });
         }
         locked(lock.lock())?;
-        let manifest = source::refresh(&dir, &src)?;
+        let manifest = source::refresh(&dir, &src, u64::MAX)?;
         locked(lock.lock_shared())?;
         Ok(Snapshot {
             manifest,
             dir,
             _lock: lock,
         })
+    }
+
+    /// Bytes of `source` indexed, and its length. Blocking, takes no lock.
+    pub fn progress(&self, source: Source) -> (u64, u64) {
+        source::progress(
+            &self.root.join(source.dir()),
+            &self.run_dir.join(source.file()),
+        )
+    }
+
+    /// Indexes about `step` more bytes of `source` under the exclusive lock
+    /// (released on return, so that readers get a turn); returns whether the
+    /// index is now current. Blocking.
+    pub fn step(&self, source: Source, step: u64) -> Result<bool, IndexError> {
+        let dir = self.root.join(source.dir());
+        make_dir(&dir).map_err(|e| IndexError::io(&dir, e))?;
+        let src = self.run_dir.join(source.file());
+        let lock = self.lock()?;
+        lock.lock()
+            .map_err(|e| IndexError::io(&self.root.join(LOCK), e))?;
+        let m = source::refresh(&dir, &src, step)?;
+        Ok(source::is_current(&m, &src))
+    }
+
+    /// The metric definitions saved by the last [`RunIndex::definitions`],
+    /// without reading the log (for a preview). Blocking, takes no lock.
+    pub fn saved_definitions(&self) -> Definitions {
+        defs::saved(&self.root)
     }
 
     /// The run's metric definitions, read from its log. Blocking.

@@ -100,9 +100,22 @@ fn tail_matches(m: &Manifest, source: &Path) -> bool {
     m.source_len == 0 || tail_of(source, m.source_len).is_ok_and(|t| t == m.tail)
 }
 
-/// Brings the index in `dir` up to date with `source`; returns its manifest.
-/// Blocking; the caller holds the index's exclusive lock.
-pub fn refresh(dir: &Path, source: &Path) -> Result<Manifest, IndexError> {
+/// Bytes of `source` the index in `dir` covers, and the source's length (a
+/// rewritten source counts as not indexed). Reads the manifest without the
+/// lock: it is replaced whole, never written in place.
+pub fn progress(dir: &Path, source: &Path) -> (u64, u64) {
+    let m = load(dir);
+    let len = source_len(source).unwrap_or(0);
+    if m.source_len > len || !tail_matches(&m, source) {
+        return (0, len);
+    }
+    (m.source_len, len)
+}
+
+/// Brings the index in `dir` up to date with `source`, reading at most about
+/// `step` bytes of it (whole lines: a line longer than that is read whole);
+/// returns its manifest. Blocking; the caller holds the index's exclusive lock.
+pub fn refresh(dir: &Path, source: &Path, step: u64) -> Result<Manifest, IndexError> {
     let io = |e| IndexError::io(source, e);
     let mut m = load(dir);
     let len = source_len(source).map_err(io)?;
@@ -117,7 +130,12 @@ pub fn refresh(dir: &Path, source: &Path) -> Result<Manifest, IndexError> {
         return Ok(m);
     }
     let mut builder = Builder::new(dir, &mut m);
-    let end = builder.read(source, len);
+    let from = builder.m.source_len;
+    let mut end = builder.read(source, len.min(from.saturating_add(step)));
+    if matches!(end, Ok(e) if e == from) {
+        // No whole line within the step: the next line is read whole.
+        end = builder.read(source, len);
+    }
     let finished = builder.finish();
     let end = end?;
     finished?;
@@ -330,14 +348,14 @@ mod tests {
             &src,
             "{\"a\":1,\"_step\":0}\n{\"a\":NaN,\"v\":{\"x\":2},\"_step\":1}\n{\"a\":",
         );
-        let m = refresh(&dir, &src).unwrap();
+        let m = refresh(&dir, &src, u64::MAX).unwrap();
         assert_eq!(m.rows, 2, "the partial last line waits");
         let a = m.column("a").unwrap();
         assert_eq!((a.count, a.nonfinite), (2, 1));
         assert_eq!(m.column("v.x").unwrap().top, "v");
         assert!(!is_current(&m, &src));
         append(&src, "0.5,\"_step\":2}\nnot json\n");
-        let m = refresh(&dir, &src).unwrap();
+        let m = refresh(&dir, &src, u64::MAX).unwrap();
         assert!(is_current(&m, &src));
         assert_eq!((m.rows, m.bad_lines), (4, 1));
         let a = read(&dir, m.column("a").unwrap()).unwrap();
@@ -347,13 +365,45 @@ mod tests {
         // Rewritten with other content of the same length: indexed again.
         let text = fs::read_to_string(&src).unwrap().replace("\"a\"", "\"b\"");
         fs::write(&src, text).unwrap();
-        let m = refresh(&dir, &src).unwrap();
+        let m = refresh(&dir, &src, u64::MAX).unwrap();
         assert_eq!(m.rows, 4);
         assert!(m.column("a").is_none() && m.column("b").is_some());
         assert_eq!(load(&dir).rows, 4, "the manifest is saved");
         // Shorter: indexed again too.
         fs::write(&src, "{\"c\":1}\n").unwrap();
-        let m = refresh(&dir, &src).unwrap();
+        let m = refresh(&dir, &src, u64::MAX).unwrap();
         assert_eq!((m.rows, m.columns.len()), (1, 1));
+    }
+
+    #[test]
+    fn steps_index_a_bounded_part_and_say_how_far_they_got() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, src) = (tmp.path().join("idx"), tmp.path().join("history.jsonl"));
+        fs::create_dir(&dir).unwrap();
+        let text: String = (0..1000)
+            .map(|s| format!("{{\"a\":{s},\"_step\":{s}}}\n"))
+            .collect();
+        append(&src, &text);
+        let total = text.len() as u64;
+        assert_eq!(progress(&dir, &src), (0, total));
+        let m = refresh(&dir, &src, 4096).unwrap();
+        assert!(m.rows > 0 && m.source_len <= 4096, "{} rows", m.rows);
+        assert_eq!(progress(&dir, &src), (m.source_len, total));
+        let mut steps = 1;
+        while !is_current(&load(&dir), &src) {
+            refresh(&dir, &src, 4096).unwrap();
+            steps += 1;
+        }
+        assert!(steps >= total.div_ceil(4096), "{steps} steps");
+        let m = load(&dir);
+        assert_eq!(m.rows, 1000);
+        let a = read(&dir, m.column("a").unwrap()).unwrap();
+        assert!(a
+            .iter()
+            .enumerate()
+            .all(|(i, (row, v))| *row as usize == i && *v == i as f64));
+        // A step smaller than a line still reads that line.
+        append(&src, "{\"a\":5}\n");
+        assert_eq!(refresh(&dir, &src, 1).unwrap().rows, 1001);
     }
 }
