@@ -8,6 +8,8 @@ with `--sdk wandb-runcore` (the unchanged wandb SDK, WANDB_MODE=offline, into a
 `runcore serve --wandb-listen` sidecar), for each shape (100,000 x 10 and
 1,000 x 1,000 by default), in fresh temporary directories. Prints each result and
 then the medians, ranges and ratios, with the load average before and after.
+With `--before OTHER_BINARY` each repetition also runs the W&B side on that
+binary (an earlier build), for a before/after under the same load.
 """
 
 import argparse
@@ -41,16 +43,20 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--shapes", default="100000x10,1000x1000", help="ROWSxKEYS,...")
     p.add_argument("--bin", default=os.path.join(HERE, ".cache", "bin", "runcore"))
+    p.add_argument("--before", help="another runcore binary to run the W&B side on too")
     a = p.parse_args()
     shapes: List[Tuple[int, int]] = [tuple(map(int, s.split("x"))) for s in a.shapes.split(",")]  # type: ignore
     load0 = os.getloadavg()
     got: Dict[Tuple[int, int, str], List[float]] = {}
     for rep in range(a.reps):
         for rows, keys in shapes:
-            for sdk in SDKS:
-                r = one(sdk, rows, keys, a.bin)
-                got.setdefault((rows, keys, sdk), []).append(r["server_cpu_us_per_point"])
-                print(f"rep {rep + 1} {rows}x{keys} {sdk}: {r['server_cpu_us_per_point']:.3f} us/point "
+            runs = [(sdk, sdk, a.bin) for sdk in SDKS]
+            if a.before:
+                runs.append(("before", "wandb-runcore", a.before))
+            for name, sdk, binary in runs:
+                r = one(sdk, rows, keys, binary)
+                got.setdefault((rows, keys, name), []).append(r["server_cpu_us_per_point"])
+                print(f"rep {rep + 1} {rows}x{keys} {name}: {r['server_cpu_us_per_point']:.3f} us/point "
                       f"(sidecar {r['server_cpu_s']:.2f} s, loop {r['loop_s']:.2f} s)", flush=True)
     load1 = os.getloadavg()
     print(f"load average (1, 5, 15 min) before {load0}, after {load1}")
@@ -58,6 +64,9 @@ def main() -> None:
         own, wb = got[(rows, keys, "runcore")], got[(rows, keys, "wandb-runcore")]
         ratio = statistics.median(wb) / statistics.median(own)
         print(f"{rows}x{keys}: LogStream {fmt(own)}, W&B {fmt(wb)}, ratio {ratio:.2f}x")
+        if a.before:
+            old = got[(rows, keys, "before")]
+            print(f"{rows}x{keys}: W&B on --before {fmt(old)}, ratio {statistics.median(old) / statistics.median(own):.2f}x")
 
 
 if __name__ == "__main__":
