@@ -18,6 +18,11 @@ pub struct PendingLog {
     index: HashMap<String, u32>,
     /// Keys already reported as dropped, so each is reported once per run.
     warned: HashSet<String>,
+    /// Packed scalars in the last row: the next row's room for them.
+    row_hint: usize,
+    /// The key index each packed scalar of the last row had, by position: rows of
+    /// one script repeat their keys in order, so a string compare finds most.
+    guess: Vec<u32>,
 }
 
 impl PendingLog {
@@ -31,6 +36,8 @@ impl PendingLog {
             },
             index: HashMap::new(),
             warned: HashSet::new(),
+            row_hint: 0,
+            guess: Vec::new(),
         }
     }
 
@@ -57,41 +64,60 @@ impl PendingLog {
     }
 
     /// Adds one `run.log` call: its items, its step and its commit flag.
-    pub fn push(&mut self, items: &[wb::Item], step: Option<i64>, commit: Option<bool>) {
+    pub fn push<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = Entry<'a>>,
+        step: Option<i64>,
+        commit: Option<bool>,
+    ) {
         let mut row = Row {
             step,
             commit,
+            scalar_keys: Vec::with_capacity(self.row_hint),
+            scalar_values: Vec::with_capacity(self.row_hint),
             ..Default::default()
         };
         for item in items {
             self.add(&mut row, item);
         }
+        self.row_hint = row.scalar_keys.len();
         self.batch.rows.push(row);
     }
 
-    fn add(&mut self, row: &mut Row, item: &wb::Item) {
-        // The common case, a top-level key, without allocating its path.
-        let top = item.nested_key.first().unwrap_or(&item.key).as_str();
+    fn add(&mut self, row: &mut Row, entry: Entry<'_>) {
+        let (top, plain) = match entry {
+            Entry::Plain(key, x) => (key, Some(x)),
+            Entry::Item(item) => (item.nested_key.first().unwrap_or(&item.key).as_str(), None),
+        };
         if top == TIMESTAMP_KEY {
-            if let Some(Scalar::Float(t)) = scalar(&item.value_json).map(widen) {
+            let t = match entry {
+                Entry::Plain(_, x) => Some(x),
+                Entry::Item(item) => scalar(&item.value_json),
+            };
+            if let Some(Scalar::Float(t)) = t.map(widen) {
                 row.timestamp = t;
             }
             return;
         }
-        if let Err(e) = value::check_key(top) {
-            if !matches!(top, "_step" | "_runtime") && self.warned.insert(top.to_owned()) {
-                tracing::warn!(run = %self.batch.run_id, "a logged key is not recorded: {e}");
+        if let Some(Scalar::Float(x)) = plain {
+            if let Some(k) = self.key(top, row.scalar_keys.len()) {
+                row.scalar_keys.push(k);
+                row.scalar_values.push(x);
             }
             return;
         }
-        if item.nested_key.len() <= 1 && item.typed.is_none() {
-            if let Some(Scalar::Float(x)) = scalar(&item.value_json) {
-                let k = self.key(top);
-                row.scalar_keys.push(k);
-                row.scalar_values.push(x);
+        if !self.check_key(top) {
+            return;
+        }
+        let item = match entry {
+            Entry::Plain(_, x) => {
+                if let Scalar::Int(i) = x {
+                    row.values.insert(top.to_owned(), value::int(i));
+                }
                 return;
             }
-        }
+            Entry::Item(item) => item,
+        };
         match item_value(item) {
             Ok(mut v) => {
                 if let Err(e) = value::check_value(top, &v, &mut 0) {
@@ -104,6 +130,17 @@ impl PendingLog {
             }
             Err(e) => self.warn(top, &e.to_string()),
         }
+    }
+
+    /// Whether `top` may be logged; reports a key that may not, once.
+    fn check_key(&mut self, top: &str) -> bool {
+        let Err(e) = value::check_key(top) else {
+            return true;
+        };
+        if !matches!(top, "_step" | "_runtime") && self.warned.insert(top.to_owned()) {
+            tracing::warn!(run = %self.batch.run_id, "a logged key is not recorded: {e}");
+        }
+        false
     }
 
     fn put(&mut self, row: &mut Row, path: &[String], top: String, v: Value) {
@@ -125,14 +162,55 @@ impl PendingLog {
         }
     }
 
-    fn key(&mut self, key: &str) -> u32 {
-        if let Some(i) = self.index.get(key) {
-            return *i;
+    /// The batch's index of a packed scalar's key (None for a key that may not
+    /// be logged): a key already in the table was checked when it was added.
+    /// `pos`: the scalar's position in its row.
+    fn key(&mut self, key: &str, pos: usize) -> Option<u32> {
+        let guess = self.guess.get(pos).copied();
+        if let Some(g) =
+            guess.filter(|g| self.batch.keys.get(*g as usize).is_some_and(|k| k == key))
+        {
+            return Some(g);
         }
-        let i = self.batch.keys.len() as u32;
-        self.batch.keys.push(key.to_owned());
-        self.index.insert(key.to_owned(), i);
-        i
+        let i = match self.index.get(key).copied() {
+            Some(i) => i,
+            None if !self.check_key(key) => return None,
+            None => {
+                let i = self.batch.keys.len() as u32;
+                self.batch.keys.push(key.to_owned());
+                self.index.insert(key.to_owned(), i);
+                i
+            }
+        };
+        if pos < self.guess.len() {
+            self.guess[pos] = i;
+        } else if pos == self.guess.len() {
+            self.guess.push(i);
+        }
+        Some(i)
+    }
+}
+
+/// One item of a row, as [`PendingLog::push`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    /// A top-level key and a plain number: read in place from the frame
+    /// ([`super::row_frame`]) or from a decoded item.
+    Plain(&'a str, Scalar),
+    /// Any other item, decoded.
+    Item(&'a wb::Item),
+}
+
+impl<'a> Entry<'a> {
+    /// A decoded item: plain when it is a top-level key whose JSON text is a
+    /// number, as the frame reader reads it.
+    pub fn of(item: &'a wb::Item) -> Self {
+        if item.nested_key.len() <= 1 && item.typed.is_none() {
+            if let Some(x) = scalar(&item.value_json) {
+                return Entry::Plain(item.nested_key.first().unwrap_or(&item.key), x);
+            }
+        }
+        Entry::Item(item)
     }
 }
 
@@ -173,8 +251,8 @@ mod tests {
                 ..Default::default()
             },
         ];
-        log.push(&items, Some(7), None);
-        log.push(&[item("loss", "0.25")], None, Some(true));
+        log.push(items.iter().map(Entry::of), Some(7), None);
+        log.push([Entry::of(&item("loss", "0.25"))], None, Some(true));
         assert_eq!(log.rows(), 2);
         let batch = log.take().unwrap();
         assert!(log.take().is_none());

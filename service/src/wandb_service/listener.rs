@@ -10,6 +10,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::router::Router;
+use super::row_frame;
 use super::socket::{FrameBatch, Socket, SocketThreads};
 use crate::listen::Listener;
 use crate::proto::v1::LogAck;
@@ -183,6 +184,10 @@ async fn handle_frames(router: &mut Router, batch: Option<FrameBatch>) -> bool {
         }
     };
     for bytes in frames {
+        if let Some(row) = row_frame::scan(&bytes) {
+            router.row(row).await;
+            continue;
+        }
         match wb::ServerRequest::decode(bytes) {
             Ok(req) => router.handle(req).await,
             Err(e) => {

@@ -15,7 +15,8 @@
 //! - [`router`]: routes records to runs by stream id and answers every request
 //!   the SDK waits on; [`requests`] the questions (summary, step, exit polling).
 //! - [`map`]: W&B records to runcore requests and back (pure).
-//! - [`history`]: `partial_history` rows packed into LogBatches.
+//! - [`history`]: `partial_history` rows packed into LogBatches; [`row_frame`]
+//!   reads the common row (top-level keys, plain numbers) in place from its frame.
 //! - [`console`]: console fragments to output.log lines.
 //! - [`stream`]: one run of a connection, its actor calls (each with a deadline)
 //!   and the crash of a run whose connection closed without an exit record.
@@ -30,6 +31,7 @@ pub mod listener;
 pub mod map;
 mod requests;
 pub mod router;
+pub mod row_frame;
 pub mod socket;
 pub mod stream;
 

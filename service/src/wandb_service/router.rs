@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::history::Entry;
 use super::map::{self, StreamSettings};
+use super::row_frame::RowFrame;
 use super::stream::{Stream, CALL_TIMEOUT, MAX_BATCH_ROWS};
 use crate::api::validate;
 use crate::proto::v1::LogAck;
@@ -168,7 +170,11 @@ impl Router {
         let finish_timeout = self.finish_timeout;
         let stream = self.streams.get_mut(stream_id)?;
         if let Rec::History(h) = &kind {
-            stream.log.push(&h.item, h.step.map(|s| s.num), Some(true));
+            stream.log.push(
+                h.item.iter().map(Entry::of),
+                h.step.map(|s| s.num),
+                Some(true),
+            );
             return Some(Res::LogResult(wb::Empty {}));
         }
         if let Rec::Output(o) | Rec::OutputRaw(o) = &kind {
@@ -222,7 +228,25 @@ impl Router {
             return;
         };
         let commit = h.action.map(|a| a.flush);
-        stream.log.push(&h.item, h.step.map(|s| s.num), commit);
+        stream
+            .log
+            .push(h.item.iter().map(Entry::of), h.step.map(|s| s.num), commit);
+        if stream.log.rows() >= MAX_BATCH_ROWS {
+            stream.flush_log(&self.acks).await;
+        }
+    }
+
+    /// A history row read in place from its frame (see [`super::row_frame`]):
+    /// what [`Router::partial_history`] does with the same row decoded.
+    pub async fn row(&mut self, row: RowFrame<'_>) {
+        let Some(stream) = self.streams.get_mut(row.stream_id) else {
+            return;
+        };
+        stream.log.push(
+            row.items.iter().map(|&(k, x)| Entry::Plain(k, x)),
+            row.step,
+            row.commit,
+        );
         if stream.log.rows() >= MAX_BATCH_ROWS {
             stream.flush_log(&self.acks).await;
         }
