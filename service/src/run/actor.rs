@@ -16,9 +16,10 @@ use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
 use super::open::OpenedRun;
 use super::settings::RunSettings;
+use super::timers::{until, Timers};
+use super::writers::LinkEvent;
 use super::writers::Links;
-use crate::clock::now;
-use crate::liveness;
+use crate::liveness::Clients;
 use crate::monitor::Monitor;
 use crate::proto::v1::{HeartbeatResponse, RunInfo};
 use crate::semantics::state::RunState;
@@ -42,6 +43,7 @@ pub fn spawn(
     token: ShutdownToken,
     forward: Option<Box<dyn Delivery>>,
     monitor: Option<Monitor>,
+    clients: &Clients,
 ) -> RunHandle {
     let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
     let (status_tx, status) = watch::channel(opened.state.info.clone());
@@ -63,7 +65,7 @@ pub fn spawn(
         })
         .collect();
     let sync_file = opened.wal.try_clone_file();
-    let links = Links::of(&opened.state, monitor.as_ref());
+    let links = Links::of(&opened.state, monitor.as_ref(), clients);
     let client = opened
         .state
         .client
@@ -124,12 +126,12 @@ pub(super) struct Actor {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut token: ShutdownToken) {
-        let mut tick = tokio::time::interval(self.config.flush_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut check = tokio::time::interval(liveness::PID_CHECK);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // No periodic timer: each deadline is set from what waits (see `timers`).
+        let mut timers = Timers::default();
         // Whether the run ended here: ending it already flushed and synced it.
         let ended = loop {
+            let flush_at = self.flush_deadline(&mut timers);
+            let check_at = self.check_deadline(&timers);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
@@ -142,13 +144,25 @@ impl Actor {
                     }
                     None => break false,
                 },
-                _ = tick.tick() => self.tick().await,
-                _ = check.tick() => {
+                _ = until(flush_at) => {
+                    timers.flushing(self.wal.len());
+                    self.tick().await;
+                }
+                _ = until(check_at) => {
+                    timers.checked();
                     if self.check_writers().await {
                         break true;
                     }
                 }
-                (writer, sample) = self.links.next_sample() => self.record_sample(writer, sample).await,
+                event = self.links.next_event() => match event {
+                    LinkEvent::Sample(writer, sample) => self.record_sample(writer, sample).await,
+                    LinkEvent::Exited => {
+                        timers.checked();
+                        if self.check_writers().await {
+                            break true;
+                        }
+                    }
+                },
                 _ = token.stopping() => break false,
             }
         };
@@ -163,9 +177,7 @@ impl Actor {
     async fn handle(&mut self, cmd: Command) -> bool {
         if cmd.is_sign_of_life() {
             self.links.touch(cmd.writer());
-            if self.state.is_open() {
-                self.state.info.last_heartbeat = now();
-            }
+            self.beat();
         }
         match cmd {
             Command::Log { batch, reply } => self.handle_log(batch, reply).await,
