@@ -201,8 +201,9 @@ pub struct ServeArgs {
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(long, env = ENV_MAX_MESSAGE_BYTES, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
-    /// Seconds between a run's flushes of its store files (and, with --fsync batch,
-    /// syncs of its log); also how often `live` saved files are checked for changes.
+    /// Seconds a run's written store lines (and, with --fsync batch, its log) wait
+    /// at most for a flush (and sync); also how often `live` saved files are checked
+    /// for changes.
     #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = DEFAULT_FLUSH_INTERVAL)]
     pub flush_interval: f64,
     /// Seconds without a sign of life from a run's client (any RPC, or Heartbeat)
