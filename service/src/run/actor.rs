@@ -16,9 +16,8 @@ use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
 use super::open::OpenedRun;
 use super::settings::RunSettings;
-use super::timers::{until, Timers};
-use super::writers::LinkEvent;
-use super::writers::Links;
+use super::timers::Timers;
+use super::writers::{LinkEvent, Links};
 use crate::liveness::Clients;
 use crate::monitor::Monitor;
 use crate::proto::v1::{HeartbeatResponse, RunInfo};
@@ -126,12 +125,11 @@ pub(super) struct Actor {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut token: ShutdownToken) {
-        // No periodic timer: each deadline is set from what waits (see `timers`).
-        let mut timers = Timers::default();
+        // No periodic timer: each is armed for what waits (see `timers`).
+        let mut timers = Timers::new();
         // Whether the run ended here: ending it already flushed and synced it.
         let ended = loop {
-            let flush_at = self.flush_deadline(&mut timers);
-            let check_at = self.check_deadline(&timers);
+            self.set_timers(&mut timers);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
@@ -144,11 +142,11 @@ impl Actor {
                     }
                     None => break false,
                 },
-                _ = until(flush_at) => {
+                _ = timers.flush.fired() => {
                     timers.flushing(self.wal.len());
                     self.tick().await;
                 }
-                _ = until(check_at) => {
+                _ = timers.check.fired() => {
                     timers.checked();
                     if self.check_writers().await {
                         break true;

@@ -2,20 +2,60 @@
 //! waits to be flushed, and a liveness check at the next moment a writer could
 //! count as gone or a heartbeat is due. An idle run (nothing buffered, its
 //! client's process watched by the shared check in `liveness`) takes no timer
-//! wake-up between them.
+//! wake-up between them. Each is one timer kept for the actor's life and moved
+//! only earlier (a busy run does not re-register it with each command).
 
-use tokio::time::Instant;
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep};
 
 use super::actor::Actor;
 use crate::clock::now;
 use crate::liveness::{self, PID_CHECK};
 use crate::wal::FsyncPolicy;
 
-/// The actor's two deadlines.
-#[derive(Debug, Default)]
+/// One timer: fires once at its deadline, when armed.
+pub(super) struct Alarm {
+    sleep: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+impl Alarm {
+    fn new() -> Self {
+        Alarm {
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            armed: false,
+        }
+    }
+
+    /// Fires no later than `at` (an armed alarm due earlier stays as it is).
+    fn arm_by(&mut self, at: Instant) {
+        if !self.armed || at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+        }
+        self.armed = true;
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Returns at the deadline (then disarmed); never while disarmed.
+    pub(super) async fn fired(&mut self) {
+        if !self.armed {
+            return std::future::pending().await;
+        }
+        self.sleep.as_mut().await;
+        self.armed = false;
+    }
+}
+
+/// The actor's two timers.
 pub(super) struct Timers {
-    /// When the pending writes are flushed; None while nothing is pending.
-    flush_at: Option<Instant>,
+    /// Flushes what waits; armed while something does.
+    pub(super) flush: Alarm,
+    /// Checks the writers and records the heartbeat; armed while the run is open.
+    pub(super) check: Alarm,
     /// The log's length at the last timed flush: every store line comes from a
     /// record appended to the log, so a longer log means lines to flush.
     flushed_len: u64,
@@ -25,9 +65,17 @@ pub(super) struct Timers {
 }
 
 impl Timers {
-    /// The armed flush fires, with the log `log_len` long.
+    pub(super) fn new() -> Self {
+        Timers {
+            flush: Alarm::new(),
+            check: Alarm::new(),
+            flushed_len: 0,
+            checked: None,
+        }
+    }
+
+    /// A timed flush begins, with the log `log_len` long.
     pub(super) fn flushing(&mut self, log_len: u64) {
-        self.flush_at = None;
         self.flushed_len = log_len;
     }
 
@@ -37,22 +85,20 @@ impl Timers {
     }
 }
 
-/// Waits until `at`; never, for None.
-pub(super) async fn until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Actor {
-    /// When to flush: a flush interval after something began to wait for one
-    /// (kept while more arrives, so the wait is never longer than the interval).
-    pub(super) fn flush_deadline(&self, timers: &mut Timers) -> Option<Instant> {
-        if timers.flush_at.is_none() && self.needs_flush(timers.flushed_len) {
-            timers.flush_at = Some(Instant::now() + self.config.flush_interval);
+    /// Arms the timers for what waits: a flush one flush interval after something
+    /// began to wait for one (kept while more arrives, so nothing waits longer),
+    /// the next liveness check while the run is open.
+    pub(super) fn set_timers(&self, timers: &mut Timers) {
+        if !timers.flush.armed && self.needs_flush(timers.flushed_len) {
+            timers
+                .flush
+                .arm_by(Instant::now() + self.config.flush_interval);
         }
-        timers.flush_at
+        match self.check_deadline(timers.checked) {
+            Some(at) => timers.check.arm_by(at),
+            None => timers.check.disarm(),
+        }
     }
 
     /// Whether a flush has work: records logged since the last (store lines to
@@ -69,8 +115,9 @@ impl Actor {
 
     /// When to check the writers: when the first could count as gone (its client
     /// timeout from its last sign of life) or the next heartbeat is due, whichever
-    /// is first; never for an ended run. A process's exit is told apart.
-    pub(super) fn check_deadline(&self, timers: &Timers) -> Option<Instant> {
+    /// is first, and not within [`PID_CHECK`] of the last check; never for an
+    /// ended run. A watched process's exit is told apart (`LinkEvent::Exited`).
+    fn check_deadline(&self, checked: Option<Instant>) -> Option<Instant> {
         if !self.state.is_open() {
             return None;
         }
@@ -79,7 +126,7 @@ impl Actor {
             .links
             .deadline(self.state.info.client_timeout)
             .map_or(beat, |gone| gone.min(beat));
-        Some(match timers.checked {
+        Some(match checked {
             Some(last) => at.max(last + PID_CHECK),
             None => at,
         })
