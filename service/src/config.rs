@@ -210,8 +210,9 @@ pub struct ServeArgs {
     /// the sidecar's container is a safe value.
     #[arg(long, env = ENV_MEMORY_BUDGET, default_value_t = crate::memory::DEFAULT_BUDGET_BYTES)]
     pub memory_budget: usize,
-    /// Seconds between a run's flushes of its store files (and, with --fsync batch,
-    /// syncs of its log); also how often `live` saved files are checked for changes.
+    /// Seconds a run's written store lines (and, with --fsync batch, its log) wait
+    /// at most for a flush (and sync); also how often `live` saved files are checked
+    /// for changes.
     #[arg(long, env = ENV_FLUSH_INTERVAL, default_value_t = DEFAULT_FLUSH_INTERVAL)]
     pub flush_interval: f64,
     /// Seconds without a sign of life from a run's client (any RPC, or Heartbeat)

@@ -2,15 +2,22 @@
 //! exit is noticed within [`PID_CHECK`]); every client must also show a sign of life
 //! (any RPC, or Heartbeat) at least every client timeout. A run whose client is gone
 //! without Finish is crashed (preempted if it was preempting).
+//!
+//! One watch per client process, whatever the number of its runs: [`Clients`]
+//! reads a client's `/proc/<pid>/stat` every [`PID_CHECK`] on one task, and tells
+//! each run that watches it when it exits.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use crate::proto::v1::ClientInfo;
 
-/// How often a run checks its client's pid and its timeout: a client's exit is
-/// noticed within this (the bound is 1 s), at a few /proc reads per second
-/// per open run.
+/// How often a client process is checked: its exit is noticed within this (the
+/// issue's bound is 1 s), at two /proc reads a second per client process (not per
+/// run: its runs share the check).
 pub const PID_CHECK: Duration = Duration::from_millis(500);
 
 /// This host's identity, to tell whether a client runs beside the sidecar.
@@ -37,7 +44,7 @@ pub fn local_host() -> &'static HostId {
 
 /// A process on this host, identified by pid and start time (so a reused pid is
 /// not mistaken for the client).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Process {
     pub pid: u32,
     start_ticks: u64,
@@ -118,9 +125,30 @@ impl ClientWatch {
 
     /// The watched pid, when the client is on this host.
     pub fn pid(&self) -> Option<u32> {
+        self.process().map(|p| p.pid)
+    }
+
+    /// The watched process, when the client is on this host.
+    pub fn process(&self) -> Option<Process> {
         match self {
-            ClientWatch::Pid(p) => Some(p.pid),
+            ClientWatch::Pid(p) => Some(*p),
             ClientWatch::Gone | ClientWatch::Remote => None,
+        }
+    }
+
+    /// When the client counts as gone unless it shows a sign of life first: now
+    /// for a client known gone, else `client_timeout` after `last_contact` (a
+    /// watched process's exit is told by [`Clients`], not by this deadline).
+    pub fn deadline(
+        &self,
+        last_contact: tokio::time::Instant,
+        client_timeout: f64,
+    ) -> tokio::time::Instant {
+        match self {
+            ClientWatch::Gone => last_contact,
+            ClientWatch::Pid(_) | ClientWatch::Remote => {
+                last_contact + seconds(client_timeout.max(0.001))
+            }
         }
     }
 
@@ -146,6 +174,102 @@ impl ClientWatch {
         let timeout = seconds(client_timeout.max(0.001));
         (last_contact.elapsed() > timeout)
             .then_some("no sign of life from its client within the client timeout")
+    }
+}
+
+/// The runs watching one client process: each is told once when it exits.
+type Subscribers = Vec<(u64, mpsc::Sender<()>)>;
+
+#[derive(Default)]
+struct Watched {
+    /// Each watched process and its runs. An entry is removed by its check task
+    /// only (when the process exits or nobody watches it any more), so there is
+    /// never more than one task per process.
+    procs: HashMap<Process, Subscribers>,
+    next_id: u64,
+}
+
+/// The sidecar's client processes, each checked by one task shared by all the runs
+/// it holds. Cheap to clone; every clone shares the same checks.
+#[derive(Clone, Default)]
+pub struct Clients {
+    inner: Arc<Mutex<Watched>>,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        Clients::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Watched> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells `tx` (once, without waiting: a full channel has been told already)
+    /// when `process` exits, until the guard is dropped. Starts the process's check
+    /// task unless one runs. Must be called within the runtime.
+    pub fn watch(&self, process: Process, tx: mpsc::Sender<()>) -> ClientGuard {
+        let mut w = self.lock();
+        let id = w.next_id;
+        w.next_id += 1;
+        let subs = w.procs.entry(process).or_insert_with(|| {
+            // The task's stop path: it ends when the process exits or when no
+            // run watches it any more (checked at each tick).
+            tokio::spawn(check(process, self.clone()));
+            Vec::new()
+        });
+        subs.push((id, tx));
+        ClientGuard {
+            clients: self.clone(),
+            process,
+            id,
+        }
+    }
+
+    /// How many client processes are checked (one task each).
+    pub fn checked(&self) -> usize {
+        self.lock().procs.len()
+    }
+}
+
+/// Checks `process` every [`PID_CHECK`] until it exits (then tells its runs) or no
+/// run watches it.
+async fn check(process: Process, clients: Clients) {
+    let mut tick = tokio::time::interval(PID_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // A read of procfs: short, never waits on a disk.
+        let alive = process.alive();
+        let mut w = clients.lock();
+        let Some(subs) = w.procs.get(&process) else {
+            return;
+        };
+        if !alive {
+            for (_, tx) in subs {
+                let _ = tx.try_send(());
+            }
+        }
+        if !alive || subs.is_empty() {
+            w.procs.remove(&process);
+            return;
+        }
+    }
+}
+
+/// Keeps a run's watch of a client process; dropping it ends the watch.
+pub struct ClientGuard {
+    clients: Clients,
+    process: Process,
+    id: u64,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        let mut w = self.clients.lock();
+        if let Some(subs) = w.procs.get_mut(&self.process) {
+            subs.retain(|(id, _)| *id != self.id);
+        }
     }
 }
 
@@ -212,5 +336,47 @@ mod tests {
             ..mine
         };
         assert!(client_gone(Some(&dead)) || host.boot_id.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_of_one_client_share_one_check_and_hear_of_its_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let p = Process::find(child.id()).expect("child");
+        let clients = Clients::new();
+        let (tx_a, mut rx_a) = mpsc::channel(1);
+        let (tx_b, mut rx_b) = mpsc::channel(1);
+        let _a = clients.watch(p, tx_a);
+        let _b = clients.watch(p, tx_b);
+        assert_eq!(clients.checked(), 1, "one check for both runs");
+        tokio::time::sleep(PID_CHECK * 4).await;
+        assert!(rx_a.try_recv().is_err(), "told of an exit while alive");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // (Paused time runs ahead to the next check.)
+        rx_a.recv().await.expect("a told");
+        rx_b.recv().await.expect("b told");
+        assert_eq!(clients.checked(), 0, "the check ended with the process");
+        // A run that watches it after its exit is told too.
+        let (tx_c, mut rx_c) = mpsc::channel(1);
+        let _c = clients.watch(p, tx_c);
+        rx_c.recv().await.expect("c told");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_ends_when_no_run_watches_its_client() {
+        let me = Process::find(std::process::id()).expect("self");
+        let clients = Clients::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let guard = clients.watch(me, tx.clone());
+        let again = clients.watch(me, tx);
+        drop(guard);
+        tokio::time::sleep(PID_CHECK * 2).await;
+        assert_eq!(clients.checked(), 1, "one run still watches");
+        drop(again);
+        tokio::time::sleep(PID_CHECK * 2).await;
+        assert_eq!(clients.checked(), 0);
     }
 }

@@ -59,6 +59,11 @@ fn block_on<T>(
 }
 
 /// `runcore serve`: exit 2 for bad settings, 1 when serving fails.
+/// How long an idle blocking thread (fsyncs, store rewrites) waits for work: longer
+/// than the gaps between idle runs' flushes (a system-metrics sample every 15 s by
+/// default), so they are not made again for each (tokio's default is 10 s).
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn serve_command(args: ServeArgs) -> ExitCode {
     let config = match args.into_config() {
         Ok(c) => c,
@@ -68,7 +73,11 @@ fn serve_command(args: ServeArgs) -> ExitCode {
         }
     };
     init_tracing(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .build();
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("runcore: cannot start the async runtime: {e}");

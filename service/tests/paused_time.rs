@@ -44,7 +44,15 @@ fn start_with(
         ..Default::default()
     };
     let opened = run::create(&dir.join("p").join("t"), init, "{}", 3600.0).expect("create run");
-    run::spawn(opened, settings(), shutdown.token(), delivery, None)
+    let clients = runcore::liveness::Clients::new();
+    run::spawn(
+        opened,
+        settings(),
+        shutdown.token(),
+        delivery,
+        None,
+        &clients,
+    )
 }
 
 fn alert(title: &str) -> AlertRequest {

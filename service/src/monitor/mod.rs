@@ -5,6 +5,11 @@
 //! the [`WatchGuard`]. The sampler thread starts with the first watch and ends with
 //! the last; it never runs on the async runtime, because sysinfo and NVML block.
 //!
+//! Watches with the same interval are due together: every watch's samples fall on
+//! one schedule (multiples of its interval since the monitor was made), so one
+//! wake-up and one reading of the host serve every run due, however many runs are
+//! open and whenever they started.
+//!
 //! # Layout
 //! - [`names`]: every metric key, in one table (W&B's keys without `system.`).
 //! - [`sampler`]: the synchronous engine that turns one tick into samples.
@@ -60,7 +65,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Shortest time between samples; shorter intervals are raised to it.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Watches due within this much of each other are sampled in one tick, sharing
-/// one reading of the host and the GPUs.
+/// one reading of the host and the GPUs (watches with the same interval are due
+/// at the same moments; this also groups different intervals that meet).
 const TICK_SLACK: Duration = Duration::from_millis(5);
 
 /// What to sample for one run.
@@ -134,6 +140,8 @@ struct Shared {
 
 struct Inner {
     shared: Mutex<Shared>,
+    /// The origin of every watch's schedule (see [`slot`]).
+    epoch: Instant,
     /// Signalled when watches change, so the thread re-plans its sleep.
     wake: Condvar,
 }
@@ -163,13 +171,16 @@ impl Monitor {
                     sampler: Some(Sampler::new(gpu)),
                     thread: None,
                 }),
+                epoch: Instant::now(),
                 wake: Condvar::new(),
             }),
         }
     }
 
-    /// Starts sampling `w` into `tx` (the first sample comes one interval from now)
-    /// until the guard is dropped. Starts the sampler thread if none runs. Does not
+    /// Starts sampling `w` into `tx` until the guard is dropped. The first sample
+    /// comes at the schedule's first moment at least half an interval from now
+    /// (so between half an interval and one and a half from now), each next one an
+    /// interval later. Starts the sampler thread if none runs. Does not
     /// block: baselines are taken on the sampler thread.
     pub fn watch(&self, mut w: Watch, tx: mpsc::Sender<Sample>) -> WatchGuard {
         w.interval = w.interval.max(MIN_INTERVAL);
@@ -305,7 +316,7 @@ fn run(inner: Arc<Inner>, mut sampler: Sampler) {
             return;
         }
         let now = Instant::now();
-        let (plan, sleep) = plan_due(&mut sh.watches, now);
+        let (plan, sleep) = plan_due(&mut sh.watches, inner.epoch, now);
         if plan.new.is_empty() && plan.due.is_empty() {
             let wait = sleep.map_or(DEFAULT_INTERVAL, |s| s.saturating_duration_since(now));
             sh = inner
@@ -332,9 +343,24 @@ fn run(inner: Arc<Inner>, mut sampler: Sampler) {
     }
 }
 
+/// The first moment of the schedule `epoch + k × interval` (k ≥ 0) at or after `t`.
+fn slot(epoch: Instant, interval: Duration, t: Instant) -> Instant {
+    let step = interval.as_nanos().max(1);
+    let k = t.saturating_duration_since(epoch).as_nanos().div_ceil(step);
+    u64::try_from(k * step)
+        .ok()
+        .and_then(|ns| epoch.checked_add(Duration::from_nanos(ns)))
+        .unwrap_or(t + interval)
+}
+
 /// Which watches are new and which are due at `now` (their next time moved on),
-/// and when the next one is due otherwise.
-fn plan_due(watches: &mut BTreeMap<u64, Registration>, now: Instant) -> (Plan, Option<Instant>) {
+/// and when the next one is due otherwise. Every time due is on its interval's
+/// schedule from `epoch`.
+fn plan_due(
+    watches: &mut BTreeMap<u64, Registration>,
+    epoch: Instant,
+    now: Instant,
+) -> (Plan, Option<Instant>) {
     let mut plan = Plan {
         new: Vec::new(),
         due: Vec::new(),
@@ -344,17 +370,19 @@ fn plan_due(watches: &mut BTreeMap<u64, Registration>, now: Instant) -> (Plan, O
         match r.next_due {
             None => {
                 plan.new.push((id, r.watch.clone()));
-                r.next_due = Some(now + r.watch.interval);
+                let interval = r.watch.interval;
+                r.next_due = Some(slot(epoch, interval, now + interval / 2));
             }
             Some(due) if due <= now + TICK_SLACK => {
                 plan.due.push((id, r.tx.clone(), r.stats.clone()));
-                let next = due + r.watch.interval;
-                // Fell behind (a slow tick): skip rather than burst.
-                r.next_due = Some(if next <= now {
-                    now + r.watch.interval
-                } else {
-                    next
-                });
+                let interval = r.watch.interval;
+                // After a slow tick, the next moment not yet past: skip rather
+                // than burst.
+                r.next_due = Some(slot(
+                    epoch,
+                    interval,
+                    (due + interval).max(now + TICK_SLACK),
+                ));
             }
             Some(due) => sleep = Some(sleep.map_or(due, |s: Instant| s.min(due))),
         }

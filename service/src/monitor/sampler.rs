@@ -2,7 +2,13 @@
 //! host, GPU and per-watch state across samples and turns one tick into one
 //! [`Sample`] per due watch. [`super::Monitor`] drives it from its thread; the
 //! benchmark drives it directly.
+//!
+//! Watches asking for the same thing (the same pid, interval and options: the runs
+//! of one client) share one [`Source`]: its process tree, cgroup and disks are
+//! read once per tick for all of them. Only the counters since each watch's start
+//! (disk and network) are its own.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,16 +32,32 @@ struct DiskTarget {
     mount: PathBuf,
 }
 
-/// What one watch keeps between its samples.
-struct WatchState {
-    pid: Option<u32>,
+/// What the watches asking for the same thing keep between their samples.
+struct Source {
+    /// What they ask for.
+    watch: Watch,
+    /// How many watches share it; it is dropped with the last.
+    users: usize,
     tree: Option<ProcessTree>,
     cgroup: Option<Cgroup>,
-    /// Per-CPU utilisation since this watch's previous sample (`per_cpu` only).
+    /// Per-CPU utilisation since the previous sample (`per_cpu` only).
     cpus: Option<System>,
     disks: Vec<DiskTarget>,
+}
+
+/// One watch: its source and where its counters start.
+struct WatchState {
+    /// Key of its [`Source`] in `Sampler::sources`.
+    source: u64,
     /// Host counters when the watch started.
     base: Counters,
+}
+
+/// A source's sample, shared by its due watches: the metrics before their own
+/// counters, and the GPU metrics after them.
+struct Shared {
+    head: Vec<(String, f64)>,
+    gpu: Vec<(String, f64)>,
 }
 
 enum HostSlot {
@@ -51,6 +73,8 @@ pub struct Sampler {
     host: HostSlot,
     gpu: GpuSampler,
     watches: HashMap<u64, WatchState>,
+    sources: HashMap<u64, Source>,
+    next_source: u64,
 }
 
 impl Sampler {
@@ -61,6 +85,8 @@ impl Sampler {
             host: HostSlot::Unbuilt,
             gpu: GpuSampler::new(gpu),
             watches: HashMap::new(),
+            sources: HashMap::new(),
+            next_source: 0,
         }
     }
 
@@ -80,21 +106,45 @@ impl Sampler {
         }
     }
 
-    /// Starts watch `id`: takes the baselines (process CPU times, host counters,
-    /// per-CPU times) that its first sample is measured from. Blocking.
+    /// Starts watch `id`: takes the baselines (host counters; process CPU times
+    /// and per-CPU times, unless a watch asking for the same thing has them) that
+    /// its first sample is measured from. Blocking.
     pub fn add(&mut self, id: u64, watch: &Watch) {
+        self.remove(id);
+        let base = self.host().map(|h| h.counters()).unwrap_or_default();
+        // (Not a source whose process has exited: its pid may be reused.)
+        let shared = self
+            .sources
+            .iter_mut()
+            .find(|(_, s)| s.watch == *watch && (s.tree.is_some() || watch.pid.is_none()));
+        let source = match shared {
+            Some((&key, s)) => {
+                s.users += 1;
+                key
+            }
+            None => {
+                let s = self.new_source(watch);
+                let key = self.next_source;
+                self.next_source += 1;
+                self.sources.insert(key, s);
+                key
+            }
+        };
+        self.watches.insert(id, WatchState { source, base });
+    }
+
+    /// A source's baselines. Blocking.
+    fn new_source(&mut self, watch: &Watch) -> Source {
         let default_disk = [PathBuf::from("/")];
         let paths: &[PathBuf] = if watch.disk_paths.is_empty() {
             &default_disk
         } else {
             &watch.disk_paths
         };
-        let mut disks = Vec::new();
-        let mut base = Counters::default();
-        if let Some(host) = self.host() {
-            base = host.counters();
-            disks = resolve_disks(host, paths);
-        }
+        let disks = self
+            .host()
+            .map(|host| resolve_disks(host, paths))
+            .unwrap_or_default();
 
         let tree = watch.pid.and_then(|pid| {
             let t = ProcessTree::new(pid);
@@ -111,51 +161,89 @@ impl Sampler {
         } else {
             None
         };
-        self.watches.insert(
-            id,
-            WatchState {
-                pid: watch.pid,
-                tree,
-                cgroup: Cgroup::of(watch.pid),
-                cpus,
-                disks,
-                base,
-            },
-        );
+        Source {
+            watch: watch.clone(),
+            users: 1,
+            tree,
+            cgroup: Cgroup::of(watch.pid),
+            cpus,
+            disks,
+        }
     }
 
-    /// Forgets watch `id`.
+    /// Forgets watch `id` (and its source, with the last watch using it).
     pub fn remove(&mut self, id: u64) {
-        self.watches.remove(&id);
+        let Some(w) = self.watches.remove(&id) else {
+            return;
+        };
+        if let Some(s) = self.sources.get_mut(&w.source) {
+            s.users -= 1;
+            if s.users == 0 {
+                self.sources.remove(&w.source);
+            }
+        }
     }
 
     /// Forgets every watch for which `keep` is false.
     pub fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
-        self.watches.retain(|&id, _| keep(id));
+        let gone: Vec<u64> = self
+            .watches
+            .keys()
+            .copied()
+            .filter(|&id| !keep(id))
+            .collect();
+        for id in gone {
+            self.remove(id);
+        }
+    }
+
+    /// How many sources the watches share (each read once per tick).
+    pub fn sources(&self) -> usize {
+        self.sources.len()
     }
 
     /// One sample for each of `ids` (unknown ids are skipped), from one reading of
-    /// the host and the GPUs. Blocking.
+    /// the host and the GPUs, and one of each source. Blocking.
     pub fn sample(&mut self, ids: &[u64]) -> Vec<(u64, Sample)> {
         let host_tick = self.host().map(Host::tick);
-        let want_processes = ids
+        let due: Vec<(u64, u64, Counters)> = ids
             .iter()
-            .any(|id| self.watches.get(id).is_some_and(|w| w.tree.is_some()));
+            .filter_map(|&id| self.watches.get(&id).map(|w| (id, w.source, w.base)))
+            .collect();
+        let want_processes = due
+            .iter()
+            .any(|(_, source, _)| self.sources.get(source).is_some_and(|s| s.tree.is_some()));
         let gpu_tick = self.gpu.tick(want_processes);
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let mut out = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let Some(w) = self.watches.get_mut(&id) else {
-                continue;
+        let mut shared: HashMap<u64, Shared> = HashMap::new();
+        let mut out = Vec::with_capacity(due.len());
+        for (id, source, base) in due {
+            let s = match shared.entry(source) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let Some(src) = self.sources.get_mut(&source) else {
+                        continue;
+                    };
+                    let mut head = Vec::with_capacity(64);
+                    let pids = match (&mut self.host, &host_tick) {
+                        (HostSlot::Ready(host), Some(tick)) => {
+                            sample_source(host, tick, src, &mut head)
+                        }
+                        _ => None,
+                    };
+                    let mut gpu = Vec::new();
+                    self.gpu.emit(&gpu_tick, pids.as_ref(), &mut gpu);
+                    e.insert(Shared { head, gpu })
+                }
             };
-            let mut metrics = Vec::with_capacity(64);
-            let pids = match (&mut self.host, &host_tick) {
-                (HostSlot::Ready(host), Some(tick)) => sample_watch(host, tick, w, &mut metrics),
-                _ => None,
-            };
-            self.gpu.emit(&gpu_tick, pids.as_ref(), &mut metrics);
+            let mut metrics = Vec::with_capacity(s.head.len() + 4 + s.gpu.len());
+            metrics.extend_from_slice(&s.head);
+            if let Some(tick) = &host_tick {
+                push_counters(tick.counters.since(base), &mut metrics);
+            }
+            metrics.extend_from_slice(&s.gpu);
             out.push((id, Sample { time, metrics }));
         }
         out
@@ -184,17 +272,20 @@ fn resolve_disks(host: &mut Host, paths: &[PathBuf]) -> Vec<DiskTarget> {
     disks
 }
 
-/// Host and process metrics of one watch; returns the tree's pids for the GPU's
-/// `gpu.process.*`.
-fn sample_watch(
+/// Host and process metrics of one source (all but the counters since each
+/// watch's start); returns the tree's pids for the GPU's `gpu.process.*`.
+fn sample_source(
     host: &mut Host,
     tick: &HostTick,
-    w: &mut WatchState,
+    w: &mut Source,
     out: &mut Vec<(String, f64)>,
 ) -> Option<HashSet<u32>> {
     let tree = match w.tree.as_mut().map(ProcessTree::sample) {
         Some(None) => {
-            tracing::info!(pid = w.pid, "watched process exited: process metrics stop");
+            tracing::info!(
+                pid = w.watch.pid,
+                "watched process exited: process metrics stop"
+            );
             w.tree = None;
             None
         }
@@ -234,12 +325,15 @@ fn sample_watch(
             out.push((d.key_gb.clone(), u.used as f64 / GIB));
         }
     }
-    let c = tick.counters.since(w.base);
+    tree.map(|t| t.pids)
+}
+
+/// A watch's disk and network counters since it started.
+fn push_counters(c: Counters, out: &mut Vec<(String, f64)>) {
     out.push((names::DISK_IN.into(), c.disk_read as f64 / MIB));
     out.push((names::DISK_OUT.into(), c.disk_written as f64 / MIB));
     out.push((names::NETWORK_SENT.into(), c.net_sent as f64));
     out.push((names::NETWORK_RECV.into(), c.net_recv as f64));
-    tree.map(|t| t.pids)
 }
 
 /// Memory as a watch sees it: its cgroup's limit when that is below the host's

@@ -21,6 +21,7 @@ use super::sampler::{available_cores, Sampler};
 use super::*;
 
 mod process;
+mod schedule;
 
 // ---------------------------------------------------------------- helpers
 

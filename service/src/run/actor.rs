@@ -16,9 +16,9 @@ use super::error::RunError;
 use super::files::{Fingerprint, SavePolicy};
 use super::open::OpenedRun;
 use super::settings::RunSettings;
-use super::writers::Links;
-use crate::clock::now;
-use crate::liveness;
+use super::timers::Timers;
+use super::writers::{LinkEvent, Links};
+use crate::liveness::Clients;
 use crate::memory::{Charge, RUN_BASE_BYTES};
 use crate::monitor::Monitor;
 use crate::proto::v1::{HeartbeatResponse, RunInfo};
@@ -43,6 +43,7 @@ pub fn spawn(
     token: ShutdownToken,
     forward: Option<Box<dyn Delivery>>,
     monitor: Option<Monitor>,
+    clients: &Clients,
 ) -> RunHandle {
     let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
     let (status_tx, status) = watch::channel(opened.state.info.clone());
@@ -69,7 +70,7 @@ pub fn spawn(
     let mut charge = Charge::empty(&config.budget);
     charge.settle(RUN_BASE_BYTES + opened.state.retained_bytes());
     let budget = config.budget.clone();
-    let links = Links::of(&opened.state, monitor.as_ref());
+    let links = Links::of(&opened.state, monitor.as_ref(), clients);
     let client = opened
         .state
         .client
@@ -135,12 +136,11 @@ pub(super) struct Actor {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Queued>, mut token: ShutdownToken) {
-        let mut tick = tokio::time::interval(self.config.flush_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut check = tokio::time::interval(liveness::PID_CHECK);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // No periodic timer: each is armed for what waits (see `timers`).
+        let mut timers = Timers::new();
         // Whether the run ended here: ending it already flushed and synced it.
         let ended = loop {
+            self.set_timers(&mut timers);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some((cmd, charge)) => {
@@ -157,13 +157,25 @@ impl Actor {
                     }
                     None => break false,
                 },
-                _ = tick.tick() => self.tick().await,
-                _ = check.tick() => {
+                _ = timers.flush.fired() => {
+                    timers.flushing(self.wal.len());
+                    self.tick().await;
+                }
+                _ = timers.check.fired() => {
+                    timers.checked();
                     if self.check_writers().await {
                         break true;
                     }
                 }
-                (writer, sample) = self.links.next_sample() => self.record_sample(writer, sample).await,
+                event = self.links.next_event() => match event {
+                    LinkEvent::Sample(writer, sample) => self.record_sample(writer, sample).await,
+                    LinkEvent::Exited => {
+                        timers.checked();
+                        if self.check_writers().await {
+                            break true;
+                        }
+                    }
+                },
                 _ = token.stopping() => break false,
             }
         };
@@ -178,9 +190,7 @@ impl Actor {
     async fn handle(&mut self, cmd: Command) -> bool {
         if cmd.is_sign_of_life() {
             self.links.touch(cmd.writer());
-            if self.state.is_open() {
-                self.state.info.last_heartbeat = now();
-            }
+            self.beat();
         }
         match cmd {
             Command::Log { batch, reply } => self.handle_log(batch, reply).await,

@@ -3,7 +3,8 @@
 //! Each open run is one task (the actor, `actor.rs`) that owns its state, its
 //! transaction log and its store writer; gRPC handlers send it [`Command`]s that
 //! carry their reply channel. A record is appended to the log (`durable.rs`) before
-//! it is applied and acknowledged. What a record does to a run is
+//! it is applied and acknowledged. An idle actor sleeps: its flush and liveness
+//! deadlines are set from what waits (`timers.rs`). What a record does to a run is
 //! [`crate::semantics`], a pure function of the log shared by live logging,
 //! recovery, reads and forwarding.
 //!
@@ -24,6 +25,7 @@ pub mod open;
 pub mod recovery;
 mod requests;
 pub mod settings;
+mod timers;
 mod writers;
 
 pub use actor::spawn;

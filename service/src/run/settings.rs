@@ -10,7 +10,8 @@ use crate::wal::FsyncPolicy;
 /// The sidecar settings a run's actor uses (built from `ServeConfig`).
 #[derive(Debug, Clone)]
 pub struct RunSettings {
-    /// How often buffered store writes are flushed and live files checked.
+    /// How long buffered store writes wait at most for a flush; how often live
+    /// files are checked.
     pub flush_interval: Duration,
     /// How often a live run's heartbeat is recorded in run.json.
     pub heartbeat_interval: Duration,

@@ -12,8 +12,7 @@ use tokio_stream::{StreamExt, StreamMap};
 
 use super::actor::Actor;
 use super::error::RunError;
-use crate::clock::now;
-use crate::liveness::{self, ClientWatch};
+use crate::liveness::{self, ClientGuard, ClientWatch, Clients};
 use crate::monitor::{Monitor, Sample, Watch, WatchGuard};
 use crate::proto::v1::{InitRequest, RunInfo, RunState as State};
 use crate::proto::wal::{record::Kind, Record, SystemSample, WriterEnd};
@@ -30,20 +29,39 @@ struct Link {
     last_contact: Instant,
     /// Its samples while attached; dropping the guard stops them.
     _sampling: Option<WatchGuard>,
+    /// Its process's exit is told to the run while attached (the check is shared
+    /// with the other runs of the same client).
+    _exit: Option<ClientGuard>,
 }
 
 /// Every attached writer's liveness and sampling.
-#[derive(Default)]
 pub(super) struct Links {
     links: HashMap<String, Link>,
     /// Each sampled writer's samples, keyed by writer id.
     samples: StreamMap<String, ReceiverStream<Sample>>,
+    /// The sidecar's client-process checks.
+    clients: Clients,
+    /// Told when a watched writer's process exits. One slot: a second exit
+    /// before the actor looks is found by the same look.
+    exits_tx: mpsc::Sender<()>,
+    exits: mpsc::Receiver<()>,
 }
 
 impl Links {
+    fn new(clients: Clients) -> Self {
+        let (exits_tx, exits) = mpsc::channel(1);
+        Links {
+            links: HashMap::new(),
+            samples: StreamMap::new(),
+            clients,
+            exits_tx,
+            exits,
+        }
+    }
+
     /// Links every attached writer of a run being opened.
-    pub(super) fn of(state: &RunState, monitor: Option<&Monitor>) -> Self {
-        let mut links = Links::default();
+    pub(super) fn of(state: &RunState, monitor: Option<&Monitor>, clients: &Clients) -> Self {
+        let mut links = Links::new(clients.clone());
         let ids: Vec<String> = state.writers.attached().map(|w| w.id.clone()).collect();
         for id in ids {
             links.link(state, &id, monitor);
@@ -83,12 +101,16 @@ impl Links {
             self.samples.insert(id.to_owned(), ReceiverStream::new(rx));
             Some(guard)
         });
+        let exit = watch
+            .process()
+            .map(|p| self.clients.watch(p, self.exits_tx.clone()));
         self.links.insert(
             id.to_owned(),
             Link {
                 watch,
                 last_contact: Instant::now(),
                 _sampling: sampling,
+                _exit: exit,
             },
         );
     }
@@ -133,15 +155,41 @@ impl Links {
             .collect()
     }
 
-    /// The next sample of any writer; never, while no writer is sampled.
-    pub(super) async fn next_sample(&mut self) -> (String, Sample) {
-        if self.samples.is_empty() {
-            return std::future::pending().await;
+    /// When the next writer counts as gone unless it shows a sign of life first
+    /// (None: no writer is watched).
+    pub(super) fn deadline(&self, client_timeout: f64) -> Option<Instant> {
+        self.links
+            .values()
+            .map(|l| l.watch.deadline(l.last_contact, client_timeout))
+            .min()
+    }
+
+    /// The next sample of a writer, or the exit of a watched writer's process.
+    pub(super) async fn next_event(&mut self) -> LinkEvent {
+        tokio::select! {
+            // The sender lives in `self`: the channel never closes.
+            Some(()) = self.exits.recv() => LinkEvent::Exited,
+            (id, sample) = next_sample(&mut self.samples) => LinkEvent::Sample(id, sample),
         }
-        match self.samples.next().await {
-            Some(next) => next,
-            None => std::future::pending().await,
-        }
+    }
+}
+
+/// What the writers' watches tell the actor.
+pub(super) enum LinkEvent {
+    /// A system-metrics sample of a writer.
+    Sample(String, Sample),
+    /// A watched writer's process has exited: check the writers now.
+    Exited,
+}
+
+/// The next sample of any writer; never, while no writer is sampled.
+async fn next_sample(samples: &mut StreamMap<String, ReceiverStream<Sample>>) -> (String, Sample) {
+    if samples.is_empty() {
+        return std::future::pending().await;
+    }
+    match samples.next().await {
+        Some(next) => next,
+        None => std::future::pending().await,
     }
 }
 
@@ -182,10 +230,7 @@ impl Actor {
         }
         let gone = self.links.gone(&self.state);
         if gone.is_empty() {
-            let t = now();
-            if t - self.state.info.last_heartbeat >= self.config.heartbeat_interval.as_secs_f64() {
-                self.state.info.last_heartbeat = t;
-            }
+            self.beat();
             return false;
         }
         match self.writers_gone(gone).await {

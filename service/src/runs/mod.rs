@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::artifacts::{ArtifactError, Artifacts};
 use crate::backend::forward::{self, Forwarders};
 use crate::config::ServeConfig;
+use crate::liveness::Clients;
 use crate::monitor::Monitor;
 use crate::run::{self, Command, RunError, RunHandle};
 use crate::semantics::state;
@@ -33,6 +34,8 @@ pub struct Runs {
     forwarders: Arc<Forwarders>,
     /// One system-metrics sampler for every run.
     monitor: Monitor,
+    /// One liveness check per client process, shared by its runs.
+    clients: Clients,
     active: Mutex<HashMap<String, RunHandle>>,
     /// Serialises Init, so two calls with one id cannot both create the run.
     init_lock: tokio::sync::Mutex<()>,
@@ -115,6 +118,7 @@ impl Runs {
             artifacts,
             forwarders: Forwarders::new(config.backend.clone(), config.heartbeat_interval),
             monitor: Monitor::new(None),
+            clients: Clients::new(),
             run_settings: Arc::new(config.run_settings()),
             config: config.clone(),
             active: Mutex::new(HashMap::new()),
@@ -226,6 +230,7 @@ impl Runs {
             self.token()?,
             link,
             Some(self.monitor.clone()),
+            &self.clients,
         ))
     }
 
