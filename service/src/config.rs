@@ -41,6 +41,7 @@ pub const ENV_WANDB_LISTEN: &str = "RUNCORE_WANDB_LISTEN";
 pub const ENV_WANDB_PORT_FILE: &str = "RUNCORE_WANDB_PORT_FILE";
 pub const ENV_IDLE_TIMEOUT: &str = "RUNCORE_IDLE_TIMEOUT";
 pub const ENV_SHARED_DATA_DIR: &str = "RUNCORE_SHARED_DATA_DIR";
+pub const ENV_INDEX_FINISHED_RUNS: &str = "RUNCORE_INDEX_FINISHED_RUNS";
 /// MLflow's own client variables.
 pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
 pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
@@ -283,6 +284,11 @@ pub struct ServeArgs {
     /// sidecar, and a second one exits naming the first.
     #[arg(long, env = ENV_SHARED_DATA_DIR)]
     pub shared_data_dir: bool,
+    /// Build the web UI's chart index of each run that ends here, in the
+    /// background at the lowest CPU priority, so that `runcore ui` opens it at
+    /// full resolution at once. `false`: the UI indexes a run when first opened.
+    #[arg(long, env = ENV_INDEX_FINISHED_RUNS, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub index_finished_runs: bool,
 }
 
 /// Validated settings of a sidecar.
@@ -333,6 +339,8 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// Whether other sidecars may share the data dir.
     pub shared_data_dir: bool,
+    /// Whether the sidecar indexes each run that ends for the web UI.
+    pub index_finished_runs: bool,
 }
 
 /// A credential: shown as `<redacted>` in every Debug output and log line.
@@ -467,10 +475,9 @@ impl ServeArgs {
         let finish_timeout = secs("finish-timeout", self.finish_timeout)?;
         let idle_timeout = secs("idle-timeout", self.idle_timeout)?;
         let wandb_listen = wandb_listen(self.wandb_listen.as_deref())?;
-        if let Some(pid) = self.parent_pid {
-            if crate::liveness::Process::find(pid).is_none() {
-                return Err(ConfigError::ParentPid(pid));
-            }
+        let gone = |&pid: &u32| crate::liveness::Process::find(pid).is_none();
+        if let Some(pid) = self.parent_pid.filter(gone) {
+            return Err(ConfigError::ParentPid(pid));
         }
         Ok(ServeConfig {
             listen,
@@ -500,6 +507,7 @@ impl ServeArgs {
             ui_listen,
             idle_timeout,
             shared_data_dir: self.shared_data_dir,
+            index_finished_runs: self.index_finished_runs,
         })
     }
 }
@@ -520,8 +528,9 @@ fn wandb_listen(text: Option<&str>) -> Result<Option<ListenAddr>, ConfigError> {
 }
 
 impl ServeConfig {
-    /// What each run's actor needs of these settings.
-    pub fn run_settings(&self) -> RunSettings {
+    /// What each run's actor needs of these settings; `ended` is told each run
+    /// that ends (`RunSettings::ended`).
+    pub fn run_settings(&self, ended: Option<tokio::sync::mpsc::Sender<PathBuf>>) -> RunSettings {
         RunSettings {
             flush_interval: self.flush_interval,
             heartbeat_interval: self.heartbeat_interval,
@@ -529,6 +538,7 @@ impl ServeConfig {
             files: self.files.clone(),
             finish_timeout: self.finish_timeout,
             budget: crate::memory::Budget::new(self.memory_budget),
+            ended,
         }
     }
 
@@ -562,6 +572,7 @@ impl ServeConfig {
             ui_listen: None,
             idle_timeout: Duration::from_secs_f64(DEFAULT_IDLE_TIMEOUT),
             shared_data_dir: false,
+            index_finished_runs: true,
         }
     }
 }

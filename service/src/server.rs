@@ -27,6 +27,7 @@ use crate::proto::{self, v1::run_service_server::RunServiceServer};
 use crate::runs::Runs;
 use crate::shutdown::Shutdown;
 use crate::store::write_atomic;
+use crate::ui::index::finished::FinishedIndexer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -163,7 +164,9 @@ pub async fn serve(
     let config = Arc::new(config);
     let mut shutdown = Shutdown::new();
     let ui_listener = bind_ui(&config).await?;
-    let runs = Runs::start(config.clone(), shutdown.token()).await?;
+    let finished = start_finished_indexer(&config);
+    let ended = finished.as_ref().map(FinishedIndexer::sender);
+    let runs = Runs::start(config.clone(), shutdown.token(), ended).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RunServiceServer<Api>>().await;
     let watched = runs.clone();
@@ -187,6 +190,8 @@ pub async fn serve(
         _ = parent_exit(config.parent_pid) => true,
     };
     watchdog.abort();
+    // Runs that end from now on are left to the UI.
+    finished.iter().for_each(FinishedIndexer::stop);
     health.set_not_serving::<RunServiceServer<Api>>().await;
     // One deadline for the whole stop, so that a pod's termination grace period can
     // match --shutdown-grace: clients get all but a reserve for the final flush.
@@ -215,17 +220,25 @@ pub async fn serve(
     {
         tracing::warn!("some runs did not finish flushing within the grace period; their logs hold every acknowledged record");
     }
+    if let Some(finished) = finished {
+        finished.shut_down(deadline).await;
+    }
     if let Some(ui) = ui {
         // Past the grace period a download still in flight is cut off.
         ui.abort();
     }
-    for a in [Some(&addr), wandb_addr.as_ref()].into_iter().flatten() {
+    remove_sockets([Some(&addr), wandb_addr.as_ref()]);
+    tracing::info!("stopped");
+    result
+}
+
+/// Removes the unix sockets among the listeners' addresses.
+fn remove_sockets(addrs: [Option<&ListenAddr>; 2]) {
+    for a in addrs.into_iter().flatten() {
         if let ListenAddr::Unix(path) = a {
             let _ = std::fs::remove_file(path);
         }
     }
-    tracing::info!("stopped");
-    result
 }
 
 /// Starts the W&B service-protocol listener when `--wandb-listen` asks for one;
@@ -367,6 +380,17 @@ fn spawn_grpc(
             }
         }
     }))
+}
+
+/// The thread indexing finished runs for the web UI, unless
+/// `--index-finished-runs false`.
+fn start_finished_indexer(config: &ServeConfig) -> Option<FinishedIndexer> {
+    if !config.index_finished_runs {
+        return None;
+    }
+    FinishedIndexer::start(crate::ui::index::background::STEP_BYTES)
+        .map_err(|e| tracing::warn!("finished runs are not indexed for the UI (starting its thread: {e}); `runcore ui` indexes a run when it is opened"))
+        .ok()
 }
 
 /// Serves the web UI over the sidecar's data dir until shutdown; the task holds

@@ -29,6 +29,7 @@ fn settings() -> Arc<RunSettings> {
         },
         finish_timeout: Duration::from_secs(1),
         budget: runcore::memory::Budget::unlimited(),
+        ended: None,
     })
 }
 

@@ -23,6 +23,7 @@ fn settings() -> Arc<RunSettings> {
         },
         finish_timeout: Duration::from_secs(1),
         budget: runcore::memory::Budget::unlimited(),
+        ended: None,
     })
 }
 

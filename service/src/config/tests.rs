@@ -50,6 +50,7 @@ fn non_loopback_tcp_is_refused() {
         max_runs_per_client: 64,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         shared_data_dir: false,
+        index_finished_runs: true,
         wandb_listen: None,
         wandb_port_file: None,
         ui_listen: None,

@@ -183,6 +183,15 @@ impl Actor {
         if !ended {
             self.flush(true).await;
         }
+        let tell = self.config.ended.clone().filter(|_| ended);
+        let dir = self.store.dir().to_owned();
+        // Lets go of the run's log and files before the run is named as ended.
+        drop(self);
+        if let Some(tx) = tell {
+            if tx.try_send(dir).is_err() {
+                tracing::debug!("the queue of finished runs to index is full; the UI indexes this one when it is opened");
+            }
+        }
         drop(token);
     }
 

@@ -1,7 +1,10 @@
 //! What a run's actor needs to know of the sidecar's settings.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use super::files::FilesPolicy;
 use crate::memory::Budget;
@@ -23,4 +26,8 @@ pub struct RunSettings {
     pub finish_timeout: Duration,
     /// The sidecar's one memory budget, which every run and command charges.
     pub budget: Arc<Budget>,
+    /// Told the directory of each run that ended here, once its files are
+    /// flushed and its log let go (the sidecar indexes it for the UI). Never
+    /// waited on: a full queue is skipped, and the UI indexes that run itself.
+    pub ended: Option<mpsc::Sender<PathBuf>>,
 }

@@ -103,10 +103,12 @@ fn blocking_err(e: tokio::task::JoinError) -> RegistryError {
 
 impl Runs {
     /// Opens the registry, recovering every run the store holds that had not ended:
-    /// its files are rebuilt from its log and it is open for logging again.
+    /// its files are rebuilt from its log and it is open for logging again. Each
+    /// run that ends is named on `ended` (`run::RunSettings::ended`).
     pub async fn start(
         config: Arc<ServeConfig>,
         token: ShutdownToken,
+        ended: Option<tokio::sync::mpsc::Sender<std::path::PathBuf>>,
     ) -> Result<Arc<Self>, RegistryError> {
         let (data_dir, files) = (config.data_dir.clone(), config.files.clone());
         let durable = config.fsync != crate::wal::FsyncPolicy::Never;
@@ -119,7 +121,7 @@ impl Runs {
             forwarders: Forwarders::new(config.backend.clone(), config.heartbeat_interval),
             monitor: Monitor::new(None),
             clients: Clients::new(),
-            run_settings: Arc::new(config.run_settings()),
+            run_settings: Arc::new(config.run_settings(ended)),
             config: config.clone(),
             active: Mutex::new(HashMap::new()),
             init_lock: tokio::sync::Mutex::new(()),

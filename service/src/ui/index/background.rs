@@ -131,16 +131,29 @@ impl Indexer {
 /// Indexes a run's history, then its system metrics and definitions, a step at
 /// a time until done or `stop`. Blocking.
 pub fn build(run_dir: &Path, stop: &AtomicBool) -> Result<(), IndexError> {
+    build_in_steps(run_dir, stop, STEP_BYTES, || {}).map(drop)
+}
+
+/// [`build`] in steps of `step_bytes`, calling `after_step` after each; returns
+/// whether the index is complete (false: stopped). Blocking.
+pub fn build_in_steps(
+    run_dir: &Path,
+    stop: &AtomicBool,
+    step_bytes: u64,
+    mut after_step: impl FnMut(),
+) -> Result<bool, IndexError> {
     let index = RunIndex::open(run_dir)?;
     for source in [Source::History, Source::Events] {
         loop {
             if stop.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(false);
             }
-            if index.step(source, STEP_BYTES)? {
+            let current = index.step(source, step_bytes)?;
+            after_step();
+            if current {
                 break;
             }
         }
     }
-    index.definitions().map(drop)
+    index.definitions().map(|_| true)
 }

@@ -14,6 +14,7 @@ pub mod background;
 pub mod cache;
 pub mod column;
 mod defs;
+pub mod finished;
 pub mod preview;
 mod scan;
 pub mod source;
