@@ -134,6 +134,14 @@ pub fn delete_stored(dir: &Path) -> Result<(), RunError> {
     let wal = dir.join(store::WAL);
     let _lock = WalLock::acquire(&wal)?;
     std::fs::remove_file(&wal).map_err(store::io_err(&wal))?;
-    std::fs::remove_dir_all(dir).map_err(store::io_err(dir))?;
+    // Moved out of its place first: a web UI indexing the run (the sidecar's
+    // thread of finished runs, `runcore ui`) then adds no file to it while it is
+    // removed (the index never creates a run directory).
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let doomed = dir.with_file_name(format!(".deleted-{name}"));
+    // One left by a delete cut short before would block the rename.
+    let _ = std::fs::remove_dir_all(&doomed);
+    std::fs::rename(dir, &doomed).map_err(store::io_err(dir))?;
+    std::fs::remove_dir_all(&doomed).map_err(store::io_err(&doomed))?;
     Ok(())
 }

@@ -139,6 +139,10 @@ fn work(
 }
 
 fn warn(dir: &Path, e: &super::IndexError) {
+    if !dir.exists() {
+        tracing::debug!(run_dir = %dir.display(), "a finished run was deleted before it was indexed");
+        return;
+    }
     tracing::warn!(
         "indexing finished run {} for the UI: {e}; `runcore ui` indexes it when it is opened",
         dir.display()
@@ -152,7 +156,7 @@ mod tests {
     use super::*;
     use crate::ui::index::{RunIndex, Source};
 
-    /// A run directory with `rows` history lines and no log.
+    /// A run directory with `rows` history lines and an empty log.
     fn run_dir(rows: usize) -> tempfile::TempDir {
         let tmp = tempfile::tempdir().expect("temp dir");
         let file = std::fs::File::create(tmp.path().join(crate::store::HISTORY_JSONL));
@@ -167,6 +171,7 @@ mod tests {
             .expect("write");
         }
         w.flush().expect("flush");
+        std::fs::File::create(tmp.path().join(crate::store::WAL)).expect("run.wal");
         tmp
     }
 
@@ -195,6 +200,22 @@ mod tests {
             "stopped part way: {indexed} of {total} bytes"
         );
         assert_eq!(activity.borrow().runs, 0);
+    }
+
+    /// A run deleted before its turn is skipped, its directory not brought back.
+    #[tokio::test]
+    async fn a_deleted_run_is_not_brought_back() {
+        let run = run_dir(10);
+        let gone = run.path().join("deleted");
+        let indexer = FinishedIndexer::start(4 << 10).expect("thread");
+        let mut activity = indexer.activity();
+        for dir in [gone.clone(), run.path().to_owned()] {
+            indexer.sender().try_send(dir).expect("queued");
+        }
+        let indexed = activity.wait_for(|a| a.runs >= 1);
+        let indexed = tokio::time::timeout(std::time::Duration::from_secs(60), indexed);
+        indexed.await.expect("indexed in time").expect("indexed");
+        assert!(!gone.exists());
     }
 
     /// A stop with nothing to index ends the waiting thread.

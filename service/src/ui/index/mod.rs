@@ -92,7 +92,7 @@ impl RunIndex {
     /// Opens (creating it) the index of the run in `run_dir`. Blocking.
     pub fn open(run_dir: &Path) -> Result<Self, IndexError> {
         let local = run_dir.join(INDEX_DIR);
-        let root = match make_dir(&local) {
+        let root = match make_subdir(&local) {
             Ok(()) => local,
             Err(e) if is_read_only(&e) => {
                 let fallback = std::env::temp_dir().join("runcore-ui-index").join(format!(
@@ -125,7 +125,7 @@ impl RunIndex {
     /// snapshot lives. Blocking.
     pub fn snapshot(&self, source: Source) -> Result<Snapshot, IndexError> {
         let dir = self.root.join(source.dir());
-        make_dir(&dir).map_err(|e| IndexError::io(&dir, e))?;
+        make_subdir(&dir).map_err(|e| IndexError::io(&dir, e))?;
         let src = self.run_dir.join(source.file());
         let lock = self.lock()?;
         let locked = |r: io::Result<()>| r.map_err(|e| IndexError::io(&self.root.join(LOCK), e));
@@ -161,7 +161,7 @@ impl RunIndex {
     /// index is now current. Blocking.
     pub fn step(&self, source: Source, step: u64) -> Result<bool, IndexError> {
         let dir = self.root.join(source.dir());
-        make_dir(&dir).map_err(|e| IndexError::io(&dir, e))?;
+        make_subdir(&dir).map_err(|e| IndexError::io(&dir, e))?;
         let src = self.run_dir.join(source.file());
         let lock = self.lock()?;
         lock.lock()
@@ -182,6 +182,16 @@ impl RunIndex {
         lock.lock()
             .map_err(|e| IndexError::io(&self.root.join(LOCK), e))?;
         defs::refresh(&self.root, &self.run_dir.join(WAL))
+    }
+}
+
+/// Creates `dir` in a directory that exists (a run directory, the index's root):
+/// never the parent, so that indexing a run deleted meanwhile (the sidecar's
+/// thread of finished runs) fails instead of bringing its directory back.
+fn make_subdir(dir: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        r => r,
     }
 }
 
