@@ -76,10 +76,6 @@ impl Budget {
         Budget::new(usize::MAX)
     }
 
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes charged now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)

@@ -14,23 +14,13 @@ use runcore::proto::v1::{AlertRequest, ClientInfo, InitRequest, RunState};
 use runcore::run::{self, Command, RunHandle, RunSettings};
 use runcore::shutdown::Shutdown;
 use runcore::wal::FsyncPolicy;
+use support::run_settings;
 
 const FLUSH: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = Duration::from_secs(30);
 
 fn settings() -> Arc<RunSettings> {
-    Arc::new(RunSettings {
-        flush_interval: FLUSH,
-        heartbeat_interval: HEARTBEAT,
-        fsync: FsyncPolicy::Batch,
-        files: runcore::config::FilesPolicy {
-            roots: None,
-            max_bytes: 1 << 20,
-        },
-        finish_timeout: Duration::from_secs(1),
-        budget: runcore::memory::Budget::unlimited(),
-        ended: None,
-    })
+    run_settings(FLUSH, HEARTBEAT, FsyncPolicy::Batch)
 }
 
 /// Run `id` in `dir`, held by `client` (None: a client on another host, watched

@@ -2,6 +2,8 @@
 //! of slept: a run's actor driven directly (no sockets, whose waits would let a
 //! paused clock run ahead), with `runcore::clock` following the paused clock.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,22 +11,16 @@ use runcore::proto::v1::{AlertRequest, InitRequest, RunState};
 use runcore::run::{self, Command, RunHandle, RunSettings};
 use runcore::shutdown::Shutdown;
 use runcore::wal::FsyncPolicy;
+use support::run_settings;
 
 /// Settings whose own timers stay out of the way: nothing flushes or beats
 /// within the tests' advances.
 fn settings() -> Arc<RunSettings> {
-    Arc::new(RunSettings {
-        flush_interval: Duration::from_secs(3600),
-        heartbeat_interval: Duration::from_secs(3600),
-        fsync: FsyncPolicy::Never,
-        files: runcore::config::FilesPolicy {
-            roots: None,
-            max_bytes: 1 << 20,
-        },
-        finish_timeout: Duration::from_secs(1),
-        budget: runcore::memory::Budget::unlimited(),
-        ended: None,
-    })
+    run_settings(
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+        FsyncPolicy::Never,
+    )
 }
 
 /// A new run (a client on another host: only its timeout watches it) and its actor.

@@ -421,3 +421,24 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
+
+/// Settings for a run actor driven directly by a test (no sidecar): no file
+/// roots, a 1 MiB file cap, no memory limit and no indexing queue.
+pub fn run_settings(
+    flush: Duration,
+    heartbeat: Duration,
+    fsync: runcore::wal::FsyncPolicy,
+) -> std::sync::Arc<runcore::run::RunSettings> {
+    std::sync::Arc::new(runcore::run::RunSettings {
+        flush_interval: flush,
+        heartbeat_interval: heartbeat,
+        fsync,
+        files: runcore::config::FilesPolicy {
+            roots: None,
+            max_bytes: 1 << 20,
+        },
+        finish_timeout: Duration::from_secs(1),
+        budget: runcore::memory::Budget::unlimited(),
+        ended: None,
+    })
+}
