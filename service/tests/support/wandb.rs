@@ -1063,7 +1063,9 @@ pub fn copy_run_offline(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap().flatten() {
             let target: PathBuf = to.join(entry.file_name());
-            if top && entry.file_name() == "forward" {
+            // The forwarder's cursor, and the chart index the sidecar's indexing
+            // thread may still be writing (derived, not part of the run).
+            if top && (entry.file_name() == "forward" || entry.file_name() == ".ui-index") {
                 continue;
             }
             if entry.file_type().unwrap().is_dir() {
