@@ -6,6 +6,7 @@
 # `N passed, M failed` (cells); exits non-zero when any cell fails.
 #
 #   RUNCORE_BIN=target/release/runcore bash tests/run.sh   # default: target/debug/runcore
+#   bash tests/run.sh --setup-only   # only install and build the four programs (no sidecar)
 #
 # Needs python3, go, node/npm, java 17+ and mvn; installs everything else on first use
 # into git-ignored caches (.cache/conformance, .cache/m2, .cache/npm, .cache/pip; Go's
@@ -21,12 +22,14 @@ bin="${RUNCORE_BIN:-$repo/target/debug/runcore}"
 langs="${CONFORMANCE_LANGS:-python go node java}"
 transports="tcp unix"
 cell_timeout=120
+setup_only=0
+[ "${1:-}" = "--setup-only" ] && setup_only=1
 
 for lang in $langs; do
   case "$lang" in python | go | node | java) ;; *) echo "run.sh: unknown language $lang" >&2; exit 2 ;; esac
 done
 case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
-if [ ! -x "$bin" ]; then
+if [ "$setup_only" = 0 ] && [ ! -x "$bin" ]; then
   echo "run.sh: no sidecar binary at $bin: build it (cargo build --bin runcore) or set RUNCORE_BIN" >&2
   exit 2
 fi
@@ -129,6 +132,10 @@ for lang in $langs; do
   fi
 done
 echo "    setup took $((SECONDS - start)) s"
+if [ "$setup_only" = 1 ]; then
+  for lang in $langs; do [ "${setup_ok[$lang]}" = 1 ] || exit 1; done
+  exit 0
+fi
 
 # --- The sidecars: one per transport, each with its own data dir. Over TCP, SaveFiles
 # may read only under --files-root: the cells' work dirs.

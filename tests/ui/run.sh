@@ -7,6 +7,7 @@
 # Prints `N passed, M failed` last; exits non-zero on a failure.
 #
 #   RUNCORE_BIN=target/debug/runcore bash tests/ui/run.sh [--screenshots docs]
+#   bash tests/ui/run.sh --setup-only   # only install chromium and playwright-core
 #
 # Installs on first use: Chromium with apt-get (when run as root; otherwise install
 # the `chromium` package yourself), playwright-core (pinned in package-lock.json)
@@ -17,12 +18,15 @@ repo="$(cd "$here/../.." && pwd)"
 bin="${RUNCORE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/runcore}"
 case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 shots_args=()
-if [ "${1:-}" = "--screenshots" ]; then
+setup_only=0
+if [ "${1:-}" = "--setup-only" ]; then
+  setup_only=1
+elif [ "${1:-}" = "--screenshots" ]; then
   shots="$2"
   case "$shots" in /*) ;; *) shots="$PWD/$shots" ;; esac
   shots_args=(--screenshots "$shots")
 fi
-if [ ! -x "$bin" ]; then
+if [ "$setup_only" = 0 ] && [ ! -x "$bin" ]; then
   echo "tests/ui: no runcore binary at $bin: build it (cargo build --bin runcore) or set RUNCORE_BIN" >&2
   exit 2
 fi
@@ -46,6 +50,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$key" ]; then
     npm ci --silent --no-audit --no-fund >/dev/null)
   echo "$key" >"$stamp"
 fi
+[ "$setup_only" = 1 ] && exit 0
 venv="$(bash "$repo/clients/python/scripts/venv.sh" | tail -n 1)"
 
 work="$(mktemp -d /tmp/runcore-ui-test.XXXXXX)"

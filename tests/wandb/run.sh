@@ -5,6 +5,8 @@
 #
 #   RUNCORE_BIN=target/debug/runcore bash tests/wandb/run.sh
 #   WANDB_VERSIONS="0.31.0" bash tests/wandb/run.sh      # a subset
+#   bash tests/wandb/run.sh --setup-only                 # only make the venvs (scripts/test.sh
+#                                                        # does it in the background, early)
 #
 # runcore's own Python client (for the same-results comparison) comes from
 # clients/python/scripts/venv.sh (RUNCORE_VENV moves it). wandb-core's own offline
@@ -14,6 +16,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 versions="${WANDB_VERSIONS:-0.21.4 0.25.1 0.31.0}"
 reader_version=0.21.4
+if [ "${1:-}" = "--setup-only" ]; then
+  for v in $reader_version $versions; do bash "$repo/tests/wandb/venv.sh" "$v" >/dev/null; done
+  exit 0
+fi
 bin="${RUNCORE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/runcore}"
 case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 [ -x "$bin" ] || { echo "tests/wandb/run.sh: no sidecar binary at $bin (cargo build --bin runcore, or set RUNCORE_BIN)" >&2; exit 2; }
