@@ -1,9 +1,30 @@
-//! A client for the runcore sidecar.
+//! A client for the runcore sidecar, shared by the Python client's native core and
+//! usable by Rust programs directly.
 //!
-//! `proto` holds the wire contract of proto/runcore/v1 as Rust types and the
-//! generated `RunService` client; `FILE_DESCRIPTOR_SET` is that contract as an
-//! encoded `FileDescriptorSet`, for code that maps messages by field name (the
-//! Python client's native core).
+//! Layout:
+//! - [`Connection`] (`connection.rs`): one channel to a sidecar (unix socket or
+//!   TCP, bearer token), blocking unary calls typed or pre-encoded, the health
+//!   check; `address.rs` parses addresses, `codec.rs` passes encoded messages
+//!   through, `runtime.rs` owns the process-wide tokio runtime (rebuilt after fork).
+//! - [`contract`]: what a failed call means (the client contract's table).
+//! - [`steps`]: W&B's step rules, mirrored to keep a run's step without asking.
+//! - [`Status`]: every failure, a gRPC code and a message.
+//! - [`proto`]: the runcore.v1 messages; [`FILE_DESCRIPTOR_SET`] the same contract
+//!   as an encoded descriptor set, for code that maps messages by field name.
+
+#![forbid(unsafe_code)]
+
+mod address;
+mod codec;
+mod connection;
+pub mod contract;
+mod health;
+mod runtime;
+mod status;
+pub mod steps;
+
+pub use connection::Connection;
+pub use status::{Code, Status};
 
 /// The runcore.v1 messages and the `RunService` client.
 pub mod proto {
