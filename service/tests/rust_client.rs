@@ -204,6 +204,41 @@ fn rows_survive_a_sidecar_killed_and_started_again_mid_run() {
 }
 
 #[test]
+fn a_batch_the_sidecar_refuses_is_dropped_and_the_rows_after_it_land() {
+    let sidecar = Sidecar::start_with(Transport::Unix, &[]);
+    let client = Client::connect(&sidecar.addr, None).expect("connect");
+    let run = start_run(&client, "refused");
+    log_range(&run, 0..10);
+    assert!(run.flush(None));
+    // An empty key is INVALID_ARGUMENT: the stream ends, the batch is dropped.
+    assert!(run.log([("", 1.0)], None, None));
+    assert!(run.flush(None));
+    log_range(&run, 10..20);
+    assert!(run.flush(None));
+
+    let stats = run.stats();
+    assert_eq!(
+        (stats.rows_acked, stats.rows_lost, &stats.dead),
+        (20, 1, &None),
+        "{stats:?}"
+    );
+    wait_for(|| {
+        let warnings = run.warnings();
+        warnings
+            .iter()
+            .any(|w| {
+                w.contains("refused a batch of 1 logged rows") && w.contains("INVALID_ARGUMENT")
+            })
+            .then_some(())
+    });
+    run.finish(None).expect("Finish");
+    assert_eq!(
+        history(&sidecar.data_dir, "refused"),
+        (0..20).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn a_run_finished_under_the_client_ends_its_sender_with_the_reason() {
     let sidecar = Sidecar::start_with(Transport::Tcp, &[]);
     let client = Client::connect(&sidecar.addr, None).expect("connect");

@@ -1,6 +1,27 @@
 //! A client for the runcore sidecar, shared by the Python client's native core and
 //! usable by Rust programs directly.
 //!
+//! ```no_run
+//! use runcore_client::{proto, Client};
+//!
+//! let client = Client::connect("unix:///tmp/runcore.sock", None)?;
+//! let run = client.init(proto::InitRequest {
+//!     project: "demo".into(),
+//!     ..Default::default()
+//! })?;
+//! for epoch in 0..100 {
+//!     let loss = 1.0 / f64::from(epoch + 1);
+//!     run.log([("loss", loss), ("epoch", f64::from(epoch))], None, None);
+//! }
+//! let finished = run.finish(None)?;
+//! println!("{} rows", finished.run.map_or(0, |r| r.history_rows));
+//! # Ok::<(), runcore_client::Status>(())
+//! ```
+//!
+//! Calls block the calling thread; rows travel on the crate's own threads. After
+//! `fork()`, a child makes its own [`Connection`]s and runs: the parent's are not
+//! usable there (the crate builds a new runtime in the child).
+//!
 //! Layout:
 //! - [`Client`] and [`Run`] (`client.rs`, `run_link.rs`): the blocking API for
 //!   Rust programs: open a run, log rows, flush, finish.
