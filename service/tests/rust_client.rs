@@ -13,7 +13,7 @@ use std::time::Duration;
 use runcore_client::contract::{classify, Action, Kind};
 use runcore_client::proto::{
     DroppedRow, FinishRequest, FinishResponse, GetRunRequest, GetRunResponse, InitRequest,
-    InitResponse,
+    InitResponse, StopRunRequest, StopRunResponse,
 };
 use runcore_client::{
     AttachError, Client, Code, Connection, Link, Row, Run, Sender, SenderSettings,
@@ -148,6 +148,12 @@ fn history(data_dir: &Path, id: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The `i` of every history row of run `id`, in file order, at whatever step.
+fn logged_values(data_dir: &Path, id: &str) -> Vec<u64> {
+    let rows = read_jsonl(&data_dir.join("p").join(id).join("history.jsonl"));
+    rows.iter().map(|row| num(get(row, "i")) as u64).collect()
+}
+
 fn start_run(client: &Client, id: &str) -> Run {
     client.init(init_request(id)).expect("Init")
 }
@@ -235,6 +241,62 @@ fn a_batch_the_sidecar_refuses_is_dropped_and_the_rows_after_it_land() {
     assert_eq!(
         history(&sidecar.data_dir, "refused"),
         (0..20).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_heartbeat_tells_the_run_it_was_asked_to_stop() {
+    let sidecar = Sidecar::start_with(Transport::Unix, &[]);
+    let settings = SenderSettings {
+        heartbeat_every: Duration::from_millis(50),
+        ..SenderSettings::default()
+    };
+    let client = Client::connect(&sidecar.addr, None)
+        .expect("connect")
+        .with_sender_settings(settings);
+    let run = start_run(&client, "stopped");
+    assert!(!run.stop_requested());
+    let other = Connection::new(&sidecar.addr, None).expect("connection");
+    other
+        .call::<_, StopRunResponse>(
+            "StopRun",
+            &StopRunRequest {
+                run_id: "stopped".into(),
+            },
+            CALL_TIMEOUT,
+        )
+        .expect("StopRun");
+    wait_for(|| run.stop_requested().then_some(()));
+    run.finish(None).expect("Finish");
+}
+
+#[test]
+fn a_sidecar_back_on_another_data_dir_gets_the_run_initialised_again() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let mut sidecar = Sidecar::start_in(root.path(), Transport::Unix, &[]);
+    let client = Client::connect(&sidecar.addr, None).expect("connect");
+    let run = start_run(&client, "moved");
+    log_range(&run, 0..100);
+    assert!(run.flush(None));
+    sidecar.kill();
+
+    let other_data = root.path().join("other-data");
+    let other_dir = other_data.display().to_string();
+    let sidecar = Sidecar::start_in(root.path(), Transport::Unix, &["--data-dir", &other_dir]);
+    log_range(&run, 100..200);
+    assert!(run.flush(None));
+    let stats = run.stats();
+    assert_eq!(
+        (stats.rows_acked, stats.rows_lost, &stats.dead),
+        (200, 0, &None),
+        "{stats:?}"
+    );
+    run.finish(None).expect("Finish");
+    // The sidecar lost the first rows with its data dir; the run, Init-ed again
+    // there, holds every row logged after.
+    assert_eq!(
+        logged_values(&sidecar.data_dir, "moved"),
+        (100..200).collect::<Vec<_>>()
     );
 }
 

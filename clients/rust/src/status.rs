@@ -38,7 +38,7 @@ impl From<tonic::Status> for Status {
 
 /// The gRPC name of `code` (google.rpc.Code), the spelling the contract's table and
 /// the other clients use.
-pub fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "CANCELLED",
