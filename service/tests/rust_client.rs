@@ -301,6 +301,31 @@ fn a_sidecar_back_on_another_data_dir_gets_the_run_initialised_again() {
 }
 
 #[test]
+fn a_sender_gives_up_on_a_hung_sidecar_after_the_reconnect_timeout() {
+    let sidecar = Sidecar::start_with(Transport::Unix, &[]);
+    let settings = SenderSettings {
+        reconnect_timeout: Duration::from_millis(500),
+        ..SenderSettings::default()
+    };
+    let client = Client::connect(&sidecar.addr, None)
+        .expect("connect")
+        .with_sender_settings(settings);
+    let run = start_run(&client, "hung");
+    log_range(&run, 0..10);
+    assert!(run.flush(None));
+
+    signal(sidecar.pid(), "-STOP");
+    wait_for(|| is_stopped(sidecar.pid()).then_some(()));
+    log_range(&run, 10..20);
+    // Every row is accounted for once the sender gives up: the ten unacked, lost.
+    assert!(run.flush(None));
+    let stats = run.stats();
+    let dead = stats.dead.expect("the sender gave up");
+    assert!(dead.contains("acknowledged nothing"), "{dead}");
+    assert_eq!((stats.rows_acked, stats.rows_lost), (10, 10));
+}
+
+#[test]
 fn a_run_finished_under_the_client_ends_its_sender_with_the_reason() {
     let sidecar = Sidecar::start_with(Transport::Tcp, &[]);
     let client = Client::connect(&sidecar.addr, None).expect("connect");

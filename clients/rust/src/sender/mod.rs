@@ -352,7 +352,10 @@ impl Shared {
                 || state.closing
                 || send_by.is_some_and(|t| t <= now);
             if room && !state.rows.is_empty() && due {
-                let rows = take_batch(&mut state, settings.batch_rows);
+                let rows = take_batch(&mut state.rows, settings.batch_rows);
+                if state.rows.is_empty() {
+                    state.oldest_row_at = None;
+                }
                 self.progress.notify_all(); // room in the queue
                 return Ok(Work::Send(rows));
             }
@@ -634,32 +637,6 @@ impl Shared {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic")
-}
-
-/// Pops the rows of the next batch: at most `batch_rows`, and about
-/// MAX_BATCH_BYTES (at least one row).
-fn take_batch(state: &mut State, batch_rows: usize) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut size = 0;
-    while rows.len() < batch_rows && size < batch::MAX_BATCH_BYTES {
-        let Some(row) = state.rows.pop_front() else {
-            break;
-        };
-        size += row.size();
-        rows.push(row);
-    }
-    if state.rows.is_empty() {
-        state.oldest_row_at = None;
-    }
-    rows
-}
-
 impl AckSink for Shared {
     fn on_ack(&self, ack: proto::LogAck) {
         // Drops are reported before the batch is retired: a flush that returns has
@@ -699,4 +676,69 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic")
+}
+
+/// Pops the rows of the next batch: at most `batch_rows`, and no more than
+/// MAX_BATCH_BYTES unless a single row is larger.
+fn take_batch(queue: &mut VecDeque<Row>, batch_rows: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut size = 0;
+    while rows.len() < batch_rows {
+        let Some(next) = queue.front() else { break };
+        if !rows.is_empty() && size + next.size() > batch::MAX_BATCH_BYTES {
+            break;
+        }
+        size += next.size();
+        rows.extend(queue.pop_front());
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_of(value_bytes: usize) -> Row {
+        Row {
+            value_bytes,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_batch_rows() {
+        let mut queue: VecDeque<Row> = (0..5).map(|_| row_of(10)).collect();
+        assert_eq!(take_batch(&mut queue, 3).len(), 3);
+        assert_eq!(take_batch(&mut queue, 3).len(), 2);
+        assert!(take_batch(&mut queue, 3).is_empty());
+    }
+
+    #[test]
+    fn a_batch_stays_under_the_byte_limit_unless_one_row_is_larger() {
+        let third = batch::MAX_BATCH_BYTES / 3;
+        let mut queue: VecDeque<Row> = [third, third, third, third, 2 * batch::MAX_BATCH_BYTES, 1]
+            .into_iter()
+            .map(row_of)
+            .collect();
+        assert_eq!(take_batch(&mut queue, 512).len(), 3);
+        assert_eq!(
+            take_batch(&mut queue, 512).len(),
+            1,
+            "the fourth third alone"
+        );
+        assert_eq!(
+            take_batch(&mut queue, 512).len(),
+            1,
+            "the oversized row alone"
+        );
+        assert_eq!(take_batch(&mut queue, 512).len(), 1);
+    }
 }
