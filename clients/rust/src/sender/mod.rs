@@ -153,10 +153,8 @@ impl Sender {
                 limited: 0,
                 waiting_since: None,
                 heartbeat_every,
-                stats: SenderStats {
-                    next_seq: first_seq,
-                    ..SenderStats::default()
-                },
+                // queued and next_seq are read from the state when asked.
+                stats: SenderStats::default(),
             }),
             wake_sender: Condvar::new(),
             progress: Condvar::new(),
