@@ -19,33 +19,33 @@
 //!
 //! The sender knows its run only through a [`Link`]; no lock is held while it is
 //! called.
+//!
+//! Files: this one holds the caller's side and the shared state; `pump.rs` the
+//! sender thread's loop, `repair.rs` what a broken stream leads to, `stream.rs` one
+//! LogStream call and its ack thread, `acks.rs` what an ack changes, `heartbeat.rs`
+//! the heartbeat thread, `batch.rs` rows and their encoding.
 
+mod acks;
 mod batch;
 mod heartbeat;
 mod link;
+mod pump;
+mod repair;
 mod settings;
 mod stream;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub use batch::Row;
 pub use link::{AttachError, Link};
 pub use settings::{SenderSettings, SenderStats};
 
 use crate::connection::Connection;
-use crate::contract::{classify, Action, Kind, RETRY_LIMITED_ATTEMPTS};
-use crate::proto;
-use crate::status::{code_name, Status};
+use crate::status::Status;
 use batch::Sent;
-use stream::{AckSink, Stream};
-
-/// The first wait between reconnects; it doubles from the second failure in a row.
-const FIRST_BACK_OFF: Duration = Duration::from_millis(50);
-const LONGEST_BACK_OFF: Duration = Duration::from_secs(2);
-/// How long closing waits for the sidecar to end a half-closed stream.
-const HALF_CLOSE_WAIT: Duration = Duration::from_secs(5);
+use stream::Stream;
 
 /// Streams a run's rows to the sidecar on threads of its own. Dropping it asks it
 /// to send what it holds and stop, without waiting: call [`Sender::close`] to wait.
@@ -109,14 +109,6 @@ impl State {
 
 /// The sender stops for good, for this reason.
 struct GiveUp(String);
-
-/// What the sender thread does next.
-enum Work {
-    Repair(Option<Status>),
-    Open,
-    Send(Vec<Row>),
-    Drain,
-}
 
 impl Sender {
     /// Starts sending for run `run_id` as writer `writer_id`, numbering batches from
@@ -295,313 +287,6 @@ impl Shared {
         }
     }
 
-    // -- the sender thread ---------------------------------------------------------
-
-    fn run(self: &Arc<Self>) {
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send_until_closed()));
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(GiveUp(why))) => self.give_up(why),
-            // A bug here must not leave flush() and close() waiting forever.
-            Err(panic) => self.give_up(format!(
-                "the sender thread failed: {}",
-                panic_message(&*panic)
-            )),
-        }
-        self.finish();
-    }
-
-    fn send_until_closed(self: &Arc<Self>) -> Result<(), GiveUp> {
-        loop {
-            match self.next_work()? {
-                Work::Repair(error) => self.repair(error)?,
-                Work::Open => self.open(false)?,
-                Work::Send(rows) => self.send(rows),
-                Work::Drain => {
-                    self.half_close();
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Sleeps until there is something to do, and says what.
-    fn next_work(&self) -> Result<Work, GiveUp> {
-        let settings = &self.settings;
-        let mut state = self.lock();
-        loop {
-            if state.closing && state.rows.is_empty() && state.unacked.is_empty() {
-                // Everything is acked: a stream that broke meanwhile needs no repair.
-                state.broken = None;
-                return Ok(Work::Drain);
-            }
-            if let Some(error) = state.broken.take() {
-                return Ok(Work::Repair(error));
-            }
-            if state.stream.is_none() {
-                return Ok(Work::Open);
-            }
-            let room = state.unacked.len() < settings.max_in_flight;
-            let now = Instant::now();
-            let send_by = state.oldest_row_at.map(|t| t + settings.batch_interval);
-            let due = state.rows.len() >= settings.batch_rows
-                || state.flush_wanted
-                || state.closing
-                || send_by.is_some_and(|t| t <= now);
-            if room && !state.rows.is_empty() && due {
-                let rows = take_batch(&mut state.rows, settings.batch_rows);
-                if state.rows.is_empty() {
-                    state.oldest_row_at = None;
-                }
-                self.progress.notify_all(); // room in the queue
-                return Ok(Work::Send(rows));
-            }
-            if state.rows.is_empty() {
-                state.flush_wanted = false;
-            }
-            let ack_due = self.check_progress(&mut state, now)?;
-            let rows_due = send_by.filter(|_| room);
-            let deadline = match (rows_due, ack_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            state = self.wait(&self.wake_sender, state, deadline);
-        }
-    }
-
-    /// Gives up when batches wait for acks that do not come (a hung sidecar) for
-    /// reconnect_timeout; otherwise returns when to look again.
-    fn check_progress(&self, state: &mut State, now: Instant) -> Result<Option<Instant>, GiveUp> {
-        if state.unacked.is_empty() {
-            state.waiting_since = None;
-            return Ok(None);
-        }
-        let mark = (state.stats.batches_acked, state.generation);
-        let since = match state.waiting_since {
-            Some((since, acked, generation)) if (acked, generation) == mark => since,
-            _ => {
-                state.waiting_since = Some((now, mark.0, mark.1));
-                now
-            }
-        };
-        let waited = now - since;
-        if waited > self.settings.reconnect_timeout {
-            return Err(GiveUp(format!(
-                "the sidecar acknowledged nothing for {:.0} s ({} batches waiting)",
-                waited.as_secs_f64(),
-                state.unacked.len()
-            )));
-        }
-        // Just past the limit, so that the look then sees it passed.
-        Ok(Some(
-            since + self.settings.reconnect_timeout + Duration::from_millis(1),
-        ))
-    }
-
-    fn send(&self, rows: Vec<Row>) {
-        let count = rows.len();
-        let mut state = self.lock();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        drop(state);
-        let encoded = batch::encode(&self.run_id, &self.writer_id, seq, rows);
-        let mut state = self.lock();
-        if let Some(stream) = &state.stream {
-            stream.send(encoded.clone());
-        }
-        state.unacked.insert(
-            seq,
-            Sent {
-                encoded,
-                rows: count,
-            },
-        );
-        state.stats.batches_sent += 1;
-    }
-
-    /// At close, everything acked: half-close the stream and wait (a little) for
-    /// the sidecar to end it.
-    fn half_close(&self) {
-        let mut state = self.lock();
-        state.stream_done = false;
-        if let Some(stream) = state.stream.as_mut() {
-            stream.half_close();
-        }
-        let deadline = Instant::now() + HALF_CLOSE_WAIT;
-        while !state.stream_done && state.broken.is_none() && Instant::now() < deadline {
-            state = self.wait(&self.wake_sender, state, Some(deadline));
-        }
-        if let Some(mut stream) = state.stream.take() {
-            stream.cancel();
-        }
-    }
-
-    /// The stream broke: back off, do what the contract says, open a new one.
-    fn repair(self: &Arc<Self>, error: Option<Status>) -> Result<(), GiveUp> {
-        if let Some(mut stream) = self.lock().stream.take() {
-            stream.cancel();
-        }
-        self.back_off(error.as_ref())?;
-        let recover = self.handle_break(error)?;
-        self.open(recover)
-    }
-
-    /// Spaces out reconnects that make no progress, and gives up after
-    /// reconnect_timeout without an ack.
-    fn back_off(&self, error: Option<&Status>) -> Result<(), GiveUp> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let since = match state.failing_since {
-            Some(since) => since,
-            None => {
-                state.failing_since = Some(now);
-                state.failures = 0;
-                now
-            }
-        };
-        state.failures += 1;
-        let failing_for = now - since;
-        if failing_for > self.settings.reconnect_timeout {
-            let what = error.map_or("the stream ended".to_owned(), Status::to_string);
-            return Err(GiveUp(format!(
-                "the log stream kept failing for {:.0} s ({what})",
-                failing_for.as_secs_f64()
-            )));
-        }
-        if state.failures > 1 {
-            let doublings = (state.failures - 2).min(16);
-            let pause = (FIRST_BACK_OFF * 2u32.pow(doublings)).min(LONGEST_BACK_OFF);
-            let until = now + pause;
-            while Instant::now() < until {
-                state = self.wait(&self.wake_sender, state, Some(until));
-            }
-        }
-        Ok(())
-    }
-
-    /// What a broken stream means (the contract's action for its status); true when
-    /// the sidecar must be reached again (and the run re-attached) before resending.
-    fn handle_break(&self, error: Option<Status>) -> Result<bool, GiveUp> {
-        // The sidecar ended the stream without an error: reconnect.
-        let Some(error) = error else { return Ok(true) };
-        match classify(error.code, Kind::Stream) {
-            Action::Retry => Ok(true),
-            Action::RetryLimited => {
-                let mut state = self.lock();
-                state.limited += 1;
-                if state.limited >= RETRY_LIMITED_ATTEMPTS {
-                    return Err(GiveUp(format!(
-                        "the log stream failed {} times in a row ({error})",
-                        state.limited
-                    )));
-                }
-                Ok(true)
-            }
-            action @ (Action::Reinit | Action::Ended) => {
-                // Ask the sidecar about the run now: a run it does not know is
-                // Init-ed again (and the batches resent); one it ended is over.
-                match self.link.attach(true) {
-                    Err(AttachError::Ended(why)) | Err(AttachError::GaveUp(why)) => {
-                        Err(GiveUp(why))
-                    }
-                    Err(AttachError::Rpc(_)) => Ok(true), // cannot be asked: reconnect first
-                    Ok(()) if action == Action::Reinit => Ok(false),
-                    Ok(()) => Err(GiveUp(format!(
-                        "the sidecar refused the log stream: {error}"
-                    ))),
-                }
-            }
-            Action::DropBatch => {
-                self.drop_oldest_batch(&error);
-                Ok(false)
-            }
-            Action::None | Action::Fail | Action::Stop => Err(GiveUp(format!(
-                "the sidecar refused the log stream: {error}"
-            ))),
-        }
-    }
-
-    fn drop_oldest_batch(&self, error: &Status) {
-        let mut state = self.lock();
-        let Some((seq, sent)) = state.unacked.pop_first() else {
-            return;
-        };
-        state.stats.rows_lost += sent.rows as u64;
-        drop(state);
-        self.progress.notify_all();
-        self.link.warn(
-            &format!("rejected-{}", code_name(error.code)),
-            &format!(
-                "runcore: the sidecar refused a batch of {} logged rows (seq {seq}) and they were \
-                 not recorded: {error}",
-                sent.rows
-            ),
-        );
-    }
-
-    /// Opens a new stream (reaching the sidecar again first when `recover`) and
-    /// resends every unacked batch on it.
-    fn open(self: &Arc<Self>, mut recover: bool) -> Result<(), GiveUp> {
-        let deadline = Instant::now() + self.settings.reconnect_timeout;
-        let mut recovered = false;
-        loop {
-            if recover {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let connection = self
-                    .link
-                    .recover(left.max(Duration::from_millis(100)))
-                    .map_err(|why| {
-                        GiveUp(format!("the sidecar could not be reached again: {why}"))
-                    })?;
-                self.lock().connection = connection;
-                recovered = true;
-            }
-            match self.link.attach(false) {
-                Ok(()) => break,
-                Err(AttachError::Ended(why)) | Err(AttachError::GaveUp(why)) => {
-                    return Err(GiveUp(why))
-                }
-                Err(AttachError::Rpc(status)) => {
-                    if classify(status.code, Kind::Unary) == Action::Retry
-                        && Instant::now() < deadline
-                    {
-                        recover = true;
-                        continue;
-                    }
-                    return Err(GiveUp(format!("re-attaching the run failed: {status}")));
-                }
-            }
-        }
-        self.start_stream(recovered);
-        Ok(())
-    }
-
-    fn start_stream(self: &Arc<Self>, resend_counts: bool) {
-        let mut state = self.lock();
-        state.generation += 1;
-        let generation = state.generation;
-        let connection = state.connection.clone();
-        drop(state);
-        let sink: Arc<dyn AckSink> = Arc::clone(self) as Arc<dyn AckSink>;
-        let opened = Stream::open(&connection, generation, sink);
-        let mut state = self.lock();
-        let stream = match opened {
-            Ok(stream) => stream,
-            Err(error) => {
-                state.broken = Some(Some(error));
-                return;
-            }
-        };
-        for sent in state.unacked.values() {
-            stream.send(sent.encoded.clone());
-        }
-        if resend_counts {
-            state.stats.batches_resent += state.unacked.len() as u64;
-        }
-        state.stream = Some(stream);
-    }
-
     /// Rows queued and unacked are lost; later puts count lost too.
     fn give_up(&self, why: String) {
         let mut state = self.lock();
@@ -632,111 +317,5 @@ impl Shared {
         self.lock().finished = true;
         self.progress.notify_all();
         self.wake_heartbeat.notify_all();
-    }
-}
-
-impl AckSink for Shared {
-    fn on_ack(&self, ack: proto::LogAck) {
-        // Drops are reported before the batch is retired: a flush that returns has
-        // seen them.
-        for dropped in &ack.dropped {
-            self.link.on_dropped(dropped);
-        }
-        let mut state = self.lock();
-        if let Some(sent) = state.unacked.remove(&ack.seq) {
-            state.stats.rows_acked += sent.rows as u64;
-            state.stats.batches_acked += 1;
-        }
-        state.stats.last_ack_time = unix_now();
-        state.failing_since = None;
-        state.limited = 0;
-        drop(state);
-        self.progress.notify_all();
-        self.wake_sender.notify_one();
-    }
-
-    fn on_stream_end(&self, generation: u64, error: Option<Status>) {
-        let mut state = self.lock();
-        if state.stream.as_ref().map(|s| s.generation) != Some(generation) {
-            return; // a stream replaced or cancelled meanwhile
-        }
-        if error.is_none() && state.closing && state.unacked.is_empty() {
-            state.stream_done = true; // the normal end after close
-        } else {
-            state.broken = Some(error);
-        }
-        drop(state);
-        self.wake_sender.notify_one();
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic")
-}
-
-/// Pops the rows of the next batch: at most `batch_rows`, and no more than
-/// MAX_BATCH_BYTES unless a single row is larger.
-fn take_batch(queue: &mut VecDeque<Row>, batch_rows: usize) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut size = 0;
-    while rows.len() < batch_rows {
-        let Some(next) = queue.front() else { break };
-        if !rows.is_empty() && size + next.size() > batch::MAX_BATCH_BYTES {
-            break;
-        }
-        size += next.size();
-        rows.extend(queue.pop_front());
-    }
-    rows
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row_of(value_bytes: usize) -> Row {
-        Row {
-            value_bytes,
-            ..Row::default()
-        }
-    }
-
-    #[test]
-    fn a_batch_holds_at_most_batch_rows() {
-        let mut queue: VecDeque<Row> = (0..5).map(|_| row_of(10)).collect();
-        assert_eq!(take_batch(&mut queue, 3).len(), 3);
-        assert_eq!(take_batch(&mut queue, 3).len(), 2);
-        assert!(take_batch(&mut queue, 3).is_empty());
-    }
-
-    #[test]
-    fn a_batch_stays_under_the_byte_limit_unless_one_row_is_larger() {
-        let third = batch::MAX_BATCH_BYTES / 3;
-        let mut queue: VecDeque<Row> = [third, third, third, third, 2 * batch::MAX_BATCH_BYTES, 1]
-            .into_iter()
-            .map(row_of)
-            .collect();
-        assert_eq!(take_batch(&mut queue, 512).len(), 3);
-        assert_eq!(
-            take_batch(&mut queue, 512).len(),
-            1,
-            "the fourth third alone"
-        );
-        assert_eq!(
-            take_batch(&mut queue, 512).len(),
-            1,
-            "the oversized row alone"
-        );
-        assert_eq!(take_batch(&mut queue, 512).len(), 1);
     }
 }
