@@ -1,9 +1,60 @@
-//! A client for the runcore sidecar.
+//! A client for the runcore sidecar, shared by the Python client's native core and
+//! usable by Rust programs directly.
 //!
-//! `proto` holds the wire contract of proto/runcore/v1 as Rust types and the
-//! generated `RunService` client; `FILE_DESCRIPTOR_SET` is that contract as an
-//! encoded `FileDescriptorSet`, for code that maps messages by field name (the
-//! Python client's native core).
+//! ```no_run
+//! use runcore_client::{proto, Client};
+//!
+//! let client = Client::connect("unix:///tmp/runcore.sock", None)?;
+//! let run = client.init(proto::InitRequest {
+//!     project: "demo".into(),
+//!     ..Default::default()
+//! })?;
+//! for epoch in 0..100 {
+//!     let loss = 1.0 / f64::from(epoch + 1);
+//!     run.log([("loss", loss), ("epoch", f64::from(epoch))], None, None);
+//! }
+//! let finished = run.finish(None)?;
+//! println!("{} rows", finished.run.map_or(0, |r| r.history_rows));
+//! # Ok::<(), runcore_client::Status>(())
+//! ```
+//!
+//! Calls block the calling thread; rows travel on the crate's own threads. After
+//! `fork()`, a child makes its own [`Connection`]s and runs: the parent's are not
+//! usable there (the crate builds a new runtime in the child).
+//!
+//! Layout:
+//! - [`Client`] and [`Run`] (`client.rs`, `run_link.rs`): the blocking API for
+//!   Rust programs: open a run, log rows, flush, finish.
+//! - [`Connection`] (`connection.rs`): one channel to a sidecar (unix socket or
+//!   TCP, bearer token), blocking unary calls typed or pre-encoded, the health
+//!   check; `address.rs` parses addresses, `codec.rs` passes encoded messages
+//!   through, `runtime.rs` owns the process-wide tokio runtime (rebuilt after fork).
+//! - [`Sender`] (`sender/`): a run's rows batched and streamed over LogStream,
+//!   acks, resends after a break, heartbeats; it reaches its run through a [`Link`].
+//! - [`contract`]: what a failed call means (the client contract's table).
+//! - [`steps`]: W&B's step rules, mirrored to keep a run's step without asking.
+//! - [`Status`]: every failure, a gRPC code and a message.
+//! - [`proto`]: the runcore.v1 messages; [`FILE_DESCRIPTOR_SET`] the same contract
+//!   as an encoded descriptor set, for code that maps messages by field name.
+
+#![forbid(unsafe_code)]
+
+mod address;
+mod client;
+mod codec;
+mod connection;
+pub mod contract;
+mod health;
+mod run_link;
+mod runtime;
+mod sender;
+mod status;
+pub mod steps;
+
+pub use client::{Client, Run};
+pub use connection::Connection;
+pub use sender::{AttachError, Link, Row, Sender, SenderSettings, SenderStats};
+pub use status::{Code, Status};
 
 /// The runcore.v1 messages and the `RunService` client.
 pub mod proto {
