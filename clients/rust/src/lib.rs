@@ -2,10 +2,14 @@
 //! usable by Rust programs directly.
 //!
 //! Layout:
+//! - [`Client`] and [`Run`] (`client.rs`, `run_link.rs`): the blocking API for
+//!   Rust programs: open a run, log rows, flush, finish.
 //! - [`Connection`] (`connection.rs`): one channel to a sidecar (unix socket or
 //!   TCP, bearer token), blocking unary calls typed or pre-encoded, the health
 //!   check; `address.rs` parses addresses, `codec.rs` passes encoded messages
 //!   through, `runtime.rs` owns the process-wide tokio runtime (rebuilt after fork).
+//! - [`Sender`] (`sender/`): a run's rows batched and streamed over LogStream,
+//!   acks, resends after a break, heartbeats; it reaches its run through a [`Link`].
 //! - [`contract`]: what a failed call means (the client contract's table).
 //! - [`steps`]: W&B's step rules, mirrored to keep a run's step without asking.
 //! - [`Status`]: every failure, a gRPC code and a message.
@@ -15,15 +19,20 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod client;
 mod codec;
 mod connection;
 pub mod contract;
 mod health;
+mod run_link;
 mod runtime;
+mod sender;
 mod status;
 pub mod steps;
 
+pub use client::{Client, Run};
 pub use connection::Connection;
+pub use sender::{AttachError, Link, Row, Sender, SenderSettings, SenderStats};
 pub use status::{Code, Status};
 
 /// The runcore.v1 messages and the `RunService` client.
