@@ -11,10 +11,14 @@
 //!   through the descriptors of proto/runcore/v1 (no generated Python code).
 //! - `rpc_error`: `RpcError`, a failed call as a Python exception and back.
 //! - `channel`: `Channel`, blocking unary calls with the GIL released.
+//! - `sender`: `Sender`, `log()` and the handle on the background sender.
+//! - `link`: the run's Python callbacks, as the sender's `Link`.
 
 mod channel;
+mod link;
 mod reflect;
 mod rpc_error;
+mod sender;
 mod values;
 
 use pyo3::prelude::*;
@@ -31,5 +35,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RpcError", rpc_error::rpc_error_type(m.py())?)?;
     m.add_function(wrap_pyfunction!(enum_values, m)?)?;
     m.add_class::<channel::Channel>()?;
+    m.add_class::<sender::Sender>()?;
     Ok(())
 }

@@ -32,7 +32,7 @@ impl PyLink {
     /// raises is printed, as Python prints one raised in a thread.
     fn notify<A>(&self, method: &str, args: A)
     where
-        A: for<'py> IntoPyObject<'py, Target = pyo3::types::PyTuple>,
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
     {
         // Without an interpreter (it is shutting down) there is nobody to tell.
         let _ = Python::try_attach(|py| {
@@ -45,10 +45,12 @@ impl PyLink {
 
 impl Link for PyLink {
     fn attach(&self, force: bool) -> Result<(), AttachError> {
-        Python::try_attach(|py| match self.link.bind(py).call_method1("attach", (force,)) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(attach_error(py, &e)),
-        })
+        Python::try_attach(
+            |py| match self.link.bind(py).call_method1("attach", (force,)) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(attach_error(py, &e)),
+            },
+        )
         .unwrap_or_else(|| Err(AttachError::GaveUp(SHUTTING_DOWN.to_owned())))
     }
 
@@ -62,7 +64,11 @@ impl Link for PyLink {
             let channel = channel.cast::<Channel>().map_err(|_| {
                 format!(
                     "link.recover() must return a runcore._native.Channel, not {}",
-                    channel.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    channel
+                        .get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
                 )
             })?;
             Ok(channel.get().connection.clone())
@@ -71,7 +77,10 @@ impl Link for PyLink {
     }
 
     fn on_dropped(&self, row: &proto::DroppedRow) {
-        self.notify("on_dropped", (row.step, row.current_step, row.reason.as_str()));
+        self.notify(
+            "on_dropped",
+            (row.step, row.current_step, row.reason.as_str()),
+        );
     }
 
     fn warn(&self, kind: &str, message: &str) {

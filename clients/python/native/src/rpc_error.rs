@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
-use runcore_client::Status;
+use runcore_client::{Code, Status};
 
 /// The class is written in Python because a `#[pyclass]` cannot extend `Exception`
 /// under the stable ABI before Python 3.12, and this module is built for 3.9+.
@@ -45,4 +45,34 @@ pub(crate) fn to_py_err(py: Python<'_>, status: &Status) -> PyErr {
         Ok(error) => PyErr::from_value(error),
         Err(e) => e,
     }
+}
+
+/// The `Status` an `RpcError` raised by Python code stands for; None for any
+/// other exception.
+pub(crate) fn from_py_err(py: Python<'_>, error: &PyErr) -> Option<Status> {
+    let class = rpc_error_type(py).ok()?;
+    let value = error.value(py);
+    if !value.is_instance(class).ok()? {
+        return None;
+    }
+    let name: String = value.getattr("code").ok()?.extract().ok()?;
+    let message: String = value.getattr("details").ok()?.extract().ok()?;
+    Some(Status {
+        code: code_named(&name),
+        message,
+    })
+}
+
+/// The gRPC code of a status name; UNKNOWN for a name gRPC does not have.
+fn code_named(name: &str) -> Code {
+    (0..=16)
+        .map(Code::from_i32)
+        .find(|&code| {
+            let status = Status {
+                code,
+                message: String::new(),
+            };
+            status.code_name() == name
+        })
+        .unwrap_or(Code::Unknown)
 }

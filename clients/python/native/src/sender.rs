@@ -28,8 +28,7 @@ struct Key(Arc<str>);
 
 #[pyclass(frozen, module = "runcore._native")]
 pub(crate) struct Sender {
-    /// None once dropped (see `Drop`).
-    sender: Option<runcore_client::Sender>,
+    sender: runcore_client::Sender,
     steps: Mutex<StepMirror>,
     /// Keys seen before (str -> `Key`): checked already, and their interned string.
     known: Py<PyDict>,
@@ -76,7 +75,7 @@ impl Sender {
             runcore_client::Sender::start(connection, run_id, writer_id, first_seq, settings, link)
         });
         Ok(Sender {
-            sender: Some(sender),
+            sender,
             steps: Mutex::new(StepMirror::new(starting_step)),
             known: PyDict::new(py).unbind(),
             max_value_bytes,
@@ -93,14 +92,7 @@ impl Sender {
         step: Option<&Bound<'_, PyAny>>,
         commit: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let mut row = Row {
-            scalars: Vec::new(),
-            values: Vec::new(),
-            step: None,
-            commit: None,
-            timestamp: 0.0,
-            value_bytes: 0,
-        };
+        let mut row = Row::default();
         if let Ok(dict) = data.cast_exact::<PyDict>() {
             for (k, v) in dict.iter() {
                 self.add(&mut row, &k, &v)?;
@@ -121,7 +113,7 @@ impl Sender {
         row.step = step.map(|s| s as i64);
         row.commit = commit.map(|c| c.is_truthy()).transpose()?;
         row.timestamp = unix_now();
-        let sender = self.sender()?;
+        let sender = &self.sender;
         let commit = row.commit;
         Ok(py.detach(|| {
             let mut steps = lock(&self.steps);
@@ -148,7 +140,7 @@ impl Sender {
     #[pyo3(signature = (timeout = None))]
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout.map(|t| duration("timeout", t)).transpose()?;
-        let sender = self.sender()?;
+        let sender = &self.sender;
         Ok(py.detach(|| sender.flush(timeout)))
     }
 
@@ -156,18 +148,18 @@ impl Sender {
     #[pyo3(signature = (timeout = None))]
     fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = timeout.map(|t| duration("timeout", t)).transpose()?;
-        let sender = self.sender()?;
+        let sender = &self.sender;
         py.detach(|| sender.close(timeout));
         Ok(())
     }
 
     /// Rows logged and neither acked nor lost.
-    fn pending(&self) -> PyResult<u64> {
-        Ok(self.sender()?.pending())
+    fn pending(&self) -> u64 {
+        self.sender.pending()
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.sender()?.stats();
+        let stats = self.sender.stats();
         let out = PyDict::new(py);
         out.set_item("rows_queued", stats.rows_queued)?;
         out.set_item("rows_acked", stats.rows_acked)?;
@@ -184,24 +176,18 @@ impl Sender {
 
     /// Why the sender gave up, or None while it works.
     #[getter]
-    fn dead(&self) -> PyResult<Option<String>> {
-        Ok(self.sender()?.stats().dead)
+    fn dead(&self) -> Option<String> {
+        self.sender.stats().dead
     }
 
     fn set_heartbeat_every(&self, seconds: f64) -> PyResult<()> {
-        self.sender()?
+        self.sender
             .set_heartbeat_every(duration("heartbeat_every", seconds)?);
         Ok(())
     }
 }
 
 impl Sender {
-    fn sender(&self) -> PyResult<&runcore_client::Sender> {
-        self.sender
-            .as_ref()
-            .ok_or_else(|| PyValueError::new_err("the sender is closed"))
-    }
-
     /// One (key, value) of a logged dict into the row: the key checked the first
     /// time it is seen, a float as a packed scalar, anything else as a `Value`.
     fn add(&self, row: &mut Row, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -246,16 +232,6 @@ impl Sender {
     }
 }
 
-impl Drop for Sender {
-    fn drop(&mut self) {
-        // Stopping the sender may wait for its threads, which may be waiting for
-        // the GIL to call the run back: let go of it meanwhile.
-        if let Some(sender) = self.sender.take() {
-            Python::attach(|py| py.detach(move || drop(sender)));
-        }
-    }
-}
-
 fn check_key(k: &Bound<'_, PyAny>) -> PyResult<String> {
     let Ok(s) = k.cast::<PyString>() else {
         return Err(PyValueError::new_err(format!(
@@ -288,10 +264,16 @@ fn check_step(step: &Bound<'_, PyAny>) -> PyResult<u64> {
             step.repr()?
         )));
     }
-    let index = step.call_method0(pyo3::intern!(step.py(), "__index__")).map_err(|_| {
-        let name = step.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        PyValueError::new_err(format!("run.log: step must be an int, not {name}"))
-    })?;
+    let index = step
+        .call_method0(pyo3::intern!(step.py(), "__index__"))
+        .map_err(|_| {
+            let name = step
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyValueError::new_err(format!("run.log: step must be an int, not {name}"))
+        })?;
     if index.lt(0)? {
         return Err(PyValueError::new_err(format!(
             "run.log: step {index} is negative; steps start at 0"
@@ -314,5 +296,7 @@ fn unix_now() -> f64 {
 /// The lock is never held across a panic that matters: a poisoned step mirror is
 /// still the last state it was left in.
 fn lock(steps: &Mutex<StepMirror>) -> MutexGuard<'_, StepMirror> {
-    steps.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    steps
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
