@@ -94,6 +94,8 @@ impl Sender {
     ) -> PyResult<bool> {
         let mut row = Row::default();
         if let Ok(dict) = data.cast_exact::<PyDict>() {
+            // Most logged values are floats: one allocation for all of them.
+            row.scalars.reserve(dict.len());
             for (k, v) in dict.iter() {
                 self.add(&mut row, &k, &v)?;
             }
