@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a release wheel of the Python client, native core included, with maturin
+# Builds a release wheel (stripped) of the Python client, native core included, with maturin
 # (pinned, in a cached venv at <repo>/.cache/maturin). maturin tags it with the
 # oldest manylinux policy the built module satisfies (it checks the glibc symbols
 # it links), so it installs on any Linux with that glibc or newer, without cargo.
@@ -22,7 +22,7 @@ if [ ! -x "$tools/bin/maturin" ] || [ "$("$tools/bin/maturin" --version)" != "ma
 fi
 mkdir -p "$out"
 rm -f "$out"/runcore-*.whl
-(cd "$pkg" && "$tools/bin/maturin" build --release --interpreter "$python" --out "$out") >&2
+(cd "$pkg" && "$tools/bin/maturin" build --release --strip --interpreter "$python" --out "$out") >&2
 wheel="$(ls "$out"/runcore-*.whl)"
 case "$wheel" in
   *manylinux*) ;;
