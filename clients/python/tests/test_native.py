@@ -4,9 +4,11 @@ return values and errors."""
 
 from __future__ import annotations
 
+import gc
 import math
 import pathlib
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, Iterator
 
@@ -226,9 +228,11 @@ class RecordingLink:
         pass
 
 
-def start_sender(channel: _native.Channel, run_id: str, max_value_bytes: int = 8 << 20) -> _native.Sender:
+def start_sender(
+    channel: _native.Channel, run_id: str, max_value_bytes: int = 8 << 20, link: Any = None
+) -> _native.Sender:
     return _native.Sender(
-        channel, run_id, "", 0, 0, RecordingLink(channel),
+        channel, run_id, "", 0, 0, link or RecordingLink(channel),
         batch_interval=0.01, batch_rows=100, queue_size=1000, max_in_flight=4,
         heartbeat_every=5.0, reconnect_timeout=30.0, max_value_bytes=max_value_bytes,
     )
@@ -339,3 +343,21 @@ def test_log_from_threads_keeps_every_row(sidecar: Sidecar, sender: _native.Send
     assert sender.stats()["rows_acked"] == 401
     rows = wait_for(lambda: history(sidecar, run_id) or None, "the merged row")
     assert rows == [{"_step": 0, "w0": 99.0, "w1": 99.0, "w2": 99.0, "w3": 99.0, "done": math.pi}]
+
+
+def test_a_run_and_its_sender_in_a_cycle_are_garbage_collected(channel: _native.Channel, run_id: str) -> None:
+    class Run:
+        """Stands for runcore.Run: it holds its sender, whose link holds the run."""
+
+        sender: _native.Sender
+
+    run = Run()
+    link = RecordingLink(channel)
+    link.run = run  # type: ignore[attr-defined]
+    run.sender = start_sender(channel, run_id, link=link)
+    assert run.sender.log({"a": 1.0})
+    run.sender.close(TIMEOUT)
+    gone = weakref.ref(run)
+    del run, link
+    gc.collect()
+    assert gone() is None

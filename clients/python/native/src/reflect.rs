@@ -16,7 +16,7 @@ use prost_reflect::{
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyMapping, PyString};
 use pyo3::IntoPyObjectExt;
 use runcore_client::{proto, FILE_DESCRIPTOR_SET};
 
@@ -69,14 +69,15 @@ fn message_from_dict(desc: MessageDescriptor, dict: &Bound<'_, PyAny>) -> PyResu
         return value_message(desc, "value", dict);
     }
     let mut message = DynamicMessage::new(desc.clone());
-    for item in values::mapping_items(dict).map_err(|_| {
-        PyValueError::new_err(format!(
+    if dict.cast::<PyMapping>().is_err() {
+        return Err(PyValueError::new_err(format!(
             "{} must be given as a dict, not {}",
-            desc.name(),
+            desc.full_name(),
             type_name(dict)
-        ))
-    })? {
-        let (name, v): (String, Bound<'_, PyAny>) = item.extract()?;
+        )));
+    }
+    for (name, v) in values::mapping_items(dict)? {
+        let name: String = name.extract()?;
         let field = desc.get_field_by_name(&name).ok_or_else(|| {
             PyValueError::new_err(format!("{} has no field {name:?}", desc.full_name()))
         })?;
@@ -96,8 +97,10 @@ fn field_value(field: &FieldDescriptor, v: &Bound<'_, PyAny>) -> PyResult<Value>
         };
         let (key_field, value_field) = (entry.map_entry_key_field(), entry.map_entry_value_field());
         let mut map = HashMap::new();
-        for item in values::mapping_items(v).map_err(|_| wrong_type(field, "a dict", v))? {
-            let (k, x): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        if v.cast::<PyMapping>().is_err() {
+            return Err(wrong_type(field, "a dict", v));
+        }
+        for (k, x) in values::mapping_items(v)? {
             let key = map_key(field, &key_field.kind(), &k)?;
             let value = match (value_field.kind(), key.as_str()) {
                 (Kind::Message(m), Some(name)) if m.full_name() == VALUE_MESSAGE => {

@@ -12,8 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyMapping, PyString};
+use pyo3::PyTraverseError;
 use runcore_client::steps::StepMirror;
 use runcore_client::{proto, Row, SenderSettings};
 
@@ -30,6 +32,9 @@ struct Key(Arc<str>);
 pub(crate) struct Sender {
     sender: runcore_client::Sender,
     steps: Mutex<StepMirror>,
+    /// The run's callbacks, shared with the sender's threads; here for the
+    /// garbage collector (see `PyLink`).
+    link: Arc<PyLink>,
     /// Keys seen before (str -> `Key`): checked already, and their interned string.
     known: Py<PyDict>,
     /// Largest encoded size of one logged value.
@@ -72,10 +77,18 @@ impl Sender {
         let connection = channel.get().connection.clone();
         let link = Arc::new(PyLink::new(link));
         let sender = py.detach(|| {
-            runcore_client::Sender::start(connection, run_id, writer_id, first_seq, settings, link)
+            runcore_client::Sender::start(
+                connection,
+                run_id,
+                writer_id,
+                first_seq,
+                settings,
+                link.clone(),
+            )
         });
         Ok(Sender {
             sender,
+            link,
             steps: Mutex::new(StepMirror::new(starting_step)),
             known: PyDict::new(py).unbind(),
             max_value_bytes,
@@ -100,8 +113,7 @@ impl Sender {
                 self.add(&mut row, &k, &v)?;
             }
         } else if data.cast::<PyMapping>().is_ok() {
-            for item in values::mapping_items(data)? {
-                let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            for (k, v) in values::mapping_items(data)? {
                 self.add(&mut row, &k, &v)?;
             }
         } else {
@@ -180,6 +192,15 @@ impl Sender {
     #[getter]
     fn dead(&self) -> Option<String> {
         self.sender.stats().dead
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.known)?;
+        self.link.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.link.clear();
     }
 
     fn set_heartbeat_every(&self, seconds: f64) -> PyResult<()> {

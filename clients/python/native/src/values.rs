@@ -42,17 +42,17 @@ pub(crate) fn to_value_map(
     what: &str,
 ) -> PyResult<BTreeMap<String, proto::Value>> {
     let mut out = BTreeMap::new();
-    for item in mapping_items(v)? {
-        let (k, x): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+    for (k, x) in mapping_items(v)? {
         let key = match k.cast::<PyString>() {
-            Ok(s) if !s.to_cow()?.is_empty() => s.to_cow()?.into_owned(),
-            _ => {
-                return Err(PyValueError::new_err(format!(
-                    "{what} keys must be non-empty str, got {}",
-                    k.repr()?
-                )))
-            }
+            Ok(s) => s.to_cow()?.into_owned(),
+            Err(_) => String::new(),
         };
+        if key.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "{what} keys must be non-empty str, got {}",
+                k.repr()?
+            )));
+        }
         let value = to_value(&key, &x)?;
         out.insert(key, value);
     }
@@ -112,8 +112,7 @@ fn int_kind(v: &Bound<'_, PyAny>) -> PyResult<Kind> {
 
 fn map_kind(key: &str, v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Kind> {
     let mut fields = BTreeMap::new();
-    for item in mapping_items(v)? {
-        let (k, x): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+    for (k, x) in mapping_items(v)? {
         let name = nested_key(key, &k)?;
         fields.insert(
             name,
@@ -125,15 +124,17 @@ fn map_kind(key: &str, v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Kind> {
     Ok(Kind::MapValue(proto::MapValue { fields }))
 }
 
-/// The `(key, value)` pairs of a dict or any other Mapping.
+/// The `(key, value)` pairs of a dict or any other Mapping (through its `items()`).
 pub(crate) fn mapping_items<'py>(
     v: &Bound<'py, PyAny>,
-) -> PyResult<impl Iterator<Item = Bound<'py, PyAny>>> {
-    let items = match v.cast::<PyDict>() {
-        Ok(d) => d.items().into_any(),
-        Err(_) => v.call_method0(intern!(v.py(), "items"))?,
-    };
-    Ok(items.try_iter()?.filter_map(Result::ok))
+) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    if let Ok(d) = v.cast::<PyDict>() {
+        return Ok(d.iter().collect());
+    }
+    v.call_method0(intern!(v.py(), "items"))?
+        .try_iter()?
+        .map(|item| item?.extract())
+        .collect()
 }
 
 /// A nested dict key as a str: numbers and None as `str(k)`, bools lower-case
