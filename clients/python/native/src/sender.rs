@@ -1,11 +1,13 @@
 //! `Sender`: `run.log()`'s work and the handle on the background sender.
 //!
-//! `log()` checks and converts the dict under the GIL in one pass, then, with the
-//! GIL released, advances the step mirror and queues the row. The step mirror and
-//! the queue are advanced under one lock so that rows from several threads reach
-//! the sidecar in the order their steps were given; that lock is only ever taken
-//! with the GIL released, because a `put` waiting for room needs the sender's
-//! threads to progress, and they may need the GIL to call the run back.
+//! `log()` checks and converts the dict under the GIL in one pass, then advances
+//! the step mirror and queues the row. The step mirror and the queue are advanced
+//! under one lock so that rows from several threads reach the sidecar in the order
+//! their steps were given. A thread holding the GIL never waits for that lock nor
+//! in a `put` that may block: a `put` waiting for room needs the sender's threads
+//! to progress, and they may need the GIL to call the run back. With the GIL held
+//! the lock is only tried, and the row queued only when the queue has room;
+//! otherwise `log()` lets go of the GIL first.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +41,8 @@ pub(crate) struct Sender {
     known: Py<PyDict>,
     /// Largest encoded size of one logged value.
     max_value_bytes: usize,
+    /// Rows the sender queues before `put` blocks.
+    queue_size: u64,
 }
 
 #[pymethods]
@@ -92,6 +96,7 @@ impl Sender {
             steps: Mutex::new(StepMirror::new(starting_step)),
             known: PyDict::new(py).unbind(),
             max_value_bytes,
+            queue_size: queue_size as u64,
         })
     }
 
@@ -127,15 +132,19 @@ impl Sender {
         row.step = step.map(|s| s as i64);
         row.commit = commit.map(|c| c.is_truthy()).transpose()?;
         row.timestamp = unix_now();
-        let sender = &self.sender;
         let commit = row.commit;
+        // The common case without giving up the GIL: the mirror is free and the queue
+        // has room, so `put` returns at once. Rows queued are at most the rows
+        // pending (queued, sent and unacked), and while the mirror is held nobody
+        // else queues.
+        if let Ok(mut steps) = self.steps.try_lock() {
+            if self.sender.pending() < self.queue_size {
+                return Ok(self.advance_and_put(&mut steps, row, has_data, step, commit));
+            }
+        }
         Ok(py.detach(|| {
             let mut steps = lock(&self.steps);
-            if !steps.advance(has_data, step, commit) {
-                return false;
-            }
-            sender.put(row);
-            true
+            self.advance_and_put(&mut steps, row, has_data, step, commit)
         }))
     }
 
@@ -211,6 +220,23 @@ impl Sender {
 }
 
 impl Sender {
+    /// Advances the step mirror and queues the row; false (nothing queued) when the
+    /// mirror drops it.
+    fn advance_and_put(
+        &self,
+        steps: &mut StepMirror,
+        row: Row,
+        has_data: bool,
+        step: Option<u64>,
+        commit: Option<bool>,
+    ) -> bool {
+        if !steps.advance(has_data, step, commit) {
+            return false;
+        }
+        self.sender.put(row);
+        true
+    }
+
     /// One (key, value) of a logged dict into the row: the key checked the first
     /// time it is seen, a float as a packed scalar, anything else as a `Value`.
     fn add(&self, row: &mut Row, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>) -> PyResult<()> {
