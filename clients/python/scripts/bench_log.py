@@ -4,9 +4,10 @@ Usage: python scripts/bench_log.py [N]   (sidecar from RUNCORE_ADDRESS, else spa
 from RUNCORE_BIN / PATH, with its data under a temporary directory).
 
 Prints, per call: the wall time of log() on the calling thread, that thread's CPU
-time, and the CPU time of the whole Python process (the caller plus the sender and
-grpc threads that pack and stream the rows) from the first log() until finish()
-has every row acknowledged. The sidecar's own CPU is not counted.
+time, and the CPU time of the whole Python process (the caller plus the native
+core's Rust threads that pack and stream the rows) from the first log() until
+finish() has every row acknowledged. The sidecar's own CPU is not counted. Build the
+native core with `scripts/native.sh --release` for numbers worth comparing.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ def main() -> None:
         wall1, thread1 = time.perf_counter(), time.thread_time()
         run.finish()
         cpu1 = time.process_time()
-        status_rows = run._sender.rows_acked
-        batches = run._sender.batches_sent
+        stats = run._sender.stats()
+        status_rows, batches = stats["rows_acked"], stats["batches_sent"]
         runcore.teardown()
     us = 1e6 / n
     print(f"rows: {n} (+2000 warm-up), acked {status_rows} in {batches} LogStream batches")
     print(f"log() wall time on the caller:        {(wall1 - wall0) * us:6.2f} us/call")
     print(f"log() CPU time of the calling thread: {(thread1 - thread0) * us:6.2f} us/call")
-    print(f"Python process CPU, log..finish:      {(cpu1 - cpu0) * us:6.2f} us/call (caller + sender + grpc)")
+    print(f"Python process CPU, log..finish:      {(cpu1 - cpu0) * us:6.2f} us/call (caller + native sender)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the development venv: the pinned packages of
-# requirements-dev.txt plus this package in editable mode. The venv lives at
-# $RUNCORE_VENV, default <repo>/.venv (git-ignored); it is rebuilt when the pins or
-# pyproject.toml change. Needs only Python >= 3.9 (3.11 tested) and PyPI.
+# requirements-dev.txt, and this package's src/ on the venv's path (a .pth file:
+# no build backend involved). Builds the native core on every run (scripts/native.sh,
+# cheap when up to date), so the venv always imports the current sources. The venv
+# lives at $RUNCORE_VENV, default <repo>/.venv (git-ignored); it is rebuilt when the
+# pins or pyproject.toml change. Needs Python >= 3.9 (3.11 tested), cargo and PyPI.
 # Prints the venv's path as its last line.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,6 +12,8 @@ pkg="$(cd "$here/.." && pwd)"
 repo="$(cd "$pkg/../.." && pwd)"
 venv="${RUNCORE_VENV:-$repo/.venv}"
 case "$venv" in /*) ;; *) venv="$repo/$venv" ;; esac
+
+"$here/native.sh"
 
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
@@ -35,7 +39,8 @@ rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23.1"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$pkg/requirements-dev.txt"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$pkg"
-"$venv/bin/python" -c 'import runcore, grpc, google.protobuf; print("venv.sh: runcore", runcore.__version__, "grpcio", grpc.__version__, "protobuf", google.protobuf.__version__)' >&2
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$pkg/src" >"$site/runcore-src.pth"
+"$venv/bin/python" -c 'import runcore, runcore._native, grpc, google.protobuf; print("venv.sh: runcore", runcore.__version__, "from", runcore.__file__, "grpcio", grpc.__version__, "protobuf", google.protobuf.__version__)' >&2
 echo "$key" >"$stamp"
 echo "$venv"

@@ -32,7 +32,7 @@ def test_a_run_the_sidecar_crashed_is_reported_not_resumed(sidecar: Sidecar) -> 
     run.log({"x": 1.0})
     run._flush()
     # The client stalls (a debugger, a swapped-out host): no heartbeat, no call.
-    run._sender._heartbeat_every = 3600.0
+    run._sender.set_heartbeat_every(3600.0)
     wait_for(lambda: sidecar.run_json(run)["state"] == "crashed", "the sidecar to mark the silent run crashed")
     with pytest.warns(runcore.RuncoreWarning, match=r"ended run stalled as crashed \(it saw no sign of life"):
         run.log({"x": 2.0})  # the sidecar refuses it: the run has ended

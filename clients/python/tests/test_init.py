@@ -134,7 +134,7 @@ def test_batch_numbers_are_per_writer(sidecar: Sidecar) -> None:
     # A new process (a new writer) numbers its own batches from 1: the sidecar
     # deduplicates per writer, so none of its rows is taken for an old one.
     again = runcore.init(project="p", id="seqs", resume="must", settings=sidecar.settings())
-    assert again._sender._next_seq == 1
+    assert again._sender.stats()["next_seq"] == 1
     assert again._writer_id != run._writer_id
     again.log({"x": 10})
     again.finish()

@@ -1,10 +1,12 @@
-"""The package's import structure: modules import one way (no cycles), and the
-sender knows its run only through ``_sender.RunLink``."""
+"""The package's import structure: modules import one way (no cycles), and no
+module imports grpc or protobuf when it is imported (only inside the functions of
+the read API and the artifact calls); test_imports.py checks the same at run time."""
 
 from __future__ import annotations
 
 import ast
 import pathlib
+from typing import Iterator
 
 import runcore
 
@@ -44,7 +46,26 @@ def test_modules_import_one_way() -> None:
         visit(name, [])
 
 
-def test_the_sender_does_not_know_the_run_module() -> None:
-    graph = imports()
-    assert "_run" not in graph["_sender"]
-    assert "_sender" in graph["_run"]
+def eager_imports(nodes: list[ast.stmt]) -> Iterator[str]:
+    """The modules these statements import when they run as a module body: function
+    bodies (run later) and ``if TYPE_CHECKING:`` blocks are left out."""
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            yield from eager_imports(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield "." * node.level + (node.module or "")
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            yield from eager_imports(getattr(node, field, []))
+
+
+def test_no_module_imports_grpc_or_protobuf_eagerly() -> None:
+    eager = {path.stem: set(eager_imports(ast.parse(path.read_text()).body)) for path in PACKAGE.glob("*.py")}
+    assert eager["_run"] and eager["public"], "the walk finds imports"
+    for name, mods in eager.items():
+        heavy = {m for m in mods if m.split(".")[0] in ("grpc", "grpc_health", "google") or m.startswith("._proto")}
+        assert not heavy, f"runcore.{name} imports {sorted(heavy)} at import time"

@@ -239,9 +239,9 @@ def test_a_full_queue_blocks_log_and_loses_nothing(sidecar: Sidecar) -> None:
     try:
         t.start()
         # With the sidecar frozen, the writer fills the queue and then waits.
-        wait_for(lambda: len(run._sender._rows) >= 20, "the queue to fill")
+        wait_for(lambda: run._sender.stats()["queued"] >= 20, "the queue to fill")
         assert not done.wait(0.5), "log() returned although the queue was full"
-        assert len(run._sender._rows) == 20
+        assert run._sender.stats()["queued"] == 20
     finally:
         sidecar.proc.send_signal(signal.SIGCONT)
     assert done.wait(PATIENCE)

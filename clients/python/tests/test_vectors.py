@@ -1,8 +1,9 @@
 """The shared test vectors of tests/vectors/ (format: tests/vectors/README.md).
 
-- The step/commit cases run against the client's own step mirror
-  (``runcore._steps.StepMirror``: ``run.step`` and the rows the client drops before
-  sending them): ``steps``, ``step``, ``dropped``.
+- The step/commit cases run against the client's own step mirror, the native
+  core's (``run._sender``, a ``runcore._native.Sender``: ``run.step`` and the rows
+  it drops before sending them, which its ``log`` reports by returning False and
+  never queues): ``steps``, ``step``, ``dropped``.
 - Every case runs against the real sidecar through the client (``run.log``,
   ``define_metric``, ``summary``, ``finish``): rows (ScanHistory), dropped rows, the
   step (the client's and the sidecar's), the summary and the metric definitions.
@@ -31,7 +32,6 @@ from runcore import _values
 from runcore._contract import RETRY_LIMITED_ATTEMPTS, Action, Kind, classify
 from runcore._proto import runcore_pb2 as pb
 from runcore._proto import runcore_pb2_grpc as pbg
-from runcore._steps import StepMirror
 
 VECTORS = REPO / "tests" / "vectors"
 SEMANTICS = ("log_steps.json", "summary.json", "define_metric.json")
@@ -120,24 +120,30 @@ def operation(call: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_step_mirror(case: dict[str, Any]) -> None:
-    mirror = StepMirror(0)
-    steps: list[int] = []
-    dropped: list[dict[str, int]] = []
-    for i, call in enumerate(case["calls"]):
-        op = operation(call)
-        if op == "log":
-            current = mirror.step
-            if not mirror.advance(bool(call["log"]), call.get("step"), call.get("commit")):
-                dropped.append({"call": i, "step": call["step"], "current_step": current})
-        elif op == "finish":
-            mirror.finish()
-        steps.append(mirror.step)
-    expect = case["expect"]
-    if "steps" in expect:
-        assert steps == expect["steps"]
-    assert mirror.step == expect["step"]
-    assert dropped == expect["dropped"]
+def test_step_mirror(shared_sidecar: Sidecar, case: dict[str, Any]) -> None:
+    run = runcore.init(project="vectors", id="mirror-" + case["name"], settings=shared_sidecar.settings())
+    sender = run._sender
+    try:
+        steps: list[int] = []
+        dropped: list[dict[str, int]] = []
+        for i, call in enumerate(case["calls"]):
+            op = operation(call)
+            if op == "log":
+                current, queued = sender.step, sender.stats()["rows_queued"]
+                kept = sender.log(decode(call["log"]), call.get("step"), call.get("commit"))
+                assert sender.stats()["rows_queued"] == queued + kept, "a dropped row is never queued"
+                if not kept:
+                    dropped.append({"call": i, "step": call["step"], "current_step": current})
+            elif op == "finish":
+                sender.finish_steps()
+            steps.append(sender.step)
+        expect = case["expect"]
+        if "steps" in expect:
+            assert steps == expect["steps"]
+        assert sender.step == expect["step"]
+        assert dropped == expect["dropped"]
+    finally:
+        run.finish()
 
 
 # -- the real sidecar, through the client ---------------------------------------------
@@ -328,10 +334,9 @@ def test_status_contract() -> None:
     assert set(table["actions"]) == {a.value for a in Action}
     assert set(table["kinds"]) == {k.value for k in Kind}
     for row in table["codes"]:
-        code = grpc.StatusCode[row["code"]]
-        assert code.value[0] == row["number"], row["code"]
+        assert grpc.StatusCode[row["code"]].value[0] == row["number"], row["code"]
         for kind in Kind:
-            assert classify(code, kind).value == row[kind.value], f"{row['code']} on a {kind.value} call"
+            assert classify(row["code"], kind).value == row[kind.value], f"{row['code']} on a {kind.value} call"
     assert RETRY_LIMITED_ATTEMPTS == table["limits"]["retry_limited_attempts"]
     assert runcore.Settings().reconnect_timeout == table["limits"]["reconnect_timeout_seconds"]
 

@@ -8,22 +8,26 @@
         for step in range(100):
             run.log({"loss": 1 / (step + 1)})
 
-``log()`` returns in microseconds: a background thread streams the rows to the
-sidecar in batches (see ``runcore._sender``). The sidecar is found through
-``RUNCORE_ADDRESS``, or spawned from ``RUNCORE_BIN`` / ``runcore`` on PATH (see
-``runcore._sidecar``).
+``log()`` returns in microseconds: the native core (``runcore._native``, Rust)
+converts the row under the GIL in one pass and queues it; Rust threads batch and
+stream the rows to the sidecar, never taking the GIL. ``import runcore`` and the
+run path (init, log, finish...) load neither grpc nor protobuf: the read API
+(``runcore.Api``) and the artifact calls import them on first use. The sidecar is
+found through ``RUNCORE_ADDRESS``, or spawned from ``RUNCORE_BIN`` / ``runcore``
+on PATH (see ``runcore._sidecar``).
 
 Layout: ``_api`` (init, module functions, exit hooks), ``_run`` (Run, config,
-summary), ``_sender`` (the LogStream sender; it knows its run only through a
-``RunLink``), ``_steps`` (the client's mirror of the step rules), ``_contract``
-(what a failed call means: retry, re-Init, run ended, ...), ``_sidecar`` (finding,
-spawning and reconnecting to the sidecar), ``_values`` (values and data types),
-``_settings``, ``_errors``, ``_proto`` (generated stubs), ``_artifacts``
-(``Artifact``), ``_run_artifacts`` (the run's artifact methods), ``_media``
-(``Table``, ``Html``, ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on
-tables), ``_rpc`` (what a failed call becomes); ``public`` (``runcore.Api``: W&B's
-public read API, reading and editing runs) with ``_query`` (its filters, ordering
-and history downsampling).
+summary, and the link the native sender knows its run by), ``_native`` (the
+compiled core: the channel to the sidecar, the sender, the value conversion of
+``log``), ``_enums`` (proto enum values, from the native core), ``_contract``
+(what a failed call means: retry, re-Init, run ended, ...), ``_rpc`` (what a
+failed call becomes), ``_sidecar`` (finding, spawning and reconnecting to the
+sidecar), ``_values`` (values and data types), ``_settings``, ``_errors``,
+``_proto`` (generated stubs, for the read API), ``_artifacts`` (``Artifact``),
+``_run_artifacts`` (the run's artifact methods), ``_media`` (``Table``, ``Html``,
+``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on tables); ``public``
+(``runcore.Api``: W&B's public read API, reading and editing runs) with ``_query``
+(its filters, ordering and history downsampling).
 """
 
 from __future__ import annotations

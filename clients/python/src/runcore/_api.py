@@ -11,15 +11,12 @@ import time
 import uuid
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-import grpc
-
 from . import _sidecar, _values
 from . import _artifacts
 from ._artifacts import Artifact
 from ._errors import Error, UsageError
-from ._proto import runcore_pb2 as pb
 from ._contract import Kind
-from ._rpc import rpc_error, should_retry
+from ._rpc import RpcError, rpc_error, should_retry
 from ._run import AlertLevel, AlertResult, Metric, Run, _as_dict, _normalized
 from ._settings import (
     ENV_ENTITY,
@@ -38,13 +35,13 @@ _hooks_installed = False
 _exit_code: Optional[int] = None
 
 _RESUME = {
-    None: pb.RESUME_NEVER,
-    False: pb.RESUME_NEVER,
-    "never": pb.RESUME_NEVER,
-    True: pb.RESUME_ALLOW,
-    "allow": pb.RESUME_ALLOW,
-    "auto": pb.RESUME_ALLOW,
-    "must": pb.RESUME_MUST,
+    None: "RESUME_NEVER",
+    False: "RESUME_NEVER",
+    "never": "RESUME_NEVER",
+    True: "RESUME_ALLOW",
+    "allow": "RESUME_ALLOW",
+    "auto": "RESUME_ALLOW",
+    "must": "RESUME_MUST",
 }
 
 
@@ -55,14 +52,14 @@ def active() -> Optional[Run]:
 _artifacts.active_run = active
 
 
-def _client_info() -> pb.ClientInfo:
+def _client_info() -> dict[str, Any]:
     boot_id = ""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot_id = f.read().strip()
     except OSError:
         pass
-    return pb.ClientInfo(pid=os.getpid(), hostname=socket.gethostname(), boot_id=boot_id)
+    return {"pid": os.getpid(), "hostname": socket.gethostname(), "boot_id": boot_id}
 
 
 def init(
@@ -122,42 +119,45 @@ def init(
         base_dir = os.fspath(dir) if dir is not None else None
         if isinstance(tags, str):
             tags = [tags]
-        req = pb.InitRequest(
-            id=id or os.environ.get(ENV_RUN_ID, ""),
-            name=name or "",
-            entity=entity or os.environ.get(ENV_ENTITY, ""),
-            project=project or os.environ.get(ENV_PROJECT, ""),
-            group=group or os.environ.get(ENV_RUN_GROUP, ""),
-            job_type=job_type or os.environ.get(ENV_JOB_TYPE, ""),
-            tags=[str(t) for t in (tags or ())],
-            notes=notes or "",
-            resume=_RESUME[resume],
-            client=_client_info(),
-            working_dir=os.getcwd(),
+        req: dict[str, Any] = {
+            "id": id or os.environ.get(ENV_RUN_ID, ""),
+            "name": name or "",
+            "entity": entity or os.environ.get(ENV_ENTITY, ""),
+            "project": project or os.environ.get(ENV_PROJECT, ""),
+            "group": group or os.environ.get(ENV_RUN_GROUP, ""),
+            "job_type": job_type or os.environ.get(ENV_JOB_TYPE, ""),
+            "tags": [str(t) for t in (tags or ())],
+            "notes": notes or "",
+            "resume": _RESUME[resume],
+            "client": _client_info(),
+            "working_dir": os.getcwd(),
             # This process writes the run: its seqs, liveness and system metrics are
             # its own, and a re-attach after a sidecar restart resumes it.
-            writer_id=uuid.uuid4().hex,
-            writer=pb.WriterSettings(
-                shared=s.mode == "shared",
-                label=s.x_label or "",
-                primary=s.x_primary,
-                update_finish_state=s.x_update_finish_state,
-            ),
-        )
-        _values.map_to_proto(req.config, cfg, "config")
+            "writer_id": uuid.uuid4().hex,
+            "writer": {
+                "shared": s.mode == "shared",
+                "label": s.x_label or "",
+                "primary": s.x_primary,
+                "update_finish_state": s.x_update_finish_state,
+            },
+            "config": cfg,
+        }
         if s.client_timeout is not None:
-            req.client_timeout = float(s.client_timeout)
+            req["client_timeout"] = float(s.client_timeout)
+        metrics: dict[str, Any] = {}
         if s.stats_sampling_interval is not None:
-            req.system_metrics.interval = float(s.stats_sampling_interval)
+            metrics["interval"] = float(s.stats_sampling_interval)
         if s.disable_stats:
-            req.system_metrics.disabled = True
+            metrics["disabled"] = True
+        if metrics:
+            req["system_metrics"] = metrics
         sidecar = _sidecar.get(s, base_dir)
         resp = _init_call(sidecar, req, s)
         if resp.resumed:
             # The sidecar merged the config given now into the run's: show all of it.
             normalized = _resumed_config(sidecar, resp.run.id, s, normalized)
         # Later re-attaches resume this very run: keep what identifies it.
-        req.config.clear()
+        del req["config"]
         run = Run(sidecar, resp, s, req, normalized, bool(allow_val_change), _forget)
         _active = run
         _install_hooks()
@@ -167,16 +167,15 @@ def init(
     return run
 
 
-def _init_call(sidecar: "_sidecar.Sidecar", req: pb.InitRequest, s: Settings) -> pb.InitResponse:
+def _init_call(sidecar: "_sidecar.Sidecar", req: dict[str, Any], s: Settings) -> Any:
     """Init, retried as the client contract says (kind INIT) for up to init_timeout."""
     deadline = time.monotonic() + s.init_timeout
     retries = 0
     while True:
         gen = sidecar.generation
         try:
-            resp: pb.InitResponse = sidecar.stub.Init(req, metadata=sidecar.metadata, timeout=s.init_timeout)
-            return resp
-        except grpc.RpcError as e:
+            return sidecar.call("Init", req, s.init_timeout)
+        except RpcError as e:
             if not should_retry(e, Kind.INIT, sidecar, gen) or time.monotonic() >= deadline:
                 raise rpc_error("init", e) from None
             if retries:  # back off from the second retry on
@@ -189,15 +188,16 @@ def _resumed_config(sidecar: "_sidecar.Sidecar", run_id: str, s: Settings, given
     """A resumed run's whole config, as the sidecar holds it (InitResponse does
     not carry it; GetRun does)."""
     try:
-        got = sidecar.stub.GetRun(pb.GetRunRequest(run_id=run_id), metadata=sidecar.metadata, timeout=s.rpc_timeout)
-    except grpc.RpcError as e:
+        got = sidecar.call("GetRun", {"run_id": run_id}, s.rpc_timeout)
+    except RpcError as e:
         print(
-            f"runcore: run {run_id} resumed, but its config could not be read ({e.code().name}: {e.details()}); "
+            f"runcore: run {run_id} resumed, but its config could not be read ({e.code}: {e.details}); "
             "run.config holds only the keys given to init()",
             file=sys.stderr,
         )
         return given
-    return _values.map_from_proto(got.config)
+    config: dict[str, Any] = got.config
+    return config
 
 
 def _forget(run: Run) -> None:
@@ -336,7 +336,7 @@ def _install_hooks() -> None:
 
     sys.exit = exit
     # threading's exit callbacks run before interpreter finalization starts, while
-    # new threads (grpc needs some) can still be started; atexit is the fallback.
+    # new threads can still be started; atexit is the fallback.
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         try:

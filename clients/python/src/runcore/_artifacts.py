@@ -22,15 +22,14 @@ import urllib.parse
 import warnings
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
-import grpc
-
 from . import _values
 from ._contract import Kind
 from ._errors import RuncoreWarning, UsageError
-from ._proto import runcore_pb2 as pb
-from ._rpc import rpc_error, should_retry
+from ._rpc import RpcError, from_grpc, grpc_error, rpc_error, should_retry
+from ._rpc import pb as _pb
 
 if TYPE_CHECKING:
+    from ._proto import runcore_pb2 as pb
     from ._settings import Settings
     from ._sidecar import Sidecar
 
@@ -76,8 +75,8 @@ class _Client:
             sc = self.sidecar
             gen = sc.generation
             try:
-                return getattr(sc.stub, method)(request, timeout=self.settings.rpc_timeout, metadata=sc.metadata)
-            except grpc.RpcError as e:
+                return sc.call(method, request, self.settings.rpc_timeout)
+            except RpcError as e:
                 if should_retry(e, Kind.UNARY, sc, gen) and time.monotonic() < deadline:
                     sc.recover(gen, max(0.1, deadline - time.monotonic()))
                     continue
@@ -88,8 +87,8 @@ class _Client:
         sc = self.sidecar
         try:
             yield from getattr(sc.stub, method)(request, timeout=self.settings.rpc_timeout, metadata=sc.metadata)
-        except grpc.RpcError as e:
-            raise rpc_error(what, e) from None
+        except grpc_error() as e:
+            raise rpc_error(what, from_grpc(e)) from None
 
 
 @dataclasses.dataclass
@@ -438,7 +437,7 @@ class Artifact:
         if self._version is None or self._files_loaded:
             return
         c = self._need_client("files")
-        req = pb.GetArtifactRequest(name=f"{self._name}:{self._version}", include_files=True)
+        req = _pb().GetArtifactRequest(name=f"{self._name}:{self._version}", include_files=True)
         a = c.call("get artifact", "GetArtifact", req).artifact
         self._entries = {f.path: _entry_of(f, self) for f in a.files}
         self._files_loaded = True
@@ -477,7 +476,7 @@ class Artifact:
         references other than ``file://`` are not fetched (a warning names them)."""
         c = self._need_client("download")
         where = os.path.abspath(os.fspath(root)) if root is not None else self._default_root()
-        req = pb.DownloadArtifactRequest(
+        req = _pb().DownloadArtifactRequest(
             name=f"{self._name}:{self._version}",
             copy=bool(skip_cache),
             paths=[os.fspath(path_prefix)] if path_prefix is not None else [],
@@ -550,7 +549,7 @@ class Artifact:
         if not add and not remove:
             return
         run = active_run()
-        req = pb.SetArtifactAliasesRequest(
+        req = _pb().SetArtifactAliasesRequest(
             name=f"{self._name}:{self._version}",
             add=[a for a in add if a != "latest"],
             remove=remove,
@@ -565,7 +564,7 @@ class Artifact:
             run.link_artifact(self, target_path, aliases)
             return self
         c = self._need_client("link")
-        req = pb.LinkArtifactRequest(name=f"{self._name}:{self._version}", target_path=target_path)
+        req = _pb().LinkArtifactRequest(name=f"{self._name}:{self._version}", target_path=target_path)
         req.aliases.extend(aliases or [])
         c.call("link artifact", "LinkArtifact", req)
         return self
@@ -578,7 +577,7 @@ def list_artifacts(
     (``"used"``) or either (``""``), as Artifact objects bound to the sidecar: what
     the public API's ``Run.logged_artifacts()`` / ``used_artifacts()`` return."""
     client = _Client(sidecar, settings)
-    req = pb.ListArtifactsRequest(run_id=run_id, direction=direction)
+    req = _pb().ListArtifactsRequest(run_id=run_id, direction=direction)
     resp = client.call("list artifacts", "ListArtifacts", req)
     return [Artifact._from_proto(a, client) for a in resp.artifacts]
 
@@ -587,7 +586,7 @@ def get_artifact(sidecar: "Sidecar", settings: "Settings", name: str, type: str 
     """The version ``name`` names ("name:alias", "name:vN", a registry path), of
     ``type`` when given, bound to the sidecar: the public API's ``Api.artifact``."""
     client = _Client(sidecar, settings)
-    req = pb.GetArtifactRequest(name=name, type=type)
+    req = _pb().GetArtifactRequest(name=name, type=type)
     return Artifact._from_proto(client.call("get artifact", "GetArtifact", req).artifact, client)
 
 
@@ -595,7 +594,7 @@ def artifact_versions(sidecar: "Sidecar", settings: "Settings", name: str, type:
     """Every version of artifact ``name`` (of ``type`` when given), oldest first:
     the public API's ``Api.artifact_versions``."""
     client = _Client(sidecar, settings)
-    req = pb.ListArtifactsRequest(name=name, type=type)
+    req = _pb().ListArtifactsRequest(name=name, type=type)
     resp = client.call("list artifacts", "ListArtifacts", req)
     return [Artifact._from_proto(a, client) for a in resp.artifacts]
 
@@ -628,17 +627,17 @@ def _receive(c: _Client, req: pb.DownloadArtifactRequest, where: str) -> list[st
 def _requests(draft: str, art: Artifact, local: bool) -> Iterator[pb.AddArtifactFilesRequest]:
     """The AddArtifactFiles messages of a draft's entries."""
     for path in art._removed:
-        yield pb.AddArtifactFilesRequest(draft_id=draft, remove=path)
+        yield _pb().AddArtifactFilesRequest(draft_id=draft, remove=path)
     for path, e in art._entries.items():
         if e.ref is not None:
-            f = pb.ArtifactFile(path=path, ref=e.ref, size=e.size or 0, sha256=e.sha256 or "")
+            f = _pb().ArtifactFile(path=path, ref=e.ref, size=e.size or 0, sha256=e.sha256 or "")
             _values.map_to_proto(f.extra, e.extra, "extra")
-            yield pb.AddArtifactFilesRequest(draft_id=draft, reference=f)
+            yield _pb().AddArtifactFilesRequest(draft_id=draft, reference=f)
         elif e.local_path is None:
             continue  # a base version's file, kept by the sidecar
         elif local:
-            src = pb.ArtifactFileSource(path=path, source=e.local_path)
-            yield pb.AddArtifactFilesRequest(draft_id=draft, file=src)
+            src = _pb().ArtifactFileSource(path=path, source=e.local_path)
+            yield _pb().AddArtifactFilesRequest(draft_id=draft, file=src)
         else:
             yield from _chunks(draft, path, e.local_path)
 
@@ -652,8 +651,8 @@ def _chunks(draft: str, path: str, local: str) -> Iterator[pb.AddArtifactFilesRe
             h.update(block)
             nxt = f.read(CHUNK)
             last = not nxt
-            chunk = pb.ArtifactChunk(path=path, data=block, last=last, sha256=h.hexdigest() if last else "")
-            yield pb.AddArtifactFilesRequest(draft_id=draft, chunk=chunk)
+            chunk = _pb().ArtifactChunk(path=path, data=block, last=last, sha256=h.hexdigest() if last else "")
+            yield _pb().AddArtifactFilesRequest(draft_id=draft, chunk=chunk)
             if last:
                 return
             block = nxt

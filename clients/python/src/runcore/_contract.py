@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import enum
 
-import grpc
-
 
 class Kind(str, enum.Enum):
     """Which kind of call failed."""
@@ -52,34 +50,33 @@ class Action(str, enum.Enum):
 #: after which RETRY_LIMITED stops.
 RETRY_LIMITED_ATTEMPTS = 3
 
-_C = grpc.StatusCode
 _A = Action
-# code: (init, unary, stream, api)
-_TABLE: dict[grpc.StatusCode, tuple[Action, Action, Action, Action]] = {
-    _C.OK: (_A.NONE, _A.NONE, _A.NONE, _A.NONE),
-    _C.CANCELLED: (_A.RETRY, _A.RETRY, _A.RETRY, _A.RETRY),
-    _C.UNKNOWN: (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED, _A.FAIL),
-    _C.INVALID_ARGUMENT: (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
-    _C.DEADLINE_EXCEEDED: (_A.FAIL, _A.FAIL, _A.RETRY, _A.FAIL),
-    _C.NOT_FOUND: (_A.FAIL, _A.REINIT, _A.REINIT, _A.FAIL),
-    _C.ALREADY_EXISTS: (_A.FAIL, _A.FAIL, _A.STOP, _A.FAIL),
-    _C.PERMISSION_DENIED: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
-    _C.RESOURCE_EXHAUSTED: (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
-    _C.FAILED_PRECONDITION: (_A.FAIL, _A.ENDED, _A.ENDED, _A.FAIL),
-    _C.ABORTED: (_A.FAIL, _A.FAIL, _A.RETRY, _A.FAIL),
-    _C.OUT_OF_RANGE: (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
-    _C.UNIMPLEMENTED: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
-    _C.INTERNAL: (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED, _A.FAIL),
-    _C.UNAVAILABLE: (_A.RETRY, _A.RETRY, _A.RETRY, _A.RETRY),
-    _C.DATA_LOSS: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
-    _C.UNAUTHENTICATED: (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+# gRPC status code name: (init, unary, stream, api)
+_TABLE: dict[str, tuple[Action, Action, Action, Action]] = {
+    "OK": (_A.NONE, _A.NONE, _A.NONE, _A.NONE),
+    "CANCELLED": (_A.RETRY, _A.RETRY, _A.RETRY, _A.RETRY),
+    "UNKNOWN": (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED, _A.FAIL),
+    "INVALID_ARGUMENT": (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
+    "DEADLINE_EXCEEDED": (_A.FAIL, _A.FAIL, _A.RETRY, _A.FAIL),
+    "NOT_FOUND": (_A.FAIL, _A.REINIT, _A.REINIT, _A.FAIL),
+    "ALREADY_EXISTS": (_A.FAIL, _A.FAIL, _A.STOP, _A.FAIL),
+    "PERMISSION_DENIED": (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+    "RESOURCE_EXHAUSTED": (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
+    "FAILED_PRECONDITION": (_A.FAIL, _A.ENDED, _A.ENDED, _A.FAIL),
+    "ABORTED": (_A.FAIL, _A.FAIL, _A.RETRY, _A.FAIL),
+    "OUT_OF_RANGE": (_A.FAIL, _A.FAIL, _A.DROP_BATCH, _A.FAIL),
+    "UNIMPLEMENTED": (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+    "INTERNAL": (_A.FAIL, _A.FAIL, _A.RETRY_LIMITED, _A.FAIL),
+    "UNAVAILABLE": (_A.RETRY, _A.RETRY, _A.RETRY, _A.RETRY),
+    "DATA_LOSS": (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
+    "UNAUTHENTICATED": (_A.FAIL, _A.STOP, _A.STOP, _A.STOP),
 }
 _INDEX = {Kind.INIT: 0, Kind.UNARY: 1, Kind.STREAM: 2, Kind.API: 3}
 
 
-def classify(code: grpc.StatusCode, kind: Kind) -> Action:
-    """The action for a call of ``kind`` that ended with ``code`` (STOP for a code
-    this table does not know)."""
+def classify(code: str, kind: Kind) -> Action:
+    """The action for a call of ``kind`` that ended with status ``code`` (gRPC's
+    name: "UNAVAILABLE", ...; FAIL or STOP for a code this table does not know)."""
     row = _TABLE.get(code)
     if row is None:
         return Action.FAIL if kind is Kind.INIT else Action.STOP

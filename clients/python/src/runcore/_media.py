@@ -16,7 +16,7 @@ import uuid
 import wave
 from typing import Any, Iterable, Optional, Sequence
 
-from ._proto import runcore_pb2 as pb
+from ._enums import media_kind
 from ._values import Media, _numpy, _stage_copy, staging_dir
 
 #: Columns of a Table made without any (W&B's default).
@@ -52,7 +52,7 @@ class Table(Media):
     ``get_column``. Logged, it becomes ``media/table/<key>_<step>_<hash>.table.json``
     (``{"columns": [...], "data": [[...], ...]}``) and a ``table-file`` value."""
 
-    _kind = pb.MEDIA_KIND_TABLE
+    _kind = media_kind("TABLE")
     _what = "Table"
 
     def __init__(
@@ -140,10 +140,11 @@ class Table(Media):
             json.dump(self._json(), f, allow_nan=False, separators=(",", ":"))
         return path
 
-    def _fill(self, m: Any) -> None:
+    def _to_native(self) -> tuple[Any, ...]:
+        # Written when logged: the rows as they are now.
         self._path = self._write_to(_staged(""))
         self._extra = {"ncols": self.ncols, "nrows": self.nrows}
-        super()._fill(m)
+        return super()._to_native()
 
     def __repr__(self) -> str:
         return f"Table(columns={self.columns}, rows={len(self.data)})"
@@ -153,7 +154,7 @@ class Html(Media):
     """HTML, as W&B's ``wandb.Html``: a string of HTML, a file-like object, or the
     path of an .html file."""
 
-    _kind = pb.MEDIA_KIND_HTML
+    _kind = media_kind("HTML")
     _what = "Html"
 
     def __init__(self, data: Any, inject: bool = True, data_is_not_path: bool = False) -> None:
@@ -174,7 +175,7 @@ class Object3D(Media):
     """A 3D object, as W&B's ``wandb.Object3D``: a file (.obj, .gltf, .glb,
     .babylon, .stl, .pts.json) or a numpy point cloud (N, 3|4|6)."""
 
-    _kind = pb.MEDIA_KIND_OBJECT3D
+    _kind = media_kind("OBJECT3D")
     _what = "Object3D"
     EXTENSIONS = (".obj", ".gltf", ".glb", ".babylon", ".stl", ".pts.json")
 
@@ -225,7 +226,7 @@ class Audio(Media):
     """Audio, as W&B's ``wandb.Audio``: a file, or a numpy array of samples with
     ``sample_rate`` (written as WAV; numpy needed, soundfile used when there)."""
 
-    _kind = pb.MEDIA_KIND_AUDIO
+    _kind = media_kind("AUDIO")
     _what = "Audio"
 
     def __init__(self, data_or_path: Any, sample_rate: Optional[int] = None, caption: Optional[str] = None) -> None:
@@ -286,7 +287,7 @@ class Video(Media):
     height, width) written as ``format`` (gif with Pillow or imageio; mp4, webm
     with imageio[ffmpeg])."""
 
-    _kind = pb.MEDIA_KIND_VIDEO
+    _kind = media_kind("VIDEO")
     _what = "Video"
 
     def __init__(

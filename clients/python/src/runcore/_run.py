@@ -1,9 +1,12 @@
 """``Run``: W&B's ``wandb.Run`` over the runcore sidecar, with its ``config`` and
 ``summary`` objects.
 
-``log()`` is the hot path: it checks and converts the values, mirrors the sidecar's
-step rules to keep ``run.step`` current (``_steps``), and queues one row for the
-background sender (see ``_sender``). Every other method is one unary RPC. Calls that
+``log()`` is the hot path, and all of it runs in the native core
+(``runcore._native.Sender``): it checks and converts the values in one pass, mirrors
+the sidecar's step rules to keep ``run.step`` current, and queues one row, which
+Rust threads batch and stream to the sidecar (acks, resends, reconnects,
+heartbeats). The sender knows its run only through a :class:`_Link`. Every other
+method is one unary RPC through the native channel. Calls that
 change what later rows mean (define_metric, summary updates, mark_preempting,
 finish) first wait until the rows logged before them are acknowledged, so the
 sidecar applies everything in the order the program did it.
@@ -31,32 +34,18 @@ import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
-import grpc
-
-from . import _values
+from . import _enums, _values
 from ._contract import Action, Kind, classify
 from ._errors import CommError, ConfigError, Error, RunEndedError, RuncoreWarning, UsageError
-from ._proto import runcore_pb2 as pb
-from ._rpc import rpc_error, should_retry
+from ._native import Channel, Sender
+from ._rpc import RpcError, rpc_error, should_retry
 from ._run_artifacts import ArtifactMethods
-from ._sender import Sender
 from ._settings import Settings
-from ._steps import StepMirror
 
 if TYPE_CHECKING:
     from ._sidecar import Sidecar
 
-_STATE_NAMES: dict[int, str] = {
-    pb.RUN_STATE_UNSPECIFIED: "unknown",
-    pb.RUN_STATE_RUNNING: "running",
-    pb.RUN_STATE_FINISHED: "finished",
-    pb.RUN_STATE_FAILED: "failed",
-    pb.RUN_STATE_CRASHED: "crashed",
-    pb.RUN_STATE_KILLED: "killed",
-    pb.RUN_STATE_PREEMPTING: "preempting",
-    pb.RUN_STATE_PREEMPTED: "preempted",
-}
-_OPEN_STATES = (pb.RUN_STATE_RUNNING, pb.RUN_STATE_PREEMPTING)
+_OPEN_STATES = (_enums.RUNNING, _enums.PREEMPTING)
 #: Why the sidecar ends a run in these states without its client finishing it.
 _ENDED_WHY = {
     "crashed": "it saw no sign of life from this client within the client timeout, or its process gone",
@@ -136,8 +125,7 @@ class RunStatus:
         return self.rows_pending
 
 
-def state_name(state: int) -> str:
-    return _STATE_NAMES.get(state, "unknown")
+state_name = _enums.state_name
 
 
 def _interrupt_main() -> bool:
@@ -175,8 +163,15 @@ def _normalized(values: Mapping[str, Any], what: str) -> dict[str, Any]:
     for k, v in values.items():
         if not isinstance(k, str) or not k:
             raise ValueError(f"{what} keys must be non-empty str, got {k!r}")
-        out[k] = _values.from_value(_values.to_value(k, v))
+        out[k] = _values.plain(k, v)
     return out
+
+
+def _checked_keys(values: dict[str, Any], what: str) -> dict[str, Any]:
+    for k in values:
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"{what} keys must be non-empty str, got {k!r}")
+    return values
 
 
 class Config(MutableMapping[str, Any]):
@@ -207,9 +202,7 @@ class Config(MutableMapping[str, Any]):
                         f"config key {k!r} is {self._items[k]!r}; changing it to {v!r} needs "
                         "config.update(..., allow_val_change=True)"
                     )
-        req = pb.UpdateConfigRequest(run_id=self._run.id)
-        _values.map_to_proto(req.config, new, "config")
-        self._run._call("config update", "UpdateConfig", req)
+        self._run._call("config update", "UpdateConfig", {"run_id": self._run.id, "config": new})
         self._items.update(values)
 
     def setdefaults(self, d: Any) -> None:
@@ -227,8 +220,7 @@ class Config(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         if key not in self._items:
             raise KeyError(key)
-        req = pb.UpdateConfigRequest(run_id=self._run.id, remove=[key])
-        self._run._call("config update", "UpdateConfig", req)
+        self._run._call("config update", "UpdateConfig", {"run_id": self._run.id, "remove": [key]})
         del self._items[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -318,9 +310,9 @@ class Run(ArtifactMethods):
     def __init__(
         self,
         sidecar: "Sidecar",
-        resp: pb.InitResponse,
+        resp: Any,
         settings: Settings,
-        init_request: pb.InitRequest,
+        init_request: dict[str, Any],
         config: dict[str, Any],
         allow_val_change: bool,
         on_finish: Any,
@@ -345,29 +337,24 @@ class Run(ArtifactMethods):
         self.starting_step: int = int(resp.starting_step)
         self.resumed: bool = bool(resp.resumed)
         #: This process as a writer of the run (its batch seqs are its own).
-        self._writer_id: str = resp.writer_id or init_request.writer_id
+        self._writer_id: str = resp.writer_id or init_request["writer_id"]
         self.offline: bool = settings.mode in ("offline", "dryrun")
         self.disabled = False
         self.sweep_id: Optional[str] = None
         self.config = Config(self, dict(config), allow_val_change)
         self.summary = Summary(self)
-        self._steps = StepMirror(self.starting_step)
-        self._log_lock = threading.Lock()
         self._attach_lock = threading.Lock()
         self._attached_gen = sidecar.generation
-        self._known_keys: set[str] = set()
         self._warned: set[str] = set()
         self._dropped = 0
         self._finished = False
         self._final_state = "running"
         self._final_summary: Optional[dict[str, Any]] = None
-        self._final_info: Optional[pb.RunInfo] = None
+        self._final_info: Any = None
         self._should_stop = False
         #: How the sidecar ended the run without this client finishing it.
         self._ended: Optional[str] = None
-        self._sender = Sender(
-            _Link(self), sidecar, settings, float(info.client_timeout or 0.0), first_seq=int(resp.last_seq) + 1
-        )
+        self._sender = _start_sender(self, float(info.client_timeout or 0.0), int(resp.last_seq) + 1)
 
     # -- attributes -----------------------------------------------------------------
 
@@ -410,21 +397,17 @@ class Run(ArtifactMethods):
     def _edit(self, name: Optional[str] = None, notes: Optional[str] = None, tags: Optional[tuple[str, ...]] = None) -> None:
         """Sends a change of name, notes or tags to the sidecar (UpdateRun: a
         record in the run's log, forwarded to its backend); works after finish too."""
-        req = pb.UpdateRunRequest(run_id=self.id)
-        if name is not None:
-            req.name = name
-        if notes is not None:
-            req.notes = notes
+        req: dict[str, Any] = {"run_id": self.id, "name": name, "notes": notes}
         if tags is not None:
-            req.tags.SetInParent()
-            req.tags.tags.extend(tags)
+            req["tags"] = {"tags": list(tags)}
         resp = self._call("run update", "UpdateRun", req)
         self._info = resp.run
 
     @property
     def step(self) -> int:
         """The step the next committed row gets."""
-        return self._steps.step
+        step: int = self._sender.step
+        return step
 
     @property
     def url(self) -> Optional[str]:
@@ -465,83 +448,25 @@ class Run(ArtifactMethods):
         """Logs a row, as W&B's ``run.log``: without ``step`` the row is committed
         at the current step (unless ``commit=False``); with ``step``, a larger step
         commits the pending row and jumps, the same step merges, a smaller one is
-        dropped with a warning. Returns at once; a background thread sends it."""
+        dropped with a warning. Returns at once; the native core sends it."""
         if self._finished:
             raise UsageError(f"runcore: run {self.id} has finished; call runcore.init() to start another")
-        if type(data) is not dict and not isinstance(data, Mapping):
-            raise ValueError(f"run.log takes a dict of key -> value, not {type(data).__name__}")
-        skeys: list[str] = []
-        svals: list[float] = []
-        values: Optional[dict[str, Any]] = None
-        known = self._known_keys
-        for k, v in data.items():
-            if k not in known:
-                self._check_key(k)
-            if type(v) is float:
-                skeys.append(k)
-                svals.append(v)
-                continue
-            n = _values.normalize(k, v)
-            if type(n) is float:
-                skeys.append(k)
-                svals.append(n)
-                continue
-            if values is None:
-                values = {}
-            if type(n) is pb.Value and n.ByteSize() > MAX_VALUE_BYTES:
-                raise ValueError(
-                    f"cannot log {k!r}: the value is {n.ByteSize() >> 20} MiB; log at most "
-                    f"{MAX_VALUE_BYTES >> 20} MiB per value (a Histogram of big arrays is small)"
-                )
-            values[k] = n
-        if step is not None:
-            step = self._check_step(step)
-        if commit is not None:
-            commit = bool(commit)
-        ts = time.time()
-        with self._log_lock:
-            current = self._steps.step
-            if not self._steps.advance(bool(data), step, commit):
-                self._dropped += 1
-                self._warn_once(
-                    "dropped-smaller-step",
-                    f"runcore: run.log(step={step}) is smaller than the run's current step "
-                    f"{current}; as in W&B, such rows are dropped. Log with a step >= "
-                    f"{current} or without one. (Warned once; run.status().rows_dropped counts them.)",
-                    stacklevel=3,
-                )
-                return
-            self._sender.put((skeys, svals, values, step, commit, ts))
-
-    def _check_key(self, k: Any) -> None:
-        if not isinstance(k, str):
-            raise ValueError(f"run.log keys must be str, got {k!r} ({type(k).__name__})")
-        if not k:
-            raise ValueError("run.log: a key is empty; give every logged value a name")
-        if k[0] == "_":
-            raise ValueError(
-                f"run.log: key {k!r} starts with '_', which is reserved for runcore's own keys "
-                "(_step, _runtime, _timestamp); rename it"
+        if not self._sender.log(data, step, commit):
+            self._dropped += 1
+            current = self._sender.step
+            self._warn_once(
+                "dropped-smaller-step",
+                f"runcore: run.log(step={step}) is smaller than the run's current step "
+                f"{current}; as in W&B, such rows are dropped. Log with a step >= "
+                f"{current} or without one. (Warned once; run.status().rows_dropped counts them.)",
+                stacklevel=3,
             )
-        self._known_keys.add(k)
 
-    @staticmethod
-    def _check_step(step: Any) -> int:
-        if isinstance(step, bool):
-            raise ValueError(f"run.log: step must be an int, not {step!r}")
-        try:
-            s = step.__index__()
-        except (AttributeError, TypeError):
-            raise ValueError(f"run.log: step must be an int, not {type(step).__name__}") from None
-        if s < 0:
-            raise ValueError(f"run.log: step {s} is negative; steps start at 0")
-        return int(s)
-
-    def _on_dropped(self, d: pb.DroppedRow) -> None:
+    def _on_dropped(self, step: int, current_step: int, reason: str) -> None:
         """A row the sidecar dropped (the client's mirror did not foresee it)."""
         self._dropped += 1
-        kind = "dropped-smaller-step" if d.step < d.current_step else "dropped-row"
-        self._warn_once(kind, f"runcore: the sidecar dropped a logged row: {d.reason}")
+        kind = "dropped-smaller-step" if step < current_step else "dropped-row"
+        self._warn_once(kind, f"runcore: the sidecar dropped a logged row: {reason}")
 
     def _warn_once(self, kind: str, message: str, stacklevel: int = 4) -> None:
         if kind in self._warned:
@@ -574,17 +499,15 @@ class Run(ArtifactMethods):
             gen = sidecar.generation
             try:
                 self._attach()
-                return getattr(sidecar.stub, method)(
-                    request, timeout=timeout or self.settings.rpc_timeout, metadata=sidecar.metadata
-                )
-            except grpc.RpcError as e:
+                return sidecar.call(method, request, timeout or self.settings.rpc_timeout)
+            except RpcError as e:
                 if should_retry(e, Kind.UNARY, sidecar, gen) and time.monotonic() < deadline:
                     if retries:  # back off from the second retry on
                         time.sleep(min(1.0, 0.05 * 2 ** (retries - 1), max(0.0, deadline - time.monotonic())))
                     retries += 1
                     sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
                     continue
-                action = classify(e.code(), Kind.UNARY)
+                action = classify(e.code, Kind.UNARY)
                 if action is Action.REINIT and reinit:
                     reinit = False  # once per call
                     self._attach_or_raise(what, e)
@@ -592,21 +515,14 @@ class Run(ArtifactMethods):
                 if action is Action.ENDED:
                     self._attach_or_raise(what, e)  # raises RunEndedError if it ended
                 raise rpc_error(what, e) from None
-            except ValueError:
-                # grpc's "closed channel": the sender thread replaced the channel
-                # (a sidecar restart) between reading the stub and calling it.
-                # Wait for that recovery as for an unreachable sidecar, then again.
-                if not retry or time.monotonic() >= deadline:
-                    raise
-                sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
 
-    def _attach_or_raise(self, what: str, error: grpc.RpcError) -> None:
+    def _attach_or_raise(self, what: str, error: RpcError) -> None:
         """Asks the sidecar about the run after ``error``: re-Inits a run it does not
         know, raises RunEndedError for one it ended; raises ``error`` as the call's
         exception when the sidecar cannot be asked."""
         try:
             self._attach(force=True)
-        except grpc.RpcError:
+        except RpcError:
             raise rpc_error(what, error) from None
 
     def _attach(self, force: bool = False) -> None:
@@ -625,23 +541,17 @@ class Run(ArtifactMethods):
             if self._ended is not None:
                 raise self._ended_error()
             try:
-                resp = sidecar.stub.GetRun(
-                    pb.GetRunRequest(run_id=self.id), metadata=sidecar.metadata, timeout=min(30.0, self.settings.rpc_timeout)
-                )
+                resp = sidecar.call("GetRun", {"run_id": self.id}, min(30.0, self.settings.rpc_timeout))
                 state: Optional[int] = resp.run.state
-            except grpc.RpcError as e:
-                if classify(e.code(), Kind.UNARY) is not Action.REINIT:
+            except RpcError as e:
+                if classify(e.code, Kind.UNARY) is not Action.REINIT:
                     raise
                 state = None
             if state is None:
-                req = pb.InitRequest()
-                req.CopyFrom(self._init_request)
-                req.resume = pb.RESUME_ALLOW
-                req.id = self.id
-                req.project = self.project
+                req = dict(self._init_request, resume="RESUME_ALLOW", id=self.id, project=self.project)
                 # The sidecar lost the run (e.g. a new data dir): give it the config.
-                _values.map_to_proto(req.config, self.config.as_dict(), "config")
-                sidecar.stub.Init(req, metadata=sidecar.metadata, timeout=self.settings.rpc_timeout)
+                req["config"] = self.config.as_dict()
+                sidecar.call("Init", req, self.settings.rpc_timeout)
             elif state not in _OPEN_STATES:
                 self._mark_ended(state_name(state))
                 raise self._ended_error()
@@ -665,24 +575,6 @@ class Run(ArtifactMethods):
             + "; runcore does not resume it, so rows logged from now on are not recorded. "
             f'runcore.init(id="{self.id}", resume="allow") continues it.',
         )
-
-    def _heartbeat(self) -> None:
-        sidecar = self._sidecar
-        try:
-            resp = sidecar.stub.Heartbeat(
-                pb.HeartbeatRequest(run_id=self.id, writer_id=self._writer_id), metadata=sidecar.metadata, timeout=10
-            )
-        except grpc.RpcError as e:
-            # An idle run learns here that the sidecar ended it (or lost it); a
-            # sidecar that went away is noticed by the sender through its stream.
-            if classify(e.code(), Kind.UNARY) in (Action.ENDED, Action.REINIT) and not self._finished:
-                try:
-                    self._attach(force=True)
-                except (RunEndedError, grpc.RpcError):
-                    pass
-            return
-        if resp.should_stop:
-            self._stop_requested()
 
     def _stop_requested(self) -> None:
         """An operator asked the run to stop (``runcore runs stop``): as W&B does,
@@ -722,19 +614,18 @@ class Run(ArtifactMethods):
         if self._finished:
             if self._final_summary is not None:
                 try:
-                    resp = self._call("summary", "GetRun", pb.GetRunRequest(run_id=self.id))
-                    return _values.map_from_proto(resp.summary)
+                    summary: dict[str, Any] = self._call("summary", "GetRun", {"run_id": self.id}).summary
+                    return summary
                 except (CommError, Error):
                     return dict(self._final_summary)
             return {}
         self._flush()
-        resp = self._call("summary", "GetRun", pb.GetRunRequest(run_id=self.id))
-        return _values.map_from_proto(resp.summary)
+        now: dict[str, Any] = self._call("summary", "GetRun", {"run_id": self.id}).summary
+        return now
 
     def _summary_change(self, values: dict[str, Any], remove: list[str]) -> None:
         self._ensure_open("summary update")
-        req = pb.UpdateSummaryRequest(run_id=self.id, remove=remove)
-        _values.map_to_proto(req.summary, values, "summary")
+        req = {"run_id": self.id, "summary": _checked_keys(values, "summary"), "remove": remove}
         self._flush()
         self._call("summary update", "UpdateSummary", req)
 
@@ -760,19 +651,19 @@ class Run(ArtifactMethods):
             step_metric = step_metric.name
         if kwargs:
             self._warn_once("define-metric-kwargs", f"runcore: define_metric ignores {sorted(kwargs)}")
-        req = pb.DefineMetricRequest(run_id=self.id, name=name, step_metric=step_metric or "")
+        req: dict[str, Any] = {
+            "run_id": self.id,
+            "name": name,
+            "step_metric": step_metric or "",
+            "goal": str(goal) if goal else "",
+            "step_sync": None if step_sync is None else bool(step_sync),
+            "hidden": None if hidden is None else bool(hidden),
+            "overwrite": None if overwrite is None else bool(overwrite),
+        }
         if summary:
             parts = [p.strip().lower() for p in str(summary).split(",") if p.strip()]
             # W&B's deprecated "copy" is its default: the last value.
-            req.summary = ",".join(p for p in parts if p != "copy")
-        if goal:
-            req.goal = str(goal)
-        if step_sync is not None:
-            req.step_sync = bool(step_sync)
-        if hidden is not None:
-            req.hidden = bool(hidden)
-        if overwrite is not None:
-            req.overwrite = bool(overwrite)
+            req["summary"] = ",".join(p for p in parts if p != "copy")
         self._flush()
         m = self._call("define_metric", "DefineMetric", req).metric
         return Metric(
@@ -809,7 +700,7 @@ class Run(ArtifactMethods):
                 level_name = "WARN"
             if level_name not in ("INFO", "WARN", "ERROR"):
                 raise ValueError(f"alert level {level!r} is not one of INFO, WARN, ERROR")
-        req = pb.AlertRequest(run_id=self.id, title=title, text=str(text), level=level_name)
+        req: dict[str, Any] = {"run_id": self.id, "title": title, "text": str(text), "level": level_name}
         if wait_duration is not None:
             if isinstance(wait_duration, datetime.timedelta):
                 seconds = wait_duration.total_seconds()
@@ -819,7 +710,7 @@ class Run(ArtifactMethods):
                 raise ValueError(f"alert wait_duration must be seconds or a timedelta, not {wait_duration!r}")
             if not seconds >= 0:
                 raise ValueError(f"alert wait_duration must be >= 0, got {seconds}")
-            req.wait_duration = seconds
+            req["wait_duration"] = seconds
         resp = self._call("alert", "Alert", req)
         return AlertResult(sent=resp.sent, throttled=resp.throttled, throttled_until=resp.throttled_until)
 
@@ -841,13 +732,13 @@ class Run(ArtifactMethods):
         glob_s = os.fspath(glob_str)
         if not isinstance(glob_s, str) or not glob_s:
             raise ValueError("save: glob_str must be a non-empty path or pattern")
-        req = pb.SaveFilesRequest(
-            run_id=self.id,
-            glob=glob_s,
-            base_path=os.fspath(base_path) if base_path is not None else "",
-            policy=policy,
-            working_dir=os.getcwd(),
-        )
+        req = {
+            "run_id": self.id,
+            "glob": glob_s,
+            "base_path": os.fspath(base_path) if base_path is not None else "",
+            "policy": policy,
+            "working_dir": os.getcwd(),
+        }
         resp = self._call("save", "SaveFiles", req)
         return [os.path.join(self.dir, name) for name in resp.saved]
 
@@ -856,15 +747,15 @@ class Run(ArtifactMethods):
         process then disappears, the run ends ``preempted`` rather than crashed."""
         self._ensure_open("mark_preempting")
         self._flush()
-        self._call("mark_preempting", "MarkPreempting", pb.MarkPreemptingRequest(run_id=self.id))
+        self._call("mark_preempting", "MarkPreempting", {"run_id": self.id})
 
     def status(self) -> RunStatus:
         """The run's state as the sidecar has it, and the client's delivery counts."""
-        s = self._sender
+        s = self._sender.stats()
         state = self._final_state if self._finished else (self._ended or self._final_state)
         rows = 0
         try:
-            req = pb.GetRunRequest(run_id=self.id)
+            req = {"run_id": self.id}
             resp = self._call("status", "GetRun", req, timeout=min(10.0, self.settings.rpc_timeout), retry=False)
             state = state_name(resp.run.state)
             rows = int(resp.run.history_rows)
@@ -873,16 +764,16 @@ class Run(ArtifactMethods):
                 rows = int(self._final_info.history_rows)
         return RunStatus(
             state=state,
-            step=self._steps.step,
+            step=self._sender.step,
             history_rows=rows,
-            rows_logged=s.rows_queued,
-            rows_acked=s.rows_acked,
-            rows_pending=s.pending(),
-            rows_lost=s.rows_lost,
+            rows_logged=s["rows_queued"],
+            rows_acked=s["rows_acked"],
+            rows_pending=self._sender.pending(),
+            rows_lost=s["rows_lost"],
             rows_dropped=self._dropped,
-            batches_sent=s.batches_sent,
-            batches_resent=s.batches_resent,
-            sync_time=s.last_ack_time,
+            batches_sent=s["batches_sent"],
+            batches_resent=s["batches_resent"],
+            sync_time=s["last_ack_time"],
             should_stop=self._should_stop,
         )
 
@@ -893,18 +784,19 @@ class Run(ArtifactMethods):
             return
         code = 0 if exit_code is None else int(exit_code)
         self._finished = True
-        self._steps.finish()  # the pending row is committed (run.step follows)
+        self._sender.finish_steps()  # the pending row is committed (run.step follows)
         try:
             self._sender.close()
-            if self._sender.dead is not None and self._sender.rows_lost:
+            stats = self._sender.stats()
+            if stats["dead"] is not None and stats["rows_lost"]:
                 print(
-                    f"runcore: run {self.id}: {self._sender.rows_lost} rows were not delivered ({self._sender.dead})",
+                    f"runcore: run {self.id}: {stats['rows_lost']} rows were not delivered ({stats['dead']})",
                     file=sys.stderr,
                 )
             try:
                 # Finish of a run the sidecar ended answers with how it ended.
                 resp = self._call(
-                    "finish", "Finish", pb.FinishRequest(run_id=self.id, exit_code=code, writer_id=self._writer_id)
+                    "finish", "Finish", {"run_id": self.id, "exit_code": code, "writer_id": self._writer_id}
                 )
             except RunEndedError as e:
                 # Found ended after a reconnect: reported by _mark_ended already.
@@ -916,12 +808,12 @@ class Run(ArtifactMethods):
                 raise
             self._final_info = resp.run
             self._final_state = state_name(resp.run.state)
-            self._final_summary = _values.map_from_proto(resp.summary)
-            alone = resp.HasField("writer") and resp.run.state in _OPEN_STATES
+            self._final_summary = dict(resp.summary)
+            alone = resp.writer is not None and resp.run.state in _OPEN_STATES
             if alone:
                 # A shared run's writer that does not end the run finished alone.
                 self._final_state = state_name(resp.writer.state)
-            elif resp.run.state not in (pb.RUN_STATE_FINISHED, pb.RUN_STATE_FAILED) or self._ended is not None:
+            elif resp.run.state not in (_enums.FINISHED, _enums.FAILED) or self._ended is not None:
                 # The sidecar had ended it (e.g. this client stalled past its client
                 # timeout): report how, and do not resume it.
                 self._mark_ended(self._final_state)
@@ -952,30 +844,60 @@ class Run(ArtifactMethods):
         self.finish(exit_code=0 if exc_type is None else 1)
 
 
-class _Link:
-    """What the sender may do with its run (``_sender.RunLink``)."""
+def _start_sender(run: Run, client_timeout: float, first_seq: int) -> Sender:
+    """The native sender of ``run``'s rows, which runs from now until finish."""
+    s = run.settings
+    # Any RPC is a sign of life; an idle run heartbeats well inside its timeout.
+    every = float(s.heartbeat_interval)
+    if client_timeout > 0:
+        every = min(every, client_timeout / 3)
+    return Sender(
+        run._sidecar.channel,
+        run.id,
+        run._writer_id,
+        first_seq,
+        run.starting_step,
+        _Link(run),
+        batch_interval=float(s.batch_interval),
+        batch_rows=int(s.batch_rows),
+        queue_size=int(s.queue_size),
+        max_in_flight=int(s.max_in_flight),
+        heartbeat_every=every,
+        reconnect_timeout=float(s.reconnect_timeout),
+        max_value_bytes=MAX_VALUE_BYTES,
+    )
 
-    __slots__ = ("_run",)
+
+class _Link:
+    """What the native sender may do with its run; called on its threads, rarely
+    (a reconnect, a dropped row, a warning, a stop request)."""
+
+    __slots__ = ("_run", "_generation")
 
     def __init__(self, run: Run) -> None:
         self._run = run
-
-    @property
-    def run_id(self) -> str:
-        return self._run.id
-
-    @property
-    def writer_id(self) -> str:
-        return self._run._writer_id
+        #: The sidecar generation of the channel the sender uses now.
+        self._generation = run._sidecar.generation
 
     def attach(self, force: bool) -> None:
+        """Raises RunEndedError for a run the sidecar ended, RpcError when it
+        cannot be asked."""
         self._run._attach(force)
 
-    def heartbeat(self) -> None:
-        self._run._heartbeat()
+    def recover(self, timeout: float) -> Channel:
+        """Waits for the sidecar (restarting a spawned one) unless another caller
+        did since the sender got its channel; the channel to use from now on.
+        Raises CommError when it does not come back in time."""
+        sidecar = self._run._sidecar
+        sidecar.recover(self._generation, timeout)
+        self._generation = sidecar.generation
+        return sidecar.channel
 
-    def on_dropped(self, row: pb.DroppedRow) -> None:
-        self._run._on_dropped(row)
+    def on_dropped(self, step: int, current_step: int, reason: str) -> None:
+        self._run._on_dropped(step, current_step, reason)
 
     def warn(self, kind: str, message: str) -> None:
         self._run._warn_once(kind, message)
+
+    def should_stop(self) -> None:
+        self._run._stop_requested()

@@ -3,7 +3,9 @@
 ``use_model``, ``link_model``), as a mixin.
 
 Logging is CreateArtifact, AddArtifactFiles (``_artifacts.send_files``) and
-CommitArtifact, after the rows logged before it are acknowledged. A sidecar that
+CommitArtifact, after the rows logged before it are acknowledged. These calls
+go through grpc and the generated protobuf messages (imported on first use: a run
+that logs no artifact never loads them). A sidecar that
 goes away in the middle loses the draft (never a half version): the whole log is
 done again after the reconnect. For these calls NOT_FOUND names a missing
 artifact (or run) and is raised, never answered by re-Initing the run.
@@ -16,12 +18,9 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-import grpc
-
 from ._artifacts import Artifact, _Client, send_files
 from ._contract import Kind
-from ._proto import runcore_pb2 as pb
-from ._rpc import rpc_error, should_retry
+from ._rpc import from_grpc, rpc_error, should_retry
 from . import _values
 
 if TYPE_CHECKING:
@@ -95,6 +94,10 @@ class ArtifactMethods:
     ) -> Artifact:
         """Creates a sidecar draft, sends the entries, and commits (unless a
         distributed writer only adds)."""
+        import grpc
+
+        from ._proto import runcore_pb2 as pb
+
         self._ensure_open("log_artifact")
         self._flush()
         if ":" in art._name:
@@ -116,7 +119,8 @@ class ArtifactMethods:
             gen = sc.generation
             try:
                 send_files(sc, self.settings, draft, art)
-            except grpc.RpcError as e:
+            except grpc.RpcError as ge:
+                e = from_grpc(ge)
                 if should_retry(e, Kind.UNARY, sc, gen) and time.monotonic() < deadline:
                     sc.recover(gen, max(0.1, deadline - time.monotonic()))
                     continue  # the draft died with the sidecar: start again
@@ -187,6 +191,8 @@ class ArtifactMethods:
         "entity/project/name:alias", or a registry path
         "model-registry/NAME:alias") and returns it; ``download()`` gets its
         files."""
+        from ._proto import runcore_pb2 as pb
+
         self._ensure_open("use_artifact")
         if isinstance(artifact_or_name, Artifact):
             art = artifact_or_name
@@ -211,6 +217,8 @@ class ArtifactMethods:
     ) -> Optional[Artifact]:
         """Links a logged version into a registry collection (``"{collection}"``,
         ``"{project}/{collection}"`` or ``"{entity}/{project}/{collection}"``)."""
+        from ._proto import runcore_pb2 as pb
+
         self._ensure_open("link_artifact")
         if artifact.is_draft():
             self.log_artifact(artifact)

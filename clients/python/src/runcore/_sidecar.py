@@ -2,10 +2,12 @@
 ``runcore serve`` on a unix socket in a private temporary directory, wait for its
 gRPC health check to say SERVING, and reuse it for every later run of the process.
 
-A :class:`Sidecar` is one connection (channel + stub). When calls fail because the
-sidecar went away, :meth:`Sidecar.recover` waits for it to come back (restarting a
-sidecar this process spawned, if it died), opens a fresh channel and bumps
-``generation`` so every user of the connection knows to re-attach its run.
+A :class:`Sidecar` is one connection: the native core's ``Channel`` for the run
+path, and a grpc channel + stub, made on first use, for the read API and the
+artifact calls (so that a run that only logs never imports grpc). When calls fail
+because the sidecar went away, :meth:`Sidecar.recover` waits for it to come back
+(restarting a sidecar this process spawned, if it died), opens fresh channels and
+bumps ``generation`` so every user of the connection knows to re-attach its run.
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ import threading
 import time
 from typing import Any, Optional
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from ._errors import CommError, SidecarNotFoundError
-from ._proto import runcore_pb2_grpc
+from ._native import Channel, RpcError
+from ._rpc import from_grpc
 from ._settings import ENV_ADDRESS, ENV_AUTH_TOKEN, ENV_BIN, ENV_DATA_DIR, Settings
 
 #: The service whose health the client checks.
@@ -192,32 +192,78 @@ class Sidecar:
         self.origin = origin
         self.spawned = spawned
         self.owner_pid = os.getpid()
-        self.metadata: tuple[tuple[str, str], ...] = ()
         token = spawned.token if spawned is not None else os.environ.get(ENV_AUTH_TOKEN)
-        if token:
-            self.metadata = (("authorization", "Bearer " + token),)
+        self._token: Optional[str] = token or None
         #: Bumped by every successful recover(); users re-attach when it changes.
         self.generation = 0
         self._lock = threading.Lock()
         self._closed = False
-        self._channel = grpc.insecure_channel(grpc_target(address), options=_CHANNEL_OPTIONS)
-        self.stub = runcore_pb2_grpc.RunServiceStub(self._channel)
+        self.channel = self._native_channel(address)
+        # The read API's grpc channel and stub: made by the first `stub` use.
+        self._grpc: Optional[tuple[Any, Any]] = None
+
+    def _native_channel(self, address: str) -> Channel:
+        try:
+            return Channel(address, self._token)
+        except ValueError as e:
+            raise SidecarNotFoundError(f"runcore: the sidecar address {address!r} ({self.origin}) is not usable: {e}") from None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The auth token as grpc call metadata (the read API's calls)."""
+        if self._token:
+            return (("authorization", "Bearer " + self._token),)
+        return ()
+
+    @property
+    def stub(self) -> Any:
+        """The grpc ``RunServiceStub`` of the read API and the artifact calls;
+        grpc is imported here, on first use, never on the run path."""
+        with self._lock:
+            if self._grpc is None:
+                import grpc
+
+                from ._proto import runcore_pb2_grpc
+
+                channel = grpc.insecure_channel(grpc_target(self.address), options=_CHANNEL_OPTIONS)
+                self._grpc = (channel, runcore_pb2_grpc.RunServiceStub(channel))
+            return self._grpc[1]
+
+    def _drop_grpc(self) -> None:
+        """Closes the grpc channel (the next `stub` use opens a fresh one)."""
+        if self._grpc is not None:
+            self._grpc[0].close()
+            self._grpc = None
+
+    def call(self, method: str, request: Any, timeout: float) -> Any:
+        """One unary call of ``method``: a dict request goes through the native
+        channel (response: a namespace), a protobuf message through the grpc stub
+        (the artifact calls; response: the message). Raises :class:`RpcError`."""
+        if isinstance(request, dict):
+            return self.channel.call(method, request, timeout)
+        import grpc
+
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as e:
+            raise from_grpc(e) from None
+        except ValueError:
+            # grpc's "closed channel": a recover() replaced the channel between
+            # reading the stub and calling it; retried as a call cancelled by that.
+            raise RpcError("CANCELLED", "the channel was replaced by a reconnect") from None
 
     def describe(self) -> str:
         return f"{self.address} ({self.origin})"
 
     def _health(self, timeout: float) -> Optional[str]:
         """None when SERVING, else what is wrong."""
-        stub = health_pb2_grpc.HealthStub(self._channel)
         try:
-            resp = stub.Check(
-                health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout, metadata=self.metadata
-            )
-        except grpc.RpcError as e:
-            return f"{e.code().name}: {e.details()}"
-        if resp.status == health_pb2.HealthCheckResponse.SERVING:
+            status = self.channel.health(timeout)
+        except RpcError as e:
+            return f"{e.code}: {e.details}"
+        if status == "SERVING":
             return None
-        return "health status " + str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+        return "health status " + status
 
     def wait_healthy(self, deadline: float) -> None:
         delay = 0.02
@@ -240,25 +286,32 @@ class Sidecar:
             delay = min(delay * 2, 0.5)
 
     def recover(self, seen_generation: int, timeout: float) -> None:
-        """Waits until the sidecar serves again, on a fresh channel. A no-op when
+        """Waits until the sidecar serves again, on fresh channels. A no-op when
         another thread recovered since the caller saw ``seen_generation``."""
         with self._lock:
             if self.generation != seen_generation or self._closed:
                 return
             deadline = time.monotonic() + timeout
             sp = self.spawned
-            if sp is not None and not sp.alive():
-                self.address = sp.start(deadline)
-            self._channel.close()
-            self._channel = grpc.insecure_channel(grpc_target(self.address), options=_CHANNEL_OPTIONS)
-            self.stub = runcore_pb2_grpc.RunServiceStub(self._channel)
-            self.wait_healthy(deadline)
+            while True:
+                if sp is not None and not sp.alive():
+                    self.address = sp.start(deadline)
+                self.channel = self._native_channel(self.address)
+                self._drop_grpc()
+                try:
+                    self.wait_healthy(deadline)
+                    break
+                except CommError:
+                    # A spawned sidecar killed just as we looked (alive then, dead
+                    # now) is started again while there is time.
+                    if sp is None or sp.alive() or time.monotonic() >= deadline:
+                        raise
             self.generation += 1
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._channel.close()
+            self._drop_grpc()
             if self.spawned is not None:
                 self.spawned.stop()
 

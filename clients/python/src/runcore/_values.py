@@ -1,10 +1,13 @@
-"""Logged values: Python objects to the wire's ``Value`` and back, and the data
-types users log (``Histogram``, ``Image``; the other media, tables and plots are
-in ``_media`` and ``plot``).
+"""Logged values and the data types users log (``Histogram``, ``Image``; the other
+media, tables and plots are in ``_media`` and ``plot``).
 
-``log()`` keeps plain floats out of this module (they travel in the packed scalar
-fields); everything else is checked here, at call time, so that a value that cannot
-be logged raises ``ValueError`` naming its key and type, as W&B does.
+``run.log`` values are converted by the native core (``runcore._native``), in one
+pass; what it does not know itself it hands to :func:`native_fallback` (numpy,
+torch, matplotlib, subclasses of the plain types), and the data types tell it what
+they are through ``_to_native()``. :func:`plain` applies the same rules in Python
+for the values the client keeps (``run.config``), and the read API converts to and
+from the wire's ``Value`` with :func:`map_to_proto` and :func:`from_value`
+(protobuf is imported there only).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-from ._proto import runcore_pb2 as pb
+from ._enums import media_kind
 
 if TYPE_CHECKING:
     from ._proto.runcore_pb2 import Value
@@ -33,12 +36,11 @@ ARRAY_HISTOGRAM_BINS = 32
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
+#: The ``_type`` a media value has in the local store's JSON, by MediaKind.
 _MEDIA_TYPES = {
-    pb.MEDIA_KIND_IMAGE: "image-file",
-    pb.MEDIA_KIND_AUDIO: "audio-file",
-    pb.MEDIA_KIND_VIDEO: "video-file",
-    pb.MEDIA_KIND_FILE: "file",
-    pb.MEDIA_KIND_UNSPECIFIED: "file",
+    media_kind("IMAGE"): "image-file",
+    media_kind("AUDIO"): "audio-file",
+    media_kind("VIDEO"): "video-file",
 }
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -66,113 +68,123 @@ def unloggable(key: str, value: Any, why: str = "") -> ValueError:
     return ValueError(msg)
 
 
-def normalize(key: str, v: Any) -> Any:
-    """A value ready to queue: a float (a packed scalar), an int, bool, str or None
-    (sent as is), or a ``Value`` message (a snapshot of anything mutable)."""
+def native_fallback(key: str, v: Any) -> Any:
+    """What the native core logs for a value it does not know: a plain value, an
+    object with ``_to_native()``, or a ValueError naming the key and the type.
+    numpy scalars become Python's; numeric arrays of more than
+    ARRAY_AS_HISTOGRAM elements a Histogram, others lists; torch tensors numpy
+    arrays; a matplotlib figure an Image."""
+    np = _numpy()
+    if np is not None:
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind in "biuf" and v.size > ARRAY_AS_HISTOGRAM:
+                return Histogram(v, num_bins=ARRAY_HISTOGRAM_BINS)
+            if v.dtype.kind not in "biufUSO":
+                raise unloggable(key, v, f"numpy dtype {v.dtype} cannot be logged")
+            return v.tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, str):
+        return str(v)
+    if _is_figure(v):
+        return Image(v)
+    module = type(v).__module__ or ""
+    if module.startswith("torch") and hasattr(v, "detach"):
+        return v.detach().cpu().numpy()
+    raise unloggable(key, v)
+
+
+def _key(key: str, k: Any) -> str:
+    """A nested dict key as the wire has it (keys are str there)."""
+    if isinstance(k, str):
+        return k
+    if isinstance(k, bool):
+        return str(k).lower()
+    if isinstance(k, (int, float)) or k is None:
+        return str(k)
+    raise ValueError(f"cannot log {key!r}: a nested key has type {type(k).__name__}; keys must be str")
+
+
+def plain(key: str, v: Any, depth: int = 0, keep_native: bool = False) -> Any:
+    """``v`` as the sidecar will hold it, in plain Python (tuples become lists,
+    numpy values Python's, a Histogram or media the dict the store shows); with
+    ``keep_native``, objects with ``_to_native`` are kept as they are."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"cannot log {key!r}: nested deeper than {MAX_DEPTH} levels")
     t = type(v)
     if t is float or t is bool or t is str or v is None:
         return v
     if t is int:
         return v if _INT64_MIN <= v <= _INT64_MAX else float(v)
-    np = _numpy()
-    if np is not None and isinstance(v, np.generic) and not isinstance(v, np.ndarray):
-        return normalize(key, v.item())
-    if isinstance(v, float):
-        return float(v)
-    if isinstance(v, bool):
-        return bool(v)
-    if isinstance(v, int):
-        return normalize(key, int(v))
-    if isinstance(v, str):
-        return str(v)
-    out = pb.Value()
-    fill(out, key, v, 0)
+    if isinstance(v, Mapping):
+        return {_key(key, k): plain(key, x, depth + 1, keep_native) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(key, x, depth + 1, keep_native) for x in v]
+    to_native = getattr(v, "_to_native", None)
+    if to_native is not None:
+        return v if keep_native else _plain_native(to_native())
+    return plain(key, native_fallback(key, v), depth, keep_native)
+
+
+def _plain_native(native: tuple[Any, ...]) -> dict[str, Any]:
+    """A ``_to_native()`` tuple as the store's JSON shows the value."""
+    if native[0] == "histogram_bins":
+        return {"_type": "histogram", "bins": list(native[2]), "values": list(native[1])}
+    if native[0] == "histogram":  # the sidecar bins raw values only in logged rows
+        return {"_type": "histogram", "bins": [], "values": []}
+    _, path, kind, caption, _extra = native
+    out = {"_type": _MEDIA_TYPES.get(kind, "file"), "path": path}
+    if caption:
+        out["caption"] = caption
     return out
 
 
-def to_value(key: str, v: Any) -> "Value":
-    out = pb.Value()
-    fill(out, key, v, 0)
-    return out
-
-
-def fill(dst: "Value", key: str, v: Any, depth: int) -> None:
-    """Writes ``v`` into ``dst`` (built in place: no copies of nested messages)."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"cannot log {key!r}: nested deeper than {MAX_DEPTH} levels")
+def _write(dst: "Value", v: Any) -> None:
+    """Writes a value made by ``plain(..., keep_native=True)`` into ``dst``."""
     t = type(v)
     if t is float:
         dst.double_value = v
     elif t is bool:
         dst.bool_value = v
     elif t is int:
-        if _INT64_MIN <= v <= _INT64_MAX:
-            dst.int_value = v
-        else:
-            dst.double_value = float(v)
+        dst.int_value = v
     elif t is str:
         dst.string_value = v
     elif v is None:
         dst.null_value = True
-    elif isinstance(v, Mapping):
+    elif t is dict:
         dst.map_value.SetInParent()
-        fields = dst.map_value.fields
-        for k2, v2 in v.items():
-            if not isinstance(k2, str):
-                if isinstance(k2, (int, float, bool)) or k2 is None:
-                    k2 = str(k2) if not isinstance(k2, bool) else str(k2).lower()
-                else:
-                    raise ValueError(
-                        f"cannot log {key!r}: a nested key has type {type(k2).__name__}; keys must be str"
-                    )
-            fill(fields[k2], key, v2, depth + 1)
-    elif isinstance(v, (list, tuple)):
+        for k, x in v.items():
+            _write(dst.map_value.fields[k], x)
+    elif t is list:
         dst.list_value.SetInParent()
-        values = dst.list_value.values
         for x in v:
-            fill(values.add(), key, x, depth + 1)
-    elif isinstance(v, Histogram):
-        v._fill(dst.histogram)
-    elif isinstance(v, Media):
-        v._fill(dst.media)
+            _write(dst.list_value.values.add(), x)
     else:
-        _fill_foreign(dst, key, v, depth)
+        _write_native(dst, v._to_native())
 
 
-def _fill_foreign(dst: "Value", key: str, v: Any, depth: int) -> None:
-    np = _numpy()
-    if np is not None:
-        if isinstance(v, np.ndarray):
-            if v.dtype.kind in "biuf" and v.size > ARRAY_AS_HISTOGRAM:
-                Histogram(v, num_bins=ARRAY_HISTOGRAM_BINS)._fill(dst.histogram)
-                return
-            if v.dtype.kind not in "biufUSO":
-                raise unloggable(key, v, f"numpy dtype {v.dtype} cannot be logged")
-            fill(dst, key, v.tolist(), depth)
-            return
-        if isinstance(v, np.generic):
-            fill(dst, key, v.item(), depth)
-            return
-    if isinstance(v, float):
-        dst.double_value = float(v)
-        return
-    if isinstance(v, bool):
-        dst.bool_value = bool(v)
-        return
-    if isinstance(v, int):
-        fill(dst, key, int(v), depth)
-        return
-    if isinstance(v, str):
-        dst.string_value = str(v)
-        return
-    module = type(v).__module__ or ""
-    if _is_figure(v):
-        Image(v)._fill(dst.media)
-        return
-    if module.startswith("torch") and hasattr(v, "detach"):
-        fill(dst, key, v.detach().cpu().numpy(), depth)
-        return
-    raise unloggable(key, v)
+def _write_native(dst: "Value", native: tuple[Any, ...]) -> None:
+    if native[0] == "histogram_bins":
+        dst.histogram.counts.extend(native[1])
+        dst.histogram.bins.extend(native[2])
+    elif native[0] == "histogram":
+        dst.histogram.values.extend(native[1])
+        dst.histogram.num_bins = native[2]
+    else:
+        _, path, kind, caption, extra = native
+        m = dst.media
+        m.path, m.kind = path, kind
+        if caption:
+            m.caption = caption
+        if extra:
+            map_to_proto(m.extra, extra, "media")
 
 
 def from_value(v: "Value") -> Any:
@@ -207,7 +219,7 @@ def map_to_proto(target: Any, values: Mapping[str, Any], what: str) -> None:
     for k, v in values.items():
         if not isinstance(k, str) or not k:
             raise ValueError(f"{what} keys must be non-empty str, got {k!r}")
-        fill(target[k], k, v, 0)
+        _write(target[k], plain(k, v, keep_native=True))
 
 
 def map_from_proto(values: Mapping[str, "Value"]) -> dict[str, Any]:
@@ -285,13 +297,11 @@ class Histogram:
         else:
             raise ValueError("Histogram: give a sequence or np_histogram=(counts, bin_edges)")
 
-    def _fill(self, h: Any) -> None:
+    def _to_native(self) -> tuple[Any, ...]:
+        """What the native core sends: ready bins, or the values to bin."""
         if self.histogram is not None and self.bins is not None:
-            h.counts.extend(self.histogram)
-            h.bins.extend(self.bins)
-        else:
-            h.values.extend(self._values)
-            h.num_bins = self.num_bins
+            return ("histogram_bins", self.histogram, self.bins)
+        return ("histogram", self._values, self.num_bins)
 
     def __repr__(self) -> str:
         if self.histogram is not None:
@@ -337,7 +347,7 @@ def _stage_copy(path: StrPath, what: str) -> str:
 class Media:
     """A file logged as a value; the sidecar copies it into the run's files/media/."""
 
-    _kind: int = pb.MEDIA_KIND_FILE
+    _kind: int = media_kind("FILE")
     _what = "File"
     #: Fields W&B writes next to the path in the history (width, ncols, ...).
     _extra: dict[str, Any] = {}
@@ -346,13 +356,9 @@ class Media:
         self._path = _stage_copy(path, self._what)
         self.caption = caption
 
-    def _fill(self, m: Any) -> None:
-        m.path = self._path
-        m.kind = self._kind
-        if self.caption:
-            m.caption = str(self.caption)
-        if self._extra:
-            map_to_proto(m.extra, self._extra, "media")
+    def _to_native(self) -> tuple[Any, ...]:
+        """What the native core sends: the staged file, its kind, caption and extras."""
+        return ("media", self._path, self._kind, str(self.caption) if self.caption else "", self._extra)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._path!r}, caption={self.caption!r})"
@@ -395,7 +401,7 @@ class Image(Media):
     Pillow installed) a numpy array (H,W), (H,W,C) or (C,H,W); float arrays in
     [0, 1] are scaled to 0..255."""
 
-    _kind = pb.MEDIA_KIND_IMAGE
+    _kind = media_kind("IMAGE")
     _what = "Image"
 
     def __init__(

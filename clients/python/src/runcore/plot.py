@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._media import Table
-from ._values import map_to_proto
 
 __all__ = ["Chart", "bar", "histogram", "line", "scatter"]
 
@@ -29,9 +28,9 @@ class Chart(Table):
         super().__init__(columns=list(table.columns), data=[list(r) for r in table.data])
         self.chart = {k: v for k, v in chart.items() if v is not None}
 
-    def _fill(self, m: Any) -> None:
-        super()._fill(m)
-        map_to_proto(m.extra, {"chart": self.chart}, "chart")
+    def _to_native(self) -> tuple[Any, ...]:
+        kind, path, media, caption, extra = super()._to_native()
+        return (kind, path, media, caption, {**extra, "chart": self.chart})
 
     def __repr__(self) -> str:
         return f"Chart({self.chart['type']}, rows={len(self.data)})"

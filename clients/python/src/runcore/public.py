@@ -26,17 +26,18 @@ import importlib
 import os
 import pathlib
 import time
-from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
-
-import grpc
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 from . import _artifacts, _query, _sidecar, _values
 from ._contract import Kind
 from ._errors import CommError
-from ._proto import runcore_pb2 as pb
-from ._rpc import should_retry
+from ._rpc import RpcError, from_grpc, grpc_error, should_retry
+from ._rpc import pb as _pb
 from ._run import _OPEN_STATES, state_name
 from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._proto import runcore_pb2 as pb
 
 T = TypeVar("T")
 
@@ -54,11 +55,11 @@ def _iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _api_error(what: str, e: grpc.RpcError) -> Exception:
-    code, details = e.code(), e.details() or ""
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
+def _api_error(what: str, e: RpcError) -> Exception:
+    code, details = e.code, e.details or ""
+    if code == "INVALID_ARGUMENT":
         return ValueError(f"runcore: {what}: {details}")
-    return CommError(f"runcore: {what}: {code.name}: {details}")
+    return CommError(f"runcore: {what}: {code}: {details}")
 
 
 class Api:
@@ -101,7 +102,7 @@ class Api:
             gen = sidecar.generation
             try:
                 return attempt()
-            except grpc.RpcError as e:
+            except RpcError as e:
                 if not should_retry(e, Kind.API, sidecar, gen) or time.monotonic() >= deadline:
                     raise _api_error(what, e) from None
                 if retries:
@@ -115,7 +116,7 @@ class Api:
     def _call(self, what: str, method: str, request: Any) -> Any:
         def attempt() -> Any:
             sc = self._sidecar
-            return getattr(sc.stub, method)(request, timeout=self.settings.rpc_timeout, metadata=sc.metadata)
+            return sc.call(method, request, self.settings.rpc_timeout)
 
         return self._retrying(what, attempt)
 
@@ -149,7 +150,7 @@ class Api:
         ``config.KEY``, ``summary_metrics.KEY``). An entity in the path matches
         runs of that entity and runs without one (runcore's default)."""
         entity, project = self._split(path, 2)
-        resp = self._call("runs", "ListRuns", pb.ListRunsRequest(project=project))
+        resp = self._call("runs", "ListRuns", _pb().ListRunsRequest(project=project))
         runs = [Run(self, info) for info in resp.runs if not entity or info.entity in ("", entity)]
         if _query.needs_details(filters) or _query.needs_details(order or ""):
             for r in runs:
@@ -173,7 +174,7 @@ class Api:
         entity, project, run_id = self._split(path, 3)
         if not run_id:
             raise ValueError(f"path {path!r} names no run; use entity/project/run_id")
-        run = Run(self, pb.RunInfo(id=run_id))
+        run = Run(self, _pb().RunInfo(id=run_id))
         run.load()
         if project and run.project != project:
             raise CommError(f"runcore: run {run_id} is in project {run.project!r}, not {project!r}")
@@ -237,7 +238,7 @@ class Run:
     def load(self, force: bool = False) -> "Run":
         """Reads the run (config, summary, system metrics, files) from the sidecar."""
         if self._details is None or force:
-            self._set_details(self._api._call("run", "GetRun", pb.GetRunRequest(run_id=self.id)))
+            self._set_details(self._api._call("run", "GetRun", _pb().GetRunRequest(run_id=self.id)))
         return self
 
     load_full_data = load
@@ -341,7 +342,7 @@ class Run:
         state = {"min_step": min_step}
 
         def one_stream() -> Iterator[dict[str, Any]]:
-            req = pb.ScanHistoryRequest(run_id=self.id, keys=wanted, page_size=min(page_size, _MAX_PAGE))
+            req = _pb().ScanHistoryRequest(run_id=self.id, keys=wanted, page_size=min(page_size, _MAX_PAGE))
             if state["min_step"] is not None:
                 req.min_step = int(state["min_step"])
             if max_step is not None:
@@ -411,7 +412,7 @@ class Run:
         """The run's files, one ListFiles page at a time."""
         token = ""
         while True:
-            req = pb.ListFilesRequest(run_id=self.id, page_size=min(per_page, _MAX_PAGE), page_token=token)
+            req = _pb().ListFilesRequest(run_id=self.id, page_size=min(per_page, _MAX_PAGE), page_token=token)
             resp = self._api._call("files", "ListFiles", req)
             yield [File(self, f) for f in resp.files]
             token = resp.next_page_token
@@ -437,7 +438,7 @@ class Run:
         for a, v in mine.items():
             setattr(self, a, v)
         info = self._info
-        req = pb.UpdateRunRequest(run_id=self.id)
+        req = _pb().UpdateRunRequest(run_id=self.id)
         for attr in ("name", "notes", "group", "job_type"):
             if getattr(self, attr) != getattr(info, attr):
                 setattr(req, attr, str(getattr(self, attr)))
@@ -452,10 +453,10 @@ class Run:
             diff = {k: v for k, v in current.items() if k not in saved or saved[k] != v}
             _values.map_to_proto(values, diff, what)
             remove.extend(k for k in saved if k not in current)
-        if req == pb.UpdateRunRequest(run_id=self.id):
+        if req == _pb().UpdateRunRequest(run_id=self.id):
             return  # nothing changed
         resp = self._api._call("update", "UpdateRun", req)
-        details = pb.GetRunResponse(run=resp.run, config=resp.config, summary=resp.summary)
+        details = _pb().GetRunResponse(run=resp.run, config=resp.config, summary=resp.summary)
         details.system_metrics.update(self._loaded().system_metrics)
         self._set_details(details)
 
@@ -475,7 +476,7 @@ class Run:
         copy). An open run is refused: finish it first. ``delete_artifacts`` is
         accepted and changes nothing: the versions the run logged stay in the
         artifact store (other runs may use them)."""
-        self._api._call("delete", "DeleteRun", pb.DeleteRunRequest(run_id=self.id, delete_artifacts=delete_artifacts))
+        self._api._call("delete", "DeleteRun", _pb().DeleteRunRequest(run_id=self.id, delete_artifacts=delete_artifacts))
 
     def wait_until_finished(self, timeout: Optional[float] = None, poll_interval: float = WAIT_POLL) -> None:
         """Returns once the run has ended (finished, failed, crashed, killed,
@@ -523,7 +524,8 @@ def _resumable(api: Api, what: str, one_stream: Callable[[], Iterator[T]]) -> It
                 deadline = time.monotonic() + api.settings.reconnect_timeout
                 yield item
             return
-        except grpc.RpcError as e:
+        except grpc_error() as ge:
+            e = from_grpc(ge)
             if not should_retry(e, Kind.API, sidecar, gen) or time.monotonic() >= deadline:
                 raise _api_error(what, e) from None
             if retries:
@@ -574,7 +576,7 @@ class File:
         run, state = self._run, {"offset": 0}
 
         def one_stream() -> Iterator[bytes]:
-            req = pb.ReadFileRequest(run_id=run.id, name=self.name, offset=state["offset"])
+            req = _pb().ReadFileRequest(run_id=run.id, name=self.name, offset=state["offset"])
             sc = run._api._sidecar
             call = sc.stub.ReadFile(req, metadata=sc.metadata)
             try:
