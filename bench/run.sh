@@ -41,10 +41,13 @@ else
   pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
   "${pip[@]}" --upgrade "pip>=23.1"
   "${pip[@]}" -r bench/requirements.txt
-  "${pip[@]}" --no-deps -e clients/python
-  "$venv/bin/python" -c 'import runcore, wandb, grpc' >&2
+  # The runcore client from the tree (its native core is built below, in release).
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$repo/clients/python/src" >"$site/runcore-src.pth"
   echo "$key" >"$venv/.pins"
 fi
+bash clients/python/scripts/native.sh --release
+"$venv/bin/python" -c 'import runcore._native, wandb, grpc' >&2
 
 # --- the binaries ---------------------------------------------------------------
 echo "bench: cargo build --release (sidecar and bench targets)" >&2
