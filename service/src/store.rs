@@ -185,16 +185,12 @@ impl RunFile {
         info
     }
 
-    /// Whether the run says it is open (its sidecar may have died since).
-    pub fn is_open(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "preempting")
-    }
-
     /// Whether the run says it is open but its heartbeat is too old for that to be
     /// true (its sidecar died): shown as crashed.
     pub fn is_stale(&self, now: f64) -> bool {
+        let open = matches!(self.state.as_str(), "running" | "preempting");
         let limit = crate::liveness::stale_after(self.client_timeout, self.heartbeat_interval);
-        self.is_open() && limit > 0.0 && now - self.last_heartbeat > limit
+        open && limit > 0.0 && now - self.last_heartbeat > limit
     }
 
     /// The state to show: crashed for a stale run.
@@ -215,49 +211,13 @@ impl RunFile {
     }
 }
 
-/// Reads run.json. The heartbeat of an open run is the later of its
-/// `last_heartbeat` and the file's modification time: the sidecar stamps a
-/// heartbeat on the file ([`stamp_heartbeat`]) and rewrites it only when
-/// something else in it changes.
 pub fn read_run_file(dir: &Path) -> Result<RunFile, StoreError> {
-    use std::io::Read;
     let path = dir.join(RUN_JSON);
-    let mut file = File::open(&path).map_err(io_err(&path))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io_err(&path))?;
-    let mut run: RunFile = serde_json::from_str(&text).map_err(|e| StoreError::Json {
-        path: path.clone(),
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Json {
+        path,
         problem: e.to_string(),
-    })?;
-    if run.is_open() {
-        if let Ok(modified) = file.metadata().and_then(|m| m.modified()) {
-            let stamped = modified
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            run.last_heartbeat = run.last_heartbeat.max(stamped);
-        }
-    }
-    Ok(run)
-}
-
-/// Records a heartbeat at `at` (unix seconds) on run.json without rewriting it:
-/// sets its modification time, which [`read_run_file`] reads as the heartbeat
-/// of an open run. One system call; the file's contents and inode stay.
-pub fn stamp_heartbeat(dir: &Path, at: f64) -> Result<(), StoreError> {
-    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
-    let path = dir.join(RUN_JSON);
-    let at = at.max(0.0);
-    let times = Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_OMIT,
-        },
-        last_modification: Timespec {
-            tv_sec: at.trunc() as i64,
-            tv_nsec: ((at.fract() * 1e9) as i64).min(999_999_999),
-        },
-    };
-    utimensat(CWD, &path, &times, AtFlags::empty()).map_err(|e| io_err(&path)(io::Error::from(e)))
+    })
 }
 
 /// Reads a JSON object file of the store (config.json, summary.json).

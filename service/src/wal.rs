@@ -25,8 +25,7 @@ use crate::proto::wal::Record;
 pub enum FsyncPolicy {
     /// Before every acknowledgement.
     Always,
-    /// At most once per flush interval (1 s) per run, and at finish; a
-    /// system-metrics sample, which nobody waits on, is synced with the next sync.
+    /// At most once per flush interval (1 s) per run, and at finish.
     Batch,
     /// Never (the OS writes back when it likes); finish still syncs.
     Never,
@@ -372,11 +371,7 @@ pub struct WalWriter {
     len: u64,
     /// Reused encode buffer.
     buf: Vec<u8>,
-    /// The log's length at its last sync.
-    synced_len: u64,
-    /// A record appended since the last sync is waited on: `--fsync batch` syncs
-    /// it within the flush interval.
-    owes_sync: bool,
+    unsynced: bool,
 }
 
 impl WalWriter {
@@ -439,22 +434,12 @@ impl WalWriter {
             path: path.to_owned(),
             len,
             buf: Vec::with_capacity(4096),
-            synced_len: len,
-            owes_sync: false,
+            unsynced: false,
         }
     }
 
-    /// Appends one record with a single write; returns its offset. The log owes
-    /// a sync until the next one.
+    /// Appends one record with a single write; returns its offset.
     pub fn append(&mut self, record: &Record) -> Result<u64, WalError> {
-        let offset = self.append_unwaited(record)?;
-        self.owes_sync = true;
-        Ok(offset)
-    }
-
-    /// Appends one record nobody waits on (a system-metrics sample): the log does
-    /// not owe a sync for it; the next sync covers it.
-    pub fn append_unwaited(&mut self, record: &Record) -> Result<u64, WalError> {
         self.buf.clear();
         self.buf.extend_from_slice(&[0u8; HEADER]);
         // Encoding into a Vec cannot run out of capacity.
@@ -470,6 +455,7 @@ impl WalWriter {
             return Err(io_err(&self.path)(e));
         }
         self.len += self.buf.len() as u64;
+        self.unsynced = true;
         if self.buf.capacity() > crate::memory::SCRATCH_BYTES {
             // Each open run has one: a long record's buffer is not kept.
             self.buf = Vec::new();
@@ -489,19 +475,13 @@ impl WalWriter {
 
     /// Whether anything was appended since the last sync.
     pub fn unsynced(&self) -> bool {
-        self.len != self.synced_len
-    }
-
-    /// Whether a record appended since the last sync is waited on
-    /// ([`WalWriter::append`], not [`WalWriter::append_unwaited`]).
-    pub fn owes_sync(&self) -> bool {
-        self.owes_sync
+        self.unsynced
     }
 
     /// fsyncs the log on the calling thread (blocking).
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.file.sync_data().map_err(io_err(&self.path))?;
-        self.mark_synced();
+        self.unsynced = false;
         Ok(())
     }
 
@@ -512,8 +492,7 @@ impl WalWriter {
 
     /// Records that a sync through another handle covered everything appended.
     pub fn mark_synced(&mut self) {
-        self.synced_len = self.len;
-        self.owes_sync = false;
+        self.unsynced = false;
     }
 }
 

@@ -1,4 +1,4 @@
-//! The transaction log: torn tails, corrupt frames, locks, what owes a sync.
+//! The transaction log: torn tails, corrupt frames, locks.
 
 use super::*;
 use crate::proto::wal::{record::Kind, StateChange};
@@ -122,19 +122,4 @@ fn an_empty_or_zeroed_log_has_no_records() {
         assert!(r.next_record().unwrap().is_none());
         assert_eq!(r.records(), 0);
     }
-}
-
-#[test]
-fn only_a_waited_on_record_owes_a_sync_and_a_sync_covers_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut w = WalWriter::create(&dir.path().join("run.wal")).unwrap();
-    w.append_unwaited(&rec(0)).unwrap();
-    assert!(w.unsynced() && !w.owes_sync(), "a sample alone owes none");
-    w.append(&rec(1)).unwrap();
-    assert!(w.unsynced() && w.owes_sync());
-    w.sync().unwrap();
-    assert!(!w.unsynced() && !w.owes_sync());
-    w.append_unwaited(&rec(2)).unwrap();
-    w.mark_synced();
-    assert!(!w.unsynced() && !w.owes_sync());
 }

@@ -607,12 +607,6 @@ async fn runs_ls_and_show_agree_and_name_what_they_cannot_read() {
         serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
     v["last_heartbeat"] = serde_json::json!(1000.0);
     std::fs::write(&run_json, v.to_string()).unwrap();
-    // Readers take the file's modification time as a heartbeat too.
-    std::fs::File::options()
-        .write(true)
-        .open(&run_json)
-        .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1000)))
-        .unwrap();
     // A run dir whose run.json is garbage.
     std::fs::create_dir_all(data.join("p/broken")).unwrap();
     std::fs::write(data.join("p/broken/run.wal"), b"").unwrap();

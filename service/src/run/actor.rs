@@ -168,17 +168,7 @@ impl Actor {
                     }
                 }
                 event = self.links.next_event() => match event {
-                    LinkEvent::Sample(writer, sample) => {
-                        // An idle run's samples come alone, one an interval:
-                        // holding the line for a timed flush would only add a
-                        // wake-up, so it is written now when nothing else waits.
-                        let alone = !timers.flush_waits();
-                        self.record_sample(writer, sample).await;
-                        if alone {
-                            self.write_lines();
-                            timers.flushing(self.wal.len());
-                        }
-                    }
+                    LinkEvent::Sample(writer, sample) => self.record_sample(writer, sample).await,
                     LinkEvent::Exited => {
                         timers.checked();
                         if self.check_writers().await {

@@ -25,19 +25,6 @@ impl Actor {
     /// the forwarder.
     pub(super) async fn append(&mut self, record: &Record) -> Result<(), RunError> {
         self.wal.append(record)?;
-        self.appended().await
-    }
-
-    /// Appends a record nobody waits on (a system-metrics sample: no client is
-    /// answered after it). `--fsync batch` does not sync the log for it: it is
-    /// synced with the next record that is waited on, at finish and at shutdown,
-    /// and the OS writes it back meanwhile. `always` syncs it as any record.
-    pub(super) async fn append_unwaited(&mut self, record: &Record) -> Result<(), RunError> {
-        self.wal.append_unwaited(record)?;
-        self.appended().await
-    }
-
-    async fn appended(&mut self) -> Result<(), RunError> {
         if self.config.fsync == FsyncPolicy::Always {
             self.sync_wal().await?;
         }
@@ -76,7 +63,7 @@ impl Actor {
     /// and the store files (finish, shutdown). The rewrites and fsyncs run on a
     /// blocking thread; the actor waits for them, so its commands stay in order.
     pub(super) async fn flush(&mut self, durable: bool) {
-        self.write_lines();
+        self.store.flush();
         let dir = self.store.dir().to_owned();
         let mut job = Rewrites::new(durable);
         if durable {
@@ -106,47 +93,19 @@ impl Actor {
         for e in errors {
             tracing::error!(run = %id, "{e}");
         }
-        // A durable flush syncs all that was appended (`always` has synced it
-        // already); a timed one under `batch` what is waited on.
-        let sync = if durable {
-            self.config.fsync != FsyncPolicy::Always && self.wal.unsynced()
-        } else {
-            self.config.fsync == FsyncPolicy::Batch && self.wal.owes_sync()
-        };
-        if sync {
+        if (durable && self.config.fsync != FsyncPolicy::Always
+            || self.config.fsync == FsyncPolicy::Batch)
+            && self.wal.unsynced()
+        {
             if let Err(e) = self.sync_wal().await {
                 tracing::error!(run = %id, "{e}");
             }
         }
-        self.publish();
-    }
-
-    /// Writes the store's buffered lines. A failed write leaves the store behind
-    /// the log until the run ends or is next opened.
-    pub(super) fn write_lines(&mut self) {
-        self.store.flush();
         if let Some(e) = self.store.take_error() {
             self.store_behind = true;
-            tracing::error!(run = %self.state.info.id, "{e}; the transaction log still holds the data, and the file is rebuilt from it when the run ends or is next opened");
+            tracing::error!(run = %id, "{e}; the transaction log still holds the data, and the file is rebuilt from it when the run ends or is next opened");
         }
-    }
-
-    /// Stamps the heartbeat just recorded on run.json, which is otherwise as
-    /// the state. One system call on the inode, on the actor's thread as the
-    /// store's line writes are; a rewrite would be a file created and renamed.
-    pub(super) fn stamp_heartbeat(&mut self) {
-        let at = self.state.info.last_heartbeat;
-        match store::stamp_heartbeat(self.store.dir(), at) {
-            Ok(()) => {
-                if let Some(written) = &mut self.written {
-                    written.last_heartbeat = at;
-                }
-            }
-            // run.json stays behind the state: the next flush rewrites it.
-            Err(e) => {
-                tracing::debug!(run = %self.state.info.id, "{e}; run.json is rewritten instead")
-            }
-        }
+        self.publish();
     }
 
     /// Replaces one store file (config.json, summary.json) on a blocking thread.

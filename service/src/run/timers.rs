@@ -74,13 +74,7 @@ impl Timers {
         }
     }
 
-    /// Whether a flush is armed: something waits to be flushed.
-    pub(super) fn flush_waits(&self) -> bool {
-        self.flush.armed
-    }
-
-    /// A flush begins, with the log `log_len` long: every store line of the
-    /// records before it is written.
+    /// A timed flush begins, with the log `log_len` long.
     pub(super) fn flushing(&mut self, log_len: u64) {
         self.flushed_len = log_len;
     }
@@ -108,13 +102,13 @@ impl Actor {
     }
 
     /// Whether a flush has work: records logged since the last (store lines to
-    /// write), a log that owes a sync (`--fsync batch`), summary.json or run.json behind
+    /// write), a log to sync (`--fsync batch`), summary.json or run.json behind
     /// the state, or live files to check for changes (only a periodic look finds
     /// those).
     fn needs_flush(&self, flushed_len: u64) -> bool {
         self.wal.len() != flushed_len
             || self.summary_dirty
-            || (self.config.fsync == FsyncPolicy::Batch && self.wal.owes_sync())
+            || (self.config.fsync == FsyncPolicy::Batch && self.wal.unsynced())
             || !self.live.is_empty()
             || self.written.as_ref() != Some(&self.state.info)
     }
@@ -144,18 +138,12 @@ impl Actor {
         (self.state.info.last_heartbeat + interval - now()).max(0.0)
     }
 
-    /// Records a heartbeat when one is due: at most one per heartbeat interval,
-    /// so signs of life more frequent than that do not touch run.json each time.
-    /// When run.json is otherwise as the state, the heartbeat is only stamped on
-    /// it (its modification time); else the next flush rewrites it.
+    /// Records a heartbeat (`last_heartbeat`, written to run.json by the next
+    /// flush) when one is due: at most one per heartbeat interval, so signs of
+    /// life more frequent than that do not rewrite run.json each time.
     pub(super) fn beat(&mut self) {
         if self.state.is_open() && self.heartbeat_due_in() <= 0.0 {
-            let run_json_current = self.written.as_ref() == Some(&self.state.info);
             self.state.info.last_heartbeat = now();
-            if run_json_current {
-                self.stamp_heartbeat();
-            }
-            self.publish();
         }
     }
 }

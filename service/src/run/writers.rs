@@ -214,7 +214,7 @@ impl Actor {
                 label,
             })),
         };
-        if let Err(e) = self.append_unwaited(&record).await {
+        if let Err(e) = self.append(&record).await {
             tracing::error!(run = %self.state.info.id, "system-metrics sample not recorded: {e}");
             return;
         }
