@@ -89,6 +89,8 @@ def test_a_dropped_row_is_warned_about_once(sidecar: Sidecar) -> None:
         run.log({"x": 4}, step=2)
     dropped = [w for w in caught if issubclass(w.category, runcore.RuncoreWarning)]
     assert len(dropped) == 1, [str(w.message) for w in caught]
+    # The warning points at the line that called run.log (here), not at runcore.
+    assert dropped[0].filename == __file__
     assert run.status().rows_dropped == 3
     run.finish()
     assert rows_by_step(sidecar, run) == [(10, {"x": 1})]

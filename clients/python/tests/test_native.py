@@ -211,6 +211,7 @@ class RecordingLink:
         self.channel = channel
         self.warnings: list[tuple[str, str]] = []
         self.dropped: list[tuple[int, int, str]] = []
+        self.log_dropped_rows: list[tuple[int, int]] = []
 
     def attach(self, force: bool) -> None:
         pass
@@ -220,6 +221,9 @@ class RecordingLink:
 
     def on_dropped(self, step: int, current_step: int, reason: str) -> None:
         self.dropped.append((step, current_step, reason))
+
+    def log_dropped(self, step: int, current_step: int) -> None:
+        self.log_dropped_rows.append((step, current_step))
 
     def warn(self, kind: str, message: str) -> None:
         self.warnings.append((kind, message))
@@ -251,8 +255,8 @@ def history(sidecar: Sidecar, run_id: str) -> list[dict[str, Any]]:
 
 
 def test_log_queues_rows_that_land_in_history(sidecar: Sidecar, sender: _native.Sender, run_id: str) -> None:
-    assert sender.log({"loss": 0.5, "n": 3, "name": "a", "nested": {"x": [1, 2]}}) is True
-    assert sender.log(OrderedDict([("loss", 0.25)])) is True
+    sender.log({"loss": 0.5, "n": 3, "name": "a", "nested": {"x": [1, 2]}})
+    sender.log(OrderedDict([("loss", 0.25)]))
     assert sender.step == 2
     assert sender.flush(TIMEOUT) is True
     rows = wait_for(lambda: len(history(sidecar, run_id)) == 2 and history(sidecar, run_id), "two rows")
@@ -265,13 +269,19 @@ def test_log_queues_rows_that_land_in_history(sidecar: Sidecar, sender: _native.
     assert sender.pending() == 0 and sender.dead is None
 
 
-def test_log_drops_a_smaller_step(sender: _native.Sender) -> None:
-    assert sender.log({"a": 1.0}, step=5) is True
-    assert sender.log({"a": 2.0}, step=3) is False
+def test_log_drops_a_smaller_step_and_tells_the_link(channel: _native.Channel, run_id: str) -> None:
+    link = RecordingLink(channel)
+    sender = start_sender(channel, run_id, link=link)
+    sender.log({"a": 1.0}, step=5)
+    sender.log({"a": 2.0}, step=3)
+    assert link.log_dropped_rows == [(3, 5)]
     assert sender.step == 5
-    assert sender.log({"a": 3.0}, step=5, commit=1) is True
+    sender.log({"a": 3.0}, step=5, commit=1)
     assert sender.step == 6
+    assert link.log_dropped_rows == [(3, 5)]
+    assert sender.stats()["rows_queued"] == 2
     sender.finish_steps()
+    sender.close(TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -310,7 +320,7 @@ def test_log_takes_steps_with_index(sender: _native.Sender) -> None:
         def __index__(self) -> int:
             return 7
 
-    assert sender.log({"a": 1.0}, step=Step()) is True
+    sender.log({"a": 1.0}, step=Step())
     assert sender.step == 7
 
 
@@ -323,7 +333,7 @@ def test_log_refuses_values_over_max_value_bytes(channel: _native.Channel, run_i
             "cannot log 'big': the value is 2 MiB; log at most 1 MiB per value "
             "(a Histogram of big arrays is small)"
         )
-        assert s.log({"small": "x" * 100}) is True
+        s.log({"small": "x" * 100})
     finally:
         s.close(TIMEOUT)
 
@@ -355,7 +365,7 @@ def test_a_run_and_its_sender_in_a_cycle_are_garbage_collected(channel: _native.
     link = RecordingLink(channel)
     link.run = run  # type: ignore[attr-defined]
     run.sender = start_sender(channel, run_id, link=link)
-    assert run.sender.log({"a": 1.0})
+    run.sender.log({"a": 1.0})
     run.sender.close(TIMEOUT)
     gone = weakref.ref(run)
     del run, link

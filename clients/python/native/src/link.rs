@@ -21,8 +21,8 @@ static RUN_ENDED_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 const SHUTTING_DOWN: &str = "the Python interpreter is shutting down";
 const RUN_GONE: &str = "the run object was garbage-collected";
 
-/// The Python object with `attach`, `recover`, `on_dropped`, `warn` and
-/// `should_stop` that the run gives its sender.
+/// The Python object with `attach`, `recover`, `on_dropped`, `log_dropped`, `warn`
+/// and `should_stop` that the run gives its sender.
 ///
 /// The link usually refers to the run, which refers to its `Sender`: a cycle that
 /// Python's garbage collector sees only through `traverse`, and breaks with
@@ -57,6 +57,17 @@ impl PyLink {
                 e.print(py);
             }
         });
+    }
+
+    /// Tells the run that `log()` dropped a row (on the caller's thread, the GIL
+    /// held): the run counts it and warns. An exception (a warning turned into an
+    /// error) is the caller's.
+    pub(crate) fn log_dropped(&self, py: Python<'_>, step: u64, current_step: u64) -> PyResult<()> {
+        let Some(link) = self.get(py) else {
+            return Ok(());
+        };
+        link.call_method1(pyo3::intern!(py, "log_dropped"), (step, current_step))
+            .map(drop)
     }
 
     /// The garbage collector's view of the reference held here.

@@ -6,8 +6,12 @@
 //! their steps were given. A thread holding the GIL never waits for that lock nor
 //! in a `put` that may block: a `put` waiting for room needs the sender's threads
 //! to progress, and they may need the GIL to call the run back. With the GIL held
-//! the lock is only tried, and the row queued only when the queue has room;
-//! otherwise `log()` lets go of the GIL first.
+//! the lock is only tried, and the row queued only when the queue has room
+//! (`try_put`); otherwise `log()` lets go of the GIL first.
+//!
+//! `run.log` is this `log()` itself while the run is open (no Python frame in
+//! between), so a dropped row is reported from here: the link's `log_dropped`,
+//! on the caller's thread, counts it and warns at the caller's line.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,8 +45,6 @@ pub(crate) struct Sender {
     known: Py<PyDict>,
     /// Largest encoded size of one logged value.
     max_value_bytes: usize,
-    /// Rows the sender queues before `put` blocks.
-    queue_size: u64,
 }
 
 #[pymethods]
@@ -96,12 +98,14 @@ impl Sender {
             steps: Mutex::new(StepMirror::new(starting_step)),
             known: PyDict::new(py).unbind(),
             max_value_bytes,
-            queue_size: queue_size as u64,
         })
     }
 
-    /// `run.log()` after the run's own checks: False when the row was dropped
-    /// (a step smaller than the current one).
+    /// Logs a row, as W&B's `run.log` (an open run's `log` is this method):
+    /// without `step` the row is committed at the current step (unless
+    /// `commit=False`); with `step`, a larger step commits the pending row and
+    /// jumps, the same step merges, a smaller one is dropped (reported through the
+    /// link's `log_dropped`, which warns). Returns at once; the sender sends it.
     #[pyo3(signature = (data, step = None, commit = None))]
     fn log(
         &self,
@@ -109,7 +113,7 @@ impl Sender {
         data: &Bound<'_, PyAny>,
         step: Option<&Bound<'_, PyAny>>,
         commit: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    ) -> PyResult<()> {
         let mut row = Row::default();
         if let Ok(dict) = data.cast_exact::<PyDict>() {
             // Most logged values are floats: one allocation for all of them.
@@ -133,19 +137,17 @@ impl Sender {
         row.commit = commit.map(|c| c.is_truthy()).transpose()?;
         row.timestamp = unix_now();
         let commit = row.commit;
-        // The common case without giving up the GIL: the mirror is free and the queue
-        // has room, so `put` returns at once. Rows queued are at most the rows
-        // pending (queued, sent and unacked), and while the mirror is held nobody
-        // else queues.
-        if let Ok(mut steps) = self.steps.try_lock() {
-            if self.sender.pending() < self.queue_size {
-                return Ok(self.advance_and_put(&mut steps, row, has_data, step, commit));
-            }
+        let queued = match self.try_advance_and_put(row, has_data, step, commit) {
+            Err(Blocked(row)) => py.detach(|| {
+                let mut steps = lock(&self.steps);
+                self.advance_and_put(&mut steps, row, has_data, step, commit)
+            }),
+            Ok(queued) => queued,
+        };
+        match queued {
+            Err(Dropped { step, current_step }) => self.link.log_dropped(py, step, current_step),
+            Ok(()) => Ok(()),
         }
-        Ok(py.detach(|| {
-            let mut steps = lock(&self.steps);
-            self.advance_and_put(&mut steps, row, has_data, step, commit)
-        }))
     }
 
     /// The step the next committed row gets (`run.step`).
@@ -219,9 +221,17 @@ impl Sender {
     }
 }
 
+/// A row the step mirror dropped: its step is smaller than the run's.
+struct Dropped {
+    step: u64,
+    current_step: u64,
+}
+
+/// A row `try_advance_and_put` could not queue without waiting.
+struct Blocked(Row);
+
 impl Sender {
-    /// Advances the step mirror and queues the row; false (nothing queued) when the
-    /// mirror drops it.
+    /// Advances the step mirror and queues the row, waiting for room if need be.
     fn advance_and_put(
         &self,
         steps: &mut StepMirror,
@@ -229,12 +239,35 @@ impl Sender {
         has_data: bool,
         step: Option<u64>,
         commit: Option<bool>,
-    ) -> bool {
+    ) -> Result<(), Dropped> {
+        let current_step = steps.step;
         if !steps.advance(has_data, step, commit) {
-            return false;
+            return Err(dropped(step, current_step));
         }
         self.sender.put(row);
-        true
+        Ok(())
+    }
+
+    /// `advance_and_put` when neither the mirror's lock nor room in the queue has
+    /// to be waited for (the common case, with the GIL held). The mirror advances
+    /// only once the row is queued; while it is held nobody else queues.
+    fn try_advance_and_put(
+        &self,
+        row: Row,
+        has_data: bool,
+        step: Option<u64>,
+        commit: Option<bool>,
+    ) -> Result<Result<(), Dropped>, Blocked> {
+        let Ok(mut steps) = self.steps.try_lock() else {
+            return Err(Blocked(row));
+        };
+        let mut advanced = *steps;
+        if !advanced.advance(has_data, step, commit) {
+            return Ok(Err(dropped(step, steps.step)));
+        }
+        self.sender.try_put(row).map_err(Blocked)?;
+        *steps = advanced;
+        Ok(Ok(()))
     }
 
     /// One (key, value) of a logged dict into the row: the key checked the first
@@ -334,6 +367,14 @@ fn check_step(step: &Bound<'_, PyAny>) -> PyResult<u64> {
             i64::MAX
         ))
     })
+}
+
+/// Only a row logged with a step is ever dropped.
+fn dropped(step: Option<u64>, current_step: u64) -> Dropped {
+    Dropped {
+        step: step.unwrap_or(current_step),
+        current_step,
+    }
 }
 
 fn unix_now() -> f64 {

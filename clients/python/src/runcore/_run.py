@@ -355,6 +355,10 @@ class Run(ArtifactMethods):
         #: How the sidecar ended the run without this client finishing it.
         self._ended: Optional[str] = None
         self._sender = _start_sender(self, float(info.client_timeout or 0.0), int(resp.last_seq) + 1)
+        # While the run is open, run.log is the native log itself: the instance
+        # attribute shadows the method below, and saves the caller a Python frame
+        # per row (log() is the hot path). finish() removes it.
+        self.__dict__["log"] = self._sender.log
 
     # -- attributes -----------------------------------------------------------------
 
@@ -449,18 +453,24 @@ class Run(ArtifactMethods):
         at the current step (unless ``commit=False``); with ``step``, a larger step
         commits the pending row and jumps, the same step merges, a smaller one is
         dropped with a warning. Returns at once; the native core sends it."""
+        # An open run's ``log`` is its native sender's (see __init__): this method
+        # runs once the run has finished, or when called through the class.
         if self._finished:
             raise UsageError(f"runcore: run {self.id} has finished; call runcore.init() to start another")
-        if not self._sender.log(data, step, commit):
-            self._dropped += 1
-            current = self._sender.step
-            self._warn_once(
-                "dropped-smaller-step",
-                f"runcore: run.log(step={step}) is smaller than the run's current step "
-                f"{current}; as in W&B, such rows are dropped. Log with a step >= "
-                f"{current} or without one. (Warned once; run.status().rows_dropped counts them.)",
-                stacklevel=3,
-            )
+        self._sender.log(data, step, commit)
+
+    def _log_dropped(self, step: int, current_step: int) -> None:
+        """A row log() dropped (its step smaller than the run's), reported by the
+        native log on the caller's thread: the warning points at the caller's line
+        (frames: this, _Link.log_dropped, the caller)."""
+        self._dropped += 1
+        self._warn_once(
+            "dropped-smaller-step",
+            f"runcore: run.log(step={step}) is smaller than the run's current step "
+            f"{current_step}; as in W&B, such rows are dropped. Log with a step >= "
+            f"{current_step} or without one. (Warned once; run.status().rows_dropped counts them.)",
+            stacklevel=4,
+        )
 
     def _on_dropped(self, step: int, current_step: int, reason: str) -> None:
         """A row the sidecar dropped (the client's mirror did not foresee it)."""
@@ -784,6 +794,7 @@ class Run(ArtifactMethods):
             return
         code = 0 if exit_code is None else int(exit_code)
         self._finished = True
+        self.__dict__.pop("log", None)  # run.log is the method again, which refuses
         self._sender.finish_steps()  # the pending row is committed (run.step follows)
         try:
             self._sender.close()
@@ -870,7 +881,8 @@ def _start_sender(run: Run, client_timeout: float, first_seq: int) -> Sender:
 
 class _Link:
     """What the native sender may do with its run; called on its threads, rarely
-    (a reconnect, a dropped row, a warning, a stop request)."""
+    (a reconnect, a dropped row, a warning, a stop request); ``log_dropped`` on
+    the thread that called ``run.log``."""
 
     __slots__ = ("_run", "_generation")
 
@@ -895,6 +907,9 @@ class _Link:
 
     def on_dropped(self, step: int, current_step: int, reason: str) -> None:
         self._run._on_dropped(step, current_step, reason)
+
+    def log_dropped(self, step: int, current_step: int) -> None:
+        self._run._log_dropped(step, current_step)
 
     def warn(self, kind: str, message: str) -> None:
         self._run._warn_once(kind, message)

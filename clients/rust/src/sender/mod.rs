@@ -105,6 +105,11 @@ impl State {
     fn stopped(&self) -> bool {
         self.finished || self.stats.dead.is_some()
     }
+
+    /// A `put` now waits for room (a stopped sender takes rows at once, as lost).
+    fn is_full(&self, settings: &SenderSettings) -> bool {
+        self.rows.len() >= settings.queue_size && !self.stopped()
+    }
 }
 
 /// The sender stops for good, for this reason.
@@ -163,23 +168,24 @@ impl Sender {
     pub fn put(&self, row: Row) {
         let shared = &self.shared;
         let mut state = shared.lock();
-        while state.rows.len() >= shared.settings.queue_size && !state.stopped() {
+        while state.is_full(&shared.settings) {
             shared.wake_sender.notify_one();
             state = shared.wait(&shared.progress, state, None);
         }
-        state.stats.rows_queued += 1;
-        if state.stopped() {
-            state.stats.rows_lost += 1;
-            return;
+        shared.queue(&mut state, row);
+    }
+
+    /// Queues a row as `put` does when that returns at once; gives the row back
+    /// instead of blocking when the queue is full. One lock, for callers that must
+    /// not block (e.g. a thread holding Python's GIL).
+    pub fn try_put(&self, row: Row) -> Result<(), Row> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        if state.is_full(&shared.settings) {
+            return Err(row);
         }
-        state.rows.push_back(row);
-        let queued = state.rows.len();
-        if queued == 1 {
-            state.oldest_row_at = Some(Instant::now());
-        }
-        if queued == 1 || queued == shared.settings.batch_rows {
-            shared.wake_sender.notify_one();
-        }
+        shared.queue(&mut state, row);
+        Ok(())
     }
 
     /// Rows queued and not yet acknowledged (or given up on).
@@ -258,6 +264,24 @@ fn spawn_thread(name: &str, shared: &Arc<Shared>, body: fn(&Arc<Shared>)) {
 }
 
 impl Shared {
+    /// `put`'s second half, under the lock: the row queued (or counted lost when
+    /// the sender stopped), the sender woken when it has something to do.
+    fn queue(&self, state: &mut State, row: Row) {
+        state.stats.rows_queued += 1;
+        if state.stopped() {
+            state.stats.rows_lost += 1;
+            return;
+        }
+        state.rows.push_back(row);
+        let queued = state.rows.len();
+        if queued == 1 {
+            state.oldest_row_at = Some(Instant::now());
+        }
+        if queued == 1 || queued == self.settings.batch_rows {
+            self.wake_sender.notify_one();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while the lock was held is reported by the sender thread's exit;
         // the counters themselves stay consistent (updated in one place each).
