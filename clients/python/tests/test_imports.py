@@ -1,6 +1,8 @@
 """``import runcore`` and the whole run path load neither grpc nor protobuf (issue
-20: init must be cheap); the read API loads them when it is used. Each check runs
-in a fresh interpreter, whose sys.modules is the evidence."""
+20: init must be cheap); the read API loads them when it is used. ``import
+runcore`` loads neither the read API, the artifacts nor the media modules either:
+their names resolve on first use. Each check runs in a fresh interpreter, whose
+sys.modules is the evidence."""
 
 from __future__ import annotations
 
@@ -54,3 +56,50 @@ def test_the_read_api_loads_grpc_when_used(sidecar: Sidecar, tmp_path: pathlib.P
     # The check above would pass with a REPORT that sees nothing: this one must see grpc.
     code = RUN_PATH + "assert runcore.Api().run('imports/path').summary['best'] == 0.4\n"
     assert "grpc" in heavy_modules(code, sidecar, tmp_path)
+
+
+#: The modules the run path does not need, loaded on first use of runcore.Api,
+#: runcore.Artifact, runcore.Table, runcore.plot...
+LAZY = ["runcore._artifacts", "runcore._media", "runcore.plot", "runcore.public"]
+
+#: Prints which of the lazy modules the code before it loaded.
+LAZY_REPORT = f"""
+import json, sys
+print(json.dumps(sorted(m for m in {LAZY!r} if m in sys.modules)))
+"""
+
+
+def lazy_modules(code: str, sidecar: Sidecar, cwd: pathlib.Path) -> list[str]:
+    done = run_script(code + LAZY_REPORT, sidecar.env(), cwd)
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_import_and_the_run_path_load_no_read_api_artifacts_or_media(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
+    assert lazy_modules("import runcore\n", sidecar, tmp_path) == []
+    assert lazy_modules(RUN_PATH, sidecar, tmp_path) == []
+
+
+def test_the_lazy_names_resolve_on_first_use(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
+    # The check above would pass with a LAZY_REPORT that sees nothing: this one must
+    # see every lazy module, through the names a user reaches them by.
+    code = """
+import runcore
+names = ["Api", "Artifact", "ArtifactManifestEntry", "Audio", "Html", "Object3D", "Table", "Video", "plot"]
+assert set(names) <= set(dir(runcore)), dir(runcore)
+from runcore import Table
+from runcore.public import Api
+from runcore._artifacts import Artifact
+assert runcore.Table is Table and runcore.Api is Api and runcore.Artifact is Artifact
+table = Table(columns=["x", "y"], data=[[1, 2]])
+assert isinstance(runcore.plot.line(table, "x", "y"), runcore.Table)
+assert all(getattr(runcore, n) is not None for n in names)
+try:
+    runcore.NoSuchName
+except AttributeError as e:
+    assert "NoSuchName" in str(e), e
+else:
+    raise AssertionError("runcore.NoSuchName resolved")
+"""
+    assert lazy_modules(code, sidecar, tmp_path) == LAZY

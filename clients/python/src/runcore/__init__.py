@@ -27,14 +27,20 @@ sidecar), ``_values`` (values and data types), ``_settings``, ``_errors``,
 ``_run_artifacts`` (the run's artifact methods), ``_media`` (``Table``, ``Html``,
 ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on tables); ``public``
 (``runcore.Api``: W&B's public read API, reading and editing runs) with ``_query``
-(its filters, ordering and history downsampling).
+(its filters, ordering and history downsampling); ``_active_run`` (how
+``_artifacts`` finds the active run without importing ``_api``).
+
+The run path needs none of ``public``, ``_artifacts``, ``_media`` or ``plot``, so
+``import runcore`` loads them on first use of a name they define (``runcore.Api``,
+``runcore.Table``, ``runcore.plot``...; PEP 562 ``__getattr__`` below): init stays
+cheap (issue 20).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import importlib
+from typing import TYPE_CHECKING, Any, Optional
 
-from . import plot
 from ._api import (
     _PreInit,
     active as _active,
@@ -53,7 +59,6 @@ from ._api import (
     use_artifact,
     use_model,
 )
-from ._artifacts import Artifact, ArtifactManifestEntry
 from ._errors import (
     CommError,
     ConfigError,
@@ -65,9 +70,13 @@ from ._errors import (
 )
 from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summary
 from ._settings import Settings
-from ._media import Audio, Html, Object3D, Table, Video
 from ._values import Histogram, Image
-from .public import Api
+
+if TYPE_CHECKING:
+    from . import plot
+    from ._artifacts import Artifact, ArtifactManifestEntry
+    from ._media import Audio, Html, Object3D, Table, Video
+    from .public import Api
 
 __version__ = "0.1.0"
 
@@ -119,8 +128,33 @@ __all__ = [
 
 _PRE_INIT = {"config": _PreInit("config"), "summary": _PreInit("summary")}
 
+#: The public names loaded on first use, and the module that defines each
+#: (``plot`` is the module itself).
+_LAZY = {
+    "Api": ".public",
+    "Artifact": "._artifacts",
+    "ArtifactManifestEntry": "._artifacts",
+    "Audio": "._media",
+    "Html": "._media",
+    "Object3D": "._media",
+    "Table": "._media",
+    "Video": "._media",
+    "plot": ".plot",
+}
+
+
+def _load(name: str) -> Any:
+    """Imports the module behind a lazy name and keeps the value in this module's
+    namespace, so the next lookup does not come back here."""
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name == "plot" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return _load(name)
     # runcore.run / runcore.config / runcore.summary follow the active run, as
     # wandb.run / wandb.config / wandb.summary do.
     if name == "run":
@@ -131,3 +165,8 @@ def __getattr__(name: str) -> Any:
             return _PRE_INIT[name]
         return getattr(r, name)
     raise AttributeError(f"module 'runcore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names are listed before they are loaded, as they were when eager.
+    return sorted(set(globals()) | set(_LAZY))

@@ -9,11 +9,9 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
-from . import _sidecar, _values
-from . import _artifacts
-from ._artifacts import Artifact
+from . import _active_run, _sidecar, _values
 from ._errors import Error, UsageError
 from ._contract import Kind
 from ._rpc import RpcError, rpc_error, should_retry
@@ -27,6 +25,9 @@ from ._settings import (
     ENV_RUN_ID,
     Settings,
 )
+
+if TYPE_CHECKING:
+    from ._artifacts import Artifact
 
 _lock = threading.RLock()
 _active: Optional[Run] = None
@@ -49,7 +50,7 @@ def active() -> Optional[Run]:
     return _active
 
 
-_artifacts.active_run = active
+_active_run.get = active
 
 
 def _client_info() -> dict[str, Any]:

@@ -22,7 +22,7 @@ import urllib.parse
 import warnings
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Union
 
-from . import _values
+from . import _active_run, _values
 from ._contract import Kind
 from ._errors import RuncoreWarning, UsageError
 from ._rpc import RpcError, from_grpc, grpc_error, rpc_error, should_retry
@@ -37,15 +37,6 @@ StrPath = Union[str, "os.PathLike[str]"]
 #: Bytes per message when a file's bytes are streamed to or from the sidecar.
 CHUNK = 1 << 20
 _REF_SCHEMES = ("file", "s3", "gs", "http", "https")
-
-
-def _no_run() -> Any:
-    return None
-
-
-#: The active run (``runcore.run``), for ``Artifact.save`` and ``link``; ``_api``
-#: sets it (this module does not import the run's modules).
-active_run: Callable[[], Any] = _no_run
 
 
 def _is_local(address: str) -> bool:
@@ -538,7 +529,7 @@ class Artifact:
         """Logs a draft with the active run; for a logged artifact, sends changed
         ``aliases``."""
         if self._version is None:
-            run = active_run()
+            run = _active_run.get()
             if run is None:
                 raise UsageError("runcore: artifact.save() of a draft needs a run: call runcore.init() first")
             run.log_artifact(self)
@@ -548,7 +539,7 @@ class Artifact:
         remove = [a for a in self._saved_aliases if a not in self.aliases and a != "latest"]
         if not add and not remove:
             return
-        run = active_run()
+        run = _active_run.get()
         req = _pb().SetArtifactAliasesRequest(
             name=f"{self._name}:{self._version}",
             add=[a for a in add if a != "latest"],
@@ -559,7 +550,7 @@ class Artifact:
 
     def link(self, target_path: str, aliases: Optional[list[str]] = None) -> "Artifact":
         """Links this version into a registry collection (``model-registry/NAME``)."""
-        run = active_run()
+        run = _active_run.get()
         if run is not None:
             run.link_artifact(self, target_path, aliases)
             return self

@@ -4,10 +4,10 @@
 
 Logging is CreateArtifact, AddArtifactFiles (``_artifacts.send_files``) and
 CommitArtifact, after the rows logged before it are acknowledged. These calls
-go through grpc and the generated protobuf messages (imported on first use: a run
-that logs no artifact never loads them). A sidecar that
-goes away in the middle loses the draft (never a half version): the whole log is
-done again after the reconnect. For these calls NOT_FOUND names a missing
+go through grpc, the generated protobuf messages and ``_artifacts`` (all imported
+on first use: a run that logs no artifact never loads them, issue 20). A sidecar
+that goes away in the middle loses the draft (never a half version): the whole
+log is done again after the reconnect. For these calls NOT_FOUND names a missing
 artifact (or run) and is raised, never answered by re-Initing the run.
 """
 
@@ -18,12 +18,12 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ._artifacts import Artifact, _Client, send_files
 from ._contract import Kind
 from ._rpc import from_grpc, rpc_error, should_retry
 from . import _values
 
 if TYPE_CHECKING:
+    from ._artifacts import Artifact, _Client
     from ._settings import Settings
     from ._sidecar import Sidecar
 
@@ -66,10 +66,14 @@ class ArtifactMethods:
     # -- helpers -----------------------------------------------------------------------
 
     def _artifact_client(self) -> _Client:
+        from ._artifacts import _Client
+
         return _Client(self._sidecar, self.settings)
 
     def _as_artifact(self, artifact_or_path: Union[Artifact, StrPath], name: Optional[str], type: Optional[str]) -> Artifact:
         """An Artifact, or a draft made of a path (file, directory or reference)."""
+        from ._artifacts import Artifact
+
         if isinstance(artifact_or_path, Artifact):
             return artifact_or_path
         path = os.fspath(artifact_or_path)
@@ -96,6 +100,7 @@ class ArtifactMethods:
         distributed writer only adds)."""
         import grpc
 
+        from ._artifacts import send_files
         from ._proto import runcore_pb2 as pb
 
         self._ensure_open("log_artifact")
@@ -191,6 +196,7 @@ class ArtifactMethods:
         "entity/project/name:alias", or a registry path
         "model-registry/NAME:alias") and returns it; ``download()`` gets its
         files."""
+        from ._artifacts import Artifact
         from ._proto import runcore_pb2 as pb
 
         self._ensure_open("use_artifact")

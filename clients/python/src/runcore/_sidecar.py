@@ -13,7 +13,6 @@ bumps ``generation`` so every user of the connection knows to re-attach its run.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -91,6 +90,10 @@ class _Spawned:
             self.args += ["--parent-pid", str(os.getpid())]
         if not use_unix and "--auth-token" in flags:
             # Passed in the environment: a flag would show in the process list.
+            # secrets is imported here: it loads hashlib (OpenSSL), which a run over
+            # a unix socket never needs (issue 20: import + init stay cheap).
+            import secrets
+
             self.token = secrets.token_urlsafe(32)
         self.process: Optional[subprocess.Popen[bytes]] = None
 
