@@ -1,6 +1,6 @@
 """What logging costs a training loop, per Python client (issue 20's figures).
 
-    python bench/client_overhead.py drive --reps 5 [--steps 1500] [--work-ms 2] [--out FILE.json]
+    python bench/client_overhead.py drive --reps 5 [--pairs 10] [--block-steps 100] [--work-ms 2] [--out FILE.json]
     python bench/client_overhead.py worker loop|calls|startup --variant V ...   # one repetition
 
 A "training step" here is a fixed amount of pure-Python work (a loop calibrated to
@@ -13,9 +13,15 @@ step then logs 10 or 100 floats. Variants, each in a fresh process:
   git checkout given by --py-client-src (bench/client.sh extracts commit e6f4cf7);
 - ``wandb``: wandb in offline mode.
 
-Repetitions alternate the variants' order. The overhead of a variant in one repetition
-is its loop time over the baseline's in the same repetition, minus one; the report gives
-the median over repetitions (and min-max). ``calls`` measures the caller's own CPU
+Each process times blocks of --block-steps steps without and with logging, alternated
+(ABBA), after a warm-up block; a pair's overhead is its logging block's time over its
+plain block's, minus one, and the report gives the median of every pair of every
+process (and the interquartile range). Pairing within one process cancels the drift of
+a shared machine's speed, which swamps a whole-process comparison; background work a
+logging block leaves behind (wandb's Python threads, runcore's sender) may spill into
+the next plain block, which can only make an overhead look smaller. The ``none``
+variant times two plain blocks per pair: its spread is the harness's own noise.
+Processes alternate the variants' order. ``calls`` measures the caller's own CPU
 (the calling thread's CPU time, ``time.thread_time``) per ``log()`` of 10 floats, and the
 process's peak RSS (VmHWM); ``startup`` times ``import`` + ``init()`` in a fresh process
 and notes whether grpc or protobuf got imported. bench/client.sh sets up the interpreters and the sidecar.
@@ -90,6 +96,37 @@ def startup(a: argparse.Namespace) -> Dict[str, Any]:
     return {"variant": a.variant, "import_init_s": t1 - t0, "finish_s": t2 - t1, "imported": imported}
 
 
+def block(a: argparse.Namespace, keys: List[str], log: Any, first: int) -> float:
+    """Seconds for a.block_steps steps: the work, a fresh dict of floats per step,
+    and log(dict) when ``log`` is given."""
+    t = time.perf_counter()
+    for step in range(first, first + a.block_steps):
+        work(a.work_iters)
+        x = step * 1e-3
+        row = {k: x + i for i, k in enumerate(keys)}
+        if log is not None:
+            log(row)
+    return time.perf_counter() - t
+
+
+def paired_blocks(a: argparse.Namespace, keys: List[str], log: Any) -> List[float]:
+    """Blocks of steps without and with logging, alternated in one process (ABBA...),
+    so that drift in the machine's speed hits both; one ratio - 1 per pair. With
+    ``log`` None (the baseline variant) both blocks of a pair are the same: the
+    spread is the harness's own noise."""
+    step = 0
+    block(a, keys, None, step)  # warm-up
+    out = []
+    for pair in range(a.pairs):
+        order = (None, log) if pair % 2 == 0 else (log, None)
+        times = {}
+        for which, fn in zip("ab" if pair % 2 == 0 else "ba", order):
+            step += a.block_steps
+            times[which] = block(a, keys, fn, step)
+        out.append(times["b"] / times["a"] - 1)
+    return out
+
+
 def worker(a: argparse.Namespace) -> Dict[str, Any]:
     if a.mode == "startup":
         return startup(a)
@@ -102,17 +139,7 @@ def worker(a: argparse.Namespace) -> Dict[str, Any]:
     t1 = time.perf_counter()
     out: Dict[str, Any] = {"variant": a.variant, "keys": a.keys, "init_s": t1 - t0}
     if a.mode == "loop":
-        log = run.log if run is not None else None
-        t = time.perf_counter()
-        cpu = time.process_time()
-        for step in range(a.steps):
-            work(a.work_iters)
-            x = step * 1e-3
-            row = {k: x + i for i, k in enumerate(keys)}
-            if log is not None:
-                log(row)
-        out["loop_s"] = time.perf_counter() - t
-        out["loop_cpu_s"] = time.process_time() - cpu
+        out["pairs"] = paired_blocks(a, keys, run.log if run is not None else None)
     else:
         rows = [{k: (step + i) * 1e-3 for i, k in enumerate(keys)} for step in range(1000)]
         log = run.log if run is not None else (lambda row: None)
@@ -145,7 +172,8 @@ def run_worker(a: argparse.Namespace, variant: str, mode: str, keys: int, steps:
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         env["WANDB_DIR"] = env["WANDB_CACHE_DIR"] = env["WANDB_CONFIG_DIR"] = tmp
         cmd = [python, os.path.abspath(__file__), "worker", mode, "--variant", variant, "--keys", str(keys),
-               "--steps", str(steps), "--work-iters", str(a.work_iters), "--dir", tmp]
+               "--steps", str(steps), "--work-iters", str(a.work_iters), "--dir", tmp,
+               "--pairs", str(a.pairs), "--block-steps", str(a.block_steps)]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             raise RuntimeError(f"{variant} {mode} failed:\n{p.stderr[-3000:]}")
@@ -168,13 +196,14 @@ def drive(a: argparse.Namespace) -> None:
         load.append(os.getloadavg()[0])
         for keys in (10, 100):
             for v in order:
-                loops.setdefault((v, keys), []).append(run_worker(a, v, "loop", keys, a.steps))
+                loops.setdefault((v, keys), []).append(run_worker(a, v, "loop", keys, 0))
         for v in order:
             if v != "none":
                 calls.setdefault(v, []).append(run_worker(a, v, "calls", 10, a.calls))
                 starts.setdefault(v, []).append(run_worker(a, v, "startup", 0, 0))
         print(f"rep {rep + 1}/{a.reps} done (load {load[-1]:.2f})", file=sys.stderr)
-    report = {"work_iters": a.work_iters, "work_ms": a.work_ms, "steps": a.steps, "reps": a.reps,
+    report = {"work_iters": a.work_iters, "work_ms": a.work_ms, "pairs": a.pairs, "block_steps": a.block_steps,
+              "reps": a.reps,
               "load": load, "loops": {f"{v}/{k}": r for (v, k), r in loops.items()}, "calls": calls,
               "startup": starts}
     if a.out:
@@ -184,17 +213,18 @@ def drive(a: argparse.Namespace) -> None:
 
 
 def render(r: Dict[str, Any], variants: List[str]) -> str:
-    lines = [f"{r['steps']} steps of {r['work_ms']} ms of Python work ({r['work_iters']} iterations), "
-             f"{r['reps']} alternating repetitions, 1-min load {min(r['load']):.2f}–{max(r['load']):.2f}", ""]
-    lines += ["| keys per step | variant | loop time, s | overhead vs no logging | finish(), s | peak RSS, MiB |",
-              "|---|---|---|---|---|---|"]
+    lines = [f"Steps of {r['work_ms']} ms of Python work ({r['work_iters']} iterations); per process "
+             f"{r['pairs']} pairs of {r['block_steps']}-step blocks without and with logging, alternated; "
+             f"{r['reps']} processes per variant (variants alternating); 1-min load "
+             f"{min(r['load']):.2f}–{max(r['load']):.2f}", ""]
+    lines += ["| keys per step | variant | overhead of logging: median of all pairs (interquartile range) | finish(), s | peak RSS, MiB |",
+              "|---|---|---|---|---|"]
     for keys in (10, 100):
-        base = [x["loop_s"] for x in r["loops"][f"none/{keys}"]]
         for v in variants:
             xs = r["loops"][f"{v}/{keys}"]
-            over = [x["loop_s"] / b - 1 for x, b in zip(xs, base)]
-            cell = "—" if v == "none" else f"{statistics.median(over) * 100:+.2f} % ({min(over) * 100:+.2f}…{max(over) * 100:+.2f})"
-            lines.append(f"| {keys} | {v} | {med([x['loop_s'] for x in xs])} | {cell} | "
+            pairs = sorted(p for x in xs for p in x["pairs"])
+            q = statistics.quantiles(pairs, n=4)
+            lines.append(f"| {keys} | {v} | {statistics.median(pairs) * 100:+.2f} % ({q[0] * 100:+.2f}…{q[2] * 100:+.2f}) | "
                          f"{med([x['finish_s'] for x in xs])} | {med([x['rss_peak_mib'] for x in xs])} |")
     lines += ["", "| variant | caller CPU per log() of 10 floats, µs | wall per log(), µs | peak RSS, MiB |", "|---|---|---|---|"]
     for v, xs in r["calls"].items():
@@ -211,7 +241,8 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("drive")
     d.add_argument("--reps", type=int, default=5)
-    d.add_argument("--steps", type=int, default=1500)
+    d.add_argument("--pairs", type=int, default=10, help="pairs of blocks per process")
+    d.add_argument("--block-steps", type=int, default=100)
     d.add_argument("--calls", type=int, default=100000)
     d.add_argument("--work-ms", type=float, default=2.0)
     d.add_argument("--variants", default=",".join(VARIANTS))
@@ -224,7 +255,9 @@ def main() -> None:
     w.add_argument("mode", choices=["loop", "calls", "startup"])
     w.add_argument("--variant", choices=VARIANTS, required=True)
     w.add_argument("--keys", type=int, default=10)
-    w.add_argument("--steps", type=int, default=1500)
+    w.add_argument("--steps", type=int, default=0)
+    w.add_argument("--pairs", type=int, default=10)
+    w.add_argument("--block-steps", type=int, default=100)
     w.add_argument("--work-iters", type=int, default=0)
     w.add_argument("--dir", required=True)
     a = p.parse_args()
