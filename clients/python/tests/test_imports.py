@@ -34,11 +34,16 @@ assert run.status().state == "finished", run.status()
 """
 
 
-def heavy_modules(code: str, sidecar: Sidecar, cwd: pathlib.Path) -> list[str]:
-    done = run_script(code + REPORT, sidecar.env(), cwd)
+def reported(code: str, report: str, sidecar: Sidecar, cwd: pathlib.Path) -> list[str]:
+    """The module list `report` prints after `code` ran in a fresh interpreter."""
+    done = run_script(code + report, sidecar.env(), cwd)
     assert done.returncode == 0, done.stderr
     loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return loaded
+
+
+def heavy_modules(code: str, sidecar: Sidecar, cwd: pathlib.Path) -> list[str]:
+    return reported(code, REPORT, sidecar, cwd)
 
 
 def test_import_runcore_loads_no_grpc_or_protobuf(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
@@ -70,10 +75,7 @@ print(json.dumps(sorted(m for m in {LAZY!r} if m in sys.modules)))
 
 
 def lazy_modules(code: str, sidecar: Sidecar, cwd: pathlib.Path) -> list[str]:
-    done = run_script(code + LAZY_REPORT, sidecar.env(), cwd)
-    assert done.returncode == 0, done.stderr
-    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
-    return loaded
+    return reported(code, LAZY_REPORT, sidecar, cwd)
 
 
 def test_import_and_the_run_path_load_no_read_api_artifacts_or_media(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
