@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any, Mapping, Optional
 
@@ -25,12 +24,16 @@ ENV_ON_STOP = "RUNCORE_ON_STOP"
 ON_STOP = ("interrupt", "warn")
 
 
-@dataclasses.dataclass(frozen=True)
 class Settings:
     """Options of a run. Unknown W&B settings are accepted and kept in ``extra``.
 
     ``runcore.Settings(address="unix:///tmp/rc.sock")`` is the same as setting
     ``RUNCORE_ADDRESS``; an explicit setting wins over the environment.
+
+    Immutable, compared and shown field by field, as a frozen dataclass would be;
+    it is a plain class because ``dataclasses`` (with ``inspect``) costs more to
+    import than the rest of ``import runcore`` (issue 20). The fields and their
+    defaults are the annotated class attributes below (``_FIELDS``).
     """
 
     #: Sidecar address (``unix:///path`` or ``tcp://127.0.0.1:PORT``); else
@@ -89,7 +92,9 @@ class Settings:
     #: (W&B's x_update_finish_state). A writer with both False ends only itself.
     x_update_finish_state: bool = True
     #: Everything else passed (W&B settings runcore does not use).
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    extra: Mapping[str, Any]
+
+    __hash__ = None  # type: ignore[assignment]  # equal settings compare equal; extra is a dict
 
     @classmethod
     def make(cls, value: "Settings | Mapping[str, Any] | None" = None, **overrides: Any) -> "Settings":
@@ -98,8 +103,8 @@ class Settings:
         if value is None:
             merged: dict[str, Any] = {}
         elif isinstance(value, Settings):
-            merged = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            merged.update(merged.pop("extra"))
+            merged = {name: getattr(value, name) for name in _FIELDS}
+            merged.update(value.extra)
         elif isinstance(value, Mapping):
             merged = dict(value)
         else:
@@ -112,20 +117,16 @@ class Settings:
         return cls(**merged)
 
     def __init__(self, **kwargs: Any) -> None:  # noqa: D107 - accepts W&B's many settings
-        names = {f.name for f in dataclasses.fields(self)}
         extra = dict(kwargs.pop("extra", None) or {})
         # W&B's names for the system-metric settings.
         for wandb_name, name in (("x_stats_sampling_interval", "stats_sampling_interval"), ("x_disable_stats", "disable_stats")):
             if wandb_name in kwargs and name not in kwargs:
                 kwargs[name] = kwargs[wandb_name]
         for k in list(kwargs):
-            if k not in names:
+            if k not in _FIELDS:
                 extra[k] = kwargs.pop(k)
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
-            default = f.default
-            object.__setattr__(self, f.name, kwargs.get(f.name, default))
+        for name in _FIELDS:
+            object.__setattr__(self, name, kwargs.get(name, getattr(Settings, name)))
         object.__setattr__(self, "extra", extra)
         self._check()
 
@@ -152,9 +153,32 @@ class Settings:
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"settings {name} must be an int >= 1, got {v!r}")
 
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS) + (self.extra,)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in (*_FIELDS, "extra"))
+        return f"{type(self).__qualname__}({fields})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: runcore.Settings is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: runcore.Settings is immutable")
+
     def __getattr__(self, name: str) -> Any:
         # W&B code reads settings such as run.settings.x_label: unknown ones are None.
         if name.startswith("__"):
             raise AttributeError(name)
         extra = object.__getattribute__(self, "extra")
         return extra.get(name)
+
+
+#: The names of Settings' fields other than ``extra``, in order; each one's default
+#: is the class attribute of that name.
+_FIELDS: tuple[str, ...] = tuple(name for name in Settings.__annotations__ if name != "extra")
