@@ -28,12 +28,16 @@ sidecar), ``_values`` (values and data types), ``_settings``, ``_errors``,
 ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on tables); ``public``
 (``runcore.Api``: W&B's public read API, reading and editing runs) with ``_query``
 (its filters, ordering and history downsampling); ``_active_run`` (how
-``_artifacts`` finds the active run without importing ``_api``).
+``_artifacts`` finds the active run without importing ``_api``); ``_results``
+(``AlertResult``, ``Metric``, ``RunStatus``: what alert, define_metric and status
+return).
 
-The run path needs none of ``public``, ``_artifacts``, ``_media`` or ``plot``, so
-``import runcore`` loads them on first use of a name they define (``runcore.Api``,
-``runcore.Table``, ``runcore.plot``...; PEP 562 ``__getattr__`` below): init stays
-cheap (issue 20).
+The run path needs none of ``public``, ``_artifacts``, ``_media``, ``plot`` or
+``_results``, so ``import runcore`` loads them on first use of a name they define
+(``runcore.Api``, ``runcore.Table``, ``runcore.plot``, ``runcore.Metric``...; PEP 562
+``__getattr__`` below), and the run itself on first use of a call that needs them:
+init stays cheap (issue 20). Nor does it import ``dataclasses`` (with ``inspect``),
+``pathlib``, ``datetime``, ``uuid`` or ``socket``.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from ._errors import (
     SidecarNotFoundError,
     UsageError,
 )
-from ._run import AlertLevel, AlertResult, Config, Metric, Run, RunStatus, Summary
+from ._run import AlertLevel, Config, Run, Summary
 from ._settings import Settings
 from ._values import Histogram, Image
 
@@ -76,6 +80,7 @@ if TYPE_CHECKING:
     from . import plot
     from ._artifacts import Artifact, ArtifactManifestEntry
     from ._media import Audio, Html, Object3D, Table, Video
+    from ._results import AlertResult, Metric, RunStatus
     from .public import Api
 
 __version__ = "0.1.0"
@@ -131,6 +136,9 @@ _PRE_INIT = {"config": _PreInit("config"), "summary": _PreInit("summary")}
 #: The public names loaded on first use, and the module that defines each
 #: (``plot`` is the module itself).
 _LAZY = {
+    "AlertResult": "._results",
+    "Metric": "._results",
+    "RunStatus": "._results",
     "Api": ".public",
     "Artifact": "._artifacts",
     "ArtifactManifestEntry": "._artifacts",

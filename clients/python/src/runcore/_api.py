@@ -4,18 +4,16 @@ the exit hooks that finish a run the program left open."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
 
 from . import _active_run, _sidecar, _values
 from ._errors import Error, UsageError
 from ._contract import Kind
 from ._rpc import RpcError, rpc_error, should_retry
-from ._run import AlertLevel, AlertResult, Metric, Run, _as_dict, _normalized
+from ._run import AlertLevel, Run, _as_dict, _normalized
 from ._settings import (
     ENV_ENTITY,
     ENV_JOB_TYPE,
@@ -28,6 +26,7 @@ from ._settings import (
 
 if TYPE_CHECKING:
     from ._artifacts import Artifact
+    from ._results import AlertResult, Metric
 
 _lock = threading.RLock()
 _active: Optional[Run] = None
@@ -60,7 +59,18 @@ def _client_info() -> dict[str, Any]:
             boot_id = f.read().strip()
     except OSError:
         pass
-    return {"pid": os.getpid(), "hostname": socket.gethostname(), "boot_id": boot_id}
+    return {"pid": os.getpid(), "hostname": _hostname(), "boot_id": boot_id}
+
+
+def _hostname() -> str:
+    """The host's name, as socket.gethostname() gives it; from os.uname() where
+    there is one, which is the same name without importing socket (issue 20)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
 
 
 def init(
@@ -134,7 +144,8 @@ def init(
             "working_dir": os.getcwd(),
             # This process writes the run: its seqs, liveness and system metrics are
             # its own, and a re-attach after a sidecar restart resumes it.
-            "writer_id": uuid.uuid4().hex,
+            # 32 random hex digits, as uuid4().hex but without importing uuid.
+            "writer_id": os.urandom(16).hex(),
             "writer": {
                 "shared": s.mode == "shared",
                 "label": s.x_label or "",
@@ -164,7 +175,7 @@ def init(
         _install_hooks()
     if not (s.quiet or s.silent):
         verb = "resumed" if run.resumed else "started"
-        print(f"runcore: run {run.name} ({run.id}) {verb} in {run._run_dir()}", file=sys.stderr)
+        print(f"runcore: run {run.name} ({run.id}) {verb} in {run._run_dir_shown()}", file=sys.stderr)
     return run
 
 

@@ -21,11 +21,8 @@ thread (``Settings.on_stop``).
 from __future__ import annotations
 
 import _thread
-import dataclasses
-import datetime
 import enum
 import os
-import pathlib
 import signal
 import sys
 import threading
@@ -43,6 +40,10 @@ from ._run_artifacts import ArtifactMethods
 from ._settings import Settings
 
 if TYPE_CHECKING:
+    import datetime
+    import pathlib
+
+    from ._results import AlertResult, Metric, RunStatus
     from ._sidecar import Sidecar
 
 _OPEN_STATES = (_enums.RUNNING, _enums.PREEMPTING)
@@ -67,62 +68,6 @@ class AlertLevel(str, enum.Enum):
     INFO = "INFO"
     WARN = "WARN"
     ERROR = "ERROR"
-
-
-@dataclasses.dataclass(frozen=True)
-class AlertResult:
-    """What ``Run.alert`` did (W&B returns None; runcore tells whether it was sent)."""
-
-    sent: bool
-    throttled: bool
-    #: Unix seconds after which an alert with this title is sent again.
-    throttled_until: float
-
-    def __bool__(self) -> bool:
-        return self.sent
-
-
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    """A metric definition as the sidecar holds it (returned by ``define_metric``)."""
-
-    name: str
-    step_metric: Optional[str] = None
-    step_sync: bool = False
-    hidden: bool = False
-    summary: tuple[str, ...] = ()
-    goal: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class RunStatus:
-    """``Run.status()``: the run's state and how far its rows have got."""
-
-    state: str
-    #: The step the next committed row gets (the client's view).
-    step: int
-    #: Committed history rows, per the sidecar.
-    history_rows: int
-    rows_logged: int
-    rows_acked: int
-    rows_pending: int
-    #: Rows refused by the sidecar or given up on after it stayed away.
-    rows_lost: int
-    #: Rows not recorded because of the step rules (a step smaller than the current).
-    rows_dropped: int
-    batches_sent: int
-    batches_resent: int
-    #: Unix seconds of the last acknowledgement (0 before the first).
-    sync_time: float
-    should_stop: bool
-
-    @property
-    def sync_items_total(self) -> int:
-        return self.rows_logged
-
-    @property
-    def sync_items_pending(self) -> int:
-        return self.rows_pending
 
 
 state_name = _enums.state_name
@@ -429,7 +374,17 @@ class Run(ArtifactMethods):
     def _run_dir(self) -> Optional[pathlib.Path]:
         if not self.dir:
             return None
+        import pathlib  # here, not at import: only the URLs need it
+
         return pathlib.Path(self.dir).parent
+
+    def _run_dir_shown(self) -> Optional[str]:
+        """``str(_run_dir())`` for init's and finish's messages, without importing
+        pathlib (the same text unless ``dir`` had a ``..`` in it, which the
+        sidecar's absolute run dirs do not)."""
+        if not self.dir:
+            return None
+        return os.path.dirname(os.path.normpath(self.dir))
 
     def get_url(self) -> Optional[str]:
         d = self._run_dir()
@@ -657,6 +612,8 @@ class Run(ArtifactMethods):
         self._ensure_open("define_metric")
         if not isinstance(name, str) or not name.strip():
             raise ValueError("define_metric: name must be a non-empty str")
+        from ._results import Metric
+
         if isinstance(step_metric, Metric):
             step_metric = step_metric.name
         if kwargs:
@@ -712,16 +669,20 @@ class Run(ArtifactMethods):
                 raise ValueError(f"alert level {level!r} is not one of INFO, WARN, ERROR")
         req: dict[str, Any] = {"run_id": self.id, "title": title, "text": str(text), "level": level_name}
         if wait_duration is not None:
-            if isinstance(wait_duration, datetime.timedelta):
-                seconds = wait_duration.total_seconds()
-            elif isinstance(wait_duration, (int, float)) and not isinstance(wait_duration, bool):
+            if isinstance(wait_duration, (int, float)) and not isinstance(wait_duration, bool):
                 seconds = float(wait_duration)
             else:
-                raise ValueError(f"alert wait_duration must be seconds or a timedelta, not {wait_duration!r}")
+                import datetime  # here, not at import: only a timedelta needs it
+
+                if not isinstance(wait_duration, datetime.timedelta):
+                    raise ValueError(f"alert wait_duration must be seconds or a timedelta, not {wait_duration!r}")
+                seconds = wait_duration.total_seconds()
             if not seconds >= 0:
                 raise ValueError(f"alert wait_duration must be >= 0, got {seconds}")
             req["wait_duration"] = seconds
         resp = self._call("alert", "Alert", req)
+        from ._results import AlertResult
+
         return AlertResult(sent=resp.sent, throttled=resp.throttled, throttled_until=resp.throttled_until)
 
     def save(
@@ -772,6 +733,8 @@ class Run(ArtifactMethods):
         except Error:
             if self._final_info is not None:
                 rows = int(self._final_info.history_rows)
+        from ._results import RunStatus
+
         return RunStatus(
             state=state,
             step=self._sender.step,
@@ -831,7 +794,7 @@ class Run(ArtifactMethods):
             if not (quiet or self.settings.quiet or self.settings.silent):
                 print(
                     f"runcore: run {self._name} ({self.id}) {self._final_state}; "
-                    f"{resp.run.history_rows} history rows in {self._run_dir()}",
+                    f"{resp.run.history_rows} history rows in {self._run_dir_shown()}",
                     file=sys.stderr,
                 )
         finally:

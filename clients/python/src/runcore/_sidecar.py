@@ -370,7 +370,8 @@ def _spawn(settings: Settings, base_dir: Optional[str]) -> Sidecar:
         base_dir or os.getcwd(), "runcore-data"
     )
     tmpdir = tempfile.mkdtemp(prefix="runcore-")  # mode 0700: only this user
-    use_unix = hasattr(__import__("socket"), "AF_UNIX") and len(os.path.join(tmpdir, "sidecar.sock")) <= _MAX_SOCKET_PATH
+    # Every POSIX system has unix sockets (asking socket.AF_UNIX would import socket).
+    use_unix = os.name == "posix" and len(os.path.join(tmpdir, "sidecar.sock")) <= _MAX_SOCKET_PATH
     spawned = _Spawned(binary, tmpdir, os.path.abspath(data_dir), use_unix, flags)
     try:
         address = spawned.start(deadline)

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import threading
-import uuid
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from ._enums import media_kind
@@ -44,6 +43,14 @@ _MEDIA_TYPES = {
 }
 
 StrPath = Union[str, "os.PathLike[str]"]
+
+
+def _random_name() -> str:
+    """A fresh file name stem for the staging directory (uuid is imported here, on
+    the first media value, not by ``import runcore``)."""
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 def _numpy() -> Any:
@@ -339,7 +346,7 @@ def _stage_copy(path: StrPath, what: str) -> str:
     if not os.path.isfile(src):
         raise ValueError(f"{what}: {src} is not a file")
     ext = os.path.splitext(src)[1]
-    dst = os.path.join(staging_dir(), f"{uuid.uuid4().hex}{ext}")
+    dst = os.path.join(staging_dir(), f"{_random_name()}{ext}")
     shutil.copyfile(src, dst)
     return dst
 
@@ -391,7 +398,7 @@ def _image_array_to_png(data: Any, mode: Optional[str]) -> str:
         arr = np.nan_to_num(arr)
     arr = np.clip(arr, 0, 255).astype(np.uint8)
     img = PILImage.fromarray(arr, mode=mode) if mode else PILImage.fromarray(arr)
-    dst = os.path.join(staging_dir(), f"{uuid.uuid4().hex}.png")
+    dst = os.path.join(staging_dir(), f"{_random_name()}.png")
     img.save(dst, format="PNG")
     return dst
 
@@ -416,7 +423,7 @@ class Image(Media):
             self._path = _stage_copy(data_or_path, "Image")
             return
         if type(data_or_path).__module__.startswith("PIL.") and hasattr(data_or_path, "save"):
-            dst = os.path.join(staging_dir(), f"{uuid.uuid4().hex}.png")
+            dst = os.path.join(staging_dir(), f"{_random_name()}.png")
             data_or_path.save(dst, format="PNG")
             self._path = dst
             return
@@ -437,6 +444,6 @@ def _is_figure(obj: Any) -> bool:
 
 
 def _figure_to_png(fig: Any) -> str:
-    dst = os.path.join(staging_dir(), f"{uuid.uuid4().hex}.png")
+    dst = os.path.join(staging_dir(), f"{_random_name()}.png")
     fig.savefig(dst, format="png")
     return dst
