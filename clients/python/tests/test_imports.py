@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from conftest import Sidecar, run_script
+from conftest import BIN, Sidecar, run_script
 
 #: Prints which of the heavy modules the code before it loaded.
 REPORT = """
@@ -105,3 +105,57 @@ else:
     raise AssertionError("runcore.NoSuchName resolved")
 """
     assert lazy_modules(code, sidecar, tmp_path) == LAZY
+
+
+#: Standard-library modules that would cost ``import runcore`` + ``init()`` more than
+#: the rest of the run path; the code that needs them imports them on first use.
+SLOW_STDLIB = ["dataclasses", "datetime", "inspect", "pathlib", "socket", "uuid"]
+
+#: The run as most scripts use it: init (its message shown), log, config and
+#: summary, finish (its message shown). Not alert, define_metric or status, whose
+#: results are dataclasses (runcore._results).
+PLAIN_RUN = """
+import runcore
+with runcore.init(project="imports", id="plain", config={"lr": 0.1}) as run:
+    run.log({"loss": 0.5, "nested": {"a": [1, 2]}})
+    run.log({"h": runcore.Histogram([1.0, 2.0, 3.0])}, step=3)
+    run.config.update({"epochs": 2})
+    run.summary["best"] = 0.4
+    run.mark_preempting()
+"""
+
+#: Prints which of SLOW_STDLIB the code before it loaded (not the interpreter's start).
+STDLIB_REPORT = f"""
+import json, sys
+print(json.dumps(sorted(m for m in {SLOW_STDLIB!r} if m in sys.modules and m not in _preloaded)))
+"""
+
+
+def stdlib_loaded(code: str, env: dict[str, str], cwd: pathlib.Path) -> list[str]:
+    done = run_script("import sys\n_preloaded = set(sys.modules)\n" + code + STDLIB_REPORT, env, cwd)
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_import_and_a_plain_run_load_no_slow_stdlib_modules(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
+    env = sidecar.env(RUNCORE_SILENT="")  # init and finish print their messages
+    assert stdlib_loaded("import runcore\n", env, tmp_path) == []
+    assert stdlib_loaded(PLAIN_RUN, env, tmp_path) == []
+    # Spawning a private sidecar (no RUNCORE_ADDRESS) takes no slow module either.
+    spawn_env = {k: v for k, v in env.items() if k != "RUNCORE_ADDRESS"}
+    spawn_env["RUNCORE_BIN"] = BIN
+    assert stdlib_loaded(PLAIN_RUN, spawn_env, tmp_path) == []
+
+
+def test_the_slow_stdlib_modules_load_when_used(sidecar: Sidecar, tmp_path: pathlib.Path) -> None:
+    # The checks above would pass with a report that sees nothing: the calls that
+    # need these modules must load them, and still work.
+    code = PLAIN_RUN.replace("run.mark_preempting()", """run.mark_preempting()
+    assert run.status().rows_logged == 2
+    assert runcore.Metric is type(run.define_metric("loss", summary="min"))
+    assert run.alert("t", "x").sent
+    assert run.get_url().startswith("file://")
+    assert runcore.Settings(quiet=True) == runcore.Settings(quiet=True) != runcore.Settings()
+""")
+    assert stdlib_loaded(code, sidecar.env(), tmp_path) == ["dataclasses", "inspect", "pathlib"]
