@@ -4,11 +4,14 @@
 # client on its native core, runcore's previous pure-Python client (commit e6f4cf7) and
 # wandb (offline), side by side in one run (bench/client_overhead.py).
 #
-#   bench/client.sh [--reps 5] [--steps 1500] [--work-ms 2] ...   (arguments go to the driver)
+#   bench/client.sh [--reps 5] [--pairs 10] [--work-ms 2] [--variants ...] [--modes ...]
+#   bench/client.sh --reps 15 --modes startup --variants runcore,wandb   # import + init() only
+#   (arguments go to the driver, bench/client_overhead.py drive --help)
 #
 # Sets up bench/.cache (git-ignored): a venv with bench/requirements.txt (wandb, grpcio,
 # protobuf pinned), a release sidecar, a copy of clients/python/src with the release
-# native module, and the pure-Python client extracted from git. Writes the raw results
+# native module, and the pure-Python client extracted from git, both byte-compiled as
+# pip would install them. Writes the raw results
 # to bench/.cache/client-<time>.json. Not a test; figures are never assertions.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +44,10 @@ if [ ! -d "$old" ]; then
   mkdir -p "$old.tmp" && git archive e6f4cf7 clients/python/src | tar -x -C "$old.tmp"
   mv "$old.tmp/clients/python/src" "$old" && rm -rf "$old.tmp"
 fi
+# Byte-compiled, as pip installs a package (wandb's is): otherwise, under
+# PYTHONDONTWRITEBYTECODE or a read-only tree, every start would compile runcore's
+# sources again and the startup figures would measure the compiler.
+"$venv/bin/python" -m compileall -q "$cache/client-src" "$old" >/dev/null
 
 export RUNCORE_BIN="$cache/bin/runcore"
 exec "$venv/bin/python" bench/client_overhead.py drive --python "$venv/bin/python" \

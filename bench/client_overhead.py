@@ -191,15 +191,20 @@ def drive(a: argparse.Namespace) -> None:
     calls: Dict[str, List[Dict[str, Any]]] = {}
     starts: Dict[str, List[Dict[str, Any]]] = {}
     load = []
+    modes = a.modes.split(",")
     for rep in range(a.reps):
         order = variants[rep % len(variants):] + variants[: rep % len(variants)]
         load.append(os.getloadavg()[0])
-        for keys in (10, 100):
-            for v in order:
-                loops.setdefault((v, keys), []).append(run_worker(a, v, "loop", keys, 0))
+        if "loop" in modes:
+            for keys in (10, 100):
+                for v in order:
+                    loops.setdefault((v, keys), []).append(run_worker(a, v, "loop", keys, 0))
         for v in order:
-            if v != "none":
+            if v == "none":
+                continue
+            if "calls" in modes:
                 calls.setdefault(v, []).append(run_worker(a, v, "calls", 10, a.calls))
+            if "startup" in modes:
                 starts.setdefault(v, []).append(run_worker(a, v, "startup", 0, 0))
         print(f"rep {rep + 1}/{a.reps} done (load {load[-1]:.2f})", file=sys.stderr)
     report = {"work_iters": a.work_iters, "work_ms": a.work_ms, "pairs": a.pairs, "block_steps": a.block_steps,
@@ -217,8 +222,33 @@ def render(r: Dict[str, Any], variants: List[str]) -> str:
              f"{r['pairs']} pairs of {r['block_steps']}-step blocks without and with logging, alternated; "
              f"{r['reps']} processes per variant (variants alternating); 1-min load "
              f"{min(r['load']):.2f}–{max(r['load']):.2f}", ""]
-    lines += ["| keys per step | variant | overhead of logging: median of all pairs (interquartile range) | finish(), s | peak RSS, MiB |",
-              "|---|---|---|---|---|"]
+    if r["loops"]:
+        lines += ["| keys per step | variant | overhead of logging: median of all pairs (interquartile range) | finish(), s | peak RSS, MiB |",
+                  "|---|---|---|---|---|", *loop_rows(r, variants), ""]
+    if r["calls"]:
+        lines += ["| variant | caller CPU per log() of 10 floats, µs | wall per log(), µs | peak RSS, MiB |", "|---|---|---|---|"]
+        for v, xs in r["calls"].items():
+            lines.append(f"| {v} | {med([x['caller_cpu_per_log_us'] for x in xs])} | "
+                         f"{med([x['wall_per_log_us'] for x in xs])} | {med([x['rss_peak_mib'] for x in xs])} |")
+        lines.append("")
+    if r["startup"]:
+        lines += ["| variant | import + init(), s | imports grpc / protobuf |", "|---|---|---|"]
+        for v, xs in r["startup"].items():
+            lines.append(f"| {v} | {med([x['import_init_s'] for x in xs])} | {', '.join(xs[0]['imported']) or 'neither'} |")
+        wandb = [x["import_init_s"] for x in r["startup"].get("wandb", [])]
+        for v, xs in r["startup"].items():
+            if wandb and v != "wandb":
+                # Each repetition starts every variant in turn: its own ratio shows
+                # how much the machine's drift moves the figure.
+                ratios = [w / x["import_init_s"] for w, x in zip(wandb, xs)]
+                ratio = statistics.median(wandb) / statistics.median(x["import_init_s"] for x in xs)
+                lines.append(f"\nwandb's import + init() / {v}'s: {ratio:.1f}x (medians); per repetition "
+                             f"{med(ratios)}")
+    return "\n".join(lines)
+
+
+def loop_rows(r: Dict[str, Any], variants: List[str]) -> List[str]:
+    lines = []
     for keys in (10, 100):
         for v in variants:
             xs = r["loops"][f"{v}/{keys}"]
@@ -226,14 +256,7 @@ def render(r: Dict[str, Any], variants: List[str]) -> str:
             q = statistics.quantiles(pairs, n=4)
             lines.append(f"| {keys} | {v} | {statistics.median(pairs) * 100:+.2f} % ({q[0] * 100:+.2f}…{q[2] * 100:+.2f}) | "
                          f"{med([x['finish_s'] for x in xs])} | {med([x['rss_peak_mib'] for x in xs])} |")
-    lines += ["", "| variant | caller CPU per log() of 10 floats, µs | wall per log(), µs | peak RSS, MiB |", "|---|---|---|---|"]
-    for v, xs in r["calls"].items():
-        lines.append(f"| {v} | {med([x['caller_cpu_per_log_us'] for x in xs])} | "
-                     f"{med([x['wall_per_log_us'] for x in xs])} | {med([x['rss_peak_mib'] for x in xs])} |")
-    lines += ["", "| variant | import + init(), s | imports grpc / protobuf |", "|---|---|---|"]
-    for v, xs in r["startup"].items():
-        lines.append(f"| {v} | {med([x['import_init_s'] for x in xs])} | {', '.join(xs[0]['imported']) or 'neither'} |")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -246,6 +269,9 @@ def main() -> None:
     d.add_argument("--calls", type=int, default=100000)
     d.add_argument("--work-ms", type=float, default=2.0)
     d.add_argument("--variants", default=",".join(VARIANTS))
+    d.add_argument("--modes", default="loop,calls,startup",
+                   help="what to measure: loop (overhead in a training loop), calls (CPU per log()), "
+                        "startup (import + init()); e.g. --modes startup --reps 15")
     d.add_argument("--python", default=sys.executable, help="interpreter for none/runcore/runcore-py")
     d.add_argument("--wandb-python", default=sys.executable)
     d.add_argument("--client-src", required=True, help="clients/python/src (the native client)")
