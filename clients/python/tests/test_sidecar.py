@@ -84,6 +84,35 @@ def test_spawns_a_private_sidecar_and_reuses_it(tmp_path: pathlib.Path) -> None:
     assert not os.path.exists(info["tmpdir"])
 
 
+def test_an_older_binary_is_started_again_with_the_flags_it_has(tmp_path: pathlib.Path) -> None:
+    # A spawn passes every optional flag, and asks `serve --help` only when the
+    # sidecar exits before listening: this stand-in for an older binary has no
+    # --parent-pid (refused, and missing from its help), like the real one otherwise.
+    old = tmp_path / "old-runcore"
+    old.write_text(
+        textwrap.dedent(
+            f"""\
+            #!/bin/sh
+            for a in "$@"; do
+              if [ "$a" = --parent-pid ]; then echo "error: unexpected argument '--parent-pid' found" >&2; exit 2; fi
+            done
+            if [ "$1 $2" = "serve --help" ]; then "{BIN}" serve --help | grep -v -e --parent-pid; exit 0; fi
+            exec "{BIN}" "$@"
+            """
+        )
+    )
+    old.chmod(0o755)
+    proc = run_script(SPAWN_SCRIPT, clean_env(RUNCORE_BIN=str(old)), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "--parent-pid" not in info["args"] and "--shared-data-dir" in info["args"], info["args"]
+    assert info["pid"] == info["pid2"], "the second run did not reuse the sidecar"
+    data = tmp_path / "runcore-data" / "p"
+    for run_id, x in ((info["first"], 1), (info["second"], 2)):
+        assert [r["x"] for r in read_jsonl(data / run_id / "history.jsonl")] == [x]
+    wait_for(lambda: not pid_alive(info["pid"]), "the spawned sidecar to exit")
+
+
 def test_finds_runcore_on_path(tmp_path: pathlib.Path) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()

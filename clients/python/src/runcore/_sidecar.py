@@ -332,6 +332,12 @@ _registry_lock = threading.Lock()
 _registry: dict[str, Sidecar] = {}
 
 
+#: The optional ``serve`` flags the client passes when the binary has them (older
+#: sidecars lack some): a spawn assumes all of them, and asks ``serve --help`` only
+#: if the sidecar then exits before listening.
+_OPTIONAL_FLAGS = " ".join(("--shared-data-dir", "--parent-pid", "--auth-token"))
+
+
 def _serve_flags(binary: str) -> str:
     try:
         out = subprocess.run(
@@ -374,16 +380,27 @@ def _find_binary(settings: Settings) -> tuple[str, str]:
 def _spawn(settings: Settings, base_dir: Optional[str]) -> Sidecar:
     deadline = time.monotonic() + settings.init_timeout
     binary, origin = _find_binary(settings)
-    flags = _serve_flags(binary)
     data_dir = settings.data_dir or os.environ.get(ENV_DATA_DIR) or os.path.join(
         base_dir or os.getcwd(), "runcore-data"
     )
     tmpdir = tempfile.mkdtemp(prefix="runcore-")  # mode 0700: only this user
     # Every POSIX system has unix sockets (asking socket.AF_UNIX would import socket).
     use_unix = os.name == "posix" and len(os.path.join(tmpdir, "sidecar.sock")) <= _MAX_SOCKET_PATH
-    spawned = _Spawned(binary, tmpdir, os.path.abspath(data_dir), use_unix, flags)
+    spawned = _Spawned(binary, tmpdir, os.path.abspath(data_dir), use_unix, _OPTIONAL_FLAGS)
     try:
-        address = spawned.start(deadline)
+        try:
+            address = spawned.start(deadline)
+        except SidecarNotFoundError:
+            # Exited before listening: if for want of a flag (an older binary), start
+            # it again with those its help lists. Running `serve --help` only here
+            # spares every other init a process start (issue 20).
+            if spawned.alive():
+                raise
+            flags = _serve_flags(binary)
+            if all(f in flags for f in _OPTIONAL_FLAGS.split()):
+                raise
+            spawned = _Spawned(binary, tmpdir, spawned.data_dir, use_unix, flags)
+            address = spawned.start(deadline)
         sidecar = Sidecar(address, f"spawned from {origin}, data dir {spawned.data_dir}", spawned)
         sidecar.wait_healthy(deadline)
     except BaseException as e:
