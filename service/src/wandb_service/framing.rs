@@ -32,6 +32,8 @@ pub struct FrameReader<R> {
     /// What one read fills, before it joins `buf`.
     scratch: Box<[u8]>,
     limit: usize,
+    /// The last read filled `scratch`: more may be waiting in the socket.
+    full: bool,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -41,7 +43,14 @@ impl<R: Read> FrameReader<R> {
             buf: BytesMut::with_capacity(READ_CHUNK),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             limit,
+            full: false,
         }
+    }
+
+    /// Whether the last read took all it asked for, so the stream likely holds
+    /// more already.
+    pub fn more_waiting(&self) -> bool {
+        self.full
     }
 
     /// The payload of a whole frame already in the buffer, if there is one.
@@ -96,6 +105,7 @@ impl<R: Read> FrameReader<R> {
             }
         };
         self.buf.extend_from_slice(&self.scratch[..n]);
+        self.full = n == self.scratch.len();
         Ok(n)
     }
 }
@@ -193,6 +203,7 @@ mod tests {
         }
         let mut r = FrameReader::new(Pieces(&wire, wire.len() - 7), 1024);
         assert_eq!(r.next_batch().unwrap().len(), 9);
+        assert!(!r.more_waiting(), "a read shorter than the buffer");
         assert_eq!(r.next_batch().unwrap()[0][..], [9u8; 20]);
         assert!(r.next_batch().unwrap().is_empty());
     }
