@@ -9,8 +9,10 @@ use bytes::{Buf, BytesMut};
 pub const MAGIC: u8 = b'W';
 /// Magic byte and length.
 pub const HEADER_LEN: usize = 5;
-/// Bytes asked of the socket per read: many small frames at once.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the socket per read: many small frames at once, and a pause's
+/// worth of wide rows (a unix socket queues at most the sender's buffer, 208 KiB
+/// by default, counting each write's overhead, so one read usually takes all).
+const READ_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -206,6 +208,20 @@ mod tests {
         assert!(!r.more_waiting(), "a read shorter than the buffer");
         assert_eq!(r.next_batch().unwrap()[0][..], [9u8; 20]);
         assert!(r.next_batch().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_read_that_fills_the_buffer_says_more_is_waiting() {
+        let mut wire = Vec::new();
+        while wire.len() <= READ_CHUNK {
+            encode(&[1u8; 1000], &mut wire);
+        }
+        let mut r = FrameReader::new(Pieces(&wire, usize::MAX), 4096);
+        let first = r.next_batch().unwrap().len();
+        assert!(r.more_waiting());
+        let rest = r.next_batch().unwrap().len();
+        assert!(!r.more_waiting());
+        assert_eq!(first + rest, wire.len() / 1005);
     }
 
     #[test]

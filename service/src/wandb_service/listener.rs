@@ -128,15 +128,19 @@ pub async fn connection<S: Socket>(
             }
             _ = token.stopping() => break,
         };
+        let more = matches!(&batch, Some(Ok(b)) if b.more);
         if !handle_frames(&mut router, batch).await {
             break;
         }
-        // The rows of one read go to their runs together: the SDK sends one frame
-        // per `run.log` and waits for none, and in a burst the reader lets
-        // frames pile up between reads (`socket::READ_PAUSE`), so they become one
-        // batch (one log record), as runcore's own client packs them. Anything
-        // the SDK waits on, and any other record of the run, send them earlier.
-        router.flush_logs().await;
+        // The rows of one read (or of reads back to back, when one filled its
+        // buffer) go to their runs together: the SDK sends one frame per `run.log`
+        // and waits for none, and in a burst the reader lets frames pile up
+        // between reads (`socket::READ_PAUSE`), so they become one batch (one log
+        // record), as runcore's own client packs them. Anything the SDK waits on,
+        // and any other record of the run, send them earlier.
+        if !more {
+            router.flush_logs().await;
+        }
     }
     router.flush_logs().await;
     router.close().await;
@@ -154,7 +158,7 @@ pub async fn connection<S: Socket>(
 /// stream's end, a read error, an undecodable request).
 async fn handle_frames(router: &mut Router, batch: Option<FrameBatch>) -> bool {
     let frames = match batch {
-        Some(Ok(frames)) if !frames.is_empty() => frames,
+        Some(Ok(b)) if !b.frames.is_empty() => b.frames,
         Some(Ok(_)) | None => return false,
         Some(Err(e)) => {
             tracing::warn!("W&B connection: {e}; closing");

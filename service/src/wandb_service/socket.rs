@@ -68,8 +68,16 @@ impl Socket for TcpStream {
 }
 
 /// What the reader hands the connection's task: every whole frame one read
-/// brought (an empty batch at the stream's clean end), or why reading stopped.
-pub type FrameBatch = Result<Vec<BytesMut>, FrameError>;
+/// brought (none at the stream's clean end), or why reading stopped.
+pub type FrameBatch = Result<Frames, FrameError>;
+
+/// The whole frames of one read.
+pub struct Frames {
+    pub frames: Vec<BytesMut>,
+    /// The read filled its buffer, so another follows at once: rows gathered
+    /// from these frames may wait for it, to go to their run together.
+    pub more: bool,
+}
 
 /// The connection's side of the two threads.
 pub struct SocketThreads<S: Socket> {
@@ -144,13 +152,14 @@ fn read_frames<S: Socket>(
     stop: &std_mpsc::Receiver<()>,
 ) {
     loop {
-        let batch = reader.next_batch();
-        let last = !matches!(&batch, Ok(frames) if !frames.is_empty());
+        let batch = reader.next_batch().map(|frames| Frames {
+            frames,
+            more: reader.more_waiting(),
+        });
+        let last = !matches!(&batch, Ok(b) if !b.frames.is_empty());
         // The SDK waits on nothing it sent: more rows are likely on their way.
         // A read that filled its buffer left more to read at once.
-        let rows_only =
-            matches!(&batch, Ok(frames) if !frames.iter().any(|f| framing::awaits_reply(f)));
-        let pause = rows_only && !reader.more_waiting();
+        let pause = matches!(&batch, Ok(b) if !b.more && !b.frames.iter().any(|f| framing::awaits_reply(f)));
         if out.blocking_send(batch).is_err() || last {
             return;
         }
