@@ -4,6 +4,7 @@ the environment bench/run.sh sets up (RUNCORE_BIN; WANDB_MODE=offline and the WA
 directories under a temporary dir, so nothing leaves the machine).
 
     python bench/sdk_worker.py log --sdk runcore|wandb|wandb-runcore --rows 100000 --keys 10 --dir TMP
+    python bench/sdk_worker.py log ... --gap-ms 2    # a pause after each call: a slower script
     python bench/sdk_worker.py startup --sdk runcore|wandb|wandb-runcore --dir TMP
     python bench/sdk_worker.py idle --sdk wandb --runs 100 --dir TMP   # until stdin closes
 
@@ -169,6 +170,8 @@ def scenario_log(a: argparse.Namespace) -> Dict[str, Any]:
     for step in range(a.rows):
         x = step * 1e-3
         run.log({k: v + x for k, v in base})
+        if a.gap_ms:
+            time.sleep(a.gap_ms / 1e3)
     t3 = time.perf_counter()
     run.finish()
     t4 = time.perf_counter()
@@ -247,6 +250,7 @@ def main() -> None:
     p.add_argument("--sdk", choices=["runcore", "wandb", "wandb-runcore"], required=True)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--keys", type=int, default=10)
+    p.add_argument("--gap-ms", type=float, default=0.0, help="log: sleep this long after each call")
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--dir", required=True, help="temporary directory for the run's files")
     a = p.parse_args()

@@ -10,6 +10,12 @@ with `--sdk wandb-runcore` (the unchanged wandb SDK, WANDB_MODE=offline, into a
 then the medians, ranges and ratios, with the load average before and after.
 With `--before OTHER_BINARY` each repetition also runs the W&B side on that
 binary (an earlier build), for a before/after under the same load.
+
+Each result line also gives the transaction log's bytes per point (about 10 when
+every row was recorded): a run whose rows the sidecar refused (its memory budget
+refuses runcore's client's large batches of wide rows, RESOURCE_EXHAUSTED) costs
+the sidecar less and is flagged, with the warning the SDK printed.
+`--memory-budget BYTES` passes RUNCORE_MEMORY_BUDGET to every sidecar.
 """
 
 import argparse
@@ -19,19 +25,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SDKS = ("runcore", "wandb-runcore")
 
 
-def one(sdk: str, rows: int, keys: int, binary: str) -> Dict[str, float]:
+#: Fewer log bytes per point than this: rows were not recorded.
+MIN_LOG_BYTES_PER_POINT = 5.0
+
+
+def one(sdk: str, rows: int, keys: int, binary: str, budget: str) -> Dict[str, Any]:
     env = dict(os.environ, RUNCORE_BIN=binary, WANDB_MODE="offline")
+    if budget:
+        env["RUNCORE_MEMORY_BUDGET"] = budget
     with tempfile.TemporaryDirectory(prefix="wandb-ratio-") as tmp:
         cmd = [sys.executable, os.path.join(HERE, "sdk_worker.py"), "log", "--sdk", sdk,
                "--rows", str(rows), "--keys", str(keys), "--dir", tmp]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    r["refused"] = [line for line in done.stderr.splitlines() if "refused" in line][:1]
+    return r
 
 
 def fmt(xs: List[float]) -> str:
@@ -44,6 +58,7 @@ def main() -> None:
     p.add_argument("--shapes", default="100000x10,1000x1000", help="ROWSxKEYS,...")
     p.add_argument("--bin", default=os.path.join(HERE, ".cache", "bin", "runcore"))
     p.add_argument("--before", help="another runcore binary to run the W&B side on too")
+    p.add_argument("--memory-budget", default="", help="RUNCORE_MEMORY_BUDGET (bytes) for every sidecar")
     a = p.parse_args()
     shapes: List[Tuple[int, int]] = [tuple(map(int, s.split("x"))) for s in a.shapes.split(",")]  # type: ignore
     load0 = os.getloadavg()
@@ -54,10 +69,14 @@ def main() -> None:
             if a.before:
                 runs.append(("before", "wandb-runcore", a.before))
             for name, sdk, binary in runs:
-                r = one(sdk, rows, keys, binary)
+                r = one(sdk, rows, keys, binary, a.memory_budget)
                 got.setdefault((rows, keys, name), []).append(r["server_cpu_us_per_point"])
+                missing = r["log_bytes_per_point"] < MIN_LOG_BYTES_PER_POINT
                 print(f"rep {rep + 1} {rows}x{keys} {name}: {r['server_cpu_us_per_point']:.3f} us/point "
-                      f"(sidecar {r['server_cpu_s']:.2f} s, loop {r['loop_s']:.2f} s)", flush=True)
+                      f"(sidecar {r['server_cpu_s']:.2f} s, loop {r['loop_s']:.2f} s, "
+                      f"log {r['log_bytes_per_point']:.1f} B/point)"
+                      + (" ROWS NOT RECORDED: " + " ".join(r["refused"])[:200] if missing else ""),
+                      flush=True)
     load1 = os.getloadavg()
     print(f"load average (1, 5, 15 min) before {load0}, after {load1}")
     for rows, keys in shapes:

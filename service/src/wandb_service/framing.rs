@@ -9,8 +9,10 @@ use bytes::{Buf, BytesMut};
 pub const MAGIC: u8 = b'W';
 /// Magic byte and length.
 pub const HEADER_LEN: usize = 5;
-/// Bytes asked of the socket per read: many small frames at once.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the socket per read: many small frames at once, and a pause's
+/// worth of wide rows (a unix socket queues at most the sender's buffer, 208 KiB
+/// by default, counting each write's overhead, so one read usually takes all).
+const READ_CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -32,6 +34,8 @@ pub struct FrameReader<R> {
     /// What one read fills, before it joins `buf`.
     scratch: Box<[u8]>,
     limit: usize,
+    /// The last read filled `scratch`: more may be waiting in the socket.
+    full: bool,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -41,7 +45,14 @@ impl<R: Read> FrameReader<R> {
             buf: BytesMut::with_capacity(READ_CHUNK),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             limit,
+            full: false,
         }
+    }
+
+    /// Whether the last read took all it asked for, so the stream likely holds
+    /// more already.
+    pub fn more_waiting(&self) -> bool {
+        self.full
     }
 
     /// The payload of a whole frame already in the buffer, if there is one.
@@ -96,6 +107,7 @@ impl<R: Read> FrameReader<R> {
             }
         };
         self.buf.extend_from_slice(&self.scratch[..n]);
+        self.full = n == self.scratch.len();
         Ok(n)
     }
 }
@@ -193,8 +205,23 @@ mod tests {
         }
         let mut r = FrameReader::new(Pieces(&wire, wire.len() - 7), 1024);
         assert_eq!(r.next_batch().unwrap().len(), 9);
+        assert!(!r.more_waiting(), "a read shorter than the buffer");
         assert_eq!(r.next_batch().unwrap()[0][..], [9u8; 20]);
         assert!(r.next_batch().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_read_that_fills_the_buffer_says_more_is_waiting() {
+        let mut wire = Vec::new();
+        while wire.len() <= READ_CHUNK {
+            encode(&[1u8; 1000], &mut wire);
+        }
+        let mut r = FrameReader::new(Pieces(&wire, usize::MAX), 4096);
+        let first = r.next_batch().unwrap().len();
+        assert!(r.more_waiting());
+        let rest = r.next_batch().unwrap().len();
+        assert!(!r.more_waiting());
+        assert_eq!(first + rest, wire.len() / 1005);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! hands them to the [`Router`], a writer for the replies, and a drain for the
 //! acknowledgements of logged rows (the SDK does not wait for them).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,12 +24,6 @@ const REPLY_BUFFER: usize = 64;
 /// Row acknowledgements queued per connection before the run actors wait; the
 /// drain only logs dropped rows, so it never falls far behind.
 const ACK_BUFFER: usize = 64;
-/// How long logged rows may wait for more before they go to their run's actor:
-/// the SDK sends one frame per `run.log` and waits for none, so rows arriving
-/// within this window become one batch (one log record), as runcore's own client
-/// packs them. Anything the SDK waits on, any other record of the run, and the
-/// connection's end send them at once.
-const LINGER: Duration = Duration::from_millis(20);
 /// How long a closing connection waits for its replies and acks to drain.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -126,39 +119,28 @@ pub async fn connection<S: Socket>(
     let mut router = Router::new(runs, io.replies.clone(), ack_tx, settings.finish_timeout);
     let mut beat = tokio::time::interval(settings.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // When gathered rows go to their runs if no other frame sends them first.
-    let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
-        let at = flush_at;
-        let linger = async move {
-            match at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         let batch = tokio::select! {
             b = io.frames.recv() => b,
-            _ = linger => {
-                router.flush_logs().await;
-                flush_at = None;
-                io.burst.store(false, Ordering::Relaxed);
-                continue;
-            }
             _ = beat.tick() => {
                 router.heartbeat().await;
                 continue;
             }
             _ = token.stopping() => break,
         };
+        let more = matches!(&batch, Some(Ok(b)) if b.more);
         if !handle_frames(&mut router, batch).await {
             break;
         }
-        if router.has_rows() {
-            flush_at.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
-        } else {
-            flush_at = None;
+        // The rows of one read (or of reads back to back, when one filled its
+        // buffer) go to their runs together: the SDK sends one frame per `run.log`
+        // and waits for none, and in a burst the reader lets frames pile up
+        // between reads (`socket::READ_PAUSE`), so they become one batch (one log
+        // record), as runcore's own client packs them. Anything the SDK waits on,
+        // and any other record of the run, send them earlier.
+        if !more {
+            router.flush_logs().await;
         }
-        io.burst.store(router.has_rows(), Ordering::Relaxed);
     }
     router.flush_logs().await;
     router.close().await;
@@ -176,7 +158,7 @@ pub async fn connection<S: Socket>(
 /// stream's end, a read error, an undecodable request).
 async fn handle_frames(router: &mut Router, batch: Option<FrameBatch>) -> bool {
     let frames = match batch {
-        Some(Ok(frames)) if !frames.is_empty() => frames,
+        Some(Ok(b)) if !b.frames.is_empty() => b.frames,
         Some(Ok(_)) | None => return false,
         Some(Err(e)) => {
             tracing::warn!("W&B connection: {e}; closing");

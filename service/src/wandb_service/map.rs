@@ -110,29 +110,39 @@ pub enum Scalar {
 /// `text` as a number, if it is one: Python's json writes ints as digits and
 /// floats with a '.' or exponent, and NaN/Infinity/-Infinity as bare words.
 pub fn scalar(text: &str) -> Option<Scalar> {
-    let b = text.as_bytes();
+    scalar_bytes(text.as_bytes())
+}
+
+/// [`scalar`] of bytes that may not be UTF-8 (a frame's JSON text read in place):
+/// one pass over them decides between integer, float and neither.
+pub fn scalar_bytes(b: &[u8]) -> Option<Scalar> {
     let first = *b.first()?;
-    if !(first.is_ascii_digit() || first == b'-' || first == b'N' || first == b'I') {
-        return None;
+    if !(first.is_ascii_digit() || first == b'-') {
+        return match b {
+            b"NaN" => Some(Scalar::Float(f64::NAN)),
+            b"Infinity" => Some(Scalar::Float(f64::INFINITY)),
+            _ => None,
+        };
     }
-    let integral = b
-        .iter()
-        .enumerate()
-        .all(|(i, c)| c.is_ascii_digit() || (i == 0 && *c == b'-'));
+    // Digits only (a leading '-' aside): an integer if it fits an i64.
+    let mut integral = true;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() || (i == 0 && c == b'-') {
+            continue;
+        }
+        if !matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
+            return (b == b"-Infinity").then_some(Scalar::Float(f64::NEG_INFINITY));
+        }
+        integral = false;
+    }
+    // Only ASCII is left, which is UTF-8.
+    let text = std::str::from_utf8(b).ok()?;
     if integral {
         if let Ok(i) = text.parse::<i64>() {
             return Some(Scalar::Int(i));
         }
     }
-    match text {
-        "NaN" => Some(Scalar::Float(f64::NAN)),
-        "Infinity" => Some(Scalar::Float(f64::INFINITY)),
-        "-Infinity" => Some(Scalar::Float(f64::NEG_INFINITY)),
-        _ if b.iter().all(|c| c.is_ascii_digit() || b"-+.eE".contains(c)) => {
-            text.parse::<f64>().ok().map(Scalar::Float)
-        }
-        _ => None,
-    }
+    text.parse::<f64>().ok().map(Scalar::Float)
 }
 
 /// What a later run record changes of an open run (name, notes, tags, group,

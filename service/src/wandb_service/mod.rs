@@ -7,8 +7,8 @@
 //! the same run actor, log and store.
 //!
 //! - [`listener`]: accepts connections; one task per connection routes the
-//!   frames its socket's reader hands it (rows arriving within a short linger
-//!   become one batch).
+//!   frames its socket's reader hands it (the rows of one read become one
+//!   batch).
 //! - [`socket`]: each connection's socket read and written by two threads of
 //!   its own (a burst of frames is read in one wake-up).
 //! - [`framing`]: `W` + u32 LE length + protobuf, both ways.

@@ -121,11 +121,6 @@ impl Router {
         self.send(id, Resp::ErrorResponse(reply)).await;
     }
 
-    /// Whether any run has gathered rows not yet sent to its actor.
-    pub fn has_rows(&self) -> bool {
-        self.streams.values().any(|s| s.log.rows() > 0)
-    }
-
     /// Sends every run's gathered rows to its actor.
     pub async fn flush_logs(&mut self) {
         for s in self.streams.values_mut() {

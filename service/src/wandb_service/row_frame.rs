@@ -12,7 +12,7 @@
 //! Field numbers are those of `proto/runcore/wandb/v1/service.proto`; fields that
 //! file does not name are skipped, as prost skips them.
 
-use super::map::{scalar, Scalar};
+use super::map::{scalar_bytes, Scalar};
 
 /// One `run.log` row read from its frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +105,7 @@ fn plain_item(item: &[u8]) -> Option<PlainItem<'_>> {
         }
     }
     let key = std::str::from_utf8(key).ok()?;
-    let value = scalar(std::str::from_utf8(json).ok()?)?;
+    let value = scalar_bytes(json)?;
     Some((key, value))
 }
 

@@ -4,16 +4,17 @@
 //! The SDK sends one small frame per `run.log` call. Registered with the reactor,
 //! the socket woke the runtime once per frame (epoll reports every arrival), and
 //! those wake-ups were most of what a logged row cost the sidecar. A blocking
-//! reader instead reads whatever has piled up: in a burst of rows (frames the SDK
-//! waits on none of) it waits [`READ_PAUSE`] between reads, so one wake-up brings
-//! many frames, and hands them to the connection's task as one batch. Replies go out through a blocking writer
-//! fed by a channel. Two threads per SDK process (one connection each) is cheap.
+//! reader instead reads whatever has piled up: after a read that brought only
+//! records the SDK waits on none of (rows, in a burst of `run.log` calls) it waits
+//! [`READ_PAUSE`] before it reads again, so one wake-up brings many frames, and
+//! hands them to the connection's task as one batch (whose rows become one log
+//! record). Replies go out through a blocking writer fed by a channel. Two threads
+//! per SDK process (one connection each) is cheap.
 
 use std::io;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -23,12 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::framing::{self, FrameError, FrameReader};
 use crate::proto::wandb as wb;
 
-/// In a burst of `run.log` calls (the connection holds rows not yet sent to
-/// their run, and the last read brought only records the SDK waits on none of),
-/// how long the reader lets frames pile up in the socket before it reads again.
-/// The same as the rows' own linger (`listener::LINGER`): a question the SDK asks
-/// in such a burst is answered at most this much later, as its rows would be;
-/// outside a burst frames are read as they come.
+/// After a read that brought only records the SDK waits on none of (a burst of
+/// `run.log` calls), how long the reader lets frames pile up in the socket before
+/// it reads again: the rows of one read go to their run together, so this is how
+/// long a row may wait for others. A question the SDK asks in such a burst is
+/// answered at most this much later; anything else is read as it comes.
 pub const READ_PAUSE: Duration = Duration::from_millis(20);
 /// Batches of frames read ahead of the connection's task before the reader waits
 /// (and the SDK, once the socket's buffer is full, with it).
@@ -68,8 +68,16 @@ impl Socket for TcpStream {
 }
 
 /// What the reader hands the connection's task: every whole frame one read
-/// brought (an empty batch at the stream's clean end), or why reading stopped.
-pub type FrameBatch = Result<Vec<BytesMut>, FrameError>;
+/// brought (none at the stream's clean end), or why reading stopped.
+pub type FrameBatch = Result<Frames, FrameError>;
+
+/// The whole frames of one read.
+pub struct Frames {
+    pub frames: Vec<BytesMut>,
+    /// The read filled its buffer, so another follows at once: rows gathered
+    /// from these frames may wait for it, to go to their run together.
+    pub more: bool,
+}
 
 /// The connection's side of the two threads.
 pub struct SocketThreads<S: Socket> {
@@ -78,8 +86,6 @@ pub struct SocketThreads<S: Socket> {
     pub frames: mpsc::Receiver<FrameBatch>,
     /// Replies to write.
     pub replies: mpsc::Sender<wb::ServerResponse>,
-    /// Set while the connection holds rows: the reader pauses between reads.
-    pub burst: Arc<AtomicBool>,
     /// Dropped to wake the reader from a pause at the end.
     stop: std_mpsc::Sender<()>,
     written: oneshot::Receiver<()>,
@@ -92,12 +98,10 @@ impl<S: Socket> SocketThreads<S> {
         let (replies, reply_rx) = mpsc::channel(reply_buffer);
         let (stop, stopped) = std_mpsc::channel();
         let (written_tx, written) = oneshot::channel();
-        let burst = Arc::new(AtomicBool::new(false));
         let reader = FrameReader::new(socket.try_clone()?, max_frame);
-        let pause = burst.clone();
         std::thread::Builder::new()
             .name("wandb-read".into())
-            .spawn(move || read_frames(reader, frame_tx, &pause, &stopped))?;
+            .spawn(move || read_frames(reader, frame_tx, &stopped))?;
         let out = socket.try_clone()?;
         let writer = std::thread::Builder::new()
             .name("wandb-write".into())
@@ -113,7 +117,6 @@ impl<S: Socket> SocketThreads<S> {
             socket,
             frames,
             replies,
-            burst,
             stop,
             written,
         })
@@ -146,19 +149,21 @@ impl<S: Socket> SocketThreads<S> {
 fn read_frames<S: Socket>(
     mut reader: FrameReader<S>,
     out: mpsc::Sender<FrameBatch>,
-    burst: &AtomicBool,
     stop: &std_mpsc::Receiver<()>,
 ) {
     loop {
-        let batch = reader.next_batch();
-        let last = !matches!(&batch, Ok(frames) if !frames.is_empty());
+        let batch = reader.next_batch().map(|frames| Frames {
+            frames,
+            more: reader.more_waiting(),
+        });
+        let last = !matches!(&batch, Ok(b) if !b.frames.is_empty());
         // The SDK waits on nothing it sent: more rows are likely on their way.
-        let rows_only =
-            matches!(&batch, Ok(frames) if !frames.iter().any(|f| framing::awaits_reply(f)));
+        // A read that filled its buffer left more to read at once.
+        let pause = matches!(&batch, Ok(b) if !b.more && !b.frames.iter().any(|f| framing::awaits_reply(f)));
         if out.blocking_send(batch).is_err() || last {
             return;
         }
-        if rows_only && burst.load(Ordering::Relaxed) {
+        if pause {
             match stop.recv_timeout(READ_PAUSE) {
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,

@@ -23,9 +23,29 @@ fn numbers_are_read_as_python_wrote_them() {
     assert!(matches!(scalar("NaN"), Some(Scalar::Float(x)) if x.is_nan()));
     // Beyond int64: a float, as runcore's client sends it.
     assert_eq!(scalar("99999999999999999999"), Some(Scalar::Float(1e20)));
-    for not in ["\"1\"", "true", "null", "[1]", "{}", "", "Inf", "nan"] {
+    for not in [
+        "\"1\"",
+        "true",
+        "null",
+        "[1]",
+        "{}",
+        "",
+        "Inf",
+        "nan",
+        "-Inf",
+        "NaNa",
+        "-",
+        "--",
+        "+1",
+        ".5",
+        "1x",
+        "1.5\u{e9}",
+    ] {
         assert_eq!(scalar(not), None, "{not}");
     }
+    assert_eq!(scalar_bytes(b"1\xff"), None, "not UTF-8");
+    assert_eq!(scalar("-0"), Some(Scalar::Int(0)));
+    assert_eq!(scalar("1E+3"), Some(Scalar::Float(1000.0)));
 }
 
 #[test]
