@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -185,12 +186,16 @@ impl RunFile {
         info
     }
 
+    /// Whether the file says the run is open (running or preempting).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "preempting")
+    }
+
     /// Whether the run says it is open but its heartbeat is too old for that to be
     /// true (its sidecar died): shown as crashed.
     pub fn is_stale(&self, now: f64) -> bool {
-        let open = matches!(self.state.as_str(), "running" | "preempting");
         let limit = crate::liveness::stale_after(self.client_timeout, self.heartbeat_interval);
-        open && limit > 0.0 && now - self.last_heartbeat > limit
+        self.is_open() && limit > 0.0 && now - self.last_heartbeat > limit
     }
 
     /// The state to show: crashed for a stale run.
@@ -211,13 +216,56 @@ impl RunFile {
     }
 }
 
+/// Reads run.json. An open run's `last_heartbeat` is the later of the field and
+/// the file's modification time: a live run's heartbeats only touch the file
+/// (see [`stamp_heartbeat`]).
 pub fn read_run_file(dir: &Path) -> Result<RunFile, StoreError> {
     let path = dir.join(RUN_JSON);
-    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Json {
+    let mut file = File::open(&path).map_err(io_err(&path))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io_err(&path))?;
+    let mut run: RunFile = serde_json::from_str(&text).map_err(|e| StoreError::Json {
         path,
         problem: e.to_string(),
-    })
+    })?;
+    if run.is_open() {
+        if let Ok(modified) = file.metadata().and_then(|m| m.modified()) {
+            run.last_heartbeat = run.last_heartbeat.max(unix_time(modified));
+        }
+    }
+    Ok(run)
+}
+
+/// Records a live run's heartbeat at `time` (Unix seconds) as its run.json's
+/// modification time: one metadata update instead of a rewrite of the file.
+/// Every write of run.json sets that time to the run's last heartbeat too, so
+/// the file's time is the heartbeat whoever wrote it last (an edit of a stored
+/// run keeps a stale run stale). Blocking, but writes no data.
+pub fn stamp_heartbeat(dir: &Path, time: f64) -> Result<(), StoreError> {
+    use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+    let path = dir.join(RUN_JSON);
+    let time = time.max(0.0);
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: time.trunc() as i64,
+            tv_nsec: ((time.fract() * 1e9) as i64).min(999_999_999),
+        },
+    };
+    // One syscall on the path (no open and close of the file).
+    utimensat(CWD, &path, &times, AtFlags::empty()).map_err(|e| io_err(&path)(e.into()))
+}
+
+fn system_time(unix: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(unix.max(0.0))
+}
+
+fn unix_time(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Reads a JSON object file of the store (config.json, summary.json).
@@ -419,6 +467,11 @@ impl StoreWriter {
         }
     }
 
+    /// Whether a write failed since the last [`StoreWriter::take_error`].
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
     /// The first write error since the last call.
     pub fn take_error(&mut self) -> Option<StoreError> {
         self.error.take()
@@ -452,7 +505,15 @@ impl StoreWriter {
             path: self.dir.join(RUN_JSON),
             problem,
         })?;
-        write_atomic(&self.dir.join(RUN_JSON), &text, durable)
+        let stamp = Some(system_time(state.info.last_heartbeat));
+        rewrites::write_stamped(&self.dir.join(RUN_JSON), &text, durable, stamp)
+    }
+
+    /// Writes the buffered events.jsonl lines now (a system-metrics sample's
+    /// line is written at once, so an idle run needs no timed flush for it).
+    pub fn flush_events(&mut self) {
+        let r = self.events.flush();
+        self.keep(r, EVENTS_JSONL);
     }
 
     pub fn write_config(&self, config: &BTreeMap<String, Value>) -> Result<(), StoreError> {

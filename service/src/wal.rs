@@ -371,7 +371,11 @@ pub struct WalWriter {
     len: u64,
     /// Reused encode buffer.
     buf: Vec<u8>,
+    /// Records appended since the last sync that a timed sync must cover.
     unsynced: bool,
+    /// Bytes appended since the last sync, waited for or not (see
+    /// [`WalWriter::append_unwaited`]).
+    behind: bool,
 }
 
 impl WalWriter {
@@ -435,11 +439,26 @@ impl WalWriter {
             len,
             buf: Vec::with_capacity(4096),
             unsynced: false,
+            behind: false,
         }
     }
 
     /// Appends one record with a single write; returns its offset.
     pub fn append(&mut self, record: &Record) -> Result<u64, WalError> {
+        let offset = self.write_frame(record)?;
+        self.unsynced = true;
+        Ok(offset)
+    }
+
+    /// Appends a record no client waits for (a system-metrics sample): written
+    /// at once, so it survives a crash of the sidecar like any other, but no
+    /// timed sync is made for it alone; the next sync covers it (the next
+    /// acknowledged record's, or the one at finish).
+    pub fn append_unwaited(&mut self, record: &Record) -> Result<u64, WalError> {
+        self.write_frame(record)
+    }
+
+    fn write_frame(&mut self, record: &Record) -> Result<u64, WalError> {
         self.buf.clear();
         self.buf.extend_from_slice(&[0u8; HEADER]);
         // Encoding into a Vec cannot run out of capacity.
@@ -455,7 +474,7 @@ impl WalWriter {
             return Err(io_err(&self.path)(e));
         }
         self.len += self.buf.len() as u64;
-        self.unsynced = true;
+        self.behind = true;
         if self.buf.capacity() > crate::memory::SCRATCH_BYTES {
             // Each open run has one: a long record's buffer is not kept.
             self.buf = Vec::new();
@@ -473,15 +492,21 @@ impl WalWriter {
         self.len == 0
     }
 
-    /// Whether anything was appended since the last sync.
+    /// Whether a record a timed sync must cover was appended since the last sync.
     pub fn unsynced(&self) -> bool {
         self.unsynced
+    }
+
+    /// Whether anything at all was appended since the last sync (what a sync at
+    /// finish or shutdown must cover).
+    pub fn behind(&self) -> bool {
+        self.behind
     }
 
     /// fsyncs the log on the calling thread (blocking).
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.file.sync_data().map_err(io_err(&self.path))?;
-        self.unsynced = false;
+        self.mark_synced();
         Ok(())
     }
 
@@ -493,6 +518,7 @@ impl WalWriter {
     /// Records that a sync through another handle covered everything appended.
     pub fn mark_synced(&mut self) {
         self.unsynced = false;
+        self.behind = false;
     }
 }
 

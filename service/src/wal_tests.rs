@@ -48,6 +48,21 @@ fn torn_tail_is_cut_and_log_stays_appendable() {
 }
 
 #[test]
+fn an_unwaited_record_is_written_at_once_but_asks_no_timed_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.wal");
+    let mut w = WalWriter::create(&path).unwrap();
+    w.append_unwaited(&rec(1)).unwrap();
+    assert!(!w.unsynced(), "a timed sync does not wait for it");
+    assert!(w.behind(), "a sync at finish still covers it");
+    assert_eq!(read_all(&path).0, vec![rec(1)], "in the file already");
+    w.append(&rec(2)).unwrap();
+    assert!(w.unsynced());
+    w.sync().unwrap();
+    assert!(!w.unsynced() && !w.behind());
+}
+
+#[test]
 fn one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.wal");

@@ -607,6 +607,12 @@ async fn runs_ls_and_show_agree_and_name_what_they_cannot_read() {
         serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
     v["last_heartbeat"] = serde_json::json!(1000.0);
     std::fs::write(&run_json, v.to_string()).unwrap();
+    // A live run's heartbeats are run.json's time: that is old too.
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+    std::fs::File::open(&run_json)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     // A run dir whose run.json is garbage.
     std::fs::create_dir_all(data.join("p/broken")).unwrap();
     std::fs::write(data.join("p/broken/run.wal"), b"").unwrap();

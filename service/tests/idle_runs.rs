@@ -1,6 +1,6 @@
 //! Open runs that log nothing cost (almost) nothing: an actor takes no periodic
 //! wake-ups, its heartbeat is recorded once per heartbeat interval however often
-//! its client sends signs of life, what it buffers is still flushed within the
+//! its client sends signs of life (as run.json's time, without rewriting it), what it buffers is still flushed within the
 //! flush interval, and the runs of one client share one check of its process.
 //! Time is tokio's, paused and advanced; the actors are driven directly.
 
@@ -49,8 +49,15 @@ fn run_json(dir: &std::path::Path, id: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The run's last heartbeat as readers see it (run.json's field or its time).
 fn last_heartbeat(dir: &std::path::Path, id: &str) -> f64 {
-    run_json(dir, id)["last_heartbeat"].as_f64().unwrap()
+    runcore::store::read_run_file(&dir.join("p").join(id))
+        .unwrap()
+        .last_heartbeat
+}
+
+fn run_json_bytes(dir: &std::path::Path, id: &str) -> Vec<u8> {
+    std::fs::read(dir.join("p").join(id).join("run.json")).unwrap()
 }
 
 async fn heartbeat(handle: &RunHandle) {
@@ -70,6 +77,7 @@ async fn signs_of_life_do_not_rewrite_run_json_between_heartbeats() {
     let handle = start(tmp.path(), "h", None, &shutdown, &Clients::new());
     tokio::time::sleep(FLUSH * 2).await;
     let first = last_heartbeat(tmp.path(), "h");
+    let written = run_json_bytes(tmp.path(), "h");
     // A client's heartbeat every 5 s: signs of life, not recorded each time.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -90,6 +98,8 @@ async fn signs_of_life_do_not_rewrite_run_json_between_heartbeats() {
         third - second >= HEARTBEAT.as_secs_f64(),
         "{second} -> {third}"
     );
+    // Recorded as run.json's time: the file itself was not rewritten for them.
+    assert_eq!(run_json_bytes(tmp.path(), "h"), written);
     assert_eq!(handle.info().state(), RunState::Running);
 }
 
@@ -155,4 +165,51 @@ async fn the_runs_of_one_client_share_one_check_and_all_crash_when_it_dies() {
         assert_eq!(run_json(tmp.path(), &format!("r{i}"))["state"], "crashed");
     }
     assert_eq!(clients.checked(), 0, "the check ended with its client");
+}
+
+/// Sets a run's recorded heartbeat to `at`: the field and run.json's time (a
+/// run whose sidecar died at `at`).
+fn heartbeat_at(dir: &std::path::Path, at: f64) {
+    let path = dir.join("run.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["last_heartbeat"] = serde_json::json!(at);
+    std::fs::write(&path, v.to_string()).unwrap();
+    let time = std::time::UNIX_EPOCH + Duration::from_secs_f64(at);
+    let file = std::fs::File::open(&path).unwrap();
+    file.set_modified(time).unwrap();
+}
+
+#[test]
+fn an_edit_of_a_stale_stored_run_keeps_it_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p").join("old");
+    let init = InitRequest {
+        id: "old".into(),
+        project: "p".into(),
+        ..Default::default()
+    };
+    // Opened and let go: the run is open in run.json with no sidecar holding it.
+    drop(run::create(&dir, init, "{}", HEARTBEAT.as_secs_f64()).expect("create run"));
+    let now = runcore::clock::now();
+    assert!(!runcore::store::read_run_file(&dir).unwrap().is_stale(now));
+    heartbeat_at(&dir, 1000.0);
+    let stale = runcore::store::read_run_file(&dir).unwrap();
+    assert_eq!(stale.last_heartbeat, 1000.0);
+    assert!(stale.is_stale(now));
+    // Renaming it rewrites run.json; that is no sign of life.
+    run::edit_stored(
+        &dir,
+        runcore::proto::v1::UpdateRunRequest {
+            run_id: "old".into(),
+            name: Some("renamed".into()),
+            ..Default::default()
+        },
+        HEARTBEAT.as_secs_f64(),
+    )
+    .expect("edit");
+    let edited = runcore::store::read_run_file(&dir).unwrap();
+    assert_eq!(edited.name, "renamed");
+    assert_eq!(edited.last_heartbeat, 1000.0);
+    assert!(edited.is_stale(runcore::clock::now()));
 }

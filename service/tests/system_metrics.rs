@@ -162,6 +162,21 @@ async fn samples_go_through_the_log_and_stop_at_finish() {
 }
 
 #[tokio::test]
+async fn a_samples_line_is_written_at_once_not_at_the_next_flush() {
+    // A flush a minute apart: the samples' lines must not wait for it.
+    let s = Sidecar::start_with(Transport::Tcp, &["--flush-interval", "60"]);
+    let mut client = client_process();
+    watched_run(&s, "quick", &client, 0.2).await;
+    let rows = samples(&s, "quick", 2);
+    assert!(
+        rows.iter().all(|r| r.contains_key("system.cpu")),
+        "{rows:?}"
+    );
+    client.kill().unwrap();
+    client.wait().unwrap();
+}
+
+#[tokio::test]
 async fn sampling_can_be_turned_off_and_bad_intervals_are_refused() {
     let s = Sidecar::start();
     let mut c = s.client().await;

@@ -287,12 +287,20 @@ async fn idle_runs_beat_and_a_stop_from_wandb_reaches_the_client() {
     let v = fake.wait_run("idle", |v| v.heartbeats >= 3).await;
     // No entity in Init: the key's default entity, as W&B's reply names it.
     assert_eq!(v.entity, DEFAULT_ENTITY);
-    let requests = fake.requests();
+    // The fake counts a request before it lists it: wait for the list too.
+    let requests = wait_for_async(|| async {
+        let requests = fake.requests();
+        let beats = requests
+            .iter()
+            .filter(|r| r.op == "file_stream" && r.body.get("files").is_none())
+            .count();
+        (beats >= 3).then_some(requests)
+    })
+    .await;
     let beats: Vec<_> = requests
         .iter()
         .filter(|r| r.op == "file_stream" && r.body.get("files").is_none())
         .collect();
-    assert!(beats.len() >= 3);
     for b in &beats {
         assert_eq!(b.body, json!({"complete": false, "failed": false}));
         assert_eq!(

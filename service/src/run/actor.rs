@@ -168,7 +168,12 @@ impl Actor {
                     }
                 }
                 event = self.links.next_event() => match event {
-                    LinkEvent::Sample(writer, sample) => self.record_sample(writer, sample).await,
+                    LinkEvent::Sample(writer, sample) => {
+                        let before = self.wal.len();
+                        if self.record_sample(writer, sample) {
+                            timers.sampled(before, self.wal.len());
+                        }
+                    }
                     LinkEvent::Exited => {
                         timers.checked();
                         if self.check_writers().await {

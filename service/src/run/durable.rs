@@ -34,6 +34,17 @@ impl Actor {
         Ok(())
     }
 
+    /// Appends a record no client waits for (a system-metrics sample): no sync
+    /// of its own under any `--fsync` policy (the next one covers it), and the
+    /// forwarder is told.
+    pub(super) fn append_unwaited(&mut self, record: &Record) -> Result<(), RunError> {
+        self.wal.append_unwaited(record)?;
+        if let Some(f) = &self.forward {
+            f.wake();
+        }
+        Ok(())
+    }
+
     pub(super) async fn sync_wal(&mut self) -> Result<(), RunError> {
         match self.sync_file.clone() {
             Some(file) => {
@@ -80,7 +91,7 @@ impl Actor {
         if write_run {
             let hb = self.config.heartbeat_interval.as_secs_f64();
             match store::run_json(&self.state, hb) {
-                Ok(text) => job.file(dir.join(store::RUN_JSON), text),
+                Ok(text) => job.run_file(&dir, text, self.state.info.last_heartbeat),
                 Err(e) => tracing::error!(run = %self.state.info.id, "run.json: {e}"),
             }
         }
@@ -93,10 +104,14 @@ impl Actor {
         for e in errors {
             tracing::error!(run = %id, "{e}");
         }
-        if (durable && self.config.fsync != FsyncPolicy::Always
-            || self.config.fsync == FsyncPolicy::Batch)
-            && self.wal.unsynced()
-        {
+        // A timed flush syncs what a client waits for (`--fsync batch`); a
+        // durable one everything, unwaited samples included.
+        let sync = if durable {
+            self.wal.behind()
+        } else {
+            self.config.fsync == FsyncPolicy::Batch && self.wal.unsynced()
+        };
+        if sync {
             if let Err(e) = self.sync_wal().await {
                 tracing::error!(run = %id, "{e}");
             }

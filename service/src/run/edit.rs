@@ -87,10 +87,13 @@ pub fn edit_stored(
         value::map_to_json(&state.config),
     );
     job.file(dir.join(store::SUMMARY_JSON), value::map_to_json(&summary));
-    job.file(
-        dir.join(store::RUN_JSON),
-        edited_run_json(dir, &state, heartbeat_interval)?,
-    );
+    let run = edited_run_file(dir, &state, heartbeat_interval);
+    let text = serde_json::to_vec_pretty(&run).map_err(|e| StoreError::Json {
+        path: dir.join(store::RUN_JSON),
+        problem: e.to_string(),
+    })?;
+    // Its time stays the last heartbeat: an edit is no sign of life.
+    job.run_file(dir, text, run.last_heartbeat);
     if let Some(e) = job.apply().into_iter().next() {
         return Err(e.into());
     }
@@ -104,13 +107,9 @@ pub fn edit_stored(
 /// run.json after an edit: the file as it is with the edited identity (a replay
 /// does not know what only run.json holds, such as the last heartbeat), or made
 /// afresh from the state when it is missing or unreadable.
-fn edited_run_json(
-    dir: &Path,
-    state: &RunState,
-    heartbeat_interval: f64,
-) -> Result<Vec<u8>, StoreError> {
+fn edited_run_file(dir: &Path, state: &RunState, heartbeat_interval: f64) -> RunFile {
     let info = &state.info;
-    let file = match store::read_run_file(dir) {
+    match store::read_run_file(dir) {
         Ok(mut f) => {
             f.name.clone_from(&info.name);
             f.notes.clone_from(&info.notes);
@@ -120,11 +119,7 @@ fn edited_run_json(
             f
         }
         Err(_) => RunFile::from_state(state, heartbeat_interval),
-    };
-    serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Json {
-        path: dir.join(store::RUN_JSON),
-        problem: e.to_string(),
-    })
+    }
 }
 
 /// Removes a run's directory, holding its log's lock (so no other sidecar has the

@@ -12,6 +12,7 @@ use tokio::time::{Instant, Sleep};
 use super::actor::Actor;
 use crate::clock::now;
 use crate::liveness::{self, PID_CHECK};
+use crate::store;
 use crate::wal::FsyncPolicy;
 
 /// One timer: fires once at its deadline, when armed.
@@ -79,6 +80,14 @@ impl Timers {
         self.flushed_len = log_len;
     }
 
+    /// A system-metrics sample took the log from `before` to `after` bytes; its
+    /// store line is already written, so it leaves nothing to flush.
+    pub(super) fn sampled(&mut self, before: u64, after: u64) {
+        if self.flushed_len == before {
+            self.flushed_len = after;
+        }
+    }
+
     /// A liveness check is done now.
     pub(super) fn checked(&mut self) {
         self.checked = Some(Instant::now());
@@ -138,12 +147,25 @@ impl Actor {
         (self.state.info.last_heartbeat + interval - now()).max(0.0)
     }
 
-    /// Records a heartbeat (`last_heartbeat`, written to run.json by the next
-    /// flush) when one is due: at most one per heartbeat interval, so signs of
-    /// life more frequent than that do not rewrite run.json each time.
+    /// Records a heartbeat when one is due (at most one per heartbeat interval,
+    /// however often the client shows signs of life): `last_heartbeat`, and
+    /// run.json's modification time, so no rewrite of the file is needed for it
+    /// (readers take the later of the two; see [`store::stamp_heartbeat`]).
     pub(super) fn beat(&mut self) {
-        if self.state.is_open() && self.heartbeat_due_in() <= 0.0 {
-            self.state.info.last_heartbeat = now();
+        if !self.state.is_open() || self.heartbeat_due_in() > 0.0 {
+            return;
         }
+        let time = now();
+        self.state.info.last_heartbeat = time;
+        match store::stamp_heartbeat(self.store.dir(), time) {
+            Ok(()) => {
+                if let Some(written) = &mut self.written {
+                    written.last_heartbeat = time;
+                }
+            }
+            // The next flush rewrites run.json with it.
+            Err(e) => tracing::debug!(run = %self.state.info.id, "heartbeat not stamped: {e}"),
+        }
+        self.publish();
     }
 }

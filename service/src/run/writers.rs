@@ -195,13 +195,15 @@ async fn next_sample(samples: &mut StreamMap<String, ReceiverStream<Sample>>) ->
 
 impl Actor {
     /// Logs a system-metrics sample of writer `id` (through the log, like every
-    /// record), labelled as the writer is.
-    pub(super) async fn record_sample(&mut self, id: String, sample: Sample) {
+    /// record, but with no sync of its own), labelled as the writer is, and
+    /// writes its events.jsonl line at once. False when that left anything for
+    /// a flush to do or report (a store write failed).
+    pub(super) fn record_sample(&mut self, id: String, sample: Sample) -> bool {
         let Some(w) = self.state.writers.get(&id).filter(|w| w.is_attached()) else {
-            return;
+            return true;
         };
         if !self.state.is_open() || sample.metrics.is_empty() {
-            return;
+            return true;
         }
         let label = w.label.clone();
         let (keys, values) = sample.metrics.into_iter().unzip();
@@ -214,11 +216,13 @@ impl Actor {
                 label,
             })),
         };
-        if let Err(e) = self.append(&record).await {
+        if let Err(e) = self.append_unwaited(&record) {
             tracing::error!(run = %self.state.info.id, "system-metrics sample not recorded: {e}");
-            return;
+            return true;
         }
         self.state.apply(&record, &mut self.store);
+        self.store.flush_events();
+        !self.store.failed()
     }
 
     /// Checks that the run's writers are still there; ends the run (true) when

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::{io_err, StoreError};
 
@@ -12,10 +13,24 @@ use super::{io_err, StoreError};
 /// see half of it. `durable` fsyncs the copy first and the directory after the
 /// rename, so the new name survives a power cut too. Blocking.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
+    write_stamped(path, bytes, durable, None)
+}
+
+/// [`write_atomic`], the new file's modification time set to `modified` when
+/// given (run.json's is the run's last heartbeat).
+pub(super) fn write_stamped(
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    modified: Option<SystemTime>,
+) -> Result<(), StoreError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
+    if let Some(t) = modified {
+        f.set_modified(t).map_err(io_err(&tmp))?;
+    }
     if durable {
         f.sync_data().map_err(io_err(&tmp))?;
     }
@@ -33,7 +48,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), Stor
 /// files replaced with [`write_atomic`], line files fsynced.
 #[derive(Default)]
 pub struct Rewrites {
-    files: Vec<(PathBuf, Vec<u8>)>,
+    /// Each file's path, new content and modification time to set, if any.
+    files: Vec<(PathBuf, Vec<u8>, Option<SystemTime>)>,
     sync: Vec<(PathBuf, Arc<File>)>,
     durable: bool,
 }
@@ -49,7 +65,14 @@ impl Rewrites {
 
     /// Replaces `path` with `bytes`.
     pub fn file(&mut self, path: PathBuf, bytes: impl Into<Vec<u8>>) {
-        self.files.push((path, bytes.into()));
+        self.files.push((path, bytes.into(), None));
+    }
+
+    /// Replaces a run's run.json with `bytes`, its modification time the run's
+    /// last heartbeat (see [`super::stamp_heartbeat`]).
+    pub fn run_file(&mut self, dir: &Path, bytes: Vec<u8>, last_heartbeat: f64) {
+        let stamp = Some(super::system_time(last_heartbeat));
+        self.files.push((dir.join(super::RUN_JSON), bytes, stamp));
     }
 
     /// Also fsyncs these (already flushed) files.
@@ -64,8 +87,8 @@ impl Rewrites {
     /// Does the writes. Blocking. Every write is tried; the errors are returned.
     pub fn apply(self) -> Vec<StoreError> {
         let mut errors = Vec::new();
-        for (path, bytes) in self.files {
-            if let Err(e) = write_atomic(&path, &bytes, self.durable) {
+        for (path, bytes, modified) in self.files {
+            if let Err(e) = write_stamped(&path, &bytes, self.durable, modified) {
                 errors.push(e);
             }
         }
