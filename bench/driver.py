@@ -224,6 +224,22 @@ class CpuWatch:
         self.stopped.set()
 
 
+def stop_idle_setups(setups: Dict[str, Dict[str, Any]]) -> None:
+    """Ends idle setups: each CPU watch, each client (its stdin closed: it finishes
+    its runs; killed if it does not end in 120 s) and each sidecar the driver started."""
+    for s in setups.values():
+        if "watch" in s:
+            s["watch"].stop()
+        c = s["client"]
+        try:
+            c.stdin.close()
+            c.wait(120)
+        except Exception:
+            c.kill()
+        if "sidecar" in s:
+            s["sidecar"].stop()
+
+
 class Sidecar:
     """A `runcore serve` the driver starts (raw ingest, idle, profiles)."""
 
@@ -458,17 +474,8 @@ class Bench:
                     f"{k} {num(windows[k][-1]['cpu_s_per_min'] * 1000)} ms/min {num(windows[k][-1]['rss_mib'])} MiB" for k in setups))
             self.results["idle"] = {"windows": windows, "runs": p.idle_runs, "window_s": p.idle_window_s}
         finally:
+            stop_idle_setups(setups)
             for s in setups.values():
-                if "watch" in s:
-                    s["watch"].stop()
-                c = s["client"]
-                try:
-                    c.stdin.close()
-                    c.wait(120)
-                except Exception:
-                    c.kill()
-                if "sidecar" in s:
-                    s["sidecar"].stop()
                 shutil.rmtree(s["tmp"], ignore_errors=True)
 
     def sampler(self) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from driver import CpuWatch, Sidecar, proc_status_kib  # noqa: E402
+from driver import CpuWatch, Sidecar, proc_status_kib, stop_idle_setups  # noqa: E402
 
 
 def wandb_env(tmp: Path) -> Dict[str, str]:
@@ -114,18 +114,7 @@ def main() -> None:
         if a.out:
             Path(a.out).write_text(json.dumps({"args": vars(a), "windows": windows}, indent=1))
     finally:
-        for s in setups.values():
-            if "watch" in s:
-                s["watch"].stop()
-            c = s["client"]
-            try:
-                if c.stdin:
-                    c.stdin.close()
-                c.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                c.kill()
-            if "sidecar" in s:
-                s["sidecar"].stop()
+        stop_idle_setups(setups)
         shutil.rmtree(root, ignore_errors=True)
 
 
