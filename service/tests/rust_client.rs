@@ -1,14 +1,15 @@
 //! The Rust client crate (clients/rust) against the real `runcore` binary, over a
 //! unix socket and TCP: the connection, the health check and the bearer token; the
 //! Run API's rows landing once and in order, through a sidecar killed and started
-//! again; a sender that gives up on a run ended under it or on a wrong token.
+//! again; a sender that gives up on a run ended under it or on a wrong token; a
+//! sender (and a run) closed right after it started, without the half-close wait.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use runcore_client::contract::{classify, Action, Kind};
 use runcore_client::proto::{
@@ -410,6 +411,73 @@ fn the_run_api_works_with_the_right_token_and_a_wrong_token_stops_the_sender() {
             .any(|(kind, _)| kind == "sender-gave-up")
             .then_some(())
     });
+}
+
+/// A sender started for `id` with a RecordingLink, numbering from seq 1.
+fn start_sender(connection: Connection, id: &str) -> Sender {
+    Sender::start(
+        connection,
+        id.into(),
+        String::new(),
+        1,
+        SenderSettings::default(),
+        Arc::new(RecordingLink::default()) as Arc<dyn Link>,
+    )
+}
+
+#[test]
+fn closing_a_sender_that_sent_nothing_does_not_wait_for_the_stream_to_end() {
+    let sidecar = Sidecar::start_with(Transport::Unix, &[]);
+    let connection = Connection::new(&sidecar.addr, None).expect("connection");
+    init_and_read_back(&connection, "idle");
+    // Closed at once: whichever way the race with the sender thread's first look
+    // goes (no stream opened yet, or one opened that carried nothing), there is
+    // nothing to ack and nothing to wait for.
+    for _ in 0..4 {
+        let sender = start_sender(connection.clone(), "idle");
+        sender.close(None);
+        let stats = sender.stats();
+        assert!(!stats.half_close_timed_out, "{stats:?}");
+        assert_eq!((stats.batches_sent, stats.dead), (0, None));
+    }
+    // A stream that carried a batch is half-closed and ended by the sidecar.
+    let sender = start_sender(connection.clone(), "idle");
+    sender.put(Row {
+        scalars: vec![("i".into(), 0.0)],
+        ..Row::default()
+    });
+    sender.close(None);
+    let stats = sender.stats();
+    assert!(!stats.half_close_timed_out, "{stats:?}");
+    assert_eq!((stats.rows_acked, stats.dead), (1, None));
+    let read: GetRunResponse = connection
+        .call(
+            "GetRun",
+            &GetRunRequest {
+                run_id: "idle".into(),
+            },
+            CALL_TIMEOUT,
+        )
+        .expect("GetRun");
+    assert_eq!(read.run.expect("run").history_rows, 1);
+}
+
+#[test]
+fn a_run_finished_right_after_init_finishes_without_the_half_close_wait() {
+    let sidecar = Sidecar::start_with(Transport::Unix, &[]);
+    let client = Client::connect(&sidecar.addr, None).expect("connect");
+    for i in 0..3 {
+        let id = format!("quick-{i}");
+        let run = start_run(&client, &id);
+        let started = Instant::now();
+        let finished = run.finish(None).expect("Finish");
+        assert_eq!(finished.run.expect("run").history_rows, 0);
+        // finish() consumes the run, so its sender's half_close_timed_out cannot be
+        // read (the test above reads it): elapsed time is the observable here, bounded
+        // generously against the 5 s wait that finish() used to sit out.
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(2500), "finish took {took:?}");
+    }
 }
 
 /// The writer id the run's only writer got.

@@ -32,6 +32,24 @@ def test_finish_states_and_exit_codes(sidecar: Sidecar) -> None:
             call()
 
 
+
+def test_finish_right_after_init_does_not_wait_for_the_log_stream(sidecar: Sidecar) -> None:
+    # finish() before the sender opened its LogStream, or once it had opened one
+    # that carried nothing: there is nothing to ack, so closing does not sit out
+    # the native sender's half-close wait (it used to take 5 s).
+    for _ in range(3):
+        run = runcore.init(project="p", settings=sidecar.settings())
+        run.finish()
+        stats = run._sender.stats()
+        assert stats["half_close_timed_out"] is False and stats["dead"] is None
+        assert sidecar.run_json(run)["state"] == "finished"
+    # A run that logged: its stream is half-closed and ended by the sidecar.
+    run = runcore.init(project="p", settings=sidecar.settings())
+    run.log({"x": 1})
+    run.finish()
+    assert run._sender.stats()["half_close_timed_out"] is False
+    assert [r["x"] for r in sidecar.history(run)] == [1]
+
 def test_context_manager(sidecar: Sidecar) -> None:
     with runcore.init(project="p", settings=sidecar.settings()) as run:
         assert runcore.run is run

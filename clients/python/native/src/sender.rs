@@ -196,6 +196,7 @@ impl Sender {
         out.set_item("next_seq", stats.next_seq)?;
         out.set_item("queued", stats.queued)?;
         out.set_item("dead", stats.dead)?;
+        out.set_item("half_close_timed_out", stats.half_close_timed_out)?;
         Ok(out)
     }
 

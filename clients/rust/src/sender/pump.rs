@@ -131,7 +131,7 @@ impl Shared {
         drop(state);
         let encoded = batch::encode(&self.run_id, &self.writer_id, seq, rows);
         let mut state = self.lock();
-        if let Some(stream) = &state.stream {
+        if let Some(stream) = state.stream.as_mut() {
             stream.send(encoded.clone());
         }
         state.unacked.insert(
@@ -145,16 +145,21 @@ impl Shared {
     }
 
     /// At close, everything acked: half-close the stream and wait (a little) for
-    /// the sidecar to end it.
+    /// the sidecar to end it. A stream never opened (close came before the sender
+    /// thread's first look) or one that carried no batch has nothing to wait for:
+    /// it is cancelled at once.
     fn half_close(&self) {
         let mut state = self.lock();
         state.stream_done = false;
-        if let Some(stream) = state.stream.as_mut() {
+        if let Some(stream) = state.stream.as_mut().filter(|s| s.carried()) {
             stream.half_close();
-        }
-        let deadline = Instant::now() + HALF_CLOSE_WAIT;
-        while !state.stream_done && state.broken.is_none() && Instant::now() < deadline {
-            state = self.wait(&self.wake_sender, state, Some(deadline));
+            let deadline = Instant::now() + HALF_CLOSE_WAIT;
+            while !state.stream_done && state.broken.is_none() && Instant::now() < deadline {
+                state = self.wait(&self.wake_sender, state, Some(deadline));
+            }
+            if !state.stream_done && state.broken.is_none() {
+                state.stats.half_close_timed_out = true;
+            }
         }
         if let Some(mut stream) = state.stream.take() {
             stream.cancel();

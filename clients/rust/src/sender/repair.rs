@@ -164,7 +164,7 @@ impl Shared {
         let sink: Arc<dyn AckSink> = Arc::clone(self) as Arc<dyn AckSink>;
         let opened = Stream::open(&connection, generation, sink);
         let mut state = self.lock();
-        let stream = match opened {
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 state.broken = Some(Some(error));

@@ -55,4 +55,7 @@ pub struct SenderStats {
     pub queued: usize,
     /// Why the sender gave up, once it has: rows are no longer sent.
     pub dead: Option<String>,
+    /// Closing waited the whole half-close wait (5 s) for the sidecar to end the
+    /// stream, and cancelled it: every row was acked, but close returned late.
+    pub half_close_timed_out: bool,
 }

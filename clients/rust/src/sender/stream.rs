@@ -32,6 +32,9 @@ pub(super) struct Stream {
     /// Dropped to half-close the call (the sidecar acks what it has and ends it).
     requests: Option<UnboundedSender<Bytes>>,
     cancelled: Arc<Notify>,
+    /// A batch was sent on this call: only then does closing wait for the sidecar
+    /// to end it (one that carried nothing has nothing to ack and is cancelled).
+    carried: bool,
 }
 
 impl Stream {
@@ -63,15 +66,22 @@ impl Stream {
             generation,
             requests: Some(requests),
             cancelled,
+            carried: false,
         })
     }
 
     /// Queues an encoded `LogBatch` (a stream already ended ignores it: the batch
     /// stays unacked and is resent on the next stream).
-    pub fn send(&self, batch: Bytes) {
+    pub fn send(&mut self, batch: Bytes) {
         if let Some(requests) = &self.requests {
+            self.carried = true;
             let _ = requests.send(batch);
         }
+    }
+
+    /// Whether a batch was sent on this call.
+    pub fn carried(&self) -> bool {
+        self.carried
     }
 
     /// Sends nothing more: the sidecar acks what it has and ends the call.
