@@ -31,8 +31,17 @@ impl Status {
 }
 
 impl From<tonic::Status> for Status {
+    /// A status the sidecar sent keeps its code. One tonic made up from a
+    /// transport failure (the connection broke during the call: UNKNOWN,
+    /// "transport error", with the failure as its source) is UNAVAILABLE, as
+    /// grpcio reports it: the sidecar is gone for now, reconnect and try again.
     fn from(status: tonic::Status) -> Self {
-        Status::new(status.code(), status.message())
+        let local = std::error::Error::source(&status).is_some();
+        let code = match status.code() {
+            Code::Unknown if local => Code::Unavailable,
+            code => code,
+        };
+        Status::new(code, status.message())
     }
 }
 
@@ -63,6 +72,15 @@ pub(crate) fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_a_sent_unknown_stays_unknown() {
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::other("broken pipe")));
+        assert_eq!(broken.code(), Code::Unknown, "what tonic makes of it");
+        assert_eq!(Status::from(broken).code, Code::Unavailable);
+        let sent = tonic::Status::new(Code::Unknown, "the sidecar said so");
+        assert_eq!(Status::from(sent).code, Code::Unknown);
+    }
 
     #[test]
     fn displays_the_grpc_name_then_the_message() {
