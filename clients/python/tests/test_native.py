@@ -315,6 +315,21 @@ def test_log_refuses_bad_steps(sender: _native.Sender, step: Any, message: str) 
     assert str(e.value) == message
 
 
+def test_a_value_that_changes_the_logged_dict_is_a_runtime_error(sender: _native.Sender) -> None:
+    data: dict[str, Any] = {}
+
+    class Sneaky:
+        def _to_native(self) -> tuple[Any, ...]:
+            data["added"] = 1.0
+            return ("histogram", [1.0, 2.0], 4)
+
+    data["a"] = Sneaky()
+    data["b"] = 2.0
+    with pytest.raises(RuntimeError, match="the dict changed size while it was being logged"):
+        sender.log(data)
+    assert sender.stats()["rows_queued"] == 0
+
+
 def test_log_takes_steps_with_index(sender: _native.Sender) -> None:
     class Step:
         def __index__(self) -> int:

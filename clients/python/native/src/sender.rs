@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyMapping, PyString};
@@ -117,9 +117,18 @@ impl Sender {
         let mut row = Row::default();
         if let Ok(dict) = data.cast_exact::<PyDict>() {
             // Most logged values are floats: one allocation for all of them.
-            row.scalars.reserve(dict.len());
+            let len = dict.len();
+            row.scalars.reserve(len);
             for (k, v) in dict.iter() {
                 self.add(&mut row, &k, &v)?;
+                // A value's own code (`_to_native`, a native fallback) may change
+                // the dict: stop before the iterator would panic on it.
+                if dict.len() != len {
+                    return Err(PyRuntimeError::new_err(
+                        "run.log: the dict changed size while it was being logged (a value's \
+                         _to_native() or a native fallback changed it); log a copy of it",
+                    ));
+                }
             }
         } else if data.cast::<PyMapping>().is_ok() {
             for (k, v) in values::mapping_items(data)? {
