@@ -243,3 +243,41 @@ async fn wide_batches_of_the_native_client_are_all_recorded_at_the_default_budge
     eprintln!("peak {} MiB", peak >> 20);
     assert!(peak < MANIFEST_LIMIT, "peak RSS {} MiB", peak >> 20);
 }
+
+#[test]
+fn the_native_client_records_every_wide_row_at_the_default_budget() {
+    // The Python client's native core, as a 1,000 x 1,000 benchmark logs: it
+    // packs rows into batches of up to 512 rows or 4 MiB (about 420 rows of
+    // 1,000 scalars) and drops a batch the sidecar refuses.
+    let sidecar = Sidecar::start();
+    let client = runcore_client::Client::connect(&sidecar.addr, None).expect("connect");
+    let run = client
+        .init(runcore_client::proto::InitRequest {
+            id: "native".into(),
+            project: "p".into(),
+            ..Default::default()
+        })
+        .expect("init");
+    let keys: Vec<String> = (0..1000)
+        .map(|k| format!("layer/{k:04}/grad_norm"))
+        .collect();
+    for i in 0..1000 {
+        let row = keys
+            .iter()
+            .enumerate()
+            .map(|(k, key)| (key.as_str(), (i + k) as f64));
+        assert!(run.log(row, None, None));
+    }
+    assert!(run.flush(None));
+    let stats = run.stats();
+    assert_eq!(
+        (stats.rows_acked, stats.rows_lost),
+        (1000, 0),
+        "{stats:?} {:?}",
+        run.warnings()
+    );
+    run.finish(None).expect("finish");
+    let history = read_jsonl(&sidecar.run_dir("p", "native").join("history.jsonl"));
+    assert_eq!(history.len(), 1000);
+    assert_eq!(num(get(&history[999], "layer/0999/grad_norm")), 1998.0);
+}
