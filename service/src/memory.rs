@@ -21,7 +21,7 @@ use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::proto::v1::{value::Kind, Row, Value};
+use crate::proto::v1::{value::Kind, LogBatch, Row, Value};
 
 /// The default budget: half the Kubernetes manifest's 256 MiB limit, leaving the
 /// rest to the runtime, allocator slack, connection buffers and replies.
@@ -207,6 +207,123 @@ pub fn strings_bytes(s: &[String]) -> usize {
     s.iter().map(|s| size_of::<String>() + s.len()).sum()
 }
 
+/// Bytes a decoded `LogBatch` holds: its key table and, per row, the row's
+/// struct, its packed scalars (an index and a double each, as they are in
+/// memory, not the varint and 8 bytes on the wire) and its other values.
+pub fn batch_bytes(batch: &LogBatch) -> usize {
+    size_of::<LogBatch>()
+        + batch.run_id.len()
+        + batch.writer_id.len()
+        + strings_bytes(&batch.keys)
+        + batch
+            .rows
+            .iter()
+            .map(|r| {
+                size_of::<Row>()
+                    + r.scalar_keys.len() * size_of::<u32>()
+                    + r.scalar_values.len() * size_of::<f64>()
+                    + map_bytes(&r.values)
+            })
+            .sum::<usize>()
+}
+
+/// Longest text of a number in a store line (`-1.7976931348623157e+308`).
+pub const NUMBER_TEXT_BYTES: usize = 24;
+
+/// Bytes of a history line besides its entries: braces, `_step`, `_runtime`
+/// and `_timestamp`.
+pub const LINE_BYTES: usize = 128;
+
+/// Bytes of the store line (history.jsonl) of `row`, whose scalars' keys are
+/// in `keys`: per entry its quoted key, a colon, a comma and its value's text,
+/// a value's text counted as [`value_bytes`] (JSON escapes of control
+/// characters, up to 6 bytes each, are not counted: they are rare).
+pub fn line_bytes(keys: &[String], row: &Row) -> usize {
+    let scalars: usize = row
+        .scalar_keys
+        .iter()
+        .map(|&k| keys.get(k as usize).map_or(0, String::len) + 4 + NUMBER_TEXT_BYTES)
+        .sum();
+    let values: usize = row
+        .values
+        .iter()
+        .map(|(k, v)| k.len() + 4 + value_bytes(v))
+        .sum();
+    LINE_BYTES + scalars + values
+}
+
+/// Most a key can add to a run's summary when its value takes `value` bytes:
+/// the entry, its first and last value, and its aggregates (min, max, sum,
+/// count). A key already in the summary adds at most `value` (a new last).
+pub fn summary_entry_bytes(key: &str, value: usize) -> usize {
+    entry_bytes(key) + 2 * VALUE_BYTES + 4 * size_of::<f64>() + 2 * value
+}
+
+/// Bytes a LogStream or Log batch can make its run hold while it is applied,
+/// over-estimated, for the charge it takes before it is queued. Each part is
+/// a bound on one place the batch's data is held at once:
+/// - the decoded batch itself ([`batch_bytes`]), from when it is queued until
+///   it has been applied;
+/// - its log record's encoding: the log encodes a record into one buffer
+///   (prost `encoded_len` bytes, about what came over the wire) and writes it
+///   to the file, nothing more;
+/// - the row being built. Rows are folded into it one at a time and each
+///   committed row leaves it, so at most one row's entries, or, when rows are
+///   merged without committing, one entry per key of the batch's key table plus
+///   the rows' other values. A shared run (`shared`) keeps rows open by step
+///   until every writer is past it, so there every row may be held ([`row_bytes`]
+///   of each);
+/// - the summary and the run's key names: they grow by at most one entry per
+///   distinct key, not one per row ([`summary_entry_bytes`], [`entry_bytes`]);
+///   each key of the key table is one scalar key, and each other value is
+///   counted as a new key (an over-estimate when rows repeat keys);
+/// - the store line: one history line is built and written at a time, so the
+///   longest row's ([`line_bytes`]); the files' write buffers are part of
+///   [`RUN_BASE_BYTES`].
+///
+/// A batch of 232 rows of 1,000 scalars (2.3 MB encoded) is charged 5.9 MB
+/// (39 MB in a shared run; the charge before this estimate was 213 MB); one row
+/// with a 1 MiB string about 6 MiB: the value in the batch, the record, the
+/// row, the summary's first and last, the line.
+pub fn log_bytes(batch: &LogBatch, shared: bool) -> usize {
+    let scalar_entry = ROW_ENTRY_BYTES + VALUE_BYTES;
+    let rows: usize = batch.rows.iter().map(row_bytes).sum();
+    let other_values: usize = rows
+        - batch
+            .rows
+            .iter()
+            .map(|r| r.scalar_keys.len() * scalar_entry)
+            .sum::<usize>();
+    let building = if shared {
+        rows
+    } else {
+        rows.min(batch.keys.len() * scalar_entry + other_values)
+    };
+    let scalar_keys: usize = batch
+        .keys
+        .iter()
+        .map(|k| summary_entry_bytes(k, VALUE_BYTES) + entry_bytes(k))
+        .sum();
+    let value_keys: usize = batch
+        .rows
+        .iter()
+        .flat_map(|r| &r.values)
+        .map(|(k, v)| summary_entry_bytes(k, value_bytes(v)) + entry_bytes(k))
+        .sum();
+    let line = batch
+        .rows
+        .iter()
+        .map(|r| line_bytes(&batch.keys, r))
+        .max()
+        .unwrap_or(0);
+    batch_bytes(batch)
+        + prost::Message::encoded_len(batch)
+        + building
+        + scalar_keys
+        + value_keys
+        + line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +375,76 @@ mod tests {
         let mut a = here.charge(10).unwrap();
         a.absorb(there.charge(90).unwrap());
         assert_eq!((here.used(), there.used()), (100, 0));
+    }
+
+    /// A batch as the native client packs it: one key table, `rows` rows of
+    /// `width` scalars each.
+    fn wide_batch(rows: usize, width: usize) -> LogBatch {
+        LogBatch {
+            run_id: "r".into(),
+            keys: (0..width).map(|k| format!("metric/{k:04}")).collect(),
+            rows: (0..rows)
+                .map(|i| Row {
+                    scalar_keys: (0..width as u32).collect(),
+                    scalar_values: (0..width).map(|k| (i * width + k) as f64).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn wide_rows_are_charged_what_they_hold_not_once_per_row_per_place() {
+        // 232 rows of 1,000 keys were charged 213 MB (issue: wide-row batches
+        // refused at the default budget).
+        let batch = wide_batch(232, 1000);
+        let encoded = prost::Message::encoded_len(&batch);
+        let charged = log_bytes(&batch, false);
+        eprintln!(
+            "232 x 1,000: {encoded} bytes encoded, {charged} charged, {} shared",
+            log_bytes(&batch, true)
+        );
+        // The batch decoded and encoded, plus one row, the summary and one line.
+        assert!(charged > batch_bytes(&batch) + encoded, "{charged}");
+        assert!(charged < 3 * encoded, "{charged} for {encoded} encoded");
+        assert!(charged < DEFAULT_BUDGET_BYTES / 8, "{charged}");
+        // A shared run may hold every row open at once.
+        let rows: usize = batch.rows.iter().map(row_bytes).sum();
+        assert!(log_bytes(&batch, true) >= charged + rows - 1000 * (ROW_ENTRY_BYTES + VALUE_BYTES));
+    }
+
+    #[test]
+    fn rows_merged_or_not_add_their_bytes_not_a_row_being_built_each() {
+        let mut batch = wide_batch(100, 50);
+        for r in &mut batch.rows {
+            r.commit = Some(false);
+        }
+        let one_row = log_bytes(&wide_batch(1, 50), false);
+        let all = log_bytes(&batch, false);
+        // The rows add the batch and its encoding, not a row being built each.
+        let batch_growth = batch_bytes(&batch) - batch_bytes(&wide_batch(1, 50))
+            + prost::Message::encoded_len(&batch)
+            - prost::Message::encoded_len(&wide_batch(1, 50));
+        assert_eq!(all - one_row, batch_growth);
+    }
+
+    #[test]
+    fn a_long_value_is_charged_in_each_place_it_is_held() {
+        const MIB: usize = 1 << 20;
+        let row = Row {
+            values: BTreeMap::from([("text".to_owned(), value::string("x".repeat(MIB)))]),
+            ..Default::default()
+        };
+        let batch = LogBatch {
+            rows: vec![row],
+            ..Default::default()
+        };
+        // The batch, the record, the row being built, first and last in the
+        // summary, the line: six times.
+        let charged = log_bytes(&batch, false);
+        assert!(charged >= 6 * MIB, "{charged}");
+        assert!(charged < 6 * MIB + 4096, "{charged}");
     }
 
     #[test]

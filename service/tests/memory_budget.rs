@@ -1,14 +1,15 @@
 //! The memory budget (issue 14): whatever clients send, the sidecar's peak
 //! resident memory stays under the Kubernetes manifest's 256 MiB limit with the
 //! manifest's settings, refusing with RESOURCE_EXHAUSTED what would not fit, and
-//! taking it again once runs have ended. The sidecar is a separate process: its
-//! peak RSS (`VmHWM`) is the point.
+//! taking it again once runs have ended; and what an ordinary client sends (the
+//! native client's batches of wide rows) is never refused at the default budget.
+//! The sidecar is a separate process: its peak RSS (`VmHWM`) is the point.
 
 mod support;
 
 use std::collections::BTreeMap;
 
-use runcore::proto::v1::{FinishRequest, LogRequest, Value};
+use runcore::proto::v1::{FinishRequest, LogBatch, LogRequest, Row, Value};
 use support::*;
 use tonic::Code;
 
@@ -156,4 +157,127 @@ async fn many_large_messages_at_once_stay_under_the_manifest_limit() {
     assert!(ok >= 1 && exhausted >= 1, "{ok} taken, {exhausted} refused");
     let peak = peak_rss(sidecar.pid());
     assert!(peak < MANIFEST_LIMIT, "peak RSS {} MiB", peak >> 20);
+}
+
+/// A LogStream batch as the native Python client packs it: one key table of
+/// `width` keys, `rows` rows without a step (each commits its own step).
+fn wide_batch(run: &str, seq: u64, rows: usize, width: usize) -> LogBatch {
+    LogBatch {
+        run_id: run.into(),
+        seq,
+        keys: (0..width)
+            .map(|k| format!("layer/{k:04}/grad_norm"))
+            .collect(),
+        rows: (0..rows)
+            .map(|i| Row {
+                scalar_keys: (0..width as u32).collect(),
+                scalar_values: (0..width)
+                    .map(|k| (seq as usize * rows + i + k) as f64)
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn wide_batches_of_the_native_client_are_all_recorded_at_the_default_budget() {
+    // No --memory-budget: the default. Each batch is 250 rows of 1,000 scalars
+    // (2.5 MB encoded), which the budget once charged 230 MB and refused.
+    let sidecar = Sidecar::start();
+    let (runs, batches, rows, width) = (2, 3, 250, 1000);
+    let mut streams = Vec::new();
+    for r in 0..runs {
+        let id = format!("wide{r}");
+        let mut client = sidecar.client().await;
+        start_run(&mut client, &id).await;
+        let sent: Vec<LogBatch> = (1..=batches)
+            .map(|seq| wide_batch(&id, seq, rows, width))
+            .collect();
+        streams.push(tokio::spawn(async move {
+            let mut acks = client
+                .log_stream(tokio_stream::iter(sent))
+                .await
+                .expect("the stream opens")
+                .into_inner();
+            let mut got = Vec::new();
+            while let Some(ack) = acks.message().await.expect("every batch is taken") {
+                got.push(ack);
+            }
+            (id, got)
+        }));
+    }
+    let mut client = sidecar.client().await;
+    for stream in streams {
+        let (id, acks) = stream.await.expect("join");
+        assert_eq!(
+            acks.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            (1..=batches).collect::<Vec<_>>(),
+            "{id}"
+        );
+        assert!(
+            acks.iter().all(|a| !a.duplicate && a.dropped.is_empty()),
+            "{acks:?}"
+        );
+        assert_eq!(acks.last().unwrap().step, (batches as usize * rows) as i64);
+        client
+            .finish(FinishRequest {
+                run_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("finish");
+        let history = read_jsonl(&sidecar.run_dir("p", &id).join("history.jsonl"));
+        assert_eq!(history.len(), batches as usize * rows, "{id}");
+        let last = history.last().unwrap();
+        assert_eq!(
+            last.len(),
+            width + 3,
+            "every key and _step, _runtime, _timestamp"
+        );
+        // The last row of batch 3: (3 * 250 + 249 + 999).
+        assert_eq!(num(get(last, "layer/0999/grad_norm")), 1998.0);
+    }
+    let peak = peak_rss(sidecar.pid());
+    eprintln!("peak {} MiB", peak >> 20);
+    assert!(peak < MANIFEST_LIMIT, "peak RSS {} MiB", peak >> 20);
+}
+
+#[test]
+fn the_native_client_records_every_wide_row_at_the_default_budget() {
+    // The Python client's native core, as a 1,000 x 1,000 benchmark logs: it
+    // packs rows into batches of up to 512 rows or 4 MiB (about 420 rows of
+    // 1,000 scalars) and drops a batch the sidecar refuses.
+    let sidecar = Sidecar::start();
+    let client = runcore_client::Client::connect(&sidecar.addr, None).expect("connect");
+    let run = client
+        .init(runcore_client::proto::InitRequest {
+            id: "native".into(),
+            project: "p".into(),
+            ..Default::default()
+        })
+        .expect("init");
+    let keys: Vec<String> = (0..1000)
+        .map(|k| format!("layer/{k:04}/grad_norm"))
+        .collect();
+    for i in 0..1000 {
+        let row = keys
+            .iter()
+            .enumerate()
+            .map(|(k, key)| (key.as_str(), (i + k) as f64));
+        assert!(run.log(row, None, None));
+    }
+    assert!(run.flush(None));
+    let stats = run.stats();
+    assert_eq!(
+        (stats.rows_acked, stats.rows_lost),
+        (1000, 0),
+        "{stats:?} {:?}",
+        run.warnings()
+    );
+    run.finish(None).expect("finish");
+    let history = read_jsonl(&sidecar.run_dir("p", "native").join("history.jsonl"));
+    assert_eq!(history.len(), 1000);
+    assert_eq!(num(get(&history[999], "layer/0999/grad_norm")), 1998.0);
 }

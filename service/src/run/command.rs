@@ -156,23 +156,21 @@ impl Command {
         }
     }
 
-    /// Whether the command is a sign of life from the run's client (reads, edits,
-    /// stops and ends come from elsewhere).
     /// Bytes the command holds in memory plus the most it can add to its run's
-    /// state while it is handled: a logged value is held in the command, in the
-    /// row being built, as its key's first and last value in the summary, in
-    /// its log record and in its store line (6 times); a config or summary value
-    /// twice. 0 for a command that adds nothing, so that it is never refused
-    /// for memory.
-    pub fn bytes(&self) -> usize {
+    /// state while it is handled (`shared`: the run is a shared run). A log
+    /// batch is charged [`memory::log_bytes`]: the batch, its log record, the
+    /// row being built (one row at a time, every row in a shared run), the
+    /// summary and key names (one entry per distinct key, not per row) and one
+    /// store line; wide rows of packed scalars are charged about 2.6 times
+    /// their encoded size, a long value about six times. A config or summary
+    /// value is charged twice. 0 for a command that adds nothing, so that it is
+    /// never refused for memory.
+    pub fn bytes(&self, shared: bool) -> usize {
         let maps = |a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>| {
             2 * (memory::map_bytes(a) + memory::map_bytes(b))
         };
         match self {
-            Command::Log { batch, .. } => {
-                let rows: usize = batch.rows.iter().map(memory::row_bytes).sum();
-                6 * rows + 2 * memory::strings_bytes(&batch.keys)
-            }
+            Command::Log { batch, .. } => memory::log_bytes(batch, shared),
             Command::UpdateConfig { req, .. } => 2 * memory::map_bytes(&req.config),
             Command::UpdateSummary { req, .. } => 2 * memory::map_bytes(&req.summary),
             Command::Update { req, .. } => maps(&req.config, &req.summary),
@@ -186,6 +184,8 @@ impl Command {
         }
     }
 
+    /// Whether the command is a sign of life from the run's client (reads, edits,
+    /// stops and ends come from elsewhere).
     pub(super) fn is_sign_of_life(&self) -> bool {
         !matches!(
             self,
@@ -197,10 +197,10 @@ impl Command {
     }
 }
 
-/// A handle on an open run's actor.
 /// A command on its way to a run, with the memory it was charged.
 pub(super) type Queued = (Command, Charge);
 
+/// A handle on an open run's actor.
 #[derive(Clone)]
 pub struct RunHandle {
     pub(super) tx: mpsc::Sender<Queued>,
@@ -225,7 +225,10 @@ impl RunHandle {
     /// RESOURCE_EXHAUSTED when its memory does not fit the budget (nothing is
     /// queued then).
     pub async fn send(&self, cmd: Command) -> Result<(), RunError> {
-        let charge = self.budget.charge(cmd.bytes())?;
+        // A run becomes shared when a shared writer joins (its Init or Resume),
+        // and its status is published before that Init is answered.
+        let shared = self.status.borrow().shared;
+        let charge = self.budget.charge(cmd.bytes(shared))?;
         self.tx
             .send((cmd, charge))
             .await
