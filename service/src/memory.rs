@@ -14,12 +14,19 @@
 //!
 //! A charge that does not fit is refused (RESOURCE_EXHAUSTED) before anything is
 //! queued or written; commands that add nothing (Finish, heartbeats, reads) are
-//! never refused, so runs can always end and give their memory back.
+//! never refused, so runs can always end and give their memory back. A log
+//! batch first waits, up to [`ROOM_WAIT`], for room to be given back
+//! ([`Budget::charge_waiting`]): the batches queued ahead of it free theirs as
+//! their run's actor applies them, so a client that logs faster than the actor
+//! applies is slowed down rather than refused.
 
 use std::collections::BTreeMap;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::proto::v1::{value::Kind, LogBatch, Row, Value};
 
@@ -47,11 +54,34 @@ pub const SCRATCH_BYTES: usize = 256 * 1024;
 /// run's interned name, counted once).
 pub const ROW_ENTRY_BYTES: usize = 32;
 
+/// How long a log batch that does not fit waits for room before it is refused.
+/// Room held by queued batches comes back as their actor applies them: at most
+/// a queue of batches' worth of work, seconds even for a debug sidecar and wide
+/// rows; so a batch still waiting after 30 s waits on memory that is not coming
+/// back soon (run state of open runs, request bodies of long streams) and is
+/// refused as before. It is also half the 60 s the W&B-protocol service gives a
+/// run to take a batch (`wandb_service::stream::CALL_TIMEOUT`), so a refusal is
+/// reported there as one rather than as a timeout.
+pub const ROOM_WAIT: Duration = Duration::from_secs(30);
+
+/// What charges waiting for room may hold already (their decoded batches),
+/// besides the limit: a quarter of it. A waiting batch cannot be charged what it
+/// holds (the budget is full: that is why it waits), yet it is in memory; so
+/// the sidecar may hold up to 1.25 times its budget (160 MiB at the default,
+/// under the manifest's 256 MiB), and a batch that would pass this share is
+/// refused at once, as before batches waited.
+pub const WAITING_SHARE: usize = 4;
+
 /// The budget shared by everything that charges it.
 #[derive(Debug)]
 pub struct Budget {
     limit: usize,
     used: AtomicUsize,
+    /// Woken whenever bytes are given back, for charges waiting for room.
+    released: Notify,
+    /// Bytes that charges waiting for room hold already (their decoded
+    /// batches), outside `used`: at most [`WAITING_SHARE`] of the limit.
+    waiting: AtomicUsize,
 }
 
 /// A charge that did not fit.
@@ -68,6 +98,8 @@ impl Budget {
         Arc::new(Budget {
             limit,
             used: AtomicUsize::new(0),
+            released: Notify::new(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -88,6 +120,57 @@ impl Budget {
         Ok(c)
     }
 
+    /// A charge of `bytes`, waiting up to `bound` for room when it does not fit
+    /// now. Refused at once when it could never fit (more than the whole
+    /// limit) or when what the caller holds already while it waits (`held`, a
+    /// decoded batch) would pass the share of the limit that waiting charges
+    /// may hold ([`WAITING_SHARE`]); refused after `bound` when there is still
+    /// no room. The caller is held back while it waits: a LogStream handler
+    /// reads no further messages, so HTTP/2 flow control holds its client back
+    /// (the backpressure of a client that logs faster than its run applies).
+    /// Charges are not served in order: a small one may fit before a large one
+    /// that waits longer, up to `bound`.
+    pub async fn charge_waiting(
+        self: &Arc<Self>,
+        bytes: usize,
+        held: usize,
+        bound: Duration,
+    ) -> Result<Charge, OverBudget> {
+        let err = match self.charge(bytes) {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        if bytes > self.limit {
+            return Err(err);
+        }
+        let share = self.limit / WAITING_SHARE;
+        if self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                w.checked_add(held).filter(|&n| n <= share)
+            })
+            .is_err()
+        {
+            return Err(err);
+        }
+        let _waiting = Waiting { budget: self, held };
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            // Registered before trying, so a release between the try and the
+            // wait still wakes it.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.charge(bytes) {
+                Ok(c) => return Ok(c),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+            // Past the deadline, one last try above.
+            let _ = tokio::time::timeout_at(deadline, released).await;
+        }
+    }
+
     fn try_add(&self, bytes: usize) -> Result<(), OverBudget> {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -106,7 +189,23 @@ impl Budget {
     }
 
     fn sub(&self, bytes: usize) {
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if bytes > 0 {
+            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            self.released.notify_waiters();
+        }
+    }
+}
+
+/// What a charge waiting for room holds already, counted in
+/// [`Budget::waiting`] until it stops waiting.
+struct Waiting<'a> {
+    budget: &'a Budget,
+    held: usize,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.budget.waiting.fetch_sub(self.held, Ordering::AcqRel);
     }
 }
 
@@ -349,6 +448,95 @@ mod tests {
         assert_eq!(b.used(), 400);
         drop(c);
         assert_eq!(b.used(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_charge_is_taken_once_room_is_given_back() {
+        let b = Budget::new(1000);
+        let start = tokio::time::Instant::now();
+        let queued = b.charge(800).unwrap();
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.charge_waiting(500, 0, ROOM_WAIT).await }
+        });
+        // It waits (paused time: this only lets it run until it blocks).
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(queued);
+        let c = waiting
+            .await
+            .unwrap()
+            .expect("it fits once room is given back");
+        assert_eq!((c.bytes(), b.used()), (500, 500));
+        // Woken by the release, not by its bound (paused time would have
+        // jumped to it).
+        assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_settle_down_gives_room_to_a_waiting_charge() {
+        let b = Budget::new(1000);
+        let start = tokio::time::Instant::now();
+        let mut state = b.charge(900).unwrap();
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.charge_waiting(300, 0, ROOM_WAIT).await }
+        });
+        tokio::task::yield_now().await;
+        state.settle(600);
+        let c = waiting
+            .await
+            .unwrap()
+            .expect("it fits once the state shrank");
+        assert_eq!((c.bytes(), b.used()), (300, 900));
+        assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_waiting_charges_hold_already_is_bounded() {
+        // A quarter of the limit: 250 bytes.
+        let b = Budget::new(1000);
+        let queued = b.charge(900).unwrap();
+        let first = tokio::spawn({
+            let b = b.clone();
+            async move { b.charge_waiting(500, 200, ROOM_WAIT).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!first.is_finished());
+        // A second one holding 100 more would pass the share: refused at once.
+        let start = tokio::time::Instant::now();
+        let err = b.charge_waiting(300, 100, ROOM_WAIT).await.unwrap_err();
+        assert_eq!((err.wanted, err.used), (300, 900));
+        assert_eq!(tokio::time::Instant::now(), start);
+        drop(queued);
+        let c = first.await.unwrap().unwrap();
+        assert_eq!((c.bytes(), b.used()), (500, 500));
+        // Its share is given back once it stopped waiting, and so is one
+        // refused after its bound.
+        assert_eq!(b.waiting.load(Ordering::Relaxed), 0);
+        let _full = b.charge(500).unwrap();
+        assert!(b.charge_waiting(300, 250, Duration::ZERO).await.is_err());
+        assert_eq!(b.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_charge_that_never_fits_is_refused_at_once() {
+        let b = Budget::new(1000);
+        let start = tokio::time::Instant::now();
+        let err = b.charge_waiting(1001, 0, ROOM_WAIT).await.unwrap_err();
+        assert_eq!((err.wanted, err.used, err.limit), (1001, 0, 1000));
+        assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_charge_without_room_is_refused_after_the_bound() {
+        let b = Budget::new(1000);
+        let _held = b.charge(700).unwrap();
+        let start = tokio::time::Instant::now();
+        let err = b.charge_waiting(400, 0, ROOM_WAIT).await.unwrap_err();
+        assert_eq!((err.wanted, err.used), (400, 700));
+        assert_eq!(tokio::time::Instant::now() - start, ROOM_WAIT);
+        assert_eq!(b.used(), 700);
     }
 
     #[test]

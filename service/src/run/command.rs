@@ -184,6 +184,16 @@ impl Command {
         }
     }
 
+    /// Bytes the command holds in memory now, of [`Command::bytes`]: what a
+    /// log batch waiting for room holds while it waits (the decoded batch), 0
+    /// for the rest (they do not wait).
+    fn held_bytes(&self) -> usize {
+        match self {
+            Command::Log { batch, .. } => memory::batch_bytes(batch),
+            _ => 0,
+        }
+    }
+
     /// Whether the command is a sign of life from the run's client (reads, edits,
     /// stops and ends come from elsewhere).
     pub(super) fn is_sign_of_life(&self) -> bool {
@@ -223,12 +233,29 @@ impl RunHandle {
 
     /// Queues a command whose reply goes elsewhere (a stream's ack channel);
     /// RESOURCE_EXHAUSTED when its memory does not fit the budget (nothing is
-    /// queued then).
+    /// queued then). A log batch that does not fit waits for room first, up to
+    /// [`memory::ROOM_WAIT`] or until the run's actor stops (refused at once
+    /// when waiting batches already hold [`memory::WAITING_SHARE`] of the
+    /// budget, their decoded batches being uncharged while they wait): the room it waits
+    /// for is mostly held by batches queued ahead of it, given back as the
+    /// actor applies them, and the actor never waits on the budget, so it
+    /// always gets there. Its caller is held back meanwhile (a LogStream reads
+    /// nothing more from its client: this is where a client that logs faster
+    /// than its run applies is slowed down, not refused). Other commands are
+    /// refused at once.
     pub async fn send(&self, cmd: Command) -> Result<(), RunError> {
         // A run becomes shared when a shared writer joins (its Init or Resume),
         // and its status is published before that Init is answered.
         let shared = self.status.borrow().shared;
-        let charge = self.budget.charge(cmd.bytes(shared))?;
+        let bytes = cmd.bytes(shared);
+        let charge = if matches!(cmd, Command::Log { .. }) {
+            tokio::select! {
+                c = self.budget.charge_waiting(bytes, cmd.held_bytes(), memory::ROOM_WAIT) => c?,
+                _ = self.tx.closed() => return Err(RunError::Closed),
+            }
+        } else {
+            self.budget.charge(bytes)?
+        };
         self.tx
             .send((cmd, charge))
             .await
