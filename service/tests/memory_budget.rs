@@ -2,7 +2,9 @@
 //! resident memory stays under the Kubernetes manifest's 256 MiB limit with the
 //! manifest's settings, refusing with RESOURCE_EXHAUSTED what would not fit, and
 //! taking it again once runs have ended; and what an ordinary client sends (the
-//! native client's batches of wide rows) is never refused at the default budget.
+//! native client's batches of wide rows) is never refused at the default budget,
+//! nor, at a small one, when its queued batches pass the budget only until they
+//! are applied (a log batch waits for room, `memory::ROOM_WAIT`).
 //! The sidecar is a separate process: its peak RSS (`VmHWM`) is the point.
 
 mod support;
@@ -242,6 +244,79 @@ async fn wide_batches_of_the_native_client_are_all_recorded_at_the_default_budge
     let peak = peak_rss(sidecar.pid());
     eprintln!("peak {} MiB", peak >> 20);
     assert!(peak < MANIFEST_LIMIT, "peak RSS {} MiB", peak >> 20);
+}
+
+#[tokio::test]
+async fn batches_queued_past_a_small_budget_wait_for_room_and_are_all_recorded() {
+    // A 16 MiB budget, and a LogStream sent flat out: 30 batches of 100 rows of
+    // 1,000 scalars, each charged about 2.6 MB while it is queued (78 MB in
+    // all). The stream is read as fast as the connection allows and the actor
+    // applies one batch at a time, so the queued batches pass the budget
+    // (refused at once before batches waited for room); each one that does not
+    // fit waits until the batches ahead of it are applied.
+    let sidecar = Sidecar::start_with(Transport::Tcp, &["--memory-budget", "16777216"]);
+    let (batches, rows, width) = (30u64, 100, 1000);
+    let id = "queued";
+    let mut client = sidecar.client().await;
+    start_run(&mut client, id).await;
+    let sent: Vec<LogBatch> = (1..=batches)
+        .map(|seq| wide_batch(id, seq, rows, width))
+        .collect();
+    let mut acks = client
+        .clone()
+        .log_stream(tokio_stream::iter(sent))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(ack) = acks.message().await.expect("no batch is refused") {
+        got.push(ack);
+    }
+    assert_eq!(
+        got.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        (1..=batches).collect::<Vec<_>>()
+    );
+    assert!(
+        got.iter().all(|a| !a.duplicate && a.dropped.is_empty()),
+        "{got:?}"
+    );
+    client
+        .finish(FinishRequest {
+            run_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("finish");
+    let history = read_jsonl(&sidecar.run_dir("p", id).join("history.jsonl"));
+    assert_eq!(history.len(), batches as usize * rows);
+    // The last row of batch 30: (30 * 100 + 99 + 999).
+    assert_eq!(
+        num(get(history.last().unwrap(), "layer/0999/grad_norm")),
+        4098.0
+    );
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_whole_budget_is_refused_at_once() {
+    // Waiting cannot make room for more than the limit: refused, not held
+    // (that it is refused without waiting is checked in memory's unit tests).
+    let sidecar = Sidecar::start_with(Transport::Tcp, &["--memory-budget", "4194304"]);
+    let mut client = sidecar.client().await;
+    start_run(&mut client, "huge").await;
+    // One 1 MiB string is charged about 6 MiB (module doc of memory::log_bytes).
+    let values = BTreeMap::from([("text".to_owned(), text(0, 1 << 20))]);
+    let refused = client
+        .log(log_of("huge", values))
+        .await
+        .expect_err("past the whole budget");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--memory-budget"), "{refused:?}");
+    // The run takes what fits.
+    let values = BTreeMap::from([("text".to_owned(), text(1, 1024))]);
+    client
+        .log(log_of("huge", values))
+        .await
+        .expect("a small value fits");
 }
 
 #[test]
