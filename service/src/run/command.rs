@@ -235,9 +235,9 @@ impl RunHandle {
     /// RESOURCE_EXHAUSTED when its memory does not fit the budget (nothing is
     /// queued then). A log batch that does not fit waits for room first, up to
     /// [`memory::ROOM_WAIT`] or until the run's actor stops (refused at once
-    /// when waiting batches already hold [`memory::WAITING_SHARE`] of the
-    /// budget, their decoded batches being uncharged while they wait): the room it waits
-    /// for is mostly held by batches queued ahead of it, given back as the
+    /// when it would pass the share of the budget that waiting batches may
+    /// hold uncharged, [`memory::WAITING_SHARE`]): the room it waits for is
+    /// mostly held by batches queued ahead of it, given back as the
     /// actor applies them, and the actor never waits on the budget, so it
     /// always gets there. Its caller is held back meanwhile (a LogStream reads
     /// nothing more from its client: this is where a client that logs faster
