@@ -250,6 +250,16 @@ impl Rest {
     }
 
     pub async fn artifact(&self, mlflow_run: &Json, path: &str) -> String {
+        match self.try_artifact(mlflow_run, path).await {
+            Ok(text) => text,
+            Err(e) => panic!("artifact {path}: {e}"),
+        }
+    }
+
+    /// An artifact's text, or why it could not be read: for a poll while the
+    /// sidecar may still be uploading it (MLflow can cut a read short while the
+    /// file is replaced).
+    pub async fn try_artifact(&self, mlflow_run: &Json, path: &str) -> Result<String, String> {
         let uri = mlflow_run["info"]["artifact_uri"].as_str().unwrap();
         let root = uri
             .trim_start_matches("mlflow-artifacts:")
@@ -262,9 +272,11 @@ impl Rest {
             ))
             .send()
             .await
-            .unwrap();
-        assert!(r.status().is_success(), "artifact {path}: {}", r.status());
-        r.text().await.unwrap()
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(r.status().to_string());
+        }
+        r.text().await.map_err(|e| e.to_string())
     }
 }
 
