@@ -169,15 +169,18 @@ pub fn read_run_file(dir: &Path) -> Result<RunFile, StoreError> {
 pub fn stamp_heartbeat(dir: &Path, time: f64) -> Result<(), StoreError> {
     use rustix::fs::{utimensat, AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
     let path = dir.join(RUN_JSON);
-    let time = time.max(0.0);
+    // The same conversion as every write of run.json sets (`system_time`).
+    let since = system_time(time)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let times = Timestamps {
         last_access: Timespec {
             tv_sec: 0,
             tv_nsec: UTIME_OMIT,
         },
         last_modification: Timespec {
-            tv_sec: time.trunc() as i64,
-            tv_nsec: ((time.fract() * 1e9) as i64).min(999_999_999),
+            tv_sec: since.as_secs() as i64,
+            tv_nsec: i64::from(since.subsec_nanos()),
         },
     };
     // One syscall on the path (no open and close of the file).
