@@ -200,3 +200,86 @@ async fn a_bad_frame_closes_only_its_connection() {
     let mut sdk = Sdk::connect(&sock).await;
     sdk.start("r3", &tmp.path().join("y").join("files")).await;
 }
+
+/// The frames of `records` of stream `run`, published (no reply awaited), as
+/// one write's bytes.
+fn published(run: &str, records: impl IntoIterator<Item = Rec>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for kind in records {
+        let req = request("", record("", run, kind));
+        runcore::wandb_service::framing::encode(&req.encode_to_vec(), &mut bytes);
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn rows_read_while_a_record_is_applied_wait_for_it() {
+    // The socket's reader takes rows itself, so rows read while the connection's
+    // task is still applying an earlier record must wait for that record: here a
+    // save (the run copies a large file) then a summary update of x, with rows
+    // of x before and after. Were the later rows sent first, x would end at -1.
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, sock) = sidecar(tmp.path(), &[]);
+    let files = tmp.path().join("sdk-run").join("files");
+    let mut sdk = Sdk::connect(&sock).await;
+    sdk.start("r4", &files).await;
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("big.bin"), vec![7u8; 256 << 20]).unwrap();
+    let row = |i: i64| log(vec![item("x", &i.to_string())], None);
+    let save = Rec::Files(wb::Files {
+        files: vec![wb::FileItem {
+            path: "big.bin".into(),
+            policy: wb::FilePolicy::Now as i32,
+            r#type: wb::FileType::Other as i32,
+        }],
+    });
+    let drop_x = Rec::Summary(wb::ItemUpdate {
+        update: vec![],
+        remove: vec![item("x", "")],
+    });
+    let before = (0..100).map(row).chain([save, drop_x]);
+    sdk.sock.write_all(&published("r4", before)).await.unwrap();
+
+    // The copy under way: the task is waiting for the run.
+    let copying = s.run_dir("wb", "r4").join("files").join(".big.bin.copy");
+    let deadline = std::time::Instant::now() + REPLY;
+    while !copying.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the save did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let after = published("r4", (100..200).map(row));
+    sdk.sock.write_all(&after).await.unwrap();
+
+    sdk.record("sum", "r4", ask(Ask::GetSummary(wb::Empty {})))
+        .await;
+    let Some(wb::response::Kind::GetSummaryResponse(summary)) = sdk.answer("sum").await else {
+        panic!("no summary")
+    };
+    let x = summary.item.iter().find(|i| i.key == "x");
+    let x = x.expect("the rows after the removal came last");
+    assert_eq!(x.value_json, "199");
+    let history = s.run_dir("wb", "r4").join("history.jsonl");
+    let rows = wait_for(|| Some(read_jsonl(&history)).filter(|r| r.len() >= 200));
+    let xs: Vec<f64> = rows.iter().map(|r| num(get(r, "x"))).collect();
+    assert_eq!(xs, (0..200).map(f64::from).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn rows_reach_the_log_when_the_script_pauses() {
+    // Rows wait in the reader for others (up to rows::LINGER); a script that
+    // stops logging, its connection open, still gets them into the run's log.
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, sock) = sidecar(tmp.path(), &[]);
+    let mut sdk = Sdk::connect(&sock).await;
+    sdk.start("r5", &tmp.path().join("z").join("files")).await;
+    let rows = (0..3).map(|i| log(vec![item("x", &i.to_string())], None));
+    sdk.sock.write_all(&published("r5", rows)).await.unwrap();
+    let history = s.run_dir("wb", "r5").join("history.jsonl");
+    let rows = wait_for(|| Some(read_jsonl(&history)).filter(|r| r.len() == 3));
+    assert_eq!(steps(&rows), vec![0, 1, 2]);
+    assert_eq!(run_json_state(&s.run_dir("wb", "r5")), "running");
+    drop(sdk);
+}

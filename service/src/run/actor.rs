@@ -302,6 +302,16 @@ impl Actor {
             LogReply::Unary(tx) => {
                 let _ = tx.send(self.log(batch, false).await);
             }
+            LogReply::Unwatched => match self.log(batch, true).await {
+                Ok(ack) => {
+                    for d in ack.dropped {
+                        tracing::warn!(run = %ack.run_id, "a logged row was dropped: {}", d.reason);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(run = %self.state.info.id, "logged rows not recorded: {e}")
+                }
+            },
             LogReply::Stream(tx, stream) => {
                 if stream.overflowed() {
                     // The stream is over; its reader refuses what is left.

@@ -29,6 +29,9 @@ pub enum LogReply {
     Unary(Reply<LogAck>),
     /// A stream's ack channel and its state, shared by all the runs it feeds.
     Stream(mpsc::Sender<Result<LogAck, RunError>>, Arc<StreamState>),
+    /// Nobody waits for the outcome (the wandb SDK does not): the actor logs
+    /// what it did not record.
+    Unwatched,
 }
 
 /// What the runs a LogStream feeds tell its reader.

@@ -1,7 +1,7 @@
 //! The W&B service protocol's framing: the byte `W`, a little-endian u32 length,
 //! then that many bytes of one encoded message, in both directions.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 
 use bytes::{Buf, BytesMut};
 
@@ -80,35 +80,63 @@ impl<R: Read> FrameReader<R> {
     /// Blocks until at least one whole frame is in, then returns every whole frame
     /// buffered; an empty list at a clean end of the stream.
     pub fn next_batch(&mut self) -> Result<Vec<BytesMut>, FrameError> {
+        let batch = self.gather(|r, buf| r.read(buf))?;
+        Ok(batch.expect("a blocking read returns something"))
+    }
+
+    /// Every whole frame buffered, and whatever the stream holds now read first;
+    /// None when no whole frame is in and the stream has nothing more now.
+    pub fn next_batch_now(&mut self) -> Result<Option<Vec<BytesMut>>, FrameError>
+    where
+        R: ReadNow,
+    {
+        self.gather(|r, buf| r.read_now(buf))
+    }
+
+    /// Reads with `read` until at least one whole frame is in (None if `read`
+    /// would block first), then returns every whole frame buffered.
+    fn gather(
+        &mut self,
+        mut read: impl FnMut(&mut R, &mut [u8]) -> std::io::Result<usize>,
+    ) -> Result<Option<Vec<BytesMut>>, FrameError> {
         let mut frames = Vec::new();
         loop {
             while let Some(frame) = self.parse()? {
                 frames.push(frame);
             }
             if !frames.is_empty() {
-                return Ok(frames);
+                return Ok(Some(frames));
             }
-            if self.fill()? == 0 {
+            let n = loop {
+                match read(&mut self.inner, &mut self.scratch) {
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                    r => break r?,
+                }
+            };
+            self.buf.extend_from_slice(&self.scratch[..n]);
+            self.full = n == self.scratch.len();
+            if n == 0 {
                 return if self.buf.is_empty() {
-                    Ok(frames)
+                    Ok(Some(frames))
                 } else {
                     Err(FrameError::Truncated)
                 };
             }
         }
     }
+}
 
-    /// One read of whatever the stream has (at least a byte; 0 at its end).
-    fn fill(&mut self) -> Result<usize, FrameError> {
-        let n = loop {
-            match self.inner.read(&mut self.scratch) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => break r?,
-            }
-        };
-        self.buf.extend_from_slice(&self.scratch[..n]);
-        self.full = n == self.scratch.len();
-        Ok(n)
+/// A byte stream that can also be read without waiting.
+pub trait ReadNow: Read {
+    /// Reads what the stream holds now; `WouldBlock` when it holds nothing.
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// Bytes in memory are all there now.
+impl ReadNow for &[u8] {
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.read(buf)
     }
 }
 
@@ -175,6 +203,43 @@ mod tests {
             self.0 = &self.0[n..];
             Ok(n)
         }
+    }
+
+    /// Its pieces, then nothing for now (but not the end).
+    struct Quiet<'a>(Pieces<'a>);
+
+    impl Read for Quiet<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(out)
+        }
+    }
+
+    impl ReadNow for Quiet<'_> {
+        fn read_now(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(out)? {
+                0 => Err(ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn reading_now_returns_nothing_rather_than_wait() {
+        let mut wire = Vec::new();
+        encode(b"one", &mut wire);
+        encode(b"two", &mut wire);
+        // Two whole frames and half of a third, three bytes at a time.
+        wire.extend_from_slice(b"W\x09\x00\x00\x00half");
+        let mut r = FrameReader::new(Quiet(Pieces(&wire, 3)), 1024);
+        let got = r.next_batch_now().unwrap().expect("a whole frame");
+        assert_eq!(&got[0][..], b"one");
+        let got = r.next_batch_now().unwrap().expect("the second");
+        assert_eq!(&got[0][..], b"two");
+        assert!(
+            r.next_batch_now().unwrap().is_none(),
+            "half a frame is not one"
+        );
+        assert!(r.next_batch_now().unwrap().is_none());
     }
 
     #[test]

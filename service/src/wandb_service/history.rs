@@ -20,9 +20,18 @@ pub struct PendingLog {
     warned: HashSet<String>,
     /// Packed scalars in the last row: the next row's room for them.
     row_hint: usize,
-    /// The key index each packed scalar of the last row had, by position: rows of
-    /// one script repeat their keys in order, so a string compare finds most.
-    guess: Vec<u32>,
+    /// What each plain number's key of the last row came to, by position: rows
+    /// of one script repeat their keys in order, so comparing the bytes finds
+    /// most keys (already checked) without a hash lookup or a UTF-8 check.
+    guess: Vec<Guess>,
+}
+
+/// A plain number's key as it was found at one position of a row.
+enum Guess {
+    /// The key at this index of the batch's key table.
+    Key(u32),
+    /// A key that may not be logged (`_runtime`, which the SDK adds to each row).
+    Refused(Box<[u8]>),
 }
 
 impl PendingLog {
@@ -85,39 +94,20 @@ impl PendingLog {
     }
 
     fn add(&mut self, row: &mut Row, entry: Entry<'_>) {
-        let (top, plain) = match entry {
-            Entry::Plain(key, x) => (key, Some(x)),
-            Entry::Item(item) => (item.nested_key.first().unwrap_or(&item.key).as_str(), None),
+        let item = match entry {
+            Entry::Plain(key, x) => return self.add_plain(row, key, x),
+            Entry::Item(item) => item,
         };
+        let top = item.nested_key.first().unwrap_or(&item.key).as_str();
         if top == TIMESTAMP_KEY {
-            let t = match entry {
-                Entry::Plain(_, x) => Some(x),
-                Entry::Item(item) => scalar(&item.value_json),
-            };
-            if let Some(Scalar::Float(t)) = t.map(widen) {
+            if let Some(Scalar::Float(t)) = scalar(&item.value_json).map(widen) {
                 row.timestamp = t;
-            }
-            return;
-        }
-        if let Some(Scalar::Float(x)) = plain {
-            if let Some(k) = self.key(top, row.scalar_keys.len()) {
-                row.scalar_keys.push(k);
-                row.scalar_values.push(x);
             }
             return;
         }
         if !self.check_key(top) {
             return;
         }
-        let item = match entry {
-            Entry::Plain(_, x) => {
-                if let Scalar::Int(i) = x {
-                    row.values.insert(top.to_owned(), value::int(i));
-                }
-                return;
-            }
-            Entry::Item(item) => item,
-        };
         match item_value(item) {
             Ok(mut v) => {
                 if let Err(e) = value::check_value(top, &v, &mut 0) {
@@ -130,6 +120,38 @@ impl PendingLog {
             }
             Err(e) => self.warn(top, &e.to_string()),
         }
+    }
+
+    /// A top-level key and a plain number: floats packed, integers kept exact.
+    fn add_plain(&mut self, row: &mut Row, key: &[u8], x: Scalar) {
+        if key == TIMESTAMP_KEY.as_bytes() {
+            if let Scalar::Float(t) = widen(x) {
+                row.timestamp = t;
+            }
+            return;
+        }
+        match x {
+            Scalar::Float(x) => {
+                if let Some(k) = self.key(key, row.scalar_keys.len()) {
+                    row.scalar_keys.push(k);
+                    row.scalar_values.push(x);
+                }
+            }
+            Scalar::Int(i) => {
+                if let Some(top) = self.utf8(key).filter(|top| self.check_key(top)) {
+                    row.values.insert(top.to_owned(), value::int(i));
+                }
+            }
+        }
+    }
+
+    /// A key read in place as text; reports one that is not UTF-8, once.
+    fn utf8<'k>(&mut self, key: &'k [u8]) -> Option<&'k str> {
+        let text = std::str::from_utf8(key);
+        if text.is_err() {
+            self.warn(&String::from_utf8_lossy(key), "a key must be UTF-8 text");
+        }
+        text.ok()
     }
 
     /// Whether `top` may be logged; reports a key that may not, once.
@@ -165,29 +187,41 @@ impl PendingLog {
     /// The batch's index of a packed scalar's key (None for a key that may not
     /// be logged): a key already in the table was checked when it was added.
     /// `pos`: the scalar's position in its row.
-    fn key(&mut self, key: &str, pos: usize) -> Option<u32> {
-        let guess = self.guess.get(pos).copied();
-        if let Some(g) =
-            guess.filter(|g| self.batch.keys.get(*g as usize).is_some_and(|k| k == key))
-        {
-            return Some(g);
+    fn key(&mut self, bytes: &[u8], pos: usize) -> Option<u32> {
+        match self.guess.get(pos) {
+            Some(Guess::Key(g))
+                if self
+                    .batch
+                    .keys
+                    .get(*g as usize)
+                    .is_some_and(|k| k.as_bytes() == bytes) =>
+            {
+                return Some(*g)
+            }
+            Some(Guess::Refused(k)) if **k == *bytes => return None,
+            _ => {}
         }
-        let i = match self.index.get(key).copied() {
-            Some(i) => i,
-            None if !self.check_key(key) => return None,
+        let key = self.utf8(bytes)?;
+        let found = match self.index.get(key).copied() {
+            Some(i) => Some(i),
+            None if !self.check_key(key) => None,
             None => {
                 let i = self.batch.keys.len() as u32;
                 self.batch.keys.push(key.to_owned());
                 self.index.insert(key.to_owned(), i);
-                i
+                Some(i)
             }
         };
+        let guess = match found {
+            Some(i) => Guess::Key(i),
+            None => Guess::Refused(bytes.into()),
+        };
         if pos < self.guess.len() {
-            self.guess[pos] = i;
+            self.guess[pos] = guess;
         } else if pos == self.guess.len() {
-            self.guess.push(i);
+            self.guess.push(guess);
         }
-        Some(i)
+        found
     }
 }
 
@@ -195,8 +229,9 @@ impl PendingLog {
 #[derive(Debug, Clone, Copy)]
 pub enum Entry<'a> {
     /// A top-level key and a plain number: read in place from the frame
-    /// ([`super::row_frame`]) or from a decoded item.
-    Plain(&'a str, Scalar),
+    /// ([`super::row_frame`]; the key's bytes not yet checked to be UTF-8) or
+    /// from a decoded item.
+    Plain(&'a [u8], Scalar),
     /// Any other item, decoded.
     Item(&'a wb::Item),
 }
@@ -207,7 +242,8 @@ impl<'a> Entry<'a> {
     pub fn of(item: &'a wb::Item) -> Self {
         if item.nested_key.len() <= 1 && item.typed.is_none() {
             if let Some(x) = scalar(&item.value_json) {
-                return Entry::Plain(item.nested_key.first().unwrap_or(&item.key), x);
+                let key = item.nested_key.first().unwrap_or(&item.key);
+                return Entry::Plain(key.as_bytes(), x);
             }
         }
         Entry::Item(item)
@@ -275,5 +311,46 @@ mod tests {
         assert_eq!(a.fields["b"], value::double(1.5));
         assert_eq!(batch.rows[1].scalar_keys, vec![0]);
         assert_eq!(batch.rows[1].commit, Some(true));
+    }
+
+    #[test]
+    fn keys_read_in_place_are_found_by_position_checked_once_and_refused_alike() {
+        let mut log = PendingLog::new("r", "");
+        let plain = |k: &'static [u8], x: f64| Entry::Plain(k, Scalar::Float(x));
+        let row = |a: f64| [plain(b"_runtime", a), plain(b"loss", a), plain(b"acc", -a)];
+        log.push(row(1.0), None, None);
+        log.push(row(2.0), None, None);
+        // Another order, a key that is not UTF-8, and an integer under a byte key.
+        log.push(
+            [
+                plain(b"acc", 5.0),
+                plain(b"\xff\xfe", 9.0),
+                plain(b"loss", 6.0),
+                Entry::Plain(b"epoch", Scalar::Int(3)),
+            ],
+            None,
+            None,
+        );
+        let batch = log.take().unwrap();
+        assert_eq!(batch.keys, ["loss", "acc"]);
+        let packed: Vec<_> = batch
+            .rows
+            .iter()
+            .map(|r| (r.scalar_keys.clone(), r.scalar_values.clone()))
+            .collect();
+        assert_eq!(
+            packed,
+            [
+                (vec![0, 1], vec![1.0, -1.0]),
+                (vec![0, 1], vec![2.0, -2.0]),
+                (vec![1, 0], vec![5.0, 6.0]),
+            ]
+        );
+        assert_eq!(batch.rows[2].values["epoch"], value::int(3));
+        // The next batch has its own key table; the guesses still hold.
+        log.push(row(3.0), None, None);
+        let batch = log.take().unwrap();
+        assert_eq!(batch.keys, ["loss", "acc"]);
+        assert_eq!(batch.rows[0].scalar_values, [3.0, -3.0]);
     }
 }

@@ -1,30 +1,25 @@
-//! Accepting SDK connections and running each: a reader that decodes frames and
-//! hands them to the [`Router`], a writer for the replies, and a drain for the
-//! acknowledgements of logged rows (the SDK does not wait for them).
+//! Accepting SDK connections and running each: a reader thread that takes the
+//! rows it reads and hands every other frame to the [`Router`] on the
+//! connection's task, and a writer thread for the replies.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::mpsc;
 
 use super::router::Router;
 use super::row_frame;
+use super::rows::{RowIntake, Rows};
 use super::socket::{FrameBatch, Socket, SocketThreads};
 use crate::listen::Listener;
-use crate::proto::v1::LogAck;
 use crate::proto::wandb as wb;
-use crate::run::RunError;
 use crate::runs::Runs;
 use crate::shutdown::ShutdownToken;
 
 /// Replies queued per connection before the reader waits for the SDK to read them:
 /// an SDK that stops reading stops being read, rather than growing a queue.
 const REPLY_BUFFER: usize = 64;
-/// Row acknowledgements queued per connection before the run actors wait; the
-/// drain only logs dropped rows, so it never falls far behind.
-const ACK_BUFFER: usize = 64;
-/// How long a closing connection waits for its replies and acks to drain.
+/// How long a closing connection waits for its replies to drain.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// What each connection needs.
@@ -107,16 +102,18 @@ pub async fn connection<S: Socket>(
     settings: Settings,
     mut token: ShutdownToken,
 ) {
-    let mut io = match SocketThreads::start(socket, settings.max_message_bytes, REPLY_BUFFER) {
+    let rows = Rows::new();
+    let intake = RowIntake::new(rows.clone());
+    let max = settings.max_message_bytes;
+    let mut io = match SocketThreads::start(socket, max, REPLY_BUFFER, intake) {
         Ok(io) => io,
         Err(e) => {
             tracing::warn!("W&B connection: could not start its threads, closing: {e}");
             return;
         }
     };
-    let (ack_tx, ack_rx) = mpsc::channel(ACK_BUFFER);
-    let mut drain = tokio::spawn(drain_acks(ack_rx));
-    let mut router = Router::new(runs, io.replies.clone(), ack_tx, settings.finish_timeout);
+    let replies = io.replies.clone();
+    let mut router = Router::new(runs, replies, rows.clone(), settings.finish_timeout);
     let mut beat = tokio::time::interval(settings.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,29 +125,19 @@ pub async fn connection<S: Socket>(
             }
             _ = token.stopping() => break,
         };
-        let more = matches!(&batch, Some(Ok(b)) if b.more);
         if !handle_frames(&mut router, batch).await {
             break;
         }
-        // The rows of one read (or of reads back to back, when one filled its
-        // buffer) go to their runs together: the SDK sends one frame per `run.log`
-        // and waits for none, and in a burst the reader lets frames pile up
-        // between reads (`socket::READ_PAUSE`), so they become one batch (one log
-        // record), as runcore's own client packs them. Anything the SDK waits on,
-        // and any other record of the run, send them earlier.
-        if !more {
-            router.flush_logs().await;
-        }
+        // The rows among these frames go to their runs now: the reader takes
+        // rows again once the router has caught up.
+        router.send_rows().await;
+        rows.handled();
     }
-    router.flush_logs().await;
     router.close().await;
     drop(router);
     // The writer ends once the router (its last sender) is gone; an SDK that
     // stopped reading gets DRAIN to take its last replies.
     io.close(DRAIN).await;
-    if tokio::time::timeout(DRAIN, &mut drain).await.is_err() {
-        drain.abort();
-    }
     drop(token);
 }
 
@@ -158,7 +145,7 @@ pub async fn connection<S: Socket>(
 /// stream's end, a read error, an undecodable request).
 async fn handle_frames(router: &mut Router, batch: Option<FrameBatch>) -> bool {
     let frames = match batch {
-        Some(Ok(b)) if !b.frames.is_empty() => b.frames,
+        Some(Ok(frames)) if !frames.is_empty() => frames,
         Some(Ok(_)) | None => return false,
         Some(Err(e)) => {
             tracing::warn!("W&B connection: {e}; closing");
@@ -179,19 +166,4 @@ async fn handle_frames(router: &mut Router, batch: Option<FrameBatch>) -> bool {
         }
     }
     true
-}
-
-/// Logs what the runs did not apply of the rows they were sent (the SDK does not
-/// wait for acknowledgements, so this is where dropped rows are reported).
-async fn drain_acks(mut rx: mpsc::Receiver<Result<LogAck, RunError>>) {
-    while let Some(ack) = rx.recv().await {
-        match ack {
-            Ok(ack) => {
-                for d in ack.dropped {
-                    tracing::warn!(run = %ack.run_id, "a logged row was dropped: {}", d.reason);
-                }
-            }
-            Err(e) => tracing::warn!("logged rows not recorded: {e}"),
-        }
-    }
 }

@@ -7,10 +7,12 @@
 //! the same run actor, log and store.
 //!
 //! - [`listener`]: accepts connections; one task per connection routes the
-//!   frames its socket's reader hands it (the rows of one read become one
-//!   batch).
+//!   frames its socket's reader hands it.
 //! - [`socket`]: each connection's socket read and written by two threads of
-//!   its own (a burst of frames is read in one wake-up).
+//!   its own (a burst of frames is read in one wake-up, its rows taken by the
+//!   reader).
+//! - [`rows`]: history rows on their way to the runs' actors, gathered by the
+//!   reader or the router and sent as one batch per run when due.
 //! - [`framing`]: `W` + u32 LE length + protobuf, both ways.
 //! - [`router`]: routes records to runs by stream id and answers every request
 //!   the SDK waits on; [`requests`] the questions (summary, step, exit polling).
@@ -32,6 +34,7 @@ pub mod map;
 mod requests;
 pub mod router;
 pub mod row_frame;
+pub mod rows;
 pub mod socket;
 pub mod stream;
 

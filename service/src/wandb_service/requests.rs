@@ -66,10 +66,10 @@ impl Router {
     }
 
     async fn summary(&mut self, stream_id: &str) -> wb::SummaryItems {
+        self.send_rows().await;
         let Some(stream) = self.streams.get_mut(stream_id) else {
             return wb::SummaryItems::default();
         };
-        stream.flush_log(&self.acks).await;
         match stream.get().await {
             Ok(g) => wb::SummaryItems {
                 item: map::items(&g.summary),
@@ -82,10 +82,10 @@ impl Router {
     }
 
     async fn step(&mut self, stream_id: &str) -> wb::HistoryStepResponse {
+        self.send_rows().await;
         let Some(stream) = self.streams.get_mut(stream_id) else {
             return wb::HistoryStepResponse::default();
         };
-        stream.flush_log(&self.acks).await;
         match stream.get().await {
             Ok(g) => wb::HistoryStepResponse {
                 step: g.run.map_or(0, |r| r.step),

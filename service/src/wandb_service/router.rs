@@ -5,16 +5,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::history::Entry;
 use super::map::{self, StreamSettings};
 use super::row_frame::RowFrame;
-use super::stream::{Stream, CALL_TIMEOUT, MAX_BATCH_ROWS};
+use super::rows::Rows;
+use super::stream::{Stream, CALL_TIMEOUT};
 use crate::api::validate;
-use crate::proto::v1::LogAck;
 use crate::proto::wandb as wb;
 use crate::run::{Command, RunError};
 use crate::runs::Runs;
@@ -28,7 +28,8 @@ pub struct Router {
     pub(super) runs: Arc<Runs>,
     pub(super) streams: HashMap<String, Stream>,
     replies: mpsc::Sender<wb::ServerResponse>,
-    pub(super) acks: mpsc::Sender<Result<LogAck, RunError>>,
+    /// The history rows waiting to go to the runs (shared with the reader).
+    pub(super) rows: Arc<Rows>,
     /// How long Finish may wait for a remote backend (--finish-timeout).
     finish_timeout: Duration,
 }
@@ -37,14 +38,14 @@ impl Router {
     pub fn new(
         runs: Arc<Runs>,
         replies: mpsc::Sender<wb::ServerResponse>,
-        acks: mpsc::Sender<Result<LogAck, RunError>>,
+        rows: Arc<Rows>,
         finish_timeout: Duration,
     ) -> Self {
         Router {
             runs,
             streams: HashMap::new(),
             replies,
-            acks,
+            rows,
             finish_timeout,
         }
     }
@@ -82,10 +83,8 @@ impl Router {
                     self.send(id, Resp::InformInitResponse(wb::Empty {})).await;
                 }
             }
-            Some(Req::InformFinish(f)) => {
-                if let Some(s) = self.streams.get_mut(&f.info.unwrap_or_default().stream_id) {
-                    s.flush_log(&self.acks).await;
-                }
+            Some(Req::InformFinish(_)) => {
+                self.send_rows().await;
                 if !id.is_empty() {
                     self.send(id, Resp::InformFinishResponse(wb::Empty {}))
                         .await;
@@ -122,9 +121,32 @@ impl Router {
     }
 
     /// Sends every run's gathered rows to its actor.
-    pub async fn flush_logs(&mut self) {
-        for s in self.streams.values_mut() {
-            s.flush_log(&self.acks).await;
+    pub async fn send_rows(&self) {
+        self.rows.lock().await.send().await;
+    }
+
+    /// Adds one `run.log` call to its run's rows, sent when due; dropped (and
+    /// said so, once per stream) while the stream has no open run.
+    async fn push_row<'a>(
+        &mut self,
+        stream_id: &[u8],
+        items: impl IntoIterator<Item = Entry<'a>>,
+        step: Option<i64>,
+        commit: Option<bool>,
+    ) {
+        let mut rows = self.rows.lock().await;
+        if rows.push(stream_id, items, step, commit) {
+            if rows.due(Instant::now()) {
+                rows.send().await;
+            }
+            return;
+        }
+        drop(rows);
+        let stream = std::str::from_utf8(stream_id).ok();
+        if let Some(s) = stream.and_then(|id| self.streams.get_mut(id)) {
+            if !std::mem::replace(&mut s.rows_dropped, true) {
+                tracing::warn!(run = %s.run_id, "history logged while the run was not open (before it started, or after it finished) was dropped");
+            }
         }
     }
 
@@ -161,24 +183,24 @@ impl Router {
         if let Rec::Run(run) = kind {
             return Some(Res::RunResult(self.start(stream_id, run).await));
         }
-        let acks = self.acks.clone();
         let finish_timeout = self.finish_timeout;
-        let stream = self.streams.get_mut(stream_id)?;
+        self.streams.get(stream_id)?;
         if let Rec::History(h) = &kind {
-            stream.log.push(
-                h.item.iter().map(Entry::of),
-                h.step.map(|s| s.num),
-                Some(true),
-            );
+            let items = h.item.iter().map(Entry::of);
+            let step = h.step.map(|s| s.num);
+            self.push_row(stream_id.as_bytes(), items, step, Some(true))
+                .await;
             return Some(Res::LogResult(wb::Empty {}));
         }
+        let rows = self.rows.clone();
+        let stream = self.streams.get_mut(stream_id)?;
         if let Rec::Output(o) | Rec::OutputRaw(o) = &kind {
             let lines = stream.console.push(&o.line);
             stream.output(lines).await;
             return Some(Res::OutputResult(wb::Empty {}));
         }
         // Anything else applies after the rows logged before it.
-        stream.flush_log(&acks).await;
+        rows.lock().await.send().await;
         match kind {
             Rec::Summary(u) => {
                 update_summary(stream, &u).await;
@@ -209,9 +231,9 @@ impl Router {
             }
             Rec::Exit(e) => {
                 let timeout = CALL_TIMEOUT + finish_timeout;
-                Some(Res::ExitResult(
-                    exit(stream, e.exit_code, &acks, timeout).await,
-                ))
+                let result = exit(stream, e.exit_code, timeout).await;
+                rows.lock().await.remove(stream_id);
+                Some(Res::ExitResult(result))
             }
             _ => None,
         }
@@ -219,32 +241,19 @@ impl Router {
 
     /// A history row from `run.log`: gathered, sent with the rows after it.
     pub(super) async fn partial_history(&mut self, stream_id: &str, h: wb::PartialHistory) {
-        let Some(stream) = self.streams.get_mut(stream_id) else {
-            return;
-        };
         let commit = h.action.map(|a| a.flush);
-        stream
-            .log
-            .push(h.item.iter().map(Entry::of), h.step.map(|s| s.num), commit);
-        if stream.log.rows() >= MAX_BATCH_ROWS {
-            stream.flush_log(&self.acks).await;
-        }
+        let items = h.item.iter().map(Entry::of);
+        let step = h.step.map(|s| s.num);
+        self.push_row(stream_id.as_bytes(), items, step, commit)
+            .await;
     }
 
     /// A history row read in place from its frame (see [`super::row_frame`]):
     /// what [`Router::partial_history`] does with the same row decoded.
     pub async fn row(&mut self, row: RowFrame<'_>) {
-        let Some(stream) = self.streams.get_mut(row.stream_id) else {
-            return;
-        };
-        stream.log.push(
-            row.items.iter().map(|&(k, x)| Entry::Plain(k, x)),
-            row.step,
-            row.commit,
-        );
-        if stream.log.rows() >= MAX_BATCH_ROWS {
-            stream.flush_log(&self.acks).await;
-        }
+        let items = row.items.iter().map(|&(k, x)| Entry::Plain(k, x));
+        self.push_row(row.stream_id, items, row.step, row.commit)
+            .await;
     }
 
     /// The run record: Init (a new run, or a resumed one).
@@ -300,9 +309,10 @@ impl Router {
         let id = reply.run.as_ref().map(|r| r.id.clone()).unwrap_or_default();
         match self.runs.handle(&id) {
             Ok(h) => {
+                let mut rows = self.rows.lock().await;
+                rows.open(stream_id, h.clone(), &id, &writer_id);
                 stream.run = Some(h);
                 stream.run_id = id.clone();
-                stream.log = super::history::PendingLog::new(&id, &writer_id);
                 stream.writer_id = writer_id;
                 ok_run(map::run_reply(&reply))
             }
@@ -317,15 +327,19 @@ impl Router {
         let timeout = CALL_TIMEOUT + self.finish_timeout;
         if let Some(stream) = self.streams.get_mut(stream_id) {
             if stream.run.is_some() && !stream.exited {
-                exit(stream, 0, &self.acks, timeout).await;
+                self.rows.lock().await.send().await;
+                exit(stream, 0, timeout).await;
+                self.rows.lock().await.remove(stream_id);
             }
         }
     }
 
-    /// The connection closed: runs without an exit record crashed.
+    /// The connection closed: the rows read go to their runs, and runs without
+    /// an exit record crashed.
     pub async fn close(&mut self) {
+        self.rows.lock().await.close().await;
         for s in self.streams.values_mut() {
-            s.crash(&self.acks).await;
+            s.crash(&self.rows).await;
         }
     }
 
@@ -470,17 +484,12 @@ async fn define_metric(stream: &mut Stream, m: &wb::Metric) {
     report(stream, "a metric definition", r.err());
 }
 
-/// The exit record: the console's last partial line, then Finish with the code.
-async fn exit(
-    stream: &mut Stream,
-    code: i32,
-    acks: &mpsc::Sender<Result<LogAck, RunError>>,
-    timeout: Duration,
-) -> wb::ExitResult {
+/// The exit record (the rows before it sent): the console's last partial line,
+/// then Finish with the code.
+async fn exit(stream: &mut Stream, code: i32, timeout: Duration) -> wb::ExitResult {
     if let Some(line) = stream.console.finish() {
         stream.output(vec![line]).await;
     }
-    stream.flush_log(acks).await;
     let writer_id = stream.writer_id.clone();
     let r = stream
         .call(timeout, |reply| Command::Finish {

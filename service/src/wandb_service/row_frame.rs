@@ -17,7 +17,8 @@ use super::map::{scalar_bytes, Scalar};
 /// One `run.log` row read from its frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowFrame<'a> {
-    pub stream_id: &'a str,
+    /// Not checked to be UTF-8: it is looked up among the connection's streams.
+    pub stream_id: &'a [u8],
     pub step: Option<i64>,
     /// The call's `commit` (`action.flush`), when it set one.
     pub commit: Option<bool>,
@@ -25,8 +26,9 @@ pub struct RowFrame<'a> {
     pub items: Vec<PlainItem<'a>>,
 }
 
-/// One item of a row: its key and its number.
-pub type PlainItem<'a> = (&'a str, Scalar);
+/// One item of a row: its key (not checked to be UTF-8: most are compared with
+/// the last row's, see [`super::history`]) and its number.
+pub type PlainItem<'a> = (&'a [u8], Scalar);
 
 /// The row in `frame` (a `ServerRequest`), if it has the common shape.
 pub fn scan(frame: &[u8]) -> Option<RowFrame<'_>> {
@@ -44,12 +46,12 @@ pub fn scan(frame: &[u8]) -> Option<RowFrame<'_>> {
 }
 
 fn scan_record(record: &[u8]) -> Option<RowFrame<'_>> {
-    let (mut request, mut stream_id) = (None, "");
+    let (mut request, mut stream_id): (_, &[u8]) = (None, b"");
     let mut seen_info = false;
     for f in Fields(record) {
         match f? {
             (1, Wire::Varint(_)) => {}
-            (19, Wire::Len(uuid)) if std::str::from_utf8(uuid).is_ok() => {}
+            (19, Wire::Len(uuid)) if uuid.is_ascii() || std::str::from_utf8(uuid).is_ok() => {}
             (100, Wire::Len(r)) if request.is_none() => request = Some(r),
             (16, Wire::Len(control)) if no_mailbox_slot(control)? => {}
             (200, Wire::Len(info)) if !seen_info => {
@@ -70,7 +72,7 @@ fn scan_record(record: &[u8]) -> Option<RowFrame<'_>> {
     scan_history(stream_id, history?)
 }
 
-fn scan_history<'a>(stream_id: &'a str, history: &'a [u8]) -> Option<RowFrame<'a>> {
+fn scan_history<'a>(stream_id: &'a [u8], history: &'a [u8]) -> Option<RowFrame<'a>> {
     let (mut step, mut commit) = (None, None);
     let mut items = Vec::with_capacity(history.len() / 24);
     for f in Fields(history) {
@@ -104,9 +106,7 @@ fn plain_item(item: &[u8]) -> Option<PlainItem<'_>> {
             _ => {}
         }
     }
-    let key = std::str::from_utf8(key).ok()?;
-    let value = scalar_bytes(json)?;
-    Some((key, value))
+    Some((key, scalar_bytes(json)?))
 }
 
 /// A message of one varint field 1 (`HistoryStep.num`, `HistoryAction.flush`);
@@ -137,7 +137,7 @@ fn no_mailbox_slot(control: &[u8]) -> Option<bool> {
 }
 
 /// `StreamInfo.stream_id`.
-fn stream_id_of(info: &[u8]) -> Option<&str> {
+fn stream_id_of(info: &[u8]) -> Option<&[u8]> {
     let mut id: &[u8] = b"";
     for f in Fields(info) {
         match f? {
@@ -146,7 +146,7 @@ fn stream_id_of(info: &[u8]) -> Option<&str> {
             _ => {}
         }
     }
-    std::str::from_utf8(id).ok()
+    Some(id)
 }
 
 /// A field's value on the wire.
@@ -296,7 +296,7 @@ mod tests {
             h.action.map(|a| a.flush),
         );
         let row = scan(bytes).expect("the common row is read in place");
-        assert_eq!(row.stream_id, "run1");
+        assert_eq!(row.stream_id, b"run1");
         let mut in_place = PendingLog::new("r", "");
         in_place.push(
             row.items.iter().map(|&(k, x)| Entry::Plain(k, x)),

@@ -6,10 +6,12 @@
 //! those wake-ups were most of what a logged row cost the sidecar. A blocking
 //! reader instead reads whatever has piled up: after a read that brought only
 //! records the SDK waits on none of (rows, in a burst of `run.log` calls) it waits
-//! [`READ_PAUSE`] before it reads again, so one wake-up brings many frames, and
-//! hands them to the connection's task as one batch (whose rows become one log
-//! record). Replies go out through a blocking writer fed by a channel. Two threads
-//! per SDK process (one connection each) is cheap.
+//! [`READ_PAUSE`] before it reads again, so one wake-up brings many frames. The
+//! rows among them it packs itself and sends to their runs when due (see
+//! [`super::rows`]), so a burst of `run.log` calls wakes the runtime only to log
+//! them; every other frame goes to the connection's task. Replies go out through
+//! a blocking writer fed by a channel. Two threads per SDK process (one
+//! connection each) is cheap.
 
 use std::io;
 use std::net::TcpStream;
@@ -21,7 +23,8 @@ use bytes::BytesMut;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use super::framing::{self, FrameError, FrameReader};
+use super::framing::{self, FrameError, FrameReader, ReadNow};
+use super::rows::RowIntake;
 use crate::proto::wandb as wb;
 
 /// After a read that brought only records the SDK waits on none of (a burst of
@@ -35,7 +38,7 @@ pub const READ_PAUSE: Duration = Duration::from_millis(20);
 const READ_AHEAD: usize = 16;
 
 /// A blocking stream socket the two threads can share.
-pub trait Socket: io::Read + io::Write + Send + Sized + 'static {
+pub trait Socket: ReadNow + io::Write + Send + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     /// Blocking mode (an accepted socket comes out of tokio non-blocking).
     fn set_blocking(&self) -> io::Result<()>;
@@ -55,6 +58,24 @@ impl Socket for UnixStream {
     }
 }
 
+impl ReadNow for UnixStream {
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now(self, buf)
+    }
+}
+
+impl ReadNow for TcpStream {
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now(self, buf)
+    }
+}
+
+/// One read of a blocking socket that does not wait (`MSG_DONTWAIT`).
+fn recv_now(socket: &impl std::os::fd::AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    let flags = rustix::net::RecvFlags::DONTWAIT;
+    Ok(rustix::net::recv(socket, buf, flags)?.0)
+}
+
 impl Socket for TcpStream {
     fn try_clone(&self) -> io::Result<Self> {
         TcpStream::try_clone(self)
@@ -67,17 +88,9 @@ impl Socket for TcpStream {
     }
 }
 
-/// What the reader hands the connection's task: every whole frame one read
-/// brought (none at the stream's clean end), or why reading stopped.
-pub type FrameBatch = Result<Frames, FrameError>;
-
-/// The whole frames of one read.
-pub struct Frames {
-    pub frames: Vec<BytesMut>,
-    /// The read filled its buffer, so another follows at once: rows gathered
-    /// from these frames may wait for it, to go to their run together.
-    pub more: bool,
-}
+/// What the reader hands the connection's task: the frames of one read it did
+/// not take itself (none at the stream's clean end), or why reading stopped.
+pub type FrameBatch = Result<Vec<BytesMut>, FrameError>;
 
 /// The connection's side of the two threads.
 pub struct SocketThreads<S: Socket> {
@@ -92,8 +105,14 @@ pub struct SocketThreads<S: Socket> {
 }
 
 impl<S: Socket> SocketThreads<S> {
-    /// Starts the reader and the writer of `socket` (blocking mode).
-    pub fn start(socket: S, max_frame: usize, reply_buffer: usize) -> io::Result<Self> {
+    /// Starts the reader and the writer of `socket` (blocking mode); the reader
+    /// gives `intake` the rows it reads.
+    pub fn start(
+        socket: S,
+        max_frame: usize,
+        reply_buffer: usize,
+        intake: RowIntake,
+    ) -> io::Result<Self> {
         let (frame_tx, frames) = mpsc::channel(READ_AHEAD);
         let (replies, reply_rx) = mpsc::channel(reply_buffer);
         let (stop, stopped) = std_mpsc::channel();
@@ -101,7 +120,7 @@ impl<S: Socket> SocketThreads<S> {
         let reader = FrameReader::new(socket.try_clone()?, max_frame);
         std::thread::Builder::new()
             .name("wandb-read".into())
-            .spawn(move || read_frames(reader, frame_tx, &stopped))?;
+            .spawn(move || read_frames(reader, frame_tx, &stopped, intake))?;
         let out = socket.try_clone()?;
         let writer = std::thread::Builder::new()
             .name("wandb-write".into())
@@ -144,24 +163,46 @@ impl<S: Socket> SocketThreads<S> {
     }
 }
 
-/// The reader thread: batches of whole frames until the stream ends, fails, or
-/// the connection's task stops listening.
+/// The reader thread: takes the rows it can, hands every other frame over in
+/// batches, until the stream ends, fails, or the connection's task stops listening.
 fn read_frames<S: Socket>(
     mut reader: FrameReader<S>,
     out: mpsc::Sender<FrameBatch>,
     stop: &std_mpsc::Receiver<()>,
+    mut intake: RowIntake,
 ) {
     loop {
-        let batch = reader.next_batch().map(|frames| Frames {
-            frames,
-            more: reader.more_waiting(),
+        // Rows waiting go to their runs before the reader waits for the socket.
+        let now = if intake.waiting() {
+            reader.next_batch_now().transpose()
+        } else {
+            None
+        };
+        let read = now.unwrap_or_else(|| {
+            intake.idle();
+            reader.next_batch()
         });
-        let last = !matches!(&batch, Ok(b) if !b.frames.is_empty());
+        let more = reader.more_waiting();
+        let mut frames = match read {
+            Ok(frames) if !frames.is_empty() => frames,
+            // The end, or a broken stream: the rows read before go first.
+            end => {
+                intake.idle();
+                intake.hand();
+                let _ = out.blocking_send(end);
+                return;
+            }
+        };
         // The SDK waits on nothing it sent: more rows are likely on their way.
         // A read that filled its buffer left more to read at once.
-        let pause = matches!(&batch, Ok(b) if !b.more && !b.frames.iter().any(|f| framing::awaits_reply(f)));
-        if out.blocking_send(batch).is_err() || last {
-            return;
+        let pause = !more && !frames.iter().any(|f| framing::awaits_reply(f));
+        let taken = intake.take(&frames);
+        if taken < frames.len() {
+            frames.drain(..taken);
+            intake.hand();
+            if out.blocking_send(Ok(frames)).is_err() {
+                return;
+            }
         }
         if pause {
             match stop.recv_timeout(READ_PAUSE) {

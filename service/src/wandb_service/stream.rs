@@ -1,24 +1,18 @@
 //! One run of an SDK connection (the SDK calls it a stream): its settings, its
-//! run actor, the history rows and console text not yet sent to it, and the calls
-//! to the actor, each with a deadline.
+//! run actor, the console text not yet sent to it, and the calls to the actor,
+//! each with a deadline. Its history rows wait in [`super::rows`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use super::console::Console;
-use super::history::PendingLog;
 use super::map::StreamSettings;
-use crate::proto::v1::{FinishResponse, GetRunResponse, LogAck, RunState};
-use crate::run::{Command, LogReply, Reply, RunError, RunHandle, StreamState};
+use super::rows::Rows;
+use crate::proto::v1::{FinishResponse, GetRunResponse, RunState};
+use crate::run::{Command, Reply, RunError, RunHandle};
 
 /// Longest wait for a run's actor to answer one call (Finish gets the backend's
 /// finish timeout on top): a stuck actor fails the call instead of hanging the SDK.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Rows gathered before they go to the actor even while more frames are waiting.
-pub const MAX_BATCH_ROWS: usize = 1024;
 
 pub struct Stream {
     pub settings: StreamSettings,
@@ -28,8 +22,10 @@ pub struct Stream {
     /// This process as a writer of a shared run (empty otherwise): its rows,
     /// heartbeats, exit and crash are its own.
     pub writer_id: String,
-    pub log: PendingLog,
     pub console: Console,
+    /// History arrived for this stream while it had no open run (it was
+    /// dropped, and said so once).
+    pub rows_dropped: bool,
     /// The SDK sent its exit record: the run is finished, not crashed, when the
     /// connection closes.
     pub exited: bool,
@@ -47,8 +43,8 @@ impl Stream {
             run: None,
             run_id: id.to_owned(),
             writer_id: String::new(),
-            log: PendingLog::new(id, ""),
             console: Console::default(),
+            rows_dropped: false,
             exited: false,
             should_stop: false,
             finished: None,
@@ -85,32 +81,6 @@ impl Stream {
             .await
     }
 
-    /// Sends the gathered history rows to the actor. Their acknowledgements go to
-    /// `acks` (the SDK does not wait for them); the actor's bounded queue slows this
-    /// connection down when the disk is slower than the script.
-    pub async fn flush_log(&mut self, acks: &mpsc::Sender<Result<LogAck, RunError>>) {
-        let Some(batch) = self.log.take() else {
-            return;
-        };
-        let Some(run) = &self.run else {
-            tracing::warn!(run = %self.run_id, "history logged before the run started was dropped");
-            return;
-        };
-        // Each batch has its own failure flag: one failed batch does not refuse the
-        // ones after it (the SDK has no way to resend).
-        let reply = LogReply::Stream(acks.clone(), Arc::new(StreamState::default()));
-        let cmd = Command::Log { batch, reply };
-        match tokio::time::timeout(CALL_TIMEOUT, run.send(cmd)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(run = %self.run_id, "logged rows were refused, and are lost: {e}")
-            }
-            Err(_) => {
-                tracing::error!(run = %self.run_id, "the run did not take logged rows within {} s; they are lost", CALL_TIMEOUT.as_secs())
-            }
-        }
-    }
-
     /// Sends console lines to output.log.
     pub async fn output(&mut self, lines: Vec<String>) {
         if lines.is_empty() || self.run.is_none() || self.exited {
@@ -126,14 +96,14 @@ impl Stream {
 
     /// The connection closed without an exit record: the run crashed (or was
     /// preempted, if it was preempting), with the console's last lines as the reason.
-    pub async fn crash(&mut self, acks: &mpsc::Sender<Result<LogAck, RunError>>) {
+    pub async fn crash(&mut self, rows: &Rows) {
         if self.exited || self.run.is_none() {
             return;
         }
         if let Some(line) = self.console.finish() {
             self.output(vec![line]).await;
         }
-        self.flush_log(acks).await;
+        rows.lock().await.send().await;
         let mut reason = String::from(
             "the wandb SDK's connection closed without an exit record (an uncaught exception, or the process was killed)",
         );
