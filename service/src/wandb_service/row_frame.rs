@@ -32,6 +32,12 @@ pub type PlainItem<'a> = (&'a [u8], Scalar);
 
 /// The row in `frame` (a `ServerRequest`), if it has the common shape.
 pub fn scan(frame: &[u8]) -> Option<RowFrame<'_>> {
+    scan_into(frame, Vec::new())
+}
+
+/// [`scan`] with the items in `items` (emptied first): a reader of many frames
+/// hands the last row's list back rather than allocate one per frame.
+pub fn scan_into<'a>(frame: &'a [u8], items: Vec<PlainItem<'a>>) -> Option<RowFrame<'a>> {
     let mut record = None;
     for f in Fields(frame) {
         match f? {
@@ -42,10 +48,10 @@ pub fn scan(frame: &[u8]) -> Option<RowFrame<'_>> {
             _ => {}
         }
     }
-    scan_record(record?)
+    scan_record(record?, items)
 }
 
-fn scan_record(record: &[u8]) -> Option<RowFrame<'_>> {
+fn scan_record<'a>(record: &'a [u8], items: Vec<PlainItem<'a>>) -> Option<RowFrame<'a>> {
     let (mut request, mut stream_id): (_, &[u8]) = (None, b"");
     let mut seen_info = false;
     for f in Fields(record) {
@@ -69,12 +75,17 @@ fn scan_record(record: &[u8]) -> Option<RowFrame<'_>> {
             _ => return None,
         }
     }
-    scan_history(stream_id, history?)
+    scan_history(stream_id, history?, items)
 }
 
-fn scan_history<'a>(stream_id: &'a [u8], history: &'a [u8]) -> Option<RowFrame<'a>> {
+fn scan_history<'a>(
+    stream_id: &'a [u8],
+    history: &'a [u8],
+    mut items: Vec<PlainItem<'a>>,
+) -> Option<RowFrame<'a>> {
     let (mut step, mut commit) = (None, None);
-    let mut items = Vec::with_capacity(history.len() / 24);
+    items.clear();
+    items.reserve(history.len() / 24);
     for f in Fields(history) {
         match f? {
             (1, Wire::Len(item)) => items.push(plain_item(item)?),
@@ -204,6 +215,13 @@ impl<'a> Fields<'a> {
     }
 
     fn varint(&mut self) -> Option<u64> {
+        // Most tags and lengths here take one byte.
+        if let Some((&b, rest)) = self.0.split_first() {
+            if b < 0x80 {
+                self.0 = rest;
+                return Some(u64::from(b));
+            }
+        }
         let mut v = 0u64;
         for (i, byte) in self.0.iter().enumerate().take(10) {
             v |= u64::from(byte & 0x7f) << (7 * i);

@@ -212,11 +212,16 @@ impl RowIntake {
         }
         let mut pending = self.rows.pending.blocking_lock();
         let mut taken = 0;
+        let mut items = Vec::new();
         for frame in frames {
-            match row_frame::scan(frame) {
-                Some(row) if pending.push_frame(&row) => taken += 1,
-                _ => break,
+            let Some(row) = row_frame::scan_into(frame, items) else {
+                break;
+            };
+            if !pending.push_frame(&row) {
+                break;
             }
+            taken += 1;
+            items = row.items;
         }
         if taken < frames.len() || pending.due(Instant::now()) {
             self.runtime.block_on(pending.send());
