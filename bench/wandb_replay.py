@@ -12,8 +12,12 @@ and a sidecar, and keeps what the SDK wrote. `replay` sends the frames as the SD
 (two writes per frame: the 5-byte header, then the message), the `run.log` rows one
 every `--gap-us` (busy-waiting; the SDK's own pace is 200-300 us a call on the 2-core
 machine), and prints the sidecar's CPU from the first row to one second after the last
-frame, per point. Variants alternate within each repetition. A diagnostic for the
-adapter's own cost; bench/wandb_ratio.py is the figure against LogStream.
+frame, per point. The recorded `inform_init` names the recording's process as the
+training process (`x_stats_pid`), which is gone by then and would crash the run at
+once: the replay names itself instead (with the wandb package's own protobufs), and
+each result says how many rows the run recorded. Variants alternate within each
+repetition. A diagnostic for the adapter's own cost; bench/wandb_ratio.py is the
+figure against LogStream.
 """
 
 import argparse
@@ -112,11 +116,36 @@ def record(a: argparse.Namespace) -> None:
 
 
 def cpu_ns(pid: int) -> int:
+    """The process's CPU time (its live threads' schedstat; its threads outlive the
+    measurement: the runtime's workers, the connection's reader and writer)."""
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/schedstat") as f:
             total += int(f.read().split()[0])
     return total
+
+
+def as_training_process(frames: List[bytes]) -> List[bytes]:
+    """The frames with this process as the one whose exit ends the run."""
+    from wandb.proto import wandb_server_pb2
+
+    out = []
+    for f in frames:
+        req = wandb_server_pb2.ServerRequest()
+        if b"metric_0" not in f and req.ParseFromString(f) is not None and req.HasField("inform_init"):
+            req.inform_init.settings.x_stats_pid.value = os.getpid()
+            f = req.SerializeToString()
+        out.append(f)
+    return out
+
+
+def history_rows(data_dir: str) -> int:
+    rows = 0
+    for root, _, files in os.walk(data_dir):
+        if "history.jsonl" in files:
+            with open(os.path.join(root, "history.jsonl"), "rb") as f:
+                rows += sum(1 for _ in f)
+    return rows
 
 
 def replay_once(frames: List[bytes], keys: int, gap_s: float, binary: str, env: Dict[str, str]) -> Dict:
@@ -151,13 +180,16 @@ def replay_once(frames: List[bytes], keys: int, gap_s: float, binary: str, env: 
         conn.close()
         proc.terminate()
         proc.wait(60)
+        recorded = history_rows(os.path.join(tmp, "data"))
     points = (last - first + 1) * keys
-    return {"loop_s": loop_s, "cpu_s": cpu, "us_per_point": cpu * 1e6 / points}
+    return {"loop_s": loop_s, "cpu_s": cpu, "us_per_point": cpu * 1e6 / points,
+            "rows": last - first + 1, "recorded": recorded}
 
 
 def replay(a: argparse.Namespace) -> None:
     with open(a.frames, "rb") as f:
         rec = pickle.load(f)
+    frames = as_training_process(rec["frames"])
     variants = []
     for v in a.variant or [f"runcore={a.bin}"]:
         name, spec = v.split("=", 1)
@@ -166,10 +198,11 @@ def replay(a: argparse.Namespace) -> None:
     got: Dict[str, List[float]] = {}
     for rep in range(a.reps):
         for name, binary, env in variants:
-            r = replay_once(rec["frames"], rec["keys"], a.gap_us / 1e6, binary, env)
+            r = replay_once(frames, rec["keys"], a.gap_us / 1e6, binary, env)
             got.setdefault(name, []).append(r["us_per_point"])
             print(f"rep {rep + 1} {name}: {r['us_per_point']:.3f} us/point "
-                  f"(sidecar {r['cpu_s']:.3f} s, loop {r['loop_s']:.1f} s)", flush=True)
+                  f"(sidecar {r['cpu_s']:.3f} s, loop {r['loop_s']:.1f} s, "
+                  f"{r['recorded']} of {r['rows']} rows recorded)", flush=True)
     print(f"load average {os.getloadavg()}")
     for name, xs in got.items():
         print(f"{name}: median {statistics.median(xs):.3f} us/point ({min(xs):.3f}-{max(xs):.3f})")
