@@ -131,10 +131,12 @@ def as_training_process(frames: List[bytes]) -> List[bytes]:
 
     out = []
     for f in frames:
-        req = wandb_server_pb2.ServerRequest()
-        if b"metric_0" not in f and req.ParseFromString(f) is not None and req.HasField("inform_init"):
-            req.inform_init.settings.x_stats_pid.value = os.getpid()
-            f = req.SerializeToString()
+        if b"metric_0" not in f:
+            req = wandb_server_pb2.ServerRequest()
+            req.ParseFromString(f)
+            if req.HasField("inform_init"):
+                req.inform_init.settings.x_stats_pid.value = os.getpid()
+                f = req.SerializeToString()
         out.append(f)
     return out
 
