@@ -106,6 +106,9 @@ fn scan_history<'a>(
 /// A top-level key and a number as JSON text (`value_json`, what the SDK sends
 /// unless `x_history_value_encoding` asks for typed values).
 fn plain_item(item: &[u8]) -> Option<PlainItem<'_>> {
+    if let Some((key, json)) = key_then_json(item) {
+        return Some((key, scalar_bytes(json)?));
+    }
     let (mut key, mut json): (&[u8], &[u8]) = (b"", b"");
     let (mut seen_key, mut seen_json) = (false, false);
     for f in Fields(item) {
@@ -118,6 +121,20 @@ fn plain_item(item: &[u8]) -> Option<PlainItem<'_>> {
         }
     }
     Some((key, scalar_bytes(json)?))
+}
+
+/// The item as the SDK writes it, read without the general walk: the key
+/// (field 1) then the JSON text (field 16), each shorter than 128 bytes, and
+/// nothing else; None for any other layout, which [`plain_item`] walks.
+fn key_then_json(item: &[u8]) -> Option<(&[u8], &[u8])> {
+    let [0x0a, key_len @ 0..=0x7f, rest @ ..] = item else {
+        return None;
+    };
+    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
+    let [0x82, 0x01, json_len @ 0..=0x7f, json @ ..] = rest else {
+        return None;
+    };
+    (usize::from(*json_len) == json.len()).then_some((key, json))
 }
 
 /// A message of one varint field 1 (`HistoryStep.num`, `HistoryAction.flush`);
@@ -419,5 +436,33 @@ mod tests {
         for (what, bytes) in cases {
             assert!(scan(&bytes).is_none(), "{what} was read in place");
         }
+    }
+
+    #[test]
+    fn the_common_item_layout_is_read_directly_and_any_other_walked() {
+        use prost::Message;
+        let common = item("loss", "0.5").encode_to_vec();
+        assert_eq!(key_then_json(&common), Some((&b"loss"[..], &b"0.5"[..])));
+        assert_eq!(
+            plain_item(&common),
+            Some((&b"loss"[..], Scalar::Float(0.5)))
+        );
+        // The same fields the other way round, or with another field after them:
+        // not the direct layout, the same item.
+        let mut reversed = Vec::new();
+        prost::encoding::string::encode(16, &"0.5".to_owned(), &mut reversed);
+        prost::encoding::string::encode(1, &"loss".to_owned(), &mut reversed);
+        let mut extra = common.clone();
+        prost::encoding::int32::encode(9, &3, &mut extra);
+        for other in [reversed, extra] {
+            assert_eq!(key_then_json(&other), None);
+            assert_eq!(plain_item(&other), Some((&b"loss"[..], Scalar::Float(0.5))));
+        }
+        // A key of 128 bytes or more has a two-byte length.
+        let long = item(&"k".repeat(200), "1").encode_to_vec();
+        assert_eq!(key_then_json(&long), None);
+        assert_eq!(plain_item(&long).map(|(k, _)| k.len()), Some(200));
+        // Not a number: no plain item on either path.
+        assert_eq!(plain_item(&item("text", "\"hi\"").encode_to_vec()), None);
     }
 }
