@@ -5,6 +5,7 @@ directories under a temporary dir, so nothing leaves the machine).
 
     python bench/sdk_worker.py log --sdk runcore|wandb|wandb-runcore --rows 100000 --keys 10 --dir TMP
     python bench/sdk_worker.py log ... --gap-ms 2    # a pause after each call: a slower script
+    python bench/sdk_worker.py log ... --pace-us 180  # calls no closer than 180 us apart (busy)
     python bench/sdk_worker.py startup --sdk runcore|wandb|wandb-runcore --dir TMP
     python bench/sdk_worker.py idle --sdk wandb --runs 100 --dir TMP   # until stdin closes
 
@@ -167,8 +168,14 @@ def scenario_log(a: argparse.Namespace) -> Dict[str, Any]:
     t2 = time.perf_counter()
     srv0 = server()
     cpu0 = time.process_time()
+    pace, due = a.pace_us / 1e6, time.perf_counter()
     for step in range(a.rows):
         x = step * 1e-3
+        if pace:
+            # Busy, as an SDK's own Python work between calls would be.
+            due += pace
+            while time.perf_counter() < due:
+                pass
         run.log({k: v + x for k, v in base})
         if a.gap_ms:
             time.sleep(a.gap_ms / 1e3)
@@ -251,6 +258,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--keys", type=int, default=10)
     p.add_argument("--gap-ms", type=float, default=0.0, help="log: sleep this long after each call")
+    p.add_argument("--pace-us", type=float, default=0.0,
+                   help="log: start each call this long after the previous one started, busy-waiting")
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--dir", required=True, help="temporary directory for the run's files")
     a = p.parse_args()

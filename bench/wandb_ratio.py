@@ -8,6 +8,14 @@ with `--sdk wandb-runcore` (the unchanged wandb SDK, WANDB_MODE=offline, into a
 `runcore serve --wandb-listen` sidecar), for each shape (100,000 x 10 and
 1,000 x 1,000 by default), in fresh temporary directories. Prints each result and
 then the medians, ranges and ratios, with the load average before and after.
+
+runcore's client makes its calls ~80x faster than the wandb SDK, so the two runs
+differ in length (0.3 s against ~20 s for 100,000 calls), and the same work costs
+the sidecar more CPU spread over a long run than done in one burst (the
+rows of each wake-up come cold, and there are more wake-ups). So each repetition
+also runs runcore's client at the wandb SDK's pace (`paced`: `--pace-us` set to the
+W&B run's time per call, just measured): the two protocols side by side with the
+run's length the same. Both ratios are printed.
 With `--before OTHER_BINARY` each repetition also runs the W&B side on that
 binary (an earlier build), for a before/after under the same load.
 
@@ -35,13 +43,13 @@ SDKS = ("runcore", "wandb-runcore")
 MIN_LOG_BYTES_PER_POINT = 5.0
 
 
-def one(sdk: str, rows: int, keys: int, binary: str, budget: str) -> Dict[str, Any]:
+def one(sdk: str, rows: int, keys: int, binary: str, budget: str, pace_us: float = 0.0) -> Dict[str, Any]:
     env = dict(os.environ, RUNCORE_BIN=binary, WANDB_MODE="offline")
     if budget:
         env["RUNCORE_MEMORY_BUDGET"] = budget
     with tempfile.TemporaryDirectory(prefix="wandb-ratio-") as tmp:
         cmd = [sys.executable, os.path.join(HERE, "sdk_worker.py"), "log", "--sdk", sdk,
-               "--rows", str(rows), "--keys", str(keys), "--dir", tmp]
+               "--rows", str(rows), "--keys", str(keys), "--dir", tmp, "--pace-us", str(pace_us)]
         done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     r = json.loads(done.stdout.strip().splitlines()[-1])
     r["refused"] = [line for line in done.stderr.splitlines() if "refused" in line][:1]
@@ -65,11 +73,14 @@ def main() -> None:
     got: Dict[Tuple[int, int, str], List[float]] = {}
     for rep in range(a.reps):
         for rows, keys in shapes:
-            runs = [(sdk, sdk, a.bin) for sdk in SDKS]
+            runs = [(sdk, sdk, a.bin) for sdk in SDKS] + [("paced", "runcore", a.bin)]
             if a.before:
                 runs.append(("before", "wandb-runcore", a.before))
+            pace_us = 0.0
             for name, sdk, binary in runs:
-                r = one(sdk, rows, keys, binary, a.memory_budget)
+                r = one(sdk, rows, keys, binary, a.memory_budget, pace_us if name == "paced" else 0.0)
+                if name == "wandb-runcore":
+                    pace_us = r["loop_s"] * 1e6 / rows
                 got.setdefault((rows, keys, name), []).append(r["server_cpu_us_per_point"])
                 missing = r["log_bytes_per_point"] < MIN_LOG_BYTES_PER_POINT
                 print(f"rep {rep + 1} {rows}x{keys} {name}: {r['server_cpu_us_per_point']:.3f} us/point "
@@ -82,7 +93,10 @@ def main() -> None:
     for rows, keys in shapes:
         own, wb = got[(rows, keys, "runcore")], got[(rows, keys, "wandb-runcore")]
         ratio = statistics.median(wb) / statistics.median(own)
+        paced = got[(rows, keys, "paced")]
         print(f"{rows}x{keys}: LogStream {fmt(own)}, W&B {fmt(wb)}, ratio {ratio:.2f}x")
+        print(f"{rows}x{keys}: LogStream at the W&B SDK's pace {fmt(paced)}, "
+              f"ratio {statistics.median(wb) / statistics.median(paced):.2f}x")
         if a.before:
             old = got[(rows, keys, "before")]
             print(f"{rows}x{keys}: W&B on --before {fmt(old)}, ratio {statistics.median(old) / statistics.median(own):.2f}x")
