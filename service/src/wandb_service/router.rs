@@ -339,7 +339,7 @@ impl Router {
     pub async fn close(&mut self) {
         self.rows.lock().await.close().await;
         for s in self.streams.values_mut() {
-            s.crash(&self.rows).await;
+            s.crash().await;
         }
     }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::console::Console;
 use super::map::StreamSettings;
-use super::rows::Rows;
 use crate::proto::v1::{FinishResponse, GetRunResponse, RunState};
 use crate::run::{Command, Reply, RunError, RunHandle};
 
@@ -96,14 +95,13 @@ impl Stream {
 
     /// The connection closed without an exit record: the run crashed (or was
     /// preempted, if it was preempting), with the console's last lines as the reason.
-    pub async fn crash(&mut self, rows: &Rows) {
+    pub async fn crash(&mut self) {
         if self.exited || self.run.is_none() {
             return;
         }
         if let Some(line) = self.console.finish() {
             self.output(vec![line]).await;
         }
-        rows.lock().await.send().await;
         let mut reason = String::from(
             "the wandb SDK's connection closed without an exit record (an uncaught exception, or the process was killed)",
         );
