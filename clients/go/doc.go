@@ -23,7 +23,11 @@
 //
 // Layout:
 //
-//	run.go      Init and the Run methods; re-attaching a run after a reconnect
+//	run.go      Init, the Run's identity and state, Finish
+//	log.go      Log and its options, the step state machine, Flush
+//	calls.go    a call under the client contract: reconnect, re-attach, retry; heartbeats
+//	requests.go DefineMetric, Alert, Save, config and summary changes, MarkPreempting
+//	artifacts.go LogArtifact, UseArtifact, Download (files sent in chunks or by path)
 //	api.go      Connect and the Client: reading, editing and deleting runs (W&B's public API)
 //	contract.go what a failed call means (retry, re-Init, run ended, ...): classify
 //	sender.go   Log's bounded queue, batching over LogStream, acks, resends
