@@ -16,8 +16,9 @@ run path (init, log, finish...) load neither grpc nor protobuf: the read API
 found through ``RUNCORE_ADDRESS``, or spawned from ``RUNCORE_BIN`` / ``runcore``
 on PATH (see ``runcore._sidecar``).
 
-Layout: ``_api`` (init, module functions, exit hooks), ``_run`` (Run, config,
-summary, and the link the native sender knows its run by), ``_native`` (the
+Layout: ``_api`` (init, module functions, exit hooks), ``_run`` (Run and the link
+the native sender knows its run by), ``_config`` (``run.config``, ``run.summary``
+and the checks of the values given to them), ``_native`` (the
 compiled core: the channel to the sidecar, the sender, the value conversion of
 ``log``), ``_enums`` (proto enum values, from the native core), ``_contract``
 (what a failed call means: retry, re-Init, run ended, ...), ``_rpc`` (what a
@@ -72,7 +73,8 @@ from ._errors import (
     SidecarNotFoundError,
     UsageError,
 )
-from ._run import AlertLevel, Config, Run, Summary
+from ._config import Config, Summary
+from ._run import AlertLevel, Run
 from ._settings import Settings
 from ._values import Histogram, Image
 

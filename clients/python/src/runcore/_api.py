@@ -13,7 +13,8 @@ from . import _active_run, _sidecar, _values
 from ._errors import Error, UsageError
 from ._contract import Kind
 from ._rpc import RpcError, rpc_error, should_retry
-from ._run import AlertLevel, Run, _as_dict, _normalized
+from ._config import _as_dict, _normalized
+from ._run import AlertLevel, Run
 from ._settings import (
     ENV_ENTITY,
     ENV_JOB_TYPE,
