@@ -9,13 +9,13 @@ with `--sdk wandb-runcore` (the unchanged wandb SDK, WANDB_MODE=offline, into a
 1,000 x 1,000 by default), in fresh temporary directories. Prints each result and
 then the medians, ranges and ratios, with the load average before and after.
 
-runcore's client makes its calls ~80x faster than the wandb SDK, so the two runs
-differ in length (0.3 s against ~20 s for 100,000 calls), and the same work costs
-the sidecar more CPU spread over a long run than done in one burst (the
-rows of each wake-up come cold, and there are more wake-ups). So each repetition
-also runs runcore's client at the wandb SDK's pace (`paced`: `--pace-us` set to the
-W&B run's time per call, just measured): the two protocols side by side with the
-run's length the same. Both ratios are printed.
+runcore's client makes its calls ~80x faster than the wandb SDK (0.3 s against
+~20 s for 100,000 calls), and the sidecar's CPU per point depends on that as much
+as on the protocol: in a burst the client sends full batches of 512 rows, at a
+script's pace one batch per 20 ms, each a wake-up, a message and a log record of
+its own. So each repetition also runs runcore's client at the wandb SDK's pace
+(`paced`: `--pace-us` set to the W&B run's time per call, just measured): the two
+protocols side by side with the calls made alike. Both ratios are printed.
 With `--before OTHER_BINARY` each repetition also runs the W&B side on that
 binary (an earlier build), for a before/after under the same load.
 
