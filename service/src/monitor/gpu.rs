@@ -1,8 +1,8 @@
 //! GPUs behind a trait: [`GpuSource`] is what the sampler asks (one method per NVML
-//! query), [`super::nvml::NvmlSource`] answers it from the driver and
-//! [`super::fake::FakeGpus`] from a table. [`GpuSampler`] turns answers into metrics
-//! and switches a query off for a device, with one log line, the first time the
-//! device fails it.
+//! query), `nvml::NvmlSource` answers it from the driver and `fake::FakeGpus`
+//! from a table (both implement it; this module names neither). [`GpuSampler`]
+//! turns answers into metrics and switches a query off for a device, with one log
+//! line, the first time the device fails it.
 
 use std::collections::HashSet;
 
@@ -255,9 +255,13 @@ impl Device {
     }
 }
 
+/// How a sampler given no source finds the machine's GPUs: called once, on the
+/// sampler's thread, at the first tick (the monitor passes `nvml::source`).
+pub type Probe = fn() -> Option<Box<dyn GpuSource>>;
+
 enum State {
-    /// Probe real NVML on first use (on the sampler thread).
-    Unprobed,
+    /// Probe on first use (on the sampler thread).
+    Unprobed(Probe),
     /// No NVML or no devices: no GPU metrics.
     Absent,
     /// A source whose devices are listed on first use.
@@ -289,21 +293,26 @@ pub struct GpuSampler {
 }
 
 impl GpuSampler {
-    /// `None`: real NVML, probed lazily on the first tick.
-    pub fn new(source: Option<Box<dyn GpuSource>>) -> GpuSampler {
+    /// Samples `source`, whose devices are listed on the first tick.
+    pub fn new(source: Box<dyn GpuSource>) -> GpuSampler {
         GpuSampler {
-            state: match source {
-                Some(s) => State::Source(s),
-                None => State::Unprobed,
-            },
+            state: State::Source(source),
+        }
+    }
+
+    /// Samples what `probe` finds on the first tick (no GPU metrics when it finds
+    /// nothing).
+    pub fn probing(probe: Probe) -> GpuSampler {
+        GpuSampler {
+            state: State::Unprobed(probe),
         }
     }
 
     fn ready(&mut self) -> Option<(&mut dyn GpuSource, &mut Vec<Device>)> {
         let state = std::mem::replace(&mut self.state, State::Absent);
         self.state = match state {
-            State::Unprobed => match super::nvml::NvmlSource::probe() {
-                Some(s) => enumerate(Box::new(s)),
+            State::Unprobed(probe) => match probe() {
+                Some(s) => enumerate(s),
                 None => State::Absent,
             },
             State::Source(s) => enumerate(s),

@@ -65,6 +65,12 @@ pub struct NvmlSource {
     handles: HashMap<DeviceRef, Device<'static>>,
 }
 
+/// NVML as a sampler's GPU source (`gpu::Probe`), when the driver is there.
+/// Blocking: call it off the async runtime.
+pub fn source() -> Option<Box<dyn GpuSource>> {
+    NvmlSource::probe().map(|s| Box::new(s) as Box<dyn GpuSource>)
+}
+
 impl NvmlSource {
     /// Loads and initialises NVML (once per process); `None` when it is not there.
     /// Blocking: call it off the async runtime.

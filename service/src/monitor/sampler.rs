@@ -19,6 +19,7 @@ use super::cgroup::{Cgroup, CgroupMemory};
 use super::gpu::{GpuSampler, GpuSource};
 use super::host::{Counters, Host, HostTick};
 use super::names;
+use super::nvml;
 use super::process::ProcessTree;
 use super::{Sample, Watch};
 
@@ -83,7 +84,10 @@ impl Sampler {
     pub fn new(gpu: Option<Box<dyn GpuSource>>) -> Sampler {
         Sampler {
             host: HostSlot::Unbuilt,
-            gpu: GpuSampler::new(gpu),
+            gpu: match gpu {
+                Some(source) => GpuSampler::new(source),
+                None => GpuSampler::probing(nvml::source),
+            },
             watches: HashMap::new(),
             sources: HashMap::new(),
             next_source: 0,

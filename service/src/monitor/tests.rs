@@ -175,7 +175,7 @@ fn fast(pid: Option<u32>) -> Watch {
 fn fake_gpus_produce_every_gpu_key_with_its_value() {
     let fake = FakeGpus::new(2);
     fake.update(|d| d[1].pids = vec![4242]);
-    let mut s = GpuSampler::new(Some(fake.boxed()));
+    let mut s = GpuSampler::new(fake.boxed());
     let out = gpu_sample(&mut s, &[1, 4242]);
 
     let mut want = BTreeSet::new();
@@ -226,7 +226,7 @@ fn fake_gpus_produce_every_gpu_key_with_its_value() {
 fn a_tree_on_no_device_gets_no_process_keys() {
     let fake = FakeGpus::new(2);
     fake.update(|d| d[0].pids = vec![7]);
-    let mut s = GpuSampler::new(Some(fake.boxed()));
+    let mut s = GpuSampler::new(fake.boxed());
     let out = gpu_sample(&mut s, &[8, 9]);
     assert!(out.iter().all(|(k, _)| !k.starts_with("gpu.process.")));
     // Without a tree, the process lists are not even asked for.
@@ -250,7 +250,7 @@ fn a_failing_query_switches_off_only_its_metrics_with_one_line() {
             (GpuQuery::Power, GpuError::NotSupported),
         ];
     });
-    let mut s = GpuSampler::new(Some(fake.boxed()));
+    let mut s = GpuSampler::new(fake.boxed());
     let (samples, logs) =
         capture_logs(|| (0..3).map(|_| gpu_sample(&mut s, &[])).collect::<Vec<_>>());
 
@@ -298,7 +298,7 @@ fn a_failing_query_switches_off_only_its_metrics_with_one_line() {
 fn a_lost_gpu_is_dropped_whole_with_one_line() {
     let fake = FakeGpus::new(2);
     fake.update(|d| d[0].failing = vec![(GpuQuery::Memory, GpuError::Lost)]);
-    let mut s = GpuSampler::new(Some(fake.boxed()));
+    let mut s = GpuSampler::new(fake.boxed());
     let (samples, logs) =
         capture_logs(|| (0..3).map(|_| gpu_sample(&mut s, &[])).collect::<Vec<_>>());
     for out in &samples {
@@ -322,7 +322,7 @@ fn mig_instances_report_memory_and_mark_their_gpu_in_use() {
         gpu.mig.push((slot, m));
     }
     let fake = FakeGpus::with_devices(vec![gpu]);
-    let mut s = GpuSampler::new(Some(fake.boxed()));
+    let mut s = GpuSampler::new(fake.boxed());
     let out = gpu_sample(&mut s, &[77]);
     assert_eq!(s.device_count(), 3);
     assert_eq!(get(&out, "gpu.0.mig.0.memoryAllocated"), Some(20.0));
@@ -348,7 +348,7 @@ fn mig_instances_report_memory_and_mark_their_gpu_in_use() {
 
 #[test]
 fn no_gpus_means_no_gpu_metrics_and_one_line() {
-    let mut s = GpuSampler::new(Some(FakeGpus::new(0).boxed()));
+    let mut s = GpuSampler::new(FakeGpus::new(0).boxed());
     let (out, logs) = capture_logs(|| {
         let a = gpu_sample(&mut s, &[1]);
         let b = gpu_sample(&mut s, &[1]);
@@ -364,7 +364,7 @@ fn the_real_nvml_path_degrades_cleanly() {
     // Runs the real probe: on this machine (no driver) it finds nothing, logs at
     // most one line and yields no GPU metric; where a GPU exists it reads it.
     let probed = nvml::NvmlSource::probe().is_some();
-    let mut s = GpuSampler::new(None);
+    let mut s = GpuSampler::probing(nvml::source);
     let (out, logs) = capture_logs(|| gpu_sample(&mut s, &[std::process::id()]));
     let gpu_keys = out.iter().filter(|(k, _)| k.starts_with("gpu.")).count();
     if probed {
