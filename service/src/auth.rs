@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
-use crate::config::Secret;
+use crate::env::Secret;
 
 /// Paths that need no token.
 const EXEMPT_PREFIX: &str = "/grpc.health.v1.Health/";

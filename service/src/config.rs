@@ -16,47 +16,7 @@ pub use crate::run::files::FilesPolicy;
 use crate::run::RunSettings;
 pub use crate::wal::FsyncPolicy;
 
-pub const ENV_LISTEN: &str = "RUNCORE_LISTEN";
-pub const ENV_PORT_FILE: &str = "RUNCORE_PORT_FILE";
-pub const ENV_DATA_DIR: &str = "RUNCORE_DATA_DIR";
-pub const ENV_LOG_FORMAT: &str = "RUNCORE_LOG_FORMAT";
-pub const ENV_FSYNC: &str = "RUNCORE_FSYNC";
-pub const ENV_SHUTDOWN_GRACE: &str = "RUNCORE_SHUTDOWN_GRACE";
-pub const ENV_MAX_MESSAGE_BYTES: &str = "RUNCORE_MAX_MESSAGE_BYTES";
-pub const ENV_MEMORY_BUDGET: &str = "RUNCORE_MEMORY_BUDGET";
-pub const ENV_FLUSH_INTERVAL: &str = "RUNCORE_FLUSH_INTERVAL";
-pub const ENV_CLIENT_TIMEOUT: &str = "RUNCORE_CLIENT_TIMEOUT";
-pub const ENV_HEARTBEAT_INTERVAL: &str = "RUNCORE_HEARTBEAT_INTERVAL";
-pub const ENV_PARENT_PID: &str = "RUNCORE_PARENT_PID";
-pub const ENV_BACKEND: &str = "RUNCORE_BACKEND";
-pub const ENV_AUTH_TOKEN: &str = "RUNCORE_AUTH_TOKEN";
-pub const ENV_TLS_CERT: &str = "RUNCORE_TLS_CERT";
-pub const ENV_TLS_KEY: &str = "RUNCORE_TLS_KEY";
-pub const ENV_SOCKET_GROUP: &str = "RUNCORE_SOCKET_GROUP";
-pub const ENV_FILES_ROOT: &str = "RUNCORE_FILES_ROOT";
-pub const ENV_MAX_FILE_BYTES: &str = "RUNCORE_MAX_FILE_BYTES";
-pub const ENV_MAX_RUNS_PER_CLIENT: &str = "RUNCORE_MAX_RUNS_PER_CLIENT";
-pub const ENV_FINISH_TIMEOUT: &str = "RUNCORE_FINISH_TIMEOUT";
-pub const ENV_WANDB_LISTEN: &str = "RUNCORE_WANDB_LISTEN";
-pub const ENV_WANDB_PORT_FILE: &str = "RUNCORE_WANDB_PORT_FILE";
-pub const ENV_IDLE_TIMEOUT: &str = "RUNCORE_IDLE_TIMEOUT";
-pub const ENV_SHARED_DATA_DIR: &str = "RUNCORE_SHARED_DATA_DIR";
-pub const ENV_INDEX_FINISHED_RUNS: &str = "RUNCORE_INDEX_FINISHED_RUNS";
-/// MLflow's own client variables.
-pub const ENV_MLFLOW_URI: &str = "MLFLOW_TRACKING_URI";
-pub const ENV_MLFLOW_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
-pub const ENV_MLFLOW_USERNAME: &str = "MLFLOW_TRACKING_USERNAME";
-pub const ENV_MLFLOW_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
-/// W&B's own client variables.
-pub const ENV_WANDB_BASE_URL: &str = "WANDB_BASE_URL";
-pub const ENV_WANDB_API_KEY: &str = "WANDB_API_KEY";
-/// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runcore=debug`.
-pub const ENV_LOG: &str = "RUNCORE_LOG";
-
-pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:50517";
-/// Shortest auth token accepted.
-const MIN_TOKEN: usize = 16;
-pub const DEFAULT_DATA_DIR: &str = "./runcore-data";
+use crate::env::*;
 
 /// Where the sidecar listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,7 +232,7 @@ pub struct ServeArgs {
     /// Also serve the web UI (as `runcore ui` does) on http://IP:PORT, showing
     /// this sidecar's data dir, live runs included. Off loopback it needs
     /// --auth-token, which the UI then asks for too.
-    #[arg(long, env = crate::ui::config::ENV_UI_LISTEN)]
+    #[arg(long, env = ENV_UI_LISTEN)]
     pub ui_listen: Option<String>,
     /// Seconds a connection may send nothing before it is closed. The sidecar
     /// pings clients (HTTP/2 keepalive) every third of this, so a live client's
@@ -341,26 +301,6 @@ pub struct ServeConfig {
     pub shared_data_dir: bool,
     /// Whether the sidecar indexes each run that ends for the web UI.
     pub index_finished_runs: bool,
-}
-
-/// A credential: shown as `<redacted>` in every Debug output and log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -432,8 +372,11 @@ fn files_roots(
 impl ServeArgs {
     pub fn into_config(self) -> Result<ServeConfig, ConfigError> {
         let listen: ListenAddr = self.listen.parse().map_err(ConfigError::Listen)?;
-        let auth_token = self.auth_token.filter(|t| !t.is_empty()).map(Secret);
-        if auth_token.as_ref().is_some_and(|t| t.0.len() < MIN_TOKEN) {
+        let auth_token = self.auth_token.filter(|t| !t.is_empty()).map(Secret::new);
+        if auth_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < MIN_TOKEN)
+        {
             return Err(ConfigError::ShortToken);
         }
         if let ListenAddr::Tcp(addr) = listen {

@@ -25,7 +25,8 @@
 //!   (GetRun, ListRuns, ScanHistory, ListFiles, ReadFile), edits and deletes of runs
 //!   without an actor (UpdateRun, DeleteRun; [`run::edit`] does them under the
 //!   run's log lock).
-//! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct.
+//! - [`config`]: `runcore serve` settings (flag, env var, default) in one struct;
+//!   [`env`](mod@env) names every environment variable and default once (a leaf).
 //! - [`backend`]: remote backends (MLflow, W&B) fed from each run's log by a
 //!   forwarder ([`backend::forward`]) with one retry policy ([`backend::retry`]).
 //! - [`artifacts`]: the content-addressed artifact store (blobs, manifests,
@@ -59,6 +60,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod datadir;
+pub mod env;
 pub mod h2front;
 pub mod inflight;
 pub mod limits;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use runcore::cli::{self, Cli, Command, RunsCommand};
-use runcore::config::{LogFormat, ServeArgs, ENV_LOG};
+use runcore::config::{LogFormat, ServeArgs};
+use runcore::env::ENV_LOG;
 use runcore::listen::Listener;
 use runcore::server::serve;
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use runcore::config::Secret;
+use runcore::env::Secret;
 use runcore::proto::v1::{AlertRequest, DefineMetricRequest, FinishRequest, Value};
 use serde_json::Value as Json;
 use support::*;

@@ -114,8 +114,8 @@ impl Private {
             .arg(std::process::id().to_string())
             .stdin(std::process::Stdio::null());
         // Quiet unless asked: its lines would mix with the command's.
-        if std::env::var_os(crate::config::ENV_LOG).is_none() {
-            command.env(crate::config::ENV_LOG, "warn");
+        if std::env::var_os(crate::env::ENV_LOG).is_none() {
+            command.env(crate::env::ENV_LOG, "warn");
         }
         let child = command.spawn()?;
         let mut private = Private { child, dir };

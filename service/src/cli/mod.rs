@@ -16,10 +16,8 @@ pub use self::reap::reap;
 pub use self::runs::{runs_ls, runs_show, runs_stop};
 pub use self::sync::sync;
 
-use crate::config::{
-    BackendArgs, ConfigError, ListenAddr, ServeArgs, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
-    ENV_DATA_DIR, ENV_WANDB_LISTEN,
-};
+use crate::config::{BackendArgs, ConfigError, ListenAddr, ServeArgs};
+use crate::env::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, ENV_DATA_DIR, ENV_WANDB_LISTEN};
 
 use crate::store::StoreError;
 

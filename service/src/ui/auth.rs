@@ -156,7 +156,7 @@ fn host_is_loopback(headers: &HeaderMap, state: &UiState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::env::Secret;
 
     fn state(token: Option<&str>) -> UiState {
         UiState::new(

@@ -7,12 +7,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{Secret, DEFAULT_DATA_DIR, ENV_AUTH_TOKEN, ENV_DATA_DIR};
-
-pub const ENV_UI_LISTEN: &str = "RUNCORE_UI_LISTEN";
-pub const DEFAULT_UI_LISTEN: &str = "http://127.0.0.1:6007";
-/// Shortest auth token accepted (as for the gRPC listener).
-const MIN_TOKEN: usize = 16;
+use crate::env::{
+    Secret, DEFAULT_DATA_DIR, DEFAULT_UI_LISTEN, ENV_AUTH_TOKEN, ENV_DATA_DIR, ENV_UI_LISTEN,
+    MIN_TOKEN,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum UiConfigError {

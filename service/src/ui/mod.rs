@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 
 pub use config::{UiArgs, UiConfig};
 
-use crate::config::Secret;
+use crate::env::Secret;
 
 /// What the routes share.
 pub struct UiState {
