@@ -59,9 +59,22 @@ pub fn utc(unix: f64) -> (String, String) {
     )
 }
 
+/// `YYYY-MM-DD HH:MM:SS` in UTC (the CLI's tables, recovery notes).
+pub fn format_time(unix: f64) -> String {
+    let (date, time) = utc(unix.max(0.0).floor());
+    format!("{date} {}", &time[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_format_in_utc() {
+        assert_eq!(format_time(0.0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_000_000.0), "2026-11-18 11:06:40");
+        assert_eq!(format_time(951_782_400.0), "2000-02-29 00:00:00");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn now_follows_the_paused_runtime_clock() {

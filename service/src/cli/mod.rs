@@ -216,12 +216,6 @@ pub async fn health(address: &str, service: &str, out: &mut impl Write) -> Resul
     Ok(status == ServingStatus::Serving)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn format_time(unix: f64) -> String {
-    let (date, time) = crate::clock::utc(unix.max(0.0).floor());
-    format!("{date} {}", &time[..8])
-}
-
 /// `1h02m03s`, `2m03s`, `4.5s`.
 pub fn format_duration(secs: f64) -> String {
     let secs = secs.max(0.0);
@@ -257,10 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn times_format_in_utc() {
-        assert_eq!(format_time(0.0), "1970-01-01 00:00:00");
-        assert_eq!(format_time(1_795_000_000.0), "2026-11-18 11:06:40");
-        assert_eq!(format_time(951_782_400.0), "2000-02-29 00:00:00");
+    fn durations_format() {
         assert_eq!(format_duration(4.54), "4.5s");
         assert_eq!(format_duration(123.0), "2m03s");
         assert_eq!(format_duration(3723.0), "1h02m03s");

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{format_duration, format_time, CliError};
+use super::{format_duration, CliError};
+use crate::clock::format_time;
 use crate::config::ListenAddr;
 use crate::proto::v1::Value;
 use crate::store::{self, RunFile};

@@ -47,7 +47,7 @@ pub fn problems(dir: &Path) -> Vec<String> {
     let all: Vec<String> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Note>(l).ok())
-        .map(|n| format!("{}: {}", crate::cli::format_time(n.time), n.problem))
+        .map(|n| format!("{}: {}", crate::clock::format_time(n.time), n.problem))
         .collect();
     let skip = all.len().saturating_sub(MAX_REPORTED);
     all.into_iter().skip(skip).collect()
