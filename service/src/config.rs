@@ -372,13 +372,7 @@ fn files_roots(
 impl ServeArgs {
     pub fn into_config(self) -> Result<ServeConfig, ConfigError> {
         let listen: ListenAddr = self.listen.parse().map_err(ConfigError::Listen)?;
-        let auth_token = self.auth_token.filter(|t| !t.is_empty()).map(Secret::new);
-        if auth_token
-            .as_ref()
-            .is_some_and(|t| t.expose().len() < MIN_TOKEN)
-        {
-            return Err(ConfigError::ShortToken);
-        }
+        let auth_token = Secret::token(self.auth_token).map_err(|_| ConfigError::ShortToken)?;
         if let ListenAddr::Tcp(addr) = listen {
             if !addr.ip().is_loopback() && auth_token.is_none() {
                 return Err(ConfigError::NotLoopback(addr));

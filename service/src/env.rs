@@ -51,9 +51,22 @@ pub const MIN_TOKEN: usize = 16;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// An auth token shorter than [`MIN_TOKEN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenTooShort;
+
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
+    }
+
+    /// An auth token as given by a flag or environment variable: empty means
+    /// none; one shorter than [`MIN_TOKEN`] is refused (every listener's rule).
+    pub fn token(given: Option<String>) -> Result<Option<Secret>, TokenTooShort> {
+        match given.filter(|t| !t.is_empty()) {
+            Some(t) if t.len() < MIN_TOKEN => Err(TokenTooShort),
+            t => Ok(t.map(Secret)),
+        }
     }
 
     pub fn expose(&self) -> &str {
@@ -64,5 +77,22 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_none_when_empty_and_refused_when_short() {
+        assert_eq!(Secret::token(None), Ok(None));
+        assert_eq!(Secret::token(Some(String::new())), Ok(None));
+        assert_eq!(
+            Secret::token(Some("k".repeat(MIN_TOKEN - 1))),
+            Err(TokenTooShort)
+        );
+        let ok = Secret::token(Some("k".repeat(MIN_TOKEN))).unwrap().unwrap();
+        assert_eq!(ok.expose().len(), MIN_TOKEN);
     }
 }

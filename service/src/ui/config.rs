@@ -84,10 +84,7 @@ pub struct UiConfig {
 
 /// A token given as a flag or env var: empty means none; too short is refused.
 pub fn token(given: Option<String>) -> Result<Option<Secret>, UiConfigError> {
-    match given.filter(|t| !t.is_empty()) {
-        Some(t) if t.len() < MIN_TOKEN => Err(UiConfigError::ShortToken),
-        t => Ok(t.map(Secret::new)),
-    }
+    Secret::token(given).map_err(|_| UiConfigError::ShortToken)
 }
 
 impl UiArgs {
