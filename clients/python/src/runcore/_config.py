@@ -53,10 +53,34 @@ def _checked_keys(values: dict[str, Any], what: str) -> dict[str, Any]:
     return values
 
 
-class Config(MutableMapping[str, Any]):
+class _KeysAsAttributes(MutableMapping[str, Any]):
+    """Keys read and set as attributes too (``run.config.lr = 0.1``), as in W&B;
+    names starting with ``_`` are the object's own."""
+
+    #: What the mapping is called in messages.
+    _what: str
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"{self._what} has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self.update({key: value})
+
+
+class Config(_KeysAsAttributes):
     """``run.config``: a dict (with attribute access) whose updates reach the
     sidecar. As in W&B, changing a key's value raises ``ConfigError`` unless
     ``allow_val_change=True`` was given to ``init`` or ``update``."""
+
+    _what = "config"
 
     _run: _Owner
     _items: dict[str, Any]
@@ -108,20 +132,6 @@ class Config(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __getattr__(self, key: str) -> Any:
-        if key.startswith("__"):
-            raise AttributeError(key)
-        try:
-            return self._items[key]
-        except KeyError:
-            raise AttributeError(f"config has no key {key!r}") from None
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        if key.startswith("_"):
-            object.__setattr__(self, key, value)
-        else:
-            self.update({key: value})
-
     def __delattr__(self, key: str) -> None:
         del self[key]
 
@@ -129,10 +139,12 @@ class Config(MutableMapping[str, Any]):
         return f"Config({self._items!r})"
 
 
-class Summary(MutableMapping[str, Any]):
+class Summary(_KeysAsAttributes):
     """``run.summary``: reads show the sidecar's summary (last value per key, or the
     aggregations ``define_metric`` asked for); a set value wins over aggregation
     for its key (``run.summary["best_acc"] = 0.9``)."""
+
+    _what = "summary"
 
     _run: _Owner
 
@@ -164,20 +176,6 @@ class Summary(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._get())
-
-    def __getattr__(self, key: str) -> Any:
-        if key.startswith("__"):
-            raise AttributeError(key)
-        try:
-            return self._get()[key]
-        except KeyError:
-            raise AttributeError(f"summary has no key {key!r}") from None
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        if key.startswith("_"):
-            object.__setattr__(self, key, value)
-        else:
-            self.update({key: value})
 
     def __repr__(self) -> str:
         return f"Summary({self._get()!r})"
