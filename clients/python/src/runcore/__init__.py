@@ -25,7 +25,8 @@ compiled core: the channel to the sidecar, the sender, the value conversion of
 failed call becomes), ``_sidecar`` (finding, spawning and reconnecting to the
 sidecar), ``_values`` (values and data types), ``_settings``, ``_errors``,
 ``_proto`` (generated stubs, for the read API), ``_artifacts`` (``Artifact``),
-``_run_artifacts`` (the run's artifact methods), ``_media`` (``Table``, ``Html``,
+``_run_artifacts`` (the run's artifact methods), ``_run_calls`` (its unary calls
+under the client contract: reconnect, re-attach, ended and stopped runs), ``_media`` (``Table``, ``Html``,
 ``Object3D``, ``Audio``, ``Video``), ``plot`` (charts on tables); ``public``
 (``runcore.Api``: W&B's public read API, reading and editing runs) with ``_query``
 (its filters, ordering and history downsampling); ``_active_run`` (how

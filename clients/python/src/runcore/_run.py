@@ -11,7 +11,8 @@ change what later rows mean (define_metric, summary updates, mark_preempting,
 finish) first wait until the rows logged before them are acknowledged, so the
 sidecar applies everything in the order the program did it.
 
-A failed call is handled as the client contract says (``_contract.classify``): the
+A failed call is handled as the client contract says (``_run_calls``, by
+``_contract.classify``): the
 sidecar unreachable -> reconnect and retry; the run unknown to it -> Init it again;
 the run ended by it (crashed, killed, ...) -> ``RunEndedError`` and a warning,
 never a silent resume. A stop request (``runcore runs stop``) interrupts the main
@@ -20,24 +21,19 @@ thread (``Settings.on_stop``).
 
 from __future__ import annotations
 
-import _thread
 import enum
 import os
-import signal
 import sys
 import threading
-import time
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _enums
 from ._config import Config, Summary, _checked_keys
-from ._contract import Action, Kind, classify
-from ._errors import CommError, Error, RunEndedError, RuncoreWarning, UsageError
+from ._errors import CommError, Error, RunEndedError, UsageError
 from ._native import Channel, Sender
-from ._rpc import RpcError, rpc_error, should_retry
 from ._run_artifacts import ArtifactMethods
+from ._run_calls import _OPEN_STATES, CallMethods
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -47,15 +43,6 @@ if TYPE_CHECKING:
     from ._results import AlertResult, Metric, RunStatus
     from ._sidecar import Sidecar
 
-_OPEN_STATES = (_enums.RUNNING, _enums.PREEMPTING)
-#: Why the sidecar ends a run in these states without its client finishing it.
-_ENDED_WHY = {
-    "crashed": "it saw no sign of life from this client within the client timeout, or its process gone",
-    "killed": "the sidecar shut down with the run open",
-    "preempted": "the run was preempting when its client went quiet",
-    "finished": "it was finished, not by this client",
-    "failed": "it was finished with an error, not by this client",
-}
 _POLICIES = ("live", "now", "end")
 MAX_ALERT_TITLE = 64
 #: A single non-scalar value larger than this is refused by log() (the sidecar
@@ -74,24 +61,7 @@ class AlertLevel(str, enum.Enum):
 state_name = _enums.state_name
 
 
-def _interrupt_main() -> bool:
-    """Raises KeyboardInterrupt in the main thread, as Ctrl-C would (a real SIGINT
-    to that thread, so a blocking sleep or read is interrupted too). False when
-    SIGINT is not handled by Python here (ignored, or default: a signal would kill
-    the process without finishing the run)."""
-    if not callable(signal.getsignal(signal.SIGINT)):
-        return False
-    main = threading.main_thread()
-    if not main.is_alive() or main.ident is None:
-        return False
-    try:
-        signal.pthread_kill(main.ident, signal.SIGINT)
-    except (AttributeError, OSError, ValueError):  # no pthread_kill on this platform
-        _thread.interrupt_main()
-    return True
-
-
-class Run(ArtifactMethods):
+class Run(ArtifactMethods, CallMethods):
     """A run being logged to the sidecar. Made by ``runcore.init()``."""
 
     def __init__(
@@ -275,137 +245,7 @@ class Run(ArtifactMethods):
         kind = "dropped-smaller-step" if step < current_step else "dropped-row"
         self._warn_once(kind, f"runcore: the sidecar dropped a logged row: {reason}")
 
-    def _warn_once(self, kind: str, message: str, stacklevel: int = 4) -> None:
-        if kind in self._warned:
-            return
-        self._warned.add(kind)
-        warnings.warn(message, RuncoreWarning, stacklevel=stacklevel)
-
-    # -- RPCs ---------------------------------------------------------------------------
-
-    def _call(
-        self,
-        what: str,
-        method: str,
-        request: Any,
-        timeout: Optional[float] = None,
-        retry: bool = True,
-        reinit: bool = True,
-    ) -> Any:
-        """One unary call, handled as the client contract says: when the sidecar is
-        unreachable it reconnects (and re-attaches the run) and calls again, for up
-        to settings.reconnect_timeout (unless ``retry=False``); a run the sidecar
-        does not know is Init-ed again (unless ``reinit=False``: for artifact
-        calls NOT_FOUND may name the artifact); a run it ended raises
-        RunEndedError."""
-        deadline = time.monotonic() + (self.settings.reconnect_timeout if retry else 0.0)
-        reinit = retry and reinit
-        retries = 0
-        while True:
-            sidecar = self._sidecar
-            gen = sidecar.generation
-            try:
-                self._attach()
-                return sidecar.call(method, request, timeout or self.settings.rpc_timeout)
-            except RpcError as e:
-                if should_retry(e, Kind.UNARY, sidecar, gen) and time.monotonic() < deadline:
-                    if retries:  # back off from the second retry on
-                        time.sleep(min(1.0, 0.05 * 2 ** (retries - 1), max(0.0, deadline - time.monotonic())))
-                    retries += 1
-                    sidecar.recover(gen, max(0.1, deadline - time.monotonic()))
-                    continue
-                action = classify(e.code, Kind.UNARY)
-                if action is Action.REINIT and reinit:
-                    reinit = False  # once per call
-                    self._attach_or_raise(what, e)
-                    continue
-                if action is Action.ENDED:
-                    self._attach_or_raise(what, e)  # raises RunEndedError if it ended
-                raise rpc_error(what, e) from None
-
-    def _attach_or_raise(self, what: str, error: RpcError) -> None:
-        """Asks the sidecar about the run after ``error``: re-Inits a run it does not
-        know, raises RunEndedError for one it ended; raises ``error`` as the call's
-        exception when the sidecar cannot be asked."""
-        try:
-            self._attach(force=True)
-        except RpcError:
-            raise rpc_error(what, error) from None
-
-    def _attach(self, force: bool = False) -> None:
-        """Makes sure the sidecar has the run open, after a reconnect (or now, with
-        ``force``): a restarted sidecar recovers an open run from its log (nothing
-        to do); one that does not know the run (another data dir) gets an Init with
-        resume="allow" and the same id; a run it ended (crashed, killed, ...) is
-        reported, and stays ended: RunEndedError."""
-        if not force and self._attached_gen == self._sidecar.generation:
-            return
-        with self._attach_lock:
-            sidecar = self._sidecar
-            gen = sidecar.generation
-            if not force and self._attached_gen == gen:
-                return
-            if self._ended is not None:
-                raise self._ended_error()
-            try:
-                resp = sidecar.call("GetRun", {"run_id": self.id}, min(30.0, self.settings.rpc_timeout))
-                state: Optional[int] = resp.run.state
-            except RpcError as e:
-                if classify(e.code, Kind.UNARY) is not Action.REINIT:
-                    raise
-                state = None
-            if state is None:
-                req = dict(self._init_request, resume="RESUME_ALLOW", id=self.id, project=self.project)
-                # The sidecar lost the run (e.g. a new data dir): give it the config.
-                req["config"] = self.config.as_dict()
-                sidecar.call("Init", req, self.settings.rpc_timeout)
-            elif state not in _OPEN_STATES:
-                self._mark_ended(state_name(state))
-                raise self._ended_error()
-            self._attached_gen = gen
-
-    def _mark_ended(self, state: str) -> None:
-        """The sidecar ended the run without this client finishing it: say so, once."""
-        if self._ended is not None:
-            return
-        self._ended = state
-        self._warn_once("ended", str(self._ended_error()))
-
-    def _ended_error(self) -> RunEndedError:
-        state = self._ended or "unknown"
-        why = _ENDED_WHY.get(state)
-        return RunEndedError(
-            self.id,
-            state,
-            f"runcore: the sidecar ended run {self.id} as {state}"
-            + (f" ({why})" if why else "")
-            + "; runcore does not resume it, so rows logged from now on are not recorded. "
-            f'runcore.init(id="{self.id}", resume="allow") continues it.',
-        )
-
-    def _stop_requested(self) -> None:
-        """An operator asked the run to stop (``runcore runs stop``): as W&B does,
-        interrupt the training loop (KeyboardInterrupt in the main thread), or only
-        warn with ``Settings(on_stop="warn")``; either way say why, once."""
-        if self._should_stop or self._finished:
-            return
-        message = (
-            f"runcore: run {self.id} was asked to stop (runcore runs stop {self.id}, or a StopRun call)"
-        )
-        interrupt = (self.settings.on_stop or "interrupt") == "interrupt"
-        if interrupt and callable(signal.getsignal(signal.SIGINT)):
-            message += (
-                "; raising KeyboardInterrupt in the main thread "
-                '(Settings(on_stop="warn") or RUNCORE_ON_STOP=warn only warns)'
-            )
-        else:
-            if interrupt:
-                message += "; SIGINT is not handled by Python in this process, so it is not interrupted"
-            message += "; run.status().should_stop is True: finish the run when convenient"
-        self._warn_once("should-stop", message)
-        self._should_stop = True
-        if interrupt:
-            _interrupt_main()
+    # -- RPCs (the calls themselves: _run_calls.CallMethods) ---------------------------
 
     def _ensure_open(self, what: str) -> None:
         if self._finished:

@@ -33,7 +33,8 @@ from ._contract import Kind
 from ._errors import CommError
 from ._rpc import RpcError, from_grpc, grpc_error, should_retry
 from ._rpc import pb as _pb
-from ._run import _OPEN_STATES, state_name
+from ._run import state_name
+from ._run_calls import _OPEN_STATES
 from ._settings import Settings
 
 if TYPE_CHECKING:
