@@ -33,7 +33,7 @@ from ._config import Config, Summary, _checked_keys
 from ._errors import CommError, Error, RunEndedError, UsageError
 from ._native import Channel, Sender
 from ._run_artifacts import ArtifactMethods
-from ._run_calls import _OPEN_STATES, CallMethods
+from ._run_calls import _OPEN_STATES
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class AlertLevel(str, enum.Enum):
 state_name = _enums.state_name
 
 
-class Run(ArtifactMethods, CallMethods):
+class Run(ArtifactMethods):
     """A run being logged to the sidecar. Made by ``runcore.init()``."""
 
     def __init__(

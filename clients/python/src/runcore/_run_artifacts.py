@@ -16,16 +16,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from ._contract import Kind
 from ._rpc import from_grpc, rpc_error, should_retry
+from ._run_calls import CallMethods
 from . import _values
 
 if TYPE_CHECKING:
     from ._artifacts import Artifact, _Client
-    from ._settings import Settings
-    from ._sidecar import Sidecar
 
 StrPath = Union[str, "os.PathLike[str]"]
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -37,27 +36,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "artifact"
 
 
-class ArtifactMethods:
-    """Mixed into ``Run``; uses its id, sidecar, settings and unary-call helper."""
-
-    id: str
-    settings: "Settings"
-    _sidecar: "Sidecar"
+class ArtifactMethods(CallMethods):
+    """Mixed into ``Run``; uses its id, sidecar and settings, and makes its calls
+    through ``CallMethods._call``."""
 
     if TYPE_CHECKING:
 
         @property
         def group(self) -> str: ...
-
-        def _call(
-            self,
-            what: str,
-            method: str,
-            request: Any,
-            timeout: Optional[float] = None,
-            retry: bool = True,
-            reinit: bool = True,
-        ) -> Any: ...
 
         def _flush(self) -> None: ...
 
